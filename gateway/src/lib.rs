@@ -1,0 +1,15 @@
+//! kafka-gateway: a Kafka-wire-compatible gateway with an embedded durable log and a SeaweedMQ
+//! backend.
+//!
+//! # Layout
+//! The request path, one layer per module, each hiding the one below:
+//! - [`server`]: accept loop (connection limit), per-connection framing and sessions.
+//! - [`protocol`]: the one table of supported API versions, header decoding, response encoding.
+//! - [`handler`]: one file per Kafka API, typed request to typed response, no sockets.
+//! - [`storage`]: the Kafka-shaped [`storage::Storage`] trait and its backends.
+//! - [`records`]: v2 record batch header validation and in-place rewrites.
+//! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`).
+//! - [`config`]: the one typed configuration, built in `main`.
+
+pub mod records;
+pub mod storage;

@@ -1,0 +1,3 @@
+//! The `kafka-gateway` binary.
+
+fn main() {}

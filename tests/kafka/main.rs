@@ -1,0 +1,1 @@
+//! Wire-compatibility suite: real clients against the real gateway binary.
