@@ -1,0 +1,246 @@
+//! `kafka-bench`: produce/consume throughput and produce latency of any Kafka-compatible broker,
+//! measured with librdkafka so every broker is driven by the same third-party client.
+
+mod admin;
+mod consume;
+mod cpu;
+mod error;
+mod limits;
+mod produce;
+mod report;
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::cpu::ProcessCpu;
+use crate::report::RunResult;
+
+#[derive(Debug, Parser)]
+#[command(name = "kafka-bench", about = "Kafka broker benchmark driven by librdkafka")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one scenario against one broker and print a markdown row.
+    Run(RunArgs),
+    /// Print the markdown table header that `run` rows fit under.
+    Header,
+    /// Measure loopback TCP throughput of one connection (a machine limit), in GB/s.
+    Loopback {
+        /// How long to stream.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
+    /// Print every row of a results file and the ratio table of two peers.
+    Compare {
+        /// JSON-lines file written by `run --results-file`.
+        #[arg(long)]
+        results_file: String,
+        /// Peer in the numerator.
+        #[arg(long, default_value = "gateway")]
+        ours: String,
+        /// Peer in the denominator.
+        #[arg(long, default_value = "tansu-memory")]
+        baseline: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Produce,
+    Consume,
+    Both,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Broker bootstrap address.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Topic to produce to / consume from.
+    #[arg(long, default_value = "bench")]
+    topic: String,
+    /// Create the topic with this many partitions first (an existing topic is reused).
+    #[arg(long, value_name = "PARTITIONS")]
+    create_topic: Option<i32>,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 1024)]
+    message_size: usize,
+    /// Number of messages to produce.
+    #[arg(long, conflicts_with = "duration_seconds")]
+    messages: Option<u64>,
+    /// Produce for this many seconds instead of a fixed count.
+    #[arg(long)]
+    duration_seconds: Option<u64>,
+    /// Producer acks: all, 1 or 0.
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// Pace production at this many MB/s (10^6 payload bytes per second).
+    #[arg(long, value_name = "MB_PER_SEC")]
+    produce_rate_limit: Option<f64>,
+    /// Producer linger.ms.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u32,
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "both")]
+    mode: Mode,
+    /// Broker process to sample CPU time of (/proc/PID/stat).
+    #[arg(long)]
+    gateway_pid: Option<u32>,
+    /// Peer name printed in the row.
+    #[arg(long, default_value = "broker")]
+    label: String,
+    /// Scenario name printed in the row (defaults to size/acks/rate).
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Append the result as a JSON line to this file.
+    #[arg(long)]
+    results_file: Option<String>,
+    /// Extra librdkafka producer property, `key=value` (repeatable).
+    #[arg(long = "producer-property", value_parser = parse_property)]
+    producer_properties: Vec<(String, String)>,
+    /// Extra librdkafka consumer property, `key=value` (repeatable).
+    #[arg(long = "consumer-property", value_parser = parse_property)]
+    consumer_properties: Vec<(String, String)>,
+}
+
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected key=value, got {text:?}"))
+}
+
+const MB: f64 = 1e6;
+const GB: f64 = 1e9;
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Header => println!("{}", report::markdown_header()),
+        Command::Loopback { seconds } => {
+            let rate = limits::loopback_bytes_per_sec(Duration::from_secs(seconds))?;
+            println!("loopback: {:.2} GB/s", rate / GB);
+        }
+        Command::Compare {
+            results_file,
+            ours,
+            baseline,
+        } => {
+            let results = report::read_results(&results_file)?;
+            println!("{}", report::markdown_header());
+            for result in &results {
+                println!("{}", result.markdown_row());
+            }
+            println!();
+            print!("{}", report::ratio_table(&results, &ours, &baseline));
+        }
+        Command::Run(args) => {
+            let result = run(&args)?;
+            println!("{}", result.markdown_row());
+            if let Some(path) = &args.results_file {
+                result.append_to(path)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
+    let timeout = Duration::from_secs(30);
+    let partitions = match args.create_topic {
+        Some(n) => {
+            let outcome = admin::create_topic(&args.bootstrap, &args.topic, n, timeout)?;
+            eprintln!("topic {}: {outcome:?}", args.topic);
+            admin::partition_count(&args.bootstrap, &args.topic, timeout)?
+        }
+        None => admin::partition_count(&args.bootstrap, &args.topic, timeout)?,
+    };
+    if partitions == 0 {
+        bail!(
+            "topic {} does not exist on {} (use --create-topic N)",
+            args.topic,
+            args.bootstrap
+        );
+    }
+    let cpu = args.gateway_pid.map(ProcessCpu::new).transpose()?;
+    let sample = || -> anyhow::Result<Option<f64>> { Ok(cpu.map(|c| c.seconds()).transpose()?) };
+    let mut result = RunResult {
+        scenario: args.scenario.clone().unwrap_or_else(|| default_scenario(args)),
+        peer: args.label.clone(),
+        message_size: args.message_size,
+        acks: args.acks.clone(),
+        rate_limit_mb_s: args.produce_rate_limit,
+        ..RunResult::default()
+    };
+    if args.mode != Mode::Consume {
+        let amount = match (args.messages, args.duration_seconds) {
+            (Some(n), _) => produce::Amount::Messages(n),
+            (None, Some(s)) => produce::Amount::Duration(Duration::from_secs(s)),
+            (None, None) => bail!("produce needs --messages or --duration-seconds"),
+        };
+        let spec = produce::ProduceSpec {
+            bootstrap: args.bootstrap.clone(),
+            topic: args.topic.clone(),
+            message_size: args.message_size,
+            amount,
+            acks: args.acks.clone(),
+            rate_limit_bytes_per_sec: args.produce_rate_limit.map(|r| r * MB),
+            linger_ms: args.linger_ms,
+            extra: args.producer_properties.clone(),
+        };
+        let before = sample()?;
+        let stats = produce::run(&spec).context("produce phase")?;
+        let after = sample()?;
+        let secs = stats.elapsed.as_secs_f64();
+        result.produce_mb_s = Some(stats.bytes as f64 / MB / secs);
+        result.produce_msgs_s = Some(stats.messages as f64 / secs);
+        result.p50_ms = Some(stats.latency_ms(0.50));
+        result.p99_ms = Some(stats.latency_ms(0.99));
+        result.max_ms = Some(stats.latency_ms(1.0));
+        result.cpu_s_per_gb_produce = cpu_per_gb(before, after, stats.bytes);
+        eprintln!(
+            "produced {} messages, {} bytes in {secs:.2}s",
+            stats.messages, stats.bytes
+        );
+    }
+    if args.mode != Mode::Produce {
+        let spec = consume::ConsumeSpec {
+            bootstrap: args.bootstrap.clone(),
+            topic: args.topic.clone(),
+            partitions,
+            stall_timeout: timeout,
+            extra: args.consumer_properties.clone(),
+        };
+        let before = sample()?;
+        let stats = consume::run(&spec).context("consume phase")?;
+        let after = sample()?;
+        let secs = stats.elapsed.as_secs_f64();
+        result.consume_mb_s = Some(stats.bytes as f64 / MB / secs);
+        result.consume_msgs_s = Some(stats.messages as f64 / secs);
+        result.cpu_s_per_gb_consume = cpu_per_gb(before, after, stats.bytes);
+        eprintln!(
+            "consumed {} messages, {} bytes in {secs:.2}s",
+            stats.messages, stats.bytes
+        );
+    }
+    Ok(result)
+}
+
+fn default_scenario(args: &RunArgs) -> String {
+    let rate = args
+        .produce_rate_limit
+        .map(|r| format!("-at-{r}MBps"))
+        .unwrap_or_default();
+    format!("{}B-acks-{}{rate}", args.message_size, args.acks)
+}
+
+fn cpu_per_gb(before: Option<f64>, after: Option<f64>, bytes: u64) -> Option<f64> {
+    match (before, after) {
+        (Some(b), Some(a)) if bytes > 0 => Some((a - b) / (bytes as f64 / GB)),
+        _ => None,
+    }
+}
