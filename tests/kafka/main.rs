@@ -1,1 +1,11 @@
 //! Wire-compatibility suite: real clients against the real gateway binary.
+//!
+//! Each test starts its own gateway (fresh ports and data dir), so tests run in parallel. Client
+//! scripts live in `tests/clients/`; `scripts/test.sh` installs the clients and builds the binary.
+
+mod bad_input;
+mod confluent;
+mod durability;
+mod kafka_python;
+mod kafkajs;
+mod kcat;

@@ -1,0 +1,423 @@
+//! The real `kafka-gateway` binary as a child process of a test.
+//!
+//! Invariants: a [`Gateway`] owns one temporary directory (data dir + log file) and one pair of
+//! loopback ports for its whole life, so [`Gateway::restart`] comes back on the same data and the
+//! same addresses. At most one process runs per [`Gateway`]; dropping it kills the process.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use rustix::process::{kill_process, Pid, Signal};
+use tempfile::TempDir;
+
+use super::http::{self, HttpResponse};
+use super::phase::{note, phase};
+
+/// How long a gateway may take to report ready on `/readyz`.
+const READY_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a graceful (SIGTERM) shutdown may take.
+const STOP_DEADLINE: Duration = Duration::from_secs(30);
+/// Interval between `/readyz` polls; readiness has no push notification.
+const READY_POLL: Duration = Duration::from_millis(50);
+/// Lines of the gateway log printed when a test fails or a lifecycle step goes wrong.
+const LOG_TAIL_LINES: usize = 60;
+
+/// Command-line options a test passes to the gateway, beyond the per-test addresses and data dir.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayOptions {
+    /// `--fsync` policy (`always` or `interval`); the gateway default when `None`.
+    pub fsync: Option<String>,
+    /// `--auto-create-topics`; the gateway default when `None`.
+    pub auto_create_topics: Option<bool>,
+    /// `--default-partitions` for auto-created topics.
+    pub default_partitions: Option<u32>,
+    /// Further `--flag value` pairs, passed verbatim.
+    pub extra_args: Vec<String>,
+    /// Extra environment variables for the gateway process.
+    pub env: Vec<(String, String)>,
+}
+
+impl GatewayOptions {
+    /// Sets the fsync policy.
+    pub fn fsync(mut self, policy: &str) -> Self {
+        self.fsync = Some(policy.to_owned());
+        self
+    }
+
+    /// Turns topic auto-creation on or off.
+    pub fn auto_create_topics(mut self, on: bool) -> Self {
+        self.auto_create_topics = Some(on);
+        self
+    }
+
+    /// Sets the partition count of auto-created topics.
+    pub fn default_partitions(mut self, n: u32) -> Self {
+        self.default_partitions = Some(n);
+        self
+    }
+
+    /// Appends a verbatim `flag value` pair.
+    pub fn arg(mut self, flag: &str, value: &str) -> Self {
+        self.extra_args.push(flag.to_owned());
+        self.extra_args.push(value.to_owned());
+        self
+    }
+
+    /// Sets an environment variable for the gateway process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// A running process and the channel its waiter thread reports the exit status on.
+#[derive(Debug)]
+struct Running {
+    pid: Pid,
+    exit: mpsc::Receiver<std::io::Result<ExitStatus>>,
+}
+
+/// A `kafka-gateway` process on loopback with its own data directory.
+#[derive(Debug)]
+pub struct Gateway {
+    name: String,
+    opts: GatewayOptions,
+    dir: TempDir,
+    kafka_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    running: Option<Running>,
+}
+
+impl Gateway {
+    /// Starts a gateway with fresh ports and data directory and waits until `/readyz` is 200.
+    ///
+    /// `name` labels the temp dir and log lines (use the test's name).
+    ///
+    /// # Errors
+    /// Missing binary, spawn failure, early exit or readiness timeout (with the log tail).
+    pub fn start(name: &str, opts: GatewayOptions) -> Result<Self> {
+        phase(format!("start gateway {name}"));
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("kgw-{name}-"))
+            .tempdir()
+            .context("create gateway temp dir")?;
+        std::fs::create_dir_all(dir.path().join("data")).context("create data dir")?;
+        let mut gateway = Self {
+            name: name.to_owned(),
+            opts,
+            dir,
+            kafka_addr: free_loopback_addr()?,
+            admin_addr: free_loopback_addr()?,
+            running: None,
+        };
+        gateway.spawn()?;
+        Ok(gateway)
+    }
+
+    /// The Kafka listener address (also the advertised listener).
+    pub fn kafka_addr(&self) -> SocketAddr {
+        self.kafka_addr
+    }
+
+    /// `host:port` bootstrap string for clients.
+    pub fn bootstrap(&self) -> String {
+        self.kafka_addr.to_string()
+    }
+
+    /// The admin HTTP address (`/metrics`, `/healthz`, `/readyz`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The gateway's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A scratch directory next to the data dir for test files (acked-record lists and such).
+    pub fn scratch_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Path of the gateway's stderr log (appended across restarts).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.log")
+    }
+
+    /// Process id of the running gateway, if any.
+    pub fn pid(&self) -> Option<i32> {
+        self.running.as_ref().map(|r| r.pid.as_raw_nonzero().get())
+    }
+
+    /// GETs an admin endpoint.
+    ///
+    /// # Errors
+    /// Connection or protocol errors.
+    pub fn admin_get(&self, path: &str) -> Result<HttpResponse> {
+        http::get(self.admin_addr, path, Duration::from_secs(5))
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; asserts exit status 0.
+    ///
+    /// # Errors
+    /// No running process, signal failure, shutdown deadline exceeded, or a non-zero exit.
+    pub fn stop(&mut self) -> Result<()> {
+        phase(format!("stop gateway {} (SIGTERM)", self.name));
+        let running = self
+            .running
+            .take()
+            .ok_or_else(|| anyhow!("gateway {} is not running", self.name))?;
+        kill_process(running.pid, Signal::TERM).context("send SIGTERM")?;
+        let status = match running.exit.recv_timeout(STOP_DEADLINE) {
+            Ok(status) => status.context("wait for gateway")?,
+            Err(_) => {
+                // Graceful shutdown hung: kill it so the test does not leak a process.
+                let _ = kill_process(running.pid, Signal::KILL);
+                let _ = running.exit.recv_timeout(STOP_DEADLINE);
+                bail!(
+                    "gateway {} did not exit within {STOP_DEADLINE:?} of SIGTERM\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+        };
+        if !status.success() {
+            bail!(
+                "gateway {} exited with {status} after SIGTERM (want 0)\n{}",
+                self.name,
+                self.log_tail()
+            );
+        }
+        note(format!("gateway {} exited cleanly", self.name));
+        Ok(())
+    }
+
+    /// Kills the process with SIGKILL (a crash: no flush, no shutdown hooks) and reaps it.
+    ///
+    /// # Errors
+    /// No running process, signal failure, or the process not being reaped in time.
+    pub fn kill9(&mut self) -> Result<()> {
+        phase(format!("kill -9 gateway {}", self.name));
+        let running = self
+            .running
+            .take()
+            .ok_or_else(|| anyhow!("gateway {} is not running", self.name))?;
+        kill_process(running.pid, Signal::KILL).context("send SIGKILL")?;
+        running
+            .exit
+            .recv_timeout(STOP_DEADLINE)
+            .map_err(|_| anyhow!("gateway {} not reaped after SIGKILL", self.name))?
+            .context("wait for gateway")?;
+        Ok(())
+    }
+
+    /// Starts the gateway again on the same data directory and ports (stopping it first with
+    /// SIGTERM if it is running) and waits for readiness.
+    ///
+    /// # Errors
+    /// As [`Gateway::stop`] and [`Gateway::start`].
+    pub fn restart(&mut self) -> Result<()> {
+        if self.running.is_some() {
+            self.stop()?;
+        }
+        phase(format!("restart gateway {}", self.name));
+        self.spawn()
+    }
+
+    /// The last lines of the gateway log, framed for printing.
+    pub fn log_tail(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = File::open(self.log_path()) {
+            let _ = file.read_to_string(&mut text);
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(LOG_TAIL_LINES);
+        format!(
+            "---- gateway {} log tail ({}) ----\n{}\n---- end of gateway {} log ----",
+            self.name,
+            self.log_path().display(),
+            lines[start..].join("\n"),
+            self.name
+        )
+    }
+
+    /// Counts log lines containing `needle` (for "logs why" checks).
+    ///
+    /// # Errors
+    /// The log file cannot be read.
+    pub fn log_contains(&self, needle: &str) -> Result<bool> {
+        let text = std::fs::read_to_string(self.log_path()).context("read gateway log")?;
+        Ok(text.contains(needle))
+    }
+
+    /// Whether the process is still alive (it has not reported an exit).
+    pub fn is_running(&mut self) -> bool {
+        let Some(running) = &self.running else {
+            return false;
+        };
+        match running.exit.try_recv() {
+            Ok(_) | Err(mpsc::TryRecvError::Disconnected) => {
+                self.running = None;
+                false
+            }
+            Err(mpsc::TryRecvError::Empty) => true,
+        }
+    }
+
+    fn command(&self) -> Result<Command> {
+        let bin = binary_path()?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--listen")
+            .arg(self.kafka_addr.to_string())
+            .arg("--advertised-listener")
+            .arg(self.kafka_addr.to_string())
+            .arg("--admin-listen")
+            .arg(self.admin_addr.to_string())
+            .arg("--data-dir")
+            .arg(self.data_dir());
+        if let Some(fsync) = &self.opts.fsync {
+            cmd.arg("--fsync").arg(fsync);
+        }
+        if let Some(on) = self.opts.auto_create_topics {
+            cmd.arg("--auto-create-topics").arg(on.to_string());
+        }
+        if let Some(n) = self.opts.default_partitions {
+            cmd.arg("--default-partitions").arg(n.to_string());
+        }
+        cmd.args(&self.opts.extra_args);
+        // The test's own environment may carry KAFKA_GATEWAY_* settings; the test decides alone.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("KAFKA_GATEWAY_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+        );
+        for (key, value) in &self.opts.env {
+            cmd.env(key, value);
+        }
+        Ok(cmd)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let mut cmd = self.command()?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .context("open gateway log")?;
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().context("clone log handle")?)
+            .stderr(log);
+        note(format!("exec {cmd:?}"));
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("spawn {:?}", cmd.get_program()))?;
+        let pid = Pid::from_child(&child);
+        let (tx, exit) = mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("wait-{}", self.name))
+            .spawn(move || {
+                let _ = tx.send(child.wait());
+            })
+            .context("spawn waiter thread")?;
+        self.running = Some(Running { pid, exit });
+        self.wait_ready()
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            if let Some(running) = &self.running {
+                if let Ok(status) = running.exit.try_recv() {
+                    self.running = None;
+                    bail!(
+                        "gateway {} exited before ready: {:?}\n{}",
+                        self.name,
+                        status,
+                        self.log_tail()
+                    );
+                }
+            }
+            if let Ok(resp) = self.admin_get("/readyz") {
+                if resp.status == 200 {
+                    note(format!("gateway {} ready on {}", self.name, self.kafka_addr));
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "gateway {} not ready within {READY_DEADLINE:?}\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(READY_POLL);
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = kill_process(running.pid, Signal::KILL);
+            let _ = running.exit.recv_timeout(STOP_DEADLINE);
+        }
+        // Captured by the test runner: visible only when the test fails.
+        eprintln!("{}", self.log_tail());
+        if std::env::var_os("KAFKA_GATEWAY_TEST_KEEP").is_some() {
+            eprintln!("keeping gateway {} dir {}", self.name, self.dir.path().display());
+            self.dir.disable_cleanup(true);
+        }
+    }
+}
+
+/// Reserves a free loopback port by binding port 0 and releasing it.
+///
+/// # Errors
+/// Binding fails.
+pub fn free_loopback_addr() -> Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
+
+/// Location of the gateway binary: `$KAFKA_GATEWAY_BIN`, else next to this test binary's
+/// target directory (`target/<profile>/kafka-gateway`).
+///
+/// # Errors
+/// The binary does not exist.
+pub fn binary_path() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("KAFKA_GATEWAY_BIN") {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("KAFKA_GATEWAY_BIN={} does not exist", path.display());
+        }
+        return Ok(path);
+    }
+    let mut candidates = Vec::new();
+    // Test binaries live in target/<profile>/deps/.
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(profile_dir) = exe.parent().and_then(Path::parent) {
+            candidates.push(profile_dir.join("kafka-gateway"));
+        }
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    candidates.push(workspace.join("target").join("debug").join("kafka-gateway"));
+    candidates
+        .iter()
+        .find(|path| path.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            anyhow!(
+                "kafka-gateway binary not found at {candidates:?}: run cargo build -p kafka-gateway first"
+            )
+        })
+}
