@@ -8,8 +8,16 @@
 //! - [`handler`]: one file per Kafka API, typed request to typed response, no sockets.
 //! - [`storage`]: the Kafka-shaped [`storage::Storage`] trait and its backends.
 //! - [`records`]: v2 record batch header validation and in-place rewrites.
-//! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`).
-//! - [`config`]: the one typed configuration, built in `main`.
+//!
+//! Around it: [`config`] (the one typed configuration, built in `main`), [`admin`] (the admin
+//! HTTP server), [`metrics`] (request-path metrics), [`producer_ids`] (InitProducerId ids).
 
+pub mod admin;
+pub mod config;
+pub mod handler;
+pub mod metrics;
+pub mod producer_ids;
+pub mod protocol;
 pub mod records;
+pub mod server;
 pub mod storage;

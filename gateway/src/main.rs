@@ -1,3 +1,156 @@
-//! The `kafka-gateway` binary.
+//! The `kafka-gateway` binary: builds the one config, wires storage, handlers, the Kafka listener
+//! and the admin server, and shuts down gracefully on SIGTERM/SIGINT.
 
-fn main() {}
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use kafka_gateway::admin::{self, AdminState};
+use kafka_gateway::config::{Config, Flags, FsyncPolicy};
+use kafka_gateway::handler::{BrokerInfo, Context, HandlerOptions};
+use kafka_gateway::metrics::Metrics;
+use kafka_gateway::producer_ids::ProducerIdAllocator;
+use kafka_gateway::server::{self, ServerOptions};
+use kafka_gateway::storage::local::{FsyncMode, LocalOptions, LocalStorage};
+use kafka_gateway::storage::metered::Metered;
+use kafka_gateway::storage::Storage;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Config::load(Flags::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "invalid configuration");
+            eprintln!("kafka-gateway: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kafka-gateway: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = format!("{e:#}"), "gateway failed");
+            eprintln!("kafka-gateway: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let registry = prometheus::Registry::new();
+    let shutdown = CancellationToken::new();
+    let local = LocalStorage::open(LocalOptions {
+        data_dir: config.data_dir.join("log"),
+        fsync: match config.fsync {
+            FsyncPolicy::Always => FsyncMode::Always,
+            FsyncPolicy::Interval => FsyncMode::Interval(config.flush_interval),
+        },
+        retention_check_interval: config.retention_check_interval,
+    })
+    .await
+    .context("opening the embedded log")?;
+    let storage: Arc<dyn Storage> = Arc::new(Metered::new(local, &registry)?);
+    let metrics = Arc::new(Metrics::new(&registry, config.max_topic_labels)?);
+    let ctx = Arc::new(Context {
+        storage: Arc::clone(&storage),
+        broker: BrokerInfo {
+            node_id: config.node_id,
+            host: config.advertised_host.clone(),
+            port: i32::from(config.advertised_port),
+            rack: config.rack.clone(),
+            cluster_id: cluster_id(&config.data_dir)?,
+        },
+        options: HandlerOptions {
+            auto_create_topics: config.auto_create_topics,
+            default_partitions: config.default_partitions,
+            fetch_max_bytes: config.fetch_max_bytes,
+        },
+        metrics,
+        producer_ids: Arc::new(ProducerIdAllocator::open(&config.data_dir)?),
+    });
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("binding admin listener {}", config.admin_listen))?;
+    let admin_app = admin::router(AdminState { registry: registry.clone(), ready: Arc::clone(&ready) });
+    let admin_stop = shutdown.clone();
+    let admin_task = tokio::spawn(async move {
+        axum::serve(admin_listener, admin_app).with_graceful_shutdown(admin_stop.cancelled_owned()).await
+    });
+
+    let listener =
+        TcpListener::bind(config.listen).await.with_context(|| format!("binding Kafka listener {}", config.listen))?;
+    info!(
+        listen = %config.listen,
+        advertised = format!("{}:{}", config.advertised_host, config.advertised_port),
+        admin = %config.admin_listen,
+        data_dir = %config.data_dir.display(),
+        "kafka gateway ready"
+    );
+    ready.store(true, Ordering::Release);
+    let opts = ServerOptions {
+        max_connections: config.max_connections,
+        max_frame_bytes: config.max_request_bytes,
+        max_in_flight: config.max_in_flight_requests,
+        idle_timeout: config.connections_max_idle,
+        shutdown_grace: config.shutdown_grace,
+    };
+    let ready_flag = Arc::clone(&ready);
+    server::run(listener, ctx, opts, async move {
+        shutdown_signal().await;
+        ready_flag.store(false, Ordering::Release);
+        info!("shutdown requested");
+    })
+    .await;
+    storage.flush().await.context("flushing storage at shutdown")?;
+    shutdown.cancel();
+    let _ = admin_task.await;
+    info!("shutdown complete");
+    Ok(())
+}
+
+/// The cluster id reported to clients, created once and kept in the data dir.
+fn cluster_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("cluster_id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        Ok(_) | Err(_) => {
+            let id = uuid::Uuid::new_v4().simple().to_string()[..22].to_owned();
+            std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+            Ok(id)
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the gateway");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The one typed configuration, built once in `main` from flags, environment and an optional
+//! TOML file (precedence in that order), then validated.
+//!
+//! Flags are the user interface the operator, chart, docs and tests rely on; every flag has an
+//! env form `KAFKA_GATEWAY_<NAME>` and a file key of the same name (`data-dir = "..."`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Invalid configuration, reported at start with the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read or parsed.
+    #[error("config file {path}: {reason}")]
+    File {
+        /// File path.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A value is invalid.
+    #[error("invalid {key}: {reason}")]
+    Invalid {
+        /// The key (flag name).
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Where fsync happens for the embedded log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum FsyncPolicy {
+    /// acks=all answers after fdatasync (group commit shares one fsync among requests).
+    Always,
+    /// A background flush every `flush-interval-ms`; acks=all answers after the write.
+    Interval,
+}
+
+/// Storage backend selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageKind {
+    /// The embedded durable log in `data-dir`.
+    Local,
+    /// Topics in SeaweedMQ.
+    Seaweedmq,
+}
+
+/// Command-line flags; each also reads `KAFKA_GATEWAY_<NAME>` and the file key `<name>`.
+#[derive(Debug, Default, Parser, Deserialize)]
+#[command(name = "kafka-gateway", version, about = "Kafka-wire-compatible gateway (embedded log or SeaweedMQ)")]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Flags {
+    /// TOML file with the same keys as the flags.
+    #[arg(long, env = "KAFKA_GATEWAY_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Kafka listener [default: 0.0.0.0:9092].
+    #[arg(long, env = "KAFKA_GATEWAY_LISTEN")]
+    pub listen: Option<String>,
+    /// Address put in Metadata [default: the listen address; localhost:PORT for 0.0.0.0].
+    #[arg(long, env = "KAFKA_GATEWAY_ADVERTISED_LISTENER")]
+    pub advertised_listener: Option<String>,
+    /// Admin HTTP listener: /metrics, /healthz, /readyz [default: 0.0.0.0:9644].
+    #[arg(long, env = "KAFKA_GATEWAY_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+    /// Data directory [default: ./data].
+    #[arg(long, env = "KAFKA_GATEWAY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Storage backend [default: local].
+    #[arg(long, env = "KAFKA_GATEWAY_STORAGE", value_enum)]
+    pub storage: Option<StorageKind>,
+    /// SeaweedMQ masters (host:port,...).
+    #[arg(long, env = "KAFKA_GATEWAY_SEAWEEDMQ_MASTERS")]
+    pub seaweedmq_masters: Option<String>,
+    /// SeaweedMQ brokers (host:port,...).
+    #[arg(long, env = "KAFKA_GATEWAY_SEAWEEDMQ_BROKERS")]
+    pub seaweedmq_brokers: Option<String>,
+    /// Cluster node id [default: 0].
+    #[arg(long, env = "KAFKA_GATEWAY_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Rack reported in Metadata.
+    #[arg(long, env = "KAFKA_GATEWAY_RACK")]
+    pub rack: Option<String>,
+    /// Fsync policy of the embedded log [default: always].
+    #[arg(long, env = "KAFKA_GATEWAY_FSYNC", value_enum)]
+    pub fsync: Option<FsyncPolicy>,
+    /// Background flush interval with `--fsync interval` [default: 1000].
+    #[arg(long, env = "KAFKA_GATEWAY_FLUSH_INTERVAL_MS")]
+    pub flush_interval_ms: Option<u64>,
+    /// How often retention runs (`log.retention.check.interval.ms`) [default: 300000].
+    #[arg(long, env = "KAFKA_GATEWAY_RETENTION_CHECK_INTERVAL_MS")]
+    pub retention_check_interval_ms: Option<u64>,
+    /// Create unknown topics on Metadata requests that allow it [default: true].
+    #[arg(long, env = "KAFKA_GATEWAY_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of auto-created topics [default: 1].
+    #[arg(long, env = "KAFKA_GATEWAY_DEFAULT_PARTITIONS")]
+    pub default_partitions: Option<i32>,
+    /// Largest request accepted in bytes (`socket.request.max.bytes`) [default: 104857600].
+    #[arg(long, env = "KAFKA_GATEWAY_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Close idle connections after this (`connections.max.idle.ms`) [default: 540000].
+    #[arg(long, env = "KAFKA_GATEWAY_CONNECTIONS_MAX_IDLE_MS")]
+    pub connections_max_idle_ms: Option<u64>,
+    /// Connections served at once [default: 10000].
+    #[arg(long, env = "KAFKA_GATEWAY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Requests of one connection processed concurrently [default: 16].
+    #[arg(long, env = "KAFKA_GATEWAY_MAX_IN_FLIGHT_REQUESTS")]
+    pub max_in_flight_requests: Option<usize>,
+    /// Upper bound on a fetch response (`fetch.max.bytes`) [default: 57671680].
+    #[arg(long, env = "KAFKA_GATEWAY_FETCH_MAX_BYTES")]
+    pub fetch_max_bytes: Option<usize>,
+    /// Seconds shutdown waits for in-flight requests [default: 30].
+    #[arg(long, env = "KAFKA_GATEWAY_SHUTDOWN_GRACE_SECONDS")]
+    pub shutdown_grace_seconds: Option<u64>,
+    /// Cap on distinct topic label values in metrics [default: 1000].
+    #[arg(long, env = "KAFKA_GATEWAY_MAX_TOPIC_LABELS")]
+    pub max_topic_labels: Option<usize>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Kafka listener.
+    pub listen: SocketAddr,
+    /// Advertised host.
+    pub advertised_host: String,
+    /// Advertised port.
+    pub advertised_port: u16,
+    /// Admin HTTP listener.
+    pub admin_listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Storage backend.
+    pub storage: StorageKind,
+    /// Node id.
+    pub node_id: i32,
+    /// Rack.
+    pub rack: Option<String>,
+    /// Fsync policy.
+    pub fsync: FsyncPolicy,
+    /// Flush interval under `FsyncPolicy::Interval`.
+    pub flush_interval: Duration,
+    /// Retention check interval.
+    pub retention_check_interval: Duration,
+    /// Auto-create topics.
+    pub auto_create_topics: bool,
+    /// Default partitions.
+    pub default_partitions: i32,
+    /// Max request bytes.
+    pub max_request_bytes: usize,
+    /// Idle connection timeout.
+    pub connections_max_idle: Duration,
+    /// Max connections.
+    pub max_connections: usize,
+    /// Max in-flight requests per connection.
+    pub max_in_flight_requests: usize,
+    /// Fetch response cap.
+    pub fetch_max_bytes: usize,
+    /// Shutdown grace.
+    pub shutdown_grace: Duration,
+    /// Metric topic label cap.
+    pub max_topic_labels: usize,
+}
+
+impl Config {
+    /// Parses flags and environment, merges the optional file, validates.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the bad key.
+    pub fn load(flags: Flags) -> Result<Self, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?;
+                toml::from_str::<Flags>(&text).map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?
+            }
+            None => Flags::default(),
+        };
+        Self::build(flags, file)
+    }
+
+    fn build(f: Flags, file: Flags) -> Result<Self, ConfigError> {
+        macro_rules! pick {
+            ($field:ident, $default:expr) => {
+                f.$field.or(file.$field).unwrap_or_else(|| $default)
+            };
+        }
+        let listen_s = pick!(listen, "0.0.0.0:9092".into());
+        let listen: SocketAddr = listen_s.parse().map_err(|e| invalid("listen", format!("{listen_s:?}: {e}")))?;
+        let advertised = f.advertised_listener.or(file.advertised_listener).unwrap_or_else(|| {
+            if listen.ip().is_unspecified() {
+                format!("localhost:{}", listen.port())
+            } else {
+                listen.to_string()
+            }
+        });
+        let (host, port) = advertised
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse::<u16>().ok()?)))
+            .filter(|(h, p)| !h.is_empty() && *p != 0)
+            .ok_or_else(|| invalid("advertised-listener", format!("{advertised:?} is not HOST:PORT")))?;
+        let admin_s = pick!(admin_listen, "0.0.0.0:9644".into());
+        let admin_listen = admin_s.parse().map_err(|e| invalid("admin-listen", format!("{admin_s:?}: {e}")))?;
+        let storage = pick!(storage, StorageKind::Local);
+        let default_partitions = pick!(default_partitions, 1);
+        if default_partitions < 1 {
+            return Err(invalid("default-partitions", format!("{default_partitions} must be at least 1")));
+        }
+        let positive = |key: &'static str, v: usize| if v == 0 { Err(invalid(key, "must be positive".into())) } else { Ok(v) };
+        let cfg = Self {
+            listen,
+            advertised_host: host,
+            advertised_port: port,
+            admin_listen,
+            data_dir: pick!(data_dir, PathBuf::from("./data")),
+            storage,
+            node_id: pick!(node_id, 0),
+            rack: f.rack.or(file.rack),
+            fsync: pick!(fsync, FsyncPolicy::Always),
+            flush_interval: Duration::from_millis(positive("flush-interval-ms", pick!(flush_interval_ms, 1000) as usize)? as u64),
+            retention_check_interval: Duration::from_millis(
+                positive("retention-check-interval-ms", pick!(retention_check_interval_ms, 300_000) as usize)? as u64,
+            ),
+            auto_create_topics: pick!(auto_create_topics, true),
+            default_partitions,
+            max_request_bytes: positive("max-request-bytes", pick!(max_request_bytes, 104_857_600))?,
+            connections_max_idle: Duration::from_millis(
+                positive("connections-max-idle-ms", pick!(connections_max_idle_ms, 540_000) as usize)? as u64,
+            ),
+            max_connections: positive("max-connections", pick!(max_connections, 10_000))?,
+            max_in_flight_requests: positive("max-in-flight-requests", pick!(max_in_flight_requests, 16))?,
+            fetch_max_bytes: positive("fetch-max-bytes", pick!(fetch_max_bytes, 57_671_680))?,
+            shutdown_grace: Duration::from_secs(pick!(shutdown_grace_seconds, 30)),
+            max_topic_labels: pick!(max_topic_labels, 1000),
+        };
+        if storage == StorageKind::Seaweedmq {
+            let masters = f.seaweedmq_masters.or(file.seaweedmq_masters);
+            let brokers = f.seaweedmq_brokers.or(file.seaweedmq_brokers);
+            if masters.is_none() && brokers.is_none() {
+                return Err(invalid("storage", "seaweedmq needs --seaweedmq-masters or --seaweedmq-brokers".into()));
+            }
+            return Err(invalid("storage", "the seaweedmq backend is not available in this build yet; use local".into()));
+        }
+        Ok(cfg)
+    }
+}
+
+fn invalid(key: &'static str, reason: String) -> ConfigError {
+    ConfigError::Invalid { key, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["kafka-gateway"];
+        argv.extend_from_slice(args);
+        Config::build(Flags::parse_from(argv), Flags::default())
+    }
+
+    #[test]
+    fn defaults_follow_the_command_line_contract() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9092");
+        assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("localhost", 9092));
+        assert_eq!(c.admin_listen.port(), 9644);
+        assert_eq!(c.max_request_bytes, 100 * 1024 * 1024);
+        assert_eq!(c.connections_max_idle, Duration::from_secs(540));
+        let c = parse(&["--listen", "127.0.0.2:1234"]).unwrap();
+        assert_eq!(c.advertised_host, "127.0.0.2");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (args, key) in [
+            (vec!["--listen", "nope"], "listen"),
+            (vec!["--advertised-listener", "host"], "advertised-listener"),
+            (vec!["--default-partitions", "0"], "default-partitions"),
+            (vec!["--max-in-flight-requests", "0"], "max-in-flight-requests"),
+        ] {
+            let e = parse(&args).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn file_values_apply_below_flags() {
+        let file: Flags = toml::from_str("listen = \"127.0.0.1:1\"\ndefault-partitions = 3\n").unwrap();
+        let flags = Flags::parse_from(["kafka-gateway", "--listen", "127.0.0.1:2"]);
+        let c = Config::build(flags, file).unwrap();
+        assert_eq!(c.listen.port(), 2);
+        assert_eq!(c.default_partitions, 3);
+        assert!(toml::from_str::<Flags>("no-such-key = 1").is_err());
+    }
+}

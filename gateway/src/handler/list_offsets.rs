@@ -1,0 +1,67 @@
+//! ListOffsets: earliest, latest, by timestamp and max timestamp.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
+
+use super::Context;
+use crate::storage::{OffsetSpec, TopicPartition};
+
+/// Kafka's special timestamps (ListOffsetsRequest).
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+pub(super) async fn handle(ctx: &Context, _version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let meta = ctx.storage.describe_topic(&t.name.0).await;
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let base = ListOffsetsPartitionResponse::default()
+                .with_partition_index(p.partition_index)
+                .with_timestamp(-1)
+                .with_offset(-1)
+                .with_leader_epoch(0);
+            let meta = match &meta {
+                Ok(Some(m)) if p.partition_index >= 0 && p.partition_index < m.partitions => m,
+                Ok(_) => {
+                    partitions.push(base.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                    continue;
+                }
+                Err(e) => {
+                    partitions.push(base.with_error_code(e.response_error().code()));
+                    continue;
+                }
+            };
+            let spec = match p.timestamp {
+                LATEST => OffsetSpec::Latest,
+                EARLIEST | EARLIEST_LOCAL => OffsetSpec::Earliest,
+                MAX_TIMESTAMP => OffsetSpec::MaxTimestamp,
+                // No tiered storage: there is no tiered offset to report.
+                LATEST_TIERED => {
+                    partitions.push(base);
+                    continue;
+                }
+                ts if ts >= 0 => OffsetSpec::Timestamp(ts),
+                _ => {
+                    partitions.push(base.with_error_code(ResponseError::InvalidRequest.code()));
+                    continue;
+                }
+            };
+            let tp = TopicPartition { topic: Arc::clone(&meta.name), partition: p.partition_index };
+            let entry = match ctx.storage.list_offset(&tp, spec).await {
+                Ok(Some(found)) => base.with_offset(found.offset).with_timestamp(found.timestamp),
+                Ok(None) => base,
+                Err(e) => base.with_error_code(e.response_error().code()),
+            };
+            partitions.push(entry);
+        }
+        topics.push(ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions));
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,181 @@
+//! Kafka API handlers: one file per API, typed request in, typed response out.
+//!
+//! Handlers never touch sockets or bytes on the wire; the session layer decodes, calls
+//! [`dispatch`], and encodes. Per-partition and per-topic failures are written into responses as
+//! Kafka error codes; only [`HandlerError`] (a request the dispatcher cannot route) closes the
+//! connection.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+
+use crate::metrics::Metrics;
+use crate::producer_ids::ProducerIdAllocator;
+use crate::storage::Storage;
+
+mod api_versions;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+/// Identity of this broker as advertised to clients.
+#[derive(Debug, Clone)]
+pub struct BrokerInfo {
+    /// Node id in Metadata and DescribeCluster.
+    pub node_id: i32,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
+    /// Rack, if configured.
+    pub rack: Option<String>,
+    /// Cluster id reported to clients (stable across restarts).
+    pub cluster_id: String,
+}
+
+/// Handler behaviour options taken from the config.
+#[derive(Debug, Clone)]
+pub struct HandlerOptions {
+    /// Create unknown topics on Metadata when the client allows it.
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics and of CreateTopics with `num_partitions = -1`.
+    pub default_partitions: i32,
+    /// Upper bound on one fetch response in bytes, whatever the client asks.
+    pub fetch_max_bytes: usize,
+}
+
+/// Everything a handler may use. Shared by all connections.
+#[derive(Debug)]
+pub struct Context {
+    /// The storage backend (wrapped in metrics).
+    pub storage: Arc<dyn Storage>,
+    /// This broker's identity.
+    pub broker: BrokerInfo,
+    /// Behaviour options.
+    pub options: HandlerOptions,
+    /// Request-path metrics.
+    pub metrics: Arc<Metrics>,
+    /// Producer id source for InitProducerId.
+    pub producer_ids: Arc<ProducerIdAllocator>,
+}
+
+impl std::fmt::Debug for dyn Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Storage({})", self.backend())
+    }
+}
+
+/// A request the dispatcher cannot route. Closes the connection.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The API is in the version table but has no handler (a bug caught by a unit test).
+    #[error("no handler for api {0:?}")]
+    NotDispatched(ApiKey),
+}
+
+/// The response to one request: `None` when Kafka sends none (Produce with acks=0).
+pub type Reply = Option<ResponseKind>;
+
+/// Routes a decoded request to its handler.
+///
+/// # Errors
+/// [`HandlerError::NotDispatched`] when no handler serves the request's API.
+pub async fn dispatch(ctx: &Context, header: &RequestHeader, body: RequestKind) -> Result<Reply, HandlerError> {
+    let v = header.request_api_version;
+    let reply = match body {
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, v, r)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, v, r).await),
+        RequestKind::Produce(r) => return Ok(produce::handle(ctx, v, r).await.map(ResponseKind::Produce)),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, v, r).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, v, r).await),
+        other => return Err(HandlerError::NotDispatched(api_key_of(&other))),
+    };
+    Ok(Some(reply))
+}
+
+fn api_key_of(body: &RequestKind) -> ApiKey {
+    macro_rules! keys {
+        ($($v:ident),*) => {
+            match body {
+                $(RequestKind::$v(_) => ApiKey::$v,)*
+                _ => ApiKey::ApiVersions,
+            }
+        };
+    }
+    keys!(
+        Produce, Fetch, ListOffsets, Metadata, CreateTopics, DeleteTopics, DeleteRecords, InitProducerId,
+        OffsetForLeaderEpoch, DescribeConfigs, AlterConfigs, CreatePartitions, IncrementalAlterConfigs,
+        DescribeCluster, OffsetCommit, OffsetFetch, FindCoordinator, JoinGroup, Heartbeat, LeaveGroup,
+        SyncGroup, DescribeGroups, ListGroups, DeleteGroups, OffsetDelete
+    )
+}
+
+/// Finds a topic by its id (KIP-516). The nil id never matches.
+pub(crate) async fn topic_by_id(ctx: &Context, id: uuid::Uuid) -> Option<crate::storage::TopicMeta> {
+    if id.is_nil() {
+        return None;
+    }
+    ctx.storage.list_topics().await.ok()?.into_iter().find(|t| t.id == id)
+}
+
+/// Current wall-clock time in ms since the epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+pub(crate) mod test_support;
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::*;
+
+    use super::*;
+    use crate::protocol::versions::SUPPORTED;
+
+    fn default_request(key: ApiKey) -> RequestKind {
+        macro_rules! req {
+            ($($v:ident => $t:ty),*) => {
+                match key {
+                    $(ApiKey::$v => RequestKind::$v(<$t>::default()),)*
+                    other => panic!("add {other:?} to the test"),
+                }
+            };
+        }
+        req!(
+            Produce => ProduceRequest, Fetch => FetchRequest, ListOffsets => ListOffsetsRequest,
+            Metadata => MetadataRequest, ApiVersions => ApiVersionsRequest,
+            CreateTopics => CreateTopicsRequest, DeleteTopics => DeleteTopicsRequest,
+            DeleteRecords => DeleteRecordsRequest, InitProducerId => InitProducerIdRequest,
+            OffsetForLeaderEpoch => OffsetForLeaderEpochRequest, DescribeConfigs => DescribeConfigsRequest,
+            AlterConfigs => AlterConfigsRequest, CreatePartitions => CreatePartitionsRequest,
+            IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
+            DescribeCluster => DescribeClusterRequest, OffsetCommit => OffsetCommitRequest,
+            OffsetFetch => OffsetFetchRequest, FindCoordinator => FindCoordinatorRequest,
+            JoinGroup => JoinGroupRequest, Heartbeat => HeartbeatRequest, LeaveGroup => LeaveGroupRequest,
+            SyncGroup => SyncGroupRequest, DescribeGroups => DescribeGroupsRequest,
+            ListGroups => ListGroupsRequest, DeleteGroups => DeleteGroupsRequest,
+            OffsetDelete => OffsetDeleteRequest
+        )
+    }
+
+    #[tokio::test]
+    async fn every_api_in_the_version_table_is_dispatched() {
+        let ctx = test_support::context().await;
+        for api in SUPPORTED {
+            let header = RequestHeader::default().with_request_api_key(api.key as i16).with_request_api_version(api.max);
+            let mut body = default_request(api.key);
+            if let RequestKind::Produce(p) = &mut body {
+                p.acks = 1;
+            }
+            if let RequestKind::Fetch(f) = &mut body {
+                f.max_wait_ms = 0;
+            }
+            let reply = dispatch(&ctx.ctx, &header, body).await;
+            assert!(matches!(reply, Ok(Some(_))), "{:?}: {reply:?}", api.key);
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The one table of supported API versions.
+//!
+//! Both dispatch (a request outside its range is refused before decoding) and the ApiVersions
+//! response are generated from [`SUPPORTED`], so they cannot disagree. Ranges are Apache Kafka
+//! 4.x's (Produce from v3 as 4.0), capped by what the `kafka-protocol` crate can encode.
+
+use kafka_protocol::messages::ApiKey;
+
+/// One supported API and its inclusive version range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiRange {
+    /// The API.
+    pub key: ApiKey,
+    /// The API's name, used as a metric label.
+    pub name: &'static str,
+    /// Lowest supported version.
+    pub min: i16,
+    /// Highest supported version.
+    pub max: i16,
+}
+
+macro_rules! r {
+    ($key:ident, $min:expr, $max:expr) => {
+        ApiRange { key: ApiKey::$key, name: stringify!($key), min: $min, max: $max }
+    };
+}
+
+/// Every API the gateway serves. Adding an entry here requires a dispatch arm in
+/// `handler::dispatch` (a unit test checks every entry is dispatched).
+pub const SUPPORTED: &[ApiRange] = &[
+    r!(Produce, 3, 13),
+    r!(Fetch, 4, 18),
+    r!(ListOffsets, 1, 10),
+    r!(Metadata, 0, 13),
+    r!(ApiVersions, 0, 4),
+    r!(CreateTopics, 2, 7),
+    r!(DeleteTopics, 1, 6),
+    r!(DeleteRecords, 0, 2),
+    r!(InitProducerId, 0, 5),
+    r!(OffsetForLeaderEpoch, 2, 4),
+    r!(DescribeConfigs, 1, 4),
+    r!(AlterConfigs, 0, 2),
+    r!(CreatePartitions, 0, 3),
+    r!(IncrementalAlterConfigs, 0, 1),
+    r!(DescribeCluster, 0, 2),
+];
+
+/// The supported range of an API key, if any.
+pub fn lookup(api_key: i16) -> Option<&'static ApiRange> {
+    SUPPORTED.iter().find(|a| a.key as i16 == api_key)
+}
+
+/// Why a request's API or version is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The API key is not served at all.
+    UnknownApi,
+    /// The API is served, but not at this version.
+    UnsupportedVersion,
+}
+
+/// Checks an (api key, version) pair against the table.
+///
+/// # Errors
+/// [`Refusal`] naming why the pair is not served.
+pub fn check(api_key: i16, version: i16) -> Result<&'static ApiRange, Refusal> {
+    let range = lookup(api_key).ok_or(Refusal::UnknownApi)?;
+    if version < range.min || version > range.max {
+        return Err(Refusal::UnsupportedVersion);
+    }
+    Ok(range)
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::ApiKey;
+
+    use super::*;
+
+    #[test]
+    fn ranges_are_within_what_the_codec_supports() {
+        for a in SUPPORTED {
+            let codec = a.key.valid_versions();
+            assert!(a.min >= codec.min && a.max <= codec.max && a.min <= a.max, "{:?}", a.key);
+        }
+    }
+
+    #[test]
+    fn check_refuses_unknown_and_out_of_range() {
+        assert_eq!(check(ApiKey::Produce as i16, 2), Err(Refusal::UnsupportedVersion));
+        assert!(check(ApiKey::Produce as i16, 9).is_ok());
+        assert_eq!(check(9999, 0), Err(Refusal::UnknownApi));
+        assert_eq!(check(ApiKey::EndTxn as i16, 0), Err(Refusal::UnknownApi));
+    }
+
+    #[test]
+    fn no_api_listed_twice() {
+        for (i, a) in SUPPORTED.iter().enumerate() {
+            assert!(SUPPORTED[i + 1..].iter().all(|b| b.key != a.key), "{:?}", a.key);
+        }
+    }
+}

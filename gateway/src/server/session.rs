@@ -1,0 +1,197 @@
+//! One client connection: decode, dispatch with bounded pipelining, answer in request order.
+//!
+//! A reader task turns the socket into a bounded channel of frames (so reading is never
+//! cancelled mid-frame); the session loop decodes each frame, runs up to `max_in_flight`
+//! requests concurrently in a `FuturesOrdered`, and writes responses in request order. Protocol
+//! errors (bad frames, unknown APIs, malformed bodies) are logged once and close only this
+//! connection. On shutdown the loop stops taking requests, finishes those in flight, flushes
+//! and closes.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesOrdered, StreamExt};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseKind};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use super::connection::{FrameError, FrameReader, FrameWriter};
+use super::ServerOptions;
+use crate::handler::{self, Context};
+use crate::protocol::{self, CodecError, Decoded};
+
+/// Why a session ended abnormally.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    Handler(#[from] handler::HandlerError),
+    #[error("socket write failed: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+impl SessionError {
+    fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Frame(e) => e.metric_label(),
+            Self::Codec(e) => e.metric_label(),
+            Self::Handler(_) => "not_dispatched",
+            Self::Write(_) => "write",
+        }
+    }
+}
+
+/// Serves one connection until the peer closes, an error, idleness, or shutdown.
+pub(super) async fn run(stream: TcpStream, ctx: Arc<Context>, opts: Arc<ServerOptions>, shutdown: CancellationToken) {
+    let _ = stream.set_nodelay(true);
+    let (read_half, write_half) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Result<Bytes, FrameError>>(opts.max_in_flight.max(1));
+    let reader_stop = shutdown.child_token();
+    let reader = {
+        let stop = reader_stop.clone();
+        let max = opts.max_frame_bytes;
+        tokio::spawn(
+            async move {
+                let mut frames = FrameReader::new(read_half, max);
+                loop {
+                    let next = tokio::select! {
+                        _ = stop.cancelled() => break,
+                        next = frames.read_frame() => next,
+                    };
+                    let end = !matches!(next, Ok(Some(_)));
+                    let item = match next {
+                        Ok(Some(f)) => Ok(f),
+                        Ok(None) => break,
+                        Err(e) => Err(e),
+                    };
+                    if tx.send(item).await.is_err() || end {
+                        break;
+                    }
+                }
+            }
+            .in_current_span(),
+        )
+    };
+    let mut writer = FrameWriter::new(write_half);
+    let result = serve(&mut rx, &mut writer, &ctx, &opts, &shutdown).await;
+    reader_stop.cancel();
+    let _ = reader.await;
+    if let Err(e) = result {
+        ctx.metrics.connection_errors.with_label_values(&[e.metric_label()]).inc();
+        match &e {
+            SessionError::Frame(FrameError::Io(_) | FrameError::Truncated) | SessionError::Write(_) => {
+                debug!(error = %e, "connection closed")
+            }
+            _ => warn!(error = %e, "closing connection on protocol error"),
+        }
+    }
+}
+
+type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<BytesMut>, SessionError>> + Send>>;
+
+async fn serve(
+    rx: &mut mpsc::Receiver<Result<Bytes, FrameError>>,
+    writer: &mut FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
+    ctx: &Arc<Context>,
+    opts: &ServerOptions,
+    shutdown: &CancellationToken,
+) -> Result<(), SessionError> {
+    let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();
+    let mut reading = true;
+    let mut last_activity = Instant::now();
+    loop {
+        if !reading && in_flight.is_empty() {
+            writer.flush().await?;
+            return Ok(());
+        }
+        let idle_deadline = last_activity + opts.idle_timeout;
+        tokio::select! {
+            biased;
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Some(frame) = done? {
+                    writer.write_frame(&frame).await?;
+                }
+                if in_flight.is_empty() {
+                    writer.flush().await?;
+                }
+                last_activity = Instant::now();
+            }
+            _ = shutdown.cancelled(), if reading => {
+                debug!("shutdown: finishing in-flight requests");
+                reading = false;
+            }
+            frame = rx.recv(), if reading && in_flight.len() < opts.max_in_flight => {
+                match frame {
+                    None => reading = false,
+                    Some(frame) => {
+                        last_activity = Instant::now();
+                        in_flight.push_back(start_request(frame?, Arc::clone(ctx))?);
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(idle_deadline), if reading && in_flight.is_empty() => {
+                info!(idle_ms = opts.idle_timeout.as_millis() as u64, "closing idle connection");
+                reading = false;
+            }
+        }
+    }
+}
+
+/// Decodes a frame and returns the future producing its encoded response frame.
+fn start_request(frame: Bytes, ctx: Arc<Context>) -> Result<Pending, SessionError> {
+    let started = Instant::now();
+    match protocol::decode_request(frame)? {
+        Decoded::ApiVersionsUnsupported { correlation_id } => {
+            debug!(correlation_id, "api versions at unsupported version: answering v0");
+            let frame = protocol::encode_api_versions_unsupported(correlation_id)?;
+            Ok(Box::pin(async move { Ok(Some(frame)) }))
+        }
+        Decoded::Request { header, api, body } => {
+            let span = info_span!(
+                "request",
+                api = ?api,
+                version = header.request_api_version,
+                correlation_id = header.correlation_id,
+                client_id = header.client_id.as_deref().unwrap_or(""),
+            );
+            Ok(Box::pin(
+                async move {
+                    let reply = handler::dispatch(&ctx, &header, body).await?;
+                    record(&ctx, api, &header, reply.as_ref(), started);
+                    match reply {
+                        None => Ok(None),
+                        Some(body) => Ok(Some(protocol::encode_response(
+                            api,
+                            header.request_api_version,
+                            header.correlation_id,
+                            &body,
+                        )?)),
+                    }
+                }
+                .instrument(span),
+            ))
+        }
+    }
+}
+
+fn record(ctx: &Context, api: ApiKey, header: &RequestHeader, body: Option<&ResponseKind>, started: Instant) {
+    let name = api_name(api);
+    ctx.metrics.request_duration.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
+    let version = header.request_api_version.to_string();
+    let code = body.map_or(0, protocol::first_error_code).to_string();
+    ctx.metrics.requests.with_label_values(&[name, version.as_str(), code.as_str()]).inc();
+}
+
+/// A stable snake_case-free label for an API (its Rust variant name).
+fn api_name(api: ApiKey) -> &'static str {
+    crate::protocol::versions::SUPPORTED
+        .iter()
+        .find(|a| a.key == api)
+        .map_or("unknown", |a| a.name)
+}
