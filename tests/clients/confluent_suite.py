@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""confluent-kafka (librdkafka) scenarios against a running gateway.
+
+Usage: confluent_suite.py BOOTSTRAP SCENARIO [options]. Each scenario asserts its expectations
+(exit 1 with a reason on the first miss) and prints a JSON summary the Rust test checks again.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+from common import (OP_TIMEOUT, check, check_eq, emit, fail, log, payload, record_key,
+                    wait_until)
+
+try:
+    from confluent_kafka import (TIMESTAMP_CREATE_TIME, Consumer, KafkaError, KafkaException,
+                                 Producer, TopicPartition)
+    from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
+                                       ConfigResource, NewPartitions, NewTopic, OffsetSpec)
+except ImportError as exc:  # pragma: no cover - environment problem, not a test result
+    fail("confluent-kafka is not installed (run scripts/test.sh): %s" % exc)
+
+
+def admin_client(bs):
+    return AdminClient({"bootstrap.servers": bs})
+
+
+def create_topic(admin, topic, partitions=1, config=None):
+    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
+                                            config=config or {})])
+    futures[topic].result(timeout=OP_TIMEOUT)
+    wait_until(lambda: partition_count(admin, topic) == partitions,
+               "topic %s with %d partitions in metadata" % (topic, partitions))
+
+
+def partition_count(admin, topic):
+    md = admin.list_topics(topic=None, timeout=OP_TIMEOUT)
+    t = md.topics.get(topic)
+    if t is None or t.error is not None:
+        return None
+    return len(t.partitions)
+
+
+def topic_exists(admin, topic):
+    return topic in admin.list_topics(timeout=OP_TIMEOUT).topics
+
+
+def consumer(bs, **extra):
+    conf = {
+        "bootstrap.servers": bs,
+        # librdkafka requires a group id even for assign(); nothing here commits or joins.
+        "group.id": "kgw-assign-only",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+    }
+    conf.update(extra)
+    return Consumer(conf)
+
+
+def consume(bs, topic, partition, start, count, timeout=OP_TIMEOUT):
+    """Reads `count` messages of one partition from offset `start` (assign, no group)."""
+    c = consumer(bs)
+    c.assign([TopicPartition(topic, partition, start)])
+    out = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < count:
+            if time.monotonic() > deadline:
+                fail("consumed %d of %d messages from %s[%d] within %.0fs"
+                     % (len(out), count, topic, partition, timeout))
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                fail("consume %s[%d]: %s" % (topic, partition, msg.error()))
+            out.append(msg)
+    finally:
+        c.close()
+    return out
+
+
+def produce_all(producer, records, timeout=OP_TIMEOUT):
+    """Produces (topic, partition, key, value, headers, timestamp) tuples; returns delivered msgs."""
+    delivered, errors = [], []
+
+    def on_delivery(err, msg):
+        (errors if err else delivered).append(err or msg)
+
+    for topic, partition, key, value, headers, ts in records:
+        kwargs = {"partition": partition, "key": key, "value": value, "on_delivery": on_delivery}
+        if headers is not None:
+            kwargs["headers"] = headers
+        if ts is not None:
+            kwargs["timestamp"] = ts
+        while True:
+            try:
+                producer.produce(topic, **kwargs)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    remaining = producer.flush(timeout)
+    check(remaining == 0, "%d messages still queued after flush(%.0fs)" % (remaining, timeout))
+    check(not errors, "delivery errors: %s" % errors[:5])
+    return delivered
+
+
+def expect_kafka_error(fn, code, what):
+    try:
+        fn()
+    except KafkaException as exc:
+        err = exc.args[0]
+        check_eq(err.code(), code, "%s error code (%s)" % (what, err))
+        return err
+    fail("%s succeeded, want error %s" % (what, KafkaError(code).name()))
+
+
+def describe(admin, topic):
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    return admin.describe_configs([res])[res].result(timeout=OP_TIMEOUT)
+
+
+def scenario_admin(bs, args):
+    admin = admin_client(bs)
+    topic = args.topic
+    cfg = {"retention.ms": "3600000", "cleanup.policy": "delete"}
+
+    new = NewTopic(topic, num_partitions=2, replication_factor=1, config=cfg)
+    admin.create_topics([new], validate_only=True)[topic].result(timeout=OP_TIMEOUT)
+    check(not topic_exists(admin, topic), "validate_only create_topics created %s" % topic)
+
+    create_topic(admin, topic, 2, cfg)
+    expect_kafka_error(
+        lambda: admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic]
+        .result(timeout=OP_TIMEOUT),
+        KafkaError.TOPIC_ALREADY_EXISTS, "duplicate create_topics")
+    bad = topic + "-badcfg"
+    expect_kafka_error(
+        lambda: admin.create_topics([NewTopic(bad, num_partitions=1, replication_factor=1,
+                                              config={"retention.ms": "not-a-number"})])[bad]
+        .result(timeout=OP_TIMEOUT),
+        KafkaError.INVALID_CONFIG, "create_topics with retention.ms=not-a-number")
+    check(not topic_exists(admin, bad), "topic with invalid config was created")
+
+    configs = describe(admin, topic)
+    check_eq(configs["retention.ms"].value, "3600000", "described retention.ms")
+    check_eq(configs["cleanup.policy"].value, "delete", "described cleanup.policy")
+
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("max.message.bytes", "2097152", incremental_operation=AlterConfigOpType.SET),
+    ])
+    admin.incremental_alter_configs([res])[res].result(timeout=OP_TIMEOUT)
+    configs = describe(admin, topic)
+    check_eq(configs["retention.ms"].value, "7200000", "retention.ms after incremental alter")
+    check_eq(configs["max.message.bytes"].value, "2097152", "max.message.bytes after incremental alter")
+
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic,
+                         set_config={"retention.ms": "600000", "retention.bytes": "1048576"})
+    admin.alter_configs([res])[res].result(timeout=OP_TIMEOUT)
+    configs = describe(admin, topic)
+    check_eq(configs["retention.ms"].value, "600000", "retention.ms after alter_configs")
+    check_eq(configs["retention.bytes"].value, "1048576", "retention.bytes after alter_configs")
+
+    admin.create_partitions([NewPartitions(topic, 4)])[topic].result(timeout=OP_TIMEOUT)
+    wait_until(lambda: partition_count(admin, topic) == 4, "4 partitions after create_partitions")
+
+    admin.delete_topics([topic], operation_timeout=OP_TIMEOUT)[topic].result(timeout=OP_TIMEOUT)
+    wait_until(lambda: not topic_exists(admin, topic), "%s gone after delete_topics" % topic)
+    emit({"scenario": "admin", "topic": topic, "ok": True})
+
+
+def scenario_codecs(bs, args):
+    admin = admin_client(bs)
+    counts = {}
+    for codec in ("gzip", "snappy", "lz4", "zstd"):
+        topic = "%s-%s" % (args.topic, codec)
+        create_topic(admin, topic, 1)
+        producer = Producer({"bootstrap.servers": bs, "compression.type": codec, "acks": "all",
+                             "linger.ms": 5})
+        n = args.count
+        records = [(topic, 0, record_key(i), payload(i), [("codec", codec.encode()), ("i", b"%d" % i)],
+                    None) for i in range(n)]
+        produce_all(producer, records)
+        msgs = consume(bs, topic, 0, 0, n)
+        for i, msg in enumerate(msgs):
+            check_eq(msg.offset(), i, "%s offset" % codec)
+            check_eq(msg.key(), record_key(i), "%s key at offset %d" % (codec, i))
+            check(msg.value() == payload(i), "%s value at offset %d differs" % (codec, i))
+            check_eq(msg.headers(), [("codec", codec.encode()), ("i", b"%d" % i)],
+                     "%s headers at offset %d" % (codec, i))
+        counts[codec] = len(msgs)
+    emit({"scenario": "codecs", "counts": counts})
+
+
+def scenario_records(bs, args):
+    """Null vs empty keys/values, headers, explicit timestamps, offsets_for_times, list offsets,
+    delete_records."""
+    admin = admin_client(bs)
+    topic = args.topic
+    create_topic(admin, topic, 1)
+    base = 1_700_000_000_000
+    cases = [
+        (None, None, None),
+        (b"", b"", None),
+        (b"k", None, None),
+        (None, b"v", None),
+        (b"", None, []),
+        (b"key", b"value", [("h1", b"v1"), ("h1", b"dup"), ("empty", b""), ("nullh", None)]),
+        (b"\x00\xff", b"\x00" * 3, [("bin", bytes(range(256)))]),
+    ]
+    # Not monotonic on purpose: offset 2 carries the maximum timestamp.
+    stamps = [base + i * 1000 for i in range(len(cases))]
+    stamps[2] = base + 1_000_000
+    producer = Producer({"bootstrap.servers": bs, "acks": "all", "linger.ms": 0})
+    for i, (key, value, headers) in enumerate(cases):
+        # One produce per batch, so batch-level timestamp handling is exercised per record.
+        produce_all(producer, [(topic, 0, key, value, headers, stamps[i])])
+    msgs = consume(bs, topic, 0, 0, len(cases))
+    for i, msg in enumerate(msgs):
+        key, value, headers = cases[i]
+        check_eq(msg.key(), key, "key at offset %d" % i)
+        check_eq(msg.value(), value, "value at offset %d" % i)
+        check_eq(msg.headers(), headers or None, "headers at offset %d" % i)
+        check_eq(msg.timestamp(), (TIMESTAMP_CREATE_TIME, stamps[i]), "timestamp at offset %d" % i)
+
+    def first_at_or_after(ts):
+        return next((i for i, s in enumerate(stamps) if s >= ts), -1)
+
+    c = consumer(bs)
+    queries = [base - 1, base + 1, base + 2500, base + 1_000_000, base + 5_000_000]
+    found = c.offsets_for_times([TopicPartition(topic, 0, ts) for ts in queries], timeout=OP_TIMEOUT)
+    for ts, tp in zip(queries, found):
+        check(tp.error is None, "offsets_for_times(%d) error %s" % (ts, tp.error))
+        check_eq(tp.offset, first_at_or_after(ts), "offsets_for_times(%d)" % ts)
+    check_eq(c.get_watermark_offsets(TopicPartition(topic, 0), timeout=OP_TIMEOUT),
+             (0, len(cases)), "watermarks before delete_records")
+
+    tp = TopicPartition(topic, 0)
+    listed = {name: admin.list_offsets({tp: spec})[tp].result(timeout=OP_TIMEOUT)
+              for name, spec in (("earliest", OffsetSpec.earliest()), ("latest", OffsetSpec.latest()),
+                                 ("max_timestamp", OffsetSpec.max_timestamp()))}
+    check_eq(listed["earliest"].offset, 0, "list_offsets earliest")
+    check_eq(listed["latest"].offset, len(cases), "list_offsets latest")
+    check_eq(listed["max_timestamp"].offset, 2, "list_offsets max_timestamp offset")
+    check_eq(listed["max_timestamp"].timestamp, stamps[2], "list_offsets max_timestamp timestamp")
+
+    deleted = admin.delete_records([TopicPartition(topic, 0, 3)])
+    result = list(deleted.values())[0].result(timeout=OP_TIMEOUT)
+    check_eq(result.low_watermark, 3, "delete_records low watermark")
+    check_eq(c.get_watermark_offsets(TopicPartition(topic, 0), timeout=OP_TIMEOUT),
+             (3, len(cases)), "watermarks after delete_records")
+    check_eq(admin.list_offsets({tp: OffsetSpec.earliest()})[tp].result(timeout=OP_TIMEOUT).offset,
+             3, "list_offsets earliest after delete_records")
+    c.close()
+    # Reading from the deleted range resets (auto.offset.reset=earliest) to the new log start.
+    after = consume(bs, topic, 0, 0, len(cases) - 3)
+    check_eq([m.offset() for m in after], list(range(3, len(cases))), "offsets read after delete_records")
+    emit({"scenario": "records", "count": len(cases), "low_watermark": 3})
+
+
+def scenario_idempotent(bs, args):
+    admin = admin_client(bs)
+    topic = args.topic
+    create_topic(admin, topic, 2)
+    producer = Producer({"bootstrap.servers": bs, "enable.idempotence": True, "acks": "all",
+                         "linger.ms": 2, "batch.num.messages": 50,
+                         "max.in.flight.requests.per.connection": 5})
+    n = args.count
+    records = [(topic, i % 2, b"%d" % i, b"idem-%d" % i, None, None) for i in range(n)]
+    produce_all(producer, records)
+    per_partition = {}
+    for p in (0, 1):
+        want = [i for i in range(n) if i % 2 == p]
+        msgs = consume(bs, topic, p, 0, len(want))
+        got = [int(m.key()) for m in msgs]
+        check_eq(got, want, "partition %d keys in order, exactly once" % p)
+        check_eq([m.offset() for m in msgs], list(range(len(want))), "partition %d offsets" % p)
+        for m in msgs:
+            check_eq(m.value(), b"idem-" + m.key(), "value of key %s" % m.key())
+        c = consumer(bs)
+        check_eq(c.get_watermark_offsets(TopicPartition(topic, p), timeout=OP_TIMEOUT)[1], len(want),
+                 "partition %d high watermark (no duplicates appended)" % p)
+        c.close()
+        per_partition[str(p)] = len(msgs)
+    emit({"scenario": "idempotent", "per_partition": per_partition})
+
+
+def scenario_produce_acked(bs, args):
+    """Produces records key-<i>/payload(i), i in [start, start+count), round-robin over partitions with acks=all and prints one
+    JSON line per acknowledged record: {"i", "p", "o"}. With --continuous it keeps producing up to
+    --count records paced by delivery, so a test can kill the gateway mid-stream."""
+    producer = Producer({"bootstrap.servers": bs, "acks": "all", "linger.ms": 1,
+                         "enable.idempotence": args.idempotent,
+                         "message.timeout.ms": 10000, "retries": 2})
+    acked, failed = [0], [0]
+
+    def on_delivery(err, msg):
+        if err:
+            failed[0] += 1
+            return
+        acked[0] += 1
+        i = int(msg.key()[len(b"key-"):])
+        print(json.dumps({"i": i, "p": msg.partition(), "o": msg.offset()}), flush=True)
+
+    for i in range(args.start, args.start + args.count):
+        while True:
+            try:
+                producer.produce(args.topic, partition=i % args.partitions, key=record_key(i),
+                                 value=payload(i), on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+        # Keep a bounded number in flight so acks stream out while the gateway runs.
+        while len(producer) > 200:
+            producer.poll(0.05)
+    remaining = producer.flush(OP_TIMEOUT)
+    if not args.continuous:
+        check(remaining == 0 and failed[0] == 0,
+              "%d queued, %d failed after flush" % (remaining, failed[0]))
+    emit({"scenario": "produce-acked", "acked": acked[0], "failed": failed[0], "done": True})
+
+
+def scenario_verify_acked(bs, args):
+    """Reads every partition fully and checks each record listed in --acked-file (JSON lines from
+    produce-acked) is at its acknowledged offset with byte-exact key and value."""
+    acked = []
+    with open(args.acked_file) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{") and '"i"' in line:
+                acked.append(json.loads(line))
+    c = consumer(bs)
+    highs = {}
+    for p in range(args.partitions):
+        low, high = c.get_watermark_offsets(TopicPartition(args.topic, p), timeout=OP_TIMEOUT)
+        check_eq(low, 0, "partition %d log start" % p)
+        highs[p] = high
+    c.close()
+    by_pos = {}
+    for p, high in highs.items():
+        for msg in consume(bs, args.topic, p, 0, high, timeout=OP_TIMEOUT * 2):
+            by_pos[(p, msg.offset())] = (msg.key(), msg.value())
+    for rec in acked:
+        pos = (rec["p"], rec["o"])
+        check(pos in by_pos, "acknowledged record %s missing (high watermark %d)" % (rec, highs[rec["p"]]))
+        key, value = by_pos[pos]
+        check_eq(key, record_key(rec["i"]), "key at %s" % (pos,))
+        check(value == payload(rec["i"]), "value at %s differs from acknowledged record %d" % (pos, rec["i"]))
+    emit({"scenario": "verify-acked", "checked": len(acked), "stored": len(by_pos),
+          "high_watermarks": {str(p): h for p, h in highs.items()}})
+
+
+SCENARIOS = {
+    "admin": scenario_admin,
+    "codecs": scenario_codecs,
+    "records": scenario_records,
+    "idempotent": scenario_idempotent,
+    "produce-acked": scenario_produce_acked,
+    "verify-acked": scenario_verify_acked,
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("bootstrap")
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--topic", default="confluent-test")
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument("--continuous", action="store_true")
+    parser.add_argument("--idempotent", action="store_true")
+    parser.add_argument("--acked-file")
+    args = parser.parse_args()
+    SCENARIOS[args.scenario](args.bootstrap, args)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KafkaException as exc:
+        fail("unexpected Kafka error: %s" % exc)

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""kafka-python scenarios against a running gateway.
+
+Usage: kafka_python_suite.py BOOTSTRAP SCENARIO [--topic T] [--count N]. Scenarios assert their
+expectations (exit 1 with a reason) and print a JSON summary on the last stdout line.
+"""
+
+import argparse
+import logging
+import time
+
+from common import OP_TIMEOUT, check, check_eq, emit, fail, payload, record_key, wait_until
+
+try:
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+except ImportError as exc:  # pragma: no cover - environment problem, not a test result
+    fail("kafka-python is not installed (run scripts/test.sh): %s" % exc)
+
+
+def topics(admin):
+    return set(admin.list_topics())
+
+
+def scenario_roundtrip(bs, args):
+    topic, n = args.topic, args.count
+    admin = KafkaAdminClient(bootstrap_servers=bs, client_id="kgw-kafka-python",
+                             request_timeout_ms=int(OP_TIMEOUT * 1000))
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    wait_until(lambda: topic in topics(admin), "%s listed after create_topics" % topic)
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+        fail("duplicate create_topics succeeded")
+    except TopicAlreadyExistsError:
+        pass
+
+    producer = KafkaProducer(bootstrap_servers=bs, acks="all", compression_type="gzip", linger_ms=5)
+    futures = [producer.send(topic, key=record_key(i), value=payload(i), partition=i % 2,
+                             headers=[("i", b"%d" % i)]) for i in range(n)]
+    producer.flush(timeout=OP_TIMEOUT)
+    metas = [f.get(timeout=OP_TIMEOUT) for f in futures]
+    for i, meta in enumerate(metas):
+        check_eq((meta.partition, meta.offset), (i % 2, i // 2), "record %d acknowledged position" % i)
+    producer.close(timeout=OP_TIMEOUT)
+
+    consumer = KafkaConsumer(bootstrap_servers=bs, group_id=None, enable_auto_commit=False,
+                             auto_offset_reset="earliest", fetch_max_wait_ms=100)
+    tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning()
+    got = {}
+    deadline = time.monotonic() + OP_TIMEOUT
+    while len(got) < n:
+        check(time.monotonic() < deadline, "consumed %d of %d records in time" % (len(got), n))
+        for tp, records in consumer.poll(timeout_ms=500).items():
+            for r in records:
+                got[(tp.partition, r.offset)] = r
+    for i in range(n):
+        r = got.get((i % 2, i // 2))
+        check(r is not None, "record %d missing" % i)
+        check_eq(r.key, record_key(i), "key of record %d" % i)
+        check(r.value == payload(i), "value of record %d differs" % i)
+        check_eq([(k, v) for k, v in r.headers], [("i", b"%d" % i)], "headers of record %d" % i)
+
+    # Seek into the middle of partition 1 and read from there.
+    consumer.seek(tps[1], n // 4)
+    first = None
+    deadline = time.monotonic() + OP_TIMEOUT
+    while first is None:
+        check(time.monotonic() < deadline, "no record after seek")
+        records = consumer.poll(timeout_ms=500).get(tps[1], [])
+        first = records[0] if records else None
+    check_eq(first.offset, n // 4, "first offset after seek")
+    check_eq(consumer.end_offsets(tps), {tps[0]: (n + 1) // 2, tps[1]: n // 2}, "end offsets")
+    check_eq(consumer.beginning_offsets(tps), {tps[0]: 0, tps[1]: 0}, "beginning offsets")
+    consumer.close()
+
+    admin.delete_topics([topic], timeout_ms=int(OP_TIMEOUT * 1000))
+    wait_until(lambda: topic not in topics(admin), "%s gone after delete_topics" % topic)
+    admin.close()
+    emit({"scenario": "roundtrip", "count": len(got)})
+
+
+SCENARIOS = {"roundtrip": scenario_roundtrip}
+
+
+def main():
+    logging.basicConfig(level=logging.WARNING)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("bootstrap")
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--topic", default="kafka-python-test")
+    parser.add_argument("--count", type=int, default=200)
+    args = parser.parse_args()
+    SCENARIOS[args.scenario](args.bootstrap, args)
+
+
+if __name__ == "__main__":
+    main()

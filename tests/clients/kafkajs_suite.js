@@ -1,0 +1,179 @@
+#!/usr/bin/env node
+// kafkajs scenarios against a running gateway.
+//
+// Usage: node kafkajs_suite.js BOOTSTRAP SCENARIO [TOPIC] [COUNT]. A scenario asserts its
+// expectations (exit 1 with a reason on stderr) and prints a JSON summary as its last stdout line.
+// kafkajs logs go to stderr so stdout stays machine-readable.
+
+'use strict';
+
+let kafkajs;
+try {
+  kafkajs = require('kafkajs');
+} catch (err) {
+  console.error(`FAIL: kafkajs is not installed (run scripts/test.sh): ${err.message}`);
+  process.exit(1);
+}
+const { Kafka, CompressionTypes, logLevel } = kafkajs;
+
+const OP_TIMEOUT_MS = 30000;
+
+function fail(msg) {
+  console.error(`FAIL: ${msg}`);
+  process.exit(1);
+}
+
+function check(cond, msg) {
+  if (!cond) fail(msg);
+}
+
+function checkEq(actual, expected, what) {
+  const a = JSON.stringify(actual);
+  const e = JSON.stringify(expected);
+  if (a !== e) fail(`${what}: got ${a}, want ${e}`);
+}
+
+function client(bootstrap) {
+  return new Kafka({
+    clientId: 'kgw-kafkajs',
+    brokers: [bootstrap],
+    connectionTimeout: 5000,
+    requestTimeout: OP_TIMEOUT_MS,
+    retry: { retries: 5, initialRetryTime: 100 },
+    logLevel: logLevel.WARN,
+    logCreator: () => ({ namespace, level, log }) => {
+      const { message, ...extra } = log;
+      console.error(`[kafkajs ${level} ${namespace}] ${message} ${JSON.stringify(extra)}`);
+    },
+  });
+}
+
+// Deterministic payload of message i (binary, includes zero bytes).
+function payload(i) {
+  const body = Buffer.alloc(i % 7 === 0 ? 0 : 100 + (i % 13));
+  for (let j = 0; j < body.length; j += 1) body[j] = (i * 31 + j * 7) % 256;
+  return Buffer.concat([Buffer.from(`js-${i}:`), body]);
+}
+
+async function waitUntil(pred, what) {
+  const deadline = Date.now() + OP_TIMEOUT_MS;
+  let lastErr;
+  while (Date.now() < deadline) {
+    try {
+      if (await pred()) return;
+    } catch (err) {
+      lastErr = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  fail(`timed out waiting for ${what} (last error: ${lastErr})`);
+}
+
+async function scenarioAdminProduce(bootstrap, topic, count) {
+  const kafka = client(bootstrap);
+  const admin = kafka.admin();
+  await admin.connect();
+
+  checkEq(await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true }),
+    true, 'createTopics of a new topic');
+  checkEq(await admin.createTopics({ topics: [{ topic, numPartitions: 2 }] }), false,
+    'createTopics of an existing topic');
+  check((await admin.listTopics()).includes(topic), `${topic} not in listTopics`);
+  const md = await admin.fetchTopicMetadata({ topics: [topic] });
+  checkEq(md.topics[0].partitions.length, 2, 'partition count');
+
+  const results = {};
+  for (const [name, opts] of [['plain', {}], ['idempotent', { idempotent: true, maxInFlightRequests: 1 }]]) {
+    const producer = kafka.producer({ allowAutoTopicCreation: false, ...opts });
+    await producer.connect();
+    const messages = [];
+    for (let i = 0; i < count; i += 1) {
+      messages.push({ key: `k${i}`, value: payload(i), partition: i % 2, headers: { i: `${i}`, run: name } });
+    }
+    const meta = await producer.send({ topic, acks: -1, compression: CompressionTypes.GZIP, messages });
+    for (const m of meta) checkEq(m.errorCode, 0, `${name} send error code on partition ${m.partition}`);
+    await producer.disconnect();
+    results[name] = meta.map((m) => ({ partition: m.partition, baseOffset: m.baseOffset }));
+  }
+
+  // Two sends of `count` messages split evenly over 2 partitions.
+  const offsets = await admin.fetchTopicOffsets(topic);
+  offsets.sort((a, b) => a.partition - b.partition);
+  checkEq(offsets.map((o) => [o.partition, o.low, o.high]),
+    [[0, '0', `${Math.ceil(count / 2) * 2}`], [1, '0', `${Math.floor(count / 2) * 2}`]],
+    'fetchTopicOffsets low/high watermarks');
+
+  // Every record above was stamped "now" by the producer, so the earliest timestamp finds offset 0.
+  const byTime = await admin.fetchTopicOffsetsByTimestamp(topic, 0);
+  byTime.sort((a, b) => a.partition - b.partition);
+  checkEq(byTime.map((o) => o.offset), ['0', '0'], 'fetchTopicOffsetsByTimestamp(0)');
+
+  await admin.createPartitions({ topicPartitions: [{ topic, count: 3 }] });
+  await waitUntil(async () => {
+    const m = await admin.fetchTopicMetadata({ topics: [topic] });
+    return m.topics[0].partitions.length === 3;
+  }, '3 partitions after createPartitions');
+
+  const configs = await admin.describeConfigs({
+    resources: [{ type: 2 /* TOPIC */, name: topic, configNames: ['retention.ms'] }],
+    includeSynonyms: false,
+  });
+  const entry = configs.resources[0].configEntries.find((c) => c.configName === 'retention.ms');
+  check(entry !== undefined, 'describeConfigs has no retention.ms');
+
+  await admin.deleteTopics({ topics: [topic], timeout: OP_TIMEOUT_MS });
+  await waitUntil(async () => !(await admin.listTopics()).includes(topic), `${topic} gone after deleteTopics`);
+  await admin.disconnect();
+  console.log(JSON.stringify({ scenario: 'admin-produce', sends: results, ok: true }));
+}
+
+// Group consumer round trip: needs the consumer-group APIs (FindCoordinator, JoinGroup, ...).
+async function scenarioGroupConsume(bootstrap, topic, count) {
+  const kafka = client(bootstrap);
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
+  await admin.disconnect();
+
+  const producer = kafka.producer();
+  await producer.connect();
+  const messages = [];
+  for (let i = 0; i < count; i += 1) messages.push({ key: `k${i}`, value: payload(i), partition: i % 2 });
+  await producer.send({ topic, acks: -1, messages });
+  await producer.disconnect();
+
+  const consumer = kafka.consumer({ groupId: `${topic}-group`, maxWaitTimeInMs: 200 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  const seen = new Map();
+  let done;
+  const finished = new Promise((resolve) => { done = resolve; });
+  await consumer.run({
+    eachMessage: async ({ partition, message }) => {
+      seen.set(message.key.toString(), { partition, offset: message.offset, value: message.value });
+      if (seen.size === count) done();
+    },
+  });
+  const timer = setTimeout(() => fail(`group consumer saw ${seen.size} of ${count} in time`), OP_TIMEOUT_MS * 2);
+  await finished;
+  clearTimeout(timer);
+  await consumer.disconnect();
+  for (let i = 0; i < count; i += 1) {
+    const m = seen.get(`k${i}`);
+    check(m !== undefined, `message k${i} not consumed`);
+    check(m.value.equals(payload(i)), `value of k${i} differs`);
+    checkEq(m.partition, i % 2, `partition of k${i}`);
+  }
+  console.log(JSON.stringify({ scenario: 'group-consume', count: seen.size }));
+}
+
+const SCENARIOS = { 'admin-produce': scenarioAdminProduce, 'group-consume': scenarioGroupConsume };
+
+async function main() {
+  const [bootstrap, scenario, topic = 'kafkajs-test', countArg = '100'] = process.argv.slice(2);
+  const run = SCENARIOS[scenario];
+  if (!bootstrap || !run) fail(`usage: kafkajs_suite.js BOOTSTRAP {${Object.keys(SCENARIOS).join('|')}} [TOPIC] [COUNT]`);
+  await run(bootstrap, topic, Number(countArg));
+}
+
+main().then(() => process.exit(0), (err) => fail(`unexpected error: ${err && err.stack ? err.stack : err}`));
