@@ -17,6 +17,11 @@ use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 
 pub mod config;
+#[cfg(any(test, feature = "test-util"))]
+pub mod conformance;
+pub mod local;
+pub mod metered;
+pub mod producer_state;
 
 pub use config::{CleanupPolicy, TimestampType, TopicConfig};
 
