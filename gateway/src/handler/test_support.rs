@@ -1,0 +1,45 @@
+//! A handler [`Context`] over a real embedded log in a temp dir, for handler unit tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{BrokerInfo, Context, HandlerOptions};
+use crate::metrics::Metrics;
+use crate::producer_ids::ProducerIdAllocator;
+use crate::storage::local::{FsyncMode, LocalOptions, LocalStorage};
+
+/// A context plus the temp dir that must outlive it.
+#[derive(Debug)]
+pub(crate) struct TestContext {
+    /// The handler context.
+    pub(crate) ctx: Context,
+    /// Keeps the data dir alive.
+    pub(crate) _dir: tempfile::TempDir,
+}
+
+/// Builds a context with auto-creation on and one default partition.
+pub(crate) async fn context() -> TestContext {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = LocalStorage::open(LocalOptions {
+        data_dir: dir.path().join("log"),
+        fsync: FsyncMode::Always,
+        retention_check_interval: Duration::from_secs(3600),
+    })
+    .await
+    .expect("open local storage");
+    let registry = prometheus::Registry::new();
+    let ctx = Context {
+        storage: Arc::new(storage),
+        broker: BrokerInfo {
+            node_id: 0,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+            cluster_id: "test-cluster".into(),
+        },
+        options: HandlerOptions { auto_create_topics: true, default_partitions: 1, fetch_max_bytes: 50 << 20 },
+        metrics: Arc::new(Metrics::new(&registry, 100).expect("metrics")),
+        producer_ids: Arc::new(ProducerIdAllocator::open(dir.path()).expect("producer ids")),
+    };
+    TestContext { ctx, _dir: dir }
+}
