@@ -70,7 +70,7 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: FetchRequest) -> Fe
     let max_bytes = (req.max_bytes.max(0) as usize).min(ctx.options.fetch_max_bytes);
     loop {
         let (parts, total, any_error) = read_all(ctx, &wanted, max_bytes).await;
-        let done = total >= min_bytes.max(1) || any_error || watches.is_empty() || Instant::now() >= deadline;
+        let done = total >= min_bytes || any_error || watches.is_empty() || Instant::now() >= deadline;
         if done || !wait_for_change(&mut watches, deadline).await {
             return build(ctx, topics, &wanted, parts, version, req.isolation_level);
         }

@@ -16,7 +16,7 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-pub(super) async fn handle(ctx: &Context, _version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub(super) async fn handle(ctx: &Context, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let meta = ctx.storage.describe_topic(&t.name.0).await;
@@ -26,7 +26,8 @@ pub(super) async fn handle(ctx: &Context, _version: i16, req: ListOffsetsRequest
                 .with_partition_index(p.partition_index)
                 .with_timestamp(-1)
                 .with_offset(-1)
-                .with_leader_epoch(0);
+                // The leader epoch field exists from v4; older versions must leave the default.
+                .with_leader_epoch(if version >= 4 { 0 } else { -1 });
             let meta = match &meta {
                 Ok(Some(m)) if p.partition_index >= 0 && p.partition_index < m.partitions => m,
                 Ok(_) => {
