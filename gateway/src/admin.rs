@@ -60,7 +60,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let app = router(AdminState { registry, ready: Arc::clone(&ready) });
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let get = |path: &'static str| async move {
+        let get = move |path: &'static str| async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
             s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();

@@ -13,7 +13,18 @@ use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
 use crate::storage::Storage;
 
+mod alter_configs;
 mod api_versions;
+mod config_docs;
+mod create_partitions;
+mod create_topics;
+mod delete_records;
+mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
+mod incremental_alter_configs;
+mod init_producer_id;
+mod offset_for_leader_epoch;
 mod fetch;
 mod list_offsets;
 mod metadata;
@@ -89,6 +100,22 @@ pub async fn dispatch(ctx: &Context, header: &RequestHeader, body: RequestKind) 
         RequestKind::Produce(r) => return Ok(produce::handle(ctx, v, r).await.map(ResponseKind::Produce)),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, v, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, v, r).await),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(ctx, v, r).await),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(ctx, v, r).await),
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(ctx, v, r).await)
+        }
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs::handle(ctx, v, r).await),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs::handle(ctx, v, r).await),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(ctx, v, r).await)
+        }
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(ctx, v, r).await),
+        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster::handle(ctx, v, r)),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(ctx, v, r).await),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, v, r).await)
+        }
         other => return Err(HandlerError::NotDispatched(api_key_of(&other))),
     };
     Ok(Some(reply))
@@ -179,3 +206,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod data_path_test;
