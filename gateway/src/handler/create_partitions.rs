@@ -1,0 +1,114 @@
+//! CreatePartitions: grows a topic (never shrinks), with validate_only.
+
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use tracing::{debug, info};
+
+use super::Context;
+
+/// A per-topic failure: the Kafka error and its message.
+type Failure = (ResponseError, String);
+
+pub(super) async fn handle(
+    ctx: &Context,
+    _version: i16,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let names: Vec<String> = req.topics.iter().map(|t| t.name.0.to_string()).collect();
+    let mut results = Vec::with_capacity(req.topics.len());
+    for (i, topic) in req.topics.into_iter().enumerate() {
+        let result = if names.iter().filter(|n| **n == names[i]).count() > 1 {
+            Err((
+                ResponseError::InvalidRequest,
+                format!("topic {} is listed more than once", names[i]),
+            ))
+        } else {
+            grow(ctx, &names[i], &topic, req.validate_only).await
+        };
+        let entry = CreatePartitionsTopicResult::default().with_name(topic.name);
+        results.push(match result {
+            Ok(()) => entry.with_error_code(0).with_error_message(None),
+            Err((error, message)) => {
+                debug!(topic = %names[i], error = ?error, reason = %message, "create partitions refused");
+                entry
+                    .with_error_code(error.code())
+                    .with_error_message(Some(StrBytes::from_string(message)))
+            }
+        });
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+async fn grow(
+    ctx: &Context,
+    name: &str,
+    topic: &CreatePartitionsTopic,
+    validate_only: bool,
+) -> Result<(), Failure> {
+    let current = match ctx.storage.describe_topic(name).await {
+        Ok(Some(meta)) => meta.partitions,
+        Ok(None) => {
+            return Err((
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic {name} does not exist"),
+            ))
+        }
+        Err(e) => return Err((e.response_error(), e.to_string())),
+    };
+    let count = topic.count;
+    if count < current {
+        return Err((
+            ResponseError::InvalidPartitions,
+            format!("topic currently has {current} partitions, which is higher than the requested {count}"),
+        ));
+    }
+    if count == current {
+        return Err((
+            ResponseError::InvalidPartitions,
+            format!("topic already has {current} partitions"),
+        ));
+    }
+    check_assignments(ctx, topic, count - current)?;
+    ctx.storage
+        .create_partitions(name, count, validate_only)
+        .await
+        .map_err(|e| (e.response_error(), e.to_string()))?;
+    if !validate_only {
+        info!(topic = name, from = current, to = count, "added partitions");
+    }
+    Ok(())
+}
+
+/// Explicit assignments are accepted when there is one per new partition and each names only
+/// this broker (the only possible placement).
+fn check_assignments(ctx: &Context, topic: &CreatePartitionsTopic, added: i32) -> Result<(), Failure> {
+    let Some(assignments) = &topic.assignments else {
+        return Ok(());
+    };
+    if usize::try_from(added).ok() != Some(assignments.len()) {
+        return Err((
+            ResponseError::InvalidReplicaAssignment,
+            format!(
+                "increasing the number of partitions by {added} but {} assignments provided",
+                assignments.len()
+            ),
+        ));
+    }
+    let node = ctx.broker.node_id;
+    for a in assignments {
+        if a.broker_ids.len() != 1 || a.broker_ids[0].0 != node {
+            return Err((
+                ResponseError::InvalidReplicaAssignment,
+                format!("each new partition must be assigned to exactly broker {node}, the only broker"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "create_partitions_test.rs"]
+mod tests;

@@ -1,0 +1,192 @@
+//! CreateTopics: partitions (or the broker default), replication factor 1, configs,
+//! validate_only, and Kafka's per-topic errors with messages.
+
+use std::collections::HashMap;
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use tracing::{debug, info};
+
+use super::describe_configs::{SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC};
+use super::Context;
+use crate::storage::{TopicConfig, TopicMeta};
+
+/// Longest legal topic name (Kafka's `Topic.MAX_NAME_LENGTH`).
+const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// Checks a topic name against Kafka's rules: 1..=249 characters of `[a-zA-Z0-9._-]`, and not
+/// `.` or `..`.
+///
+/// # Errors
+/// A message saying which rule the name breaks.
+pub(crate) fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name cannot be \"{name}\""));
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return Err(format!(
+            "topic name is longer than {MAX_TOPIC_NAME_LEN} characters"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name {name:?} contains {c:?}; legal characters are ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// A per-topic failure: the Kafka error and its message.
+type Failure = (ResponseError, String);
+
+pub(super) async fn handle(ctx: &Context, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for t in &req.topics {
+        *seen.entry(t.name.0.to_string()).or_default() += 1;
+    }
+    let mut results = Vec::with_capacity(req.topics.len());
+    for topic in req.topics {
+        let name = topic.name.0.to_string();
+        let result = if seen.get(&name).copied().unwrap_or(0) > 1 {
+            Err((
+                ResponseError::InvalidRequest,
+                format!("topic {name} is listed more than once in the request"),
+            ))
+        } else {
+            create_one(ctx, &name, topic, req.validate_only).await
+        };
+        let entry = CreatableTopicResult::default().with_name(TopicName(StrBytes::from_string(name.clone())));
+        results.push(match result {
+            Ok(meta) => success(entry, &meta, version),
+            Err((error, message)) => {
+                debug!(topic = %name, error = ?error, reason = %message, "create topic refused");
+                entry
+                    .with_error_code(error.code())
+                    .with_error_message(Some(StrBytes::from_string(message)))
+                    .with_configs(None)
+            }
+        });
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+async fn create_one(
+    ctx: &Context,
+    name: &str,
+    topic: CreatableTopic,
+    validate_only: bool,
+) -> Result<TopicMeta, Failure> {
+    validate_topic_name(name).map_err(|m| (ResponseError::InvalidTopicException, m))?;
+    if !topic.assignments.is_empty() {
+        return Err((
+            ResponseError::InvalidRequest,
+            "manual replica assignments are not supported; use num_partitions".into(),
+        ));
+    }
+    let partitions = match topic.num_partitions {
+        -1 => ctx.options.default_partitions,
+        n if n > 0 => n,
+        n => {
+            return Err((
+                ResponseError::InvalidPartitions,
+                format!("number of partitions must be larger than 0, or -1 to use the default; got {n}"),
+            ))
+        }
+    };
+    match topic.replication_factor {
+        -1 | 1 => {}
+        n if n > 1 => {
+            return Err((
+                ResponseError::InvalidReplicationFactor,
+                format!(
+                    "unable to replicate the partition {n} time(s): the target replication factor of {n} \
+                     cannot be reached because only 1 broker(s) are registered"
+                ),
+            ))
+        }
+        n => {
+            return Err((
+                ResponseError::InvalidReplicationFactor,
+                format!("replication factor must be larger than 0, or -1 to use the default; got {n}"),
+            ))
+        }
+    }
+    let config = topic_config(&topic)?;
+    let meta = ctx
+        .storage
+        .create_topic(name, partitions, config, validate_only)
+        .await
+        .map_err(|e| (e.response_error(), e.to_string()))?;
+    if !validate_only {
+        info!(topic = name, partitions = meta.partitions, topic_id = %meta.id, "created topic");
+    }
+    Ok(meta)
+}
+
+/// Builds the topic's config from the request; null values and repeated keys are refused as
+/// Kafka does.
+fn topic_config(topic: &CreatableTopic) -> Result<TopicConfig, Failure> {
+    let mut entries = Vec::with_capacity(topic.configs.len());
+    for c in &topic.configs {
+        let name = c.name.as_str();
+        if entries.iter().any(|(n, _)| *n == name) {
+            return Err((
+                ResponseError::InvalidConfig,
+                format!("config {name} is listed more than once"),
+            ));
+        }
+        let Some(value) = c.value.as_ref() else {
+            return Err((
+                ResponseError::InvalidConfig,
+                format!("null value not supported for topic config {name}"),
+            ));
+        };
+        entries.push((name, Some(value.as_str())));
+    }
+    TopicConfig::from_entries(entries).map_err(|e| (ResponseError::InvalidConfig, e.to_string()))
+}
+
+/// A successful result; v5+ also carries the partition count, replication factor and configs.
+fn success(entry: CreatableTopicResult, meta: &TopicMeta, version: i16) -> CreatableTopicResult {
+    let entry = entry
+        .with_error_code(0)
+        .with_error_message(None)
+        .with_topic_id(meta.id);
+    if version < 5 {
+        return entry;
+    }
+    let configs = meta
+        .config
+        .entries()
+        .into_iter()
+        .map(|e| {
+            CreatableTopicConfigs::default()
+                .with_name(StrBytes::from_static_str(e.name))
+                .with_value(Some(StrBytes::from_string(e.value)))
+                .with_read_only(e.read_only)
+                .with_config_source(if e.is_default {
+                    SOURCE_DEFAULT
+                } else {
+                    SOURCE_DYNAMIC_TOPIC
+                })
+                .with_is_sensitive(false)
+        })
+        .collect();
+    entry
+        .with_num_partitions(meta.partitions)
+        .with_replication_factor(1)
+        .with_configs(Some(configs))
+}
+
+#[cfg(test)]
+#[path = "create_topics_test.rs"]
+mod tests;

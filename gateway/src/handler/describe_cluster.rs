@@ -1,0 +1,71 @@
+//! DescribeCluster: this broker, the cluster id, and this broker as the controller.
+//!
+//! The single broker is never fenced, so `include_fenced_brokers` (v2) changes nothing.
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::Context;
+
+/// `EndpointType.BROKER`: the endpoints this server answers for.
+const ENDPOINT_BROKER: i8 = 1;
+/// `EndpointType.CONTROLLER`.
+const ENDPOINT_CONTROLLER: i8 = 2;
+
+/// Authorized-operations value meaning "not requested" (Kafka's INT32_MIN sentinel).
+const OPS_OMITTED: i32 = i32::MIN;
+
+/// `AclOperation` codes a principal may perform on the cluster resource. Without an authorizer
+/// every client may do all of them, as in Kafka.
+const CLUSTER_OPS: &[u8] = &[
+    5,  // CREATE
+    7,  // ALTER
+    8,  // DESCRIBE
+    9,  // CLUSTER_ACTION
+    10, // DESCRIBE_CONFIGS
+    11, // ALTER_CONFIGS
+    12, // IDEMPOTENT_WRITE
+];
+
+pub(super) fn handle(ctx: &Context, version: i16, req: DescribeClusterRequest) -> DescribeClusterResponse {
+    let b = &ctx.broker;
+    let resp = DescribeClusterResponse::default()
+        .with_error_message(None)
+        .with_endpoint_type(ENDPOINT_BROKER);
+    // v0 has no endpoint type: the request defaults to brokers.
+    if version >= 1 && req.endpoint_type != ENDPOINT_BROKER {
+        let (error, message) = if req.endpoint_type == ENDPOINT_CONTROLLER {
+            (
+                ResponseError::MismatchedEndpointType,
+                "this is a broker endpoint; the gateway has no separate controller endpoints".to_string(),
+            )
+        } else {
+            (
+                ResponseError::UnsupportedEndpointType,
+                format!("unknown endpoint type {}", req.endpoint_type),
+            )
+        };
+        return resp
+            .with_error_code(error.code())
+            .with_error_message(Some(StrBytes::from_string(message)));
+    }
+    let ops = if req.include_cluster_authorized_operations {
+        CLUSTER_OPS.iter().fold(0i32, |acc, op| acc | (1 << op))
+    } else {
+        OPS_OMITTED
+    };
+    resp.with_cluster_id(StrBytes::from_string(b.cluster_id.clone()))
+        .with_controller_id(BrokerId(b.node_id))
+        .with_cluster_authorized_operations(ops)
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(b.node_id))
+            .with_host(StrBytes::from_string(b.host.clone()))
+            .with_port(b.port)
+            .with_rack(b.rack.clone().map(StrBytes::from_string))])
+}
+
+#[cfg(test)]
+#[path = "describe_cluster_test.rs"]
+mod tests;

@@ -1,0 +1,166 @@
+use bytes::BytesMut;
+use kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig;
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
+use super::*;
+use crate::handler::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::handler::test_support;
+
+fn op(name: &'static str, operation: i8, value: Option<&'static str>) -> AlterableConfig {
+    AlterableConfig::default()
+        .with_name(StrBytes::from_static_str(name))
+        .with_config_operation(operation)
+        .with_value(value.map(StrBytes::from_static_str))
+}
+
+fn request(resource_type: i8, name: &str, ops: Vec<AlterableConfig>) -> IncrementalAlterConfigsRequest {
+    IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(StrBytes::from_string(name.to_owned()))
+        .with_configs(ops)])
+}
+
+async fn config(ctx: &Context, topic: &str) -> TopicConfig {
+    ctx.storage.describe_topic(topic).await.unwrap().unwrap().config
+}
+
+#[tokio::test]
+async fn set_and_delete_change_only_the_named_keys() {
+    let t = test_support::context().await;
+    let ctx = &t.ctx;
+    let initial =
+        TopicConfig::from_entries([("retention.ms", Some("1000")), ("retention.bytes", Some("10"))]).unwrap();
+    ctx.storage.create_topic("t", 1, initial, false).await.unwrap();
+    let ops = vec![
+        op("segment.bytes", OP_SET, Some("2097152")),
+        op("retention.bytes", OP_DELETE, None),
+    ];
+    let resp = handle(ctx, 1, request(RESOURCE_TOPIC, "t", ops)).await;
+    assert_eq!(
+        (
+            resp.responses[0].error_code,
+            resp.responses[0].error_message.as_ref()
+        ),
+        (0, None)
+    );
+    let c = config(ctx, "t").await;
+    assert_eq!(
+        (c.retention_ms, c.retention_bytes, c.segment_bytes),
+        (1000, -1, 2_097_152)
+    );
+    for v in 0..=1 {
+        resp.encode(&mut BytesMut::new(), v).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn append_and_subtract_apply_to_list_configs_only() {
+    let t = test_support::context().await;
+    let ctx = &t.ctx;
+    ctx.storage
+        .create_topic("t", 1, TopicConfig::default(), false)
+        .await
+        .unwrap();
+    // Appending an item already present leaves a valid list.
+    let resp = handle(
+        ctx,
+        1,
+        request(
+            RESOURCE_TOPIC,
+            "t",
+            vec![op("cleanup.policy", OP_APPEND, Some("delete"))],
+        ),
+    )
+    .await;
+    assert_eq!(resp.responses[0].error_code, 0, "{resp:?}");
+
+    let cases = [
+        (op("cleanup.policy", OP_APPEND, Some("compact")), "cleanup.policy"),
+        (
+            op("cleanup.policy", OP_SUBTRACT, Some("delete")),
+            "cleanup.policy",
+        ),
+        (op("retention.ms", OP_APPEND, Some("5")), "not list-valued"),
+        (op("retention.ms", OP_SUBTRACT, Some("5")), "not list-valued"),
+        (op("no.such.config", OP_APPEND, Some("5")), "no.such.config"),
+    ];
+    for (o, fragment) in cases {
+        let resp = handle(ctx, 1, request(RESOURCE_TOPIC, "t", vec![o])).await;
+        let r = &resp.responses[0];
+        assert_eq!(
+            r.error_code,
+            ResponseError::InvalidConfig.code(),
+            "{fragment}: {r:?}"
+        );
+        assert!(
+            r.error_message.as_deref().unwrap_or_default().contains(fragment),
+            "{r:?}"
+        );
+    }
+    assert_eq!(config(ctx, "t").await, TopicConfig::default());
+}
+
+#[tokio::test]
+async fn refusals_and_validate_only_leave_the_config_alone() {
+    let t = test_support::context().await;
+    let ctx = &t.ctx;
+    ctx.storage
+        .create_topic("t", 1, TopicConfig::default(), false)
+        .await
+        .unwrap();
+    let dry =
+        request(RESOURCE_TOPIC, "t", vec![op("retention.ms", OP_SET, Some("1"))]).with_validate_only(true);
+    assert_eq!(handle(ctx, 1, dry).await.responses[0].error_code, 0);
+
+    let cases = [
+        (
+            request(RESOURCE_TOPIC, "t", vec![op("retention.ms", 9, Some("1"))]),
+            ResponseError::InvalidRequest,
+        ),
+        (
+            request(RESOURCE_TOPIC, "t", vec![op("retention.ms", OP_SET, None)]),
+            ResponseError::InvalidRequest,
+        ),
+        (
+            request(
+                RESOURCE_TOPIC,
+                "t",
+                vec![
+                    op("retention.ms", OP_SET, Some("1")),
+                    op("retention.ms", OP_DELETE, None),
+                ],
+            ),
+            ResponseError::InvalidRequest,
+        ),
+        // A valid op before an invalid one is not applied either.
+        (
+            request(
+                RESOURCE_TOPIC,
+                "t",
+                vec![
+                    op("retention.ms", OP_SET, Some("1")),
+                    op("segment.bytes", OP_SET, Some("1")),
+                ],
+            ),
+            ResponseError::InvalidConfig,
+        ),
+        (
+            request(RESOURCE_TOPIC, "missing", vec![]),
+            ResponseError::UnknownTopicOrPartition,
+        ),
+        (
+            request(
+                RESOURCE_BROKER,
+                "1",
+                vec![op("log.retention.ms", OP_SET, Some("1"))],
+            ),
+            ResponseError::InvalidRequest,
+        ),
+    ];
+    for (req, error) in cases {
+        let resp = handle(ctx, 1, req).await;
+        assert_eq!(resp.responses[0].error_code, error.code(), "{resp:?}");
+        assert!(resp.responses[0].error_message.is_some());
+    }
+    assert_eq!(config(ctx, "t").await, TopicConfig::default());
+}
