@@ -119,7 +119,7 @@ fn kill9_with_fsync_always_loses_no_acknowledged_record() -> Result<()> {
     let mut seen = 0;
     streaming.wait_for_line(Duration::from_secs(120), |line| {
         seen += usize::from(line.starts_with("{\"i\""));
-        seen >= 3000
+        seen >= 10_000
     })?;
     gw.kill9()?;
     // Delivery reports already received are acknowledgements; stop the producer and keep them all.
@@ -127,7 +127,7 @@ fn kill9_with_fsync_always_loses_no_acknowledged_record() -> Result<()> {
     let _ = streaming.wait(Duration::from_secs(30))?;
     let during = ack_lines(streaming.lines().iter().map(String::as_str));
     note(format!("{} records acknowledged before the crash", during.len()));
-    ensure!(during.len() >= 3000, "only {} acks collected", during.len());
+    ensure!(during.len() >= 10_000, "only {} acks collected", during.len());
     acked.extend(during);
 
     gw.restart()?;
