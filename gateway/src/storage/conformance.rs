@@ -190,7 +190,8 @@ pub async fn list_offsets<S: Storage>(s: &S) {
     append(s, &p, plain(&[b"a", b"b"], 100)).await;
     append(s, &p, plain(&[b"c"], 300)).await;
     append(s, &p, plain(&[b"d", b"e"], 200)).await;
-    let get = |spec| async move { s.list_offset(&p, spec).await.expect("list_offset") };
+    let p = &p;
+    let get = |spec| async move { s.list_offset(p, spec).await.expect("list_offset") };
     assert_eq!(get(OffsetSpec::Earliest).await.map(|o| o.offset), Some(0));
     assert_eq!(get(OffsetSpec::Latest).await.map(|o| o.offset), Some(5));
     let by_time = get(OffsetSpec::Timestamp(150))

@@ -347,11 +347,8 @@ mod tests {
                     .iter()
                     .all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v));
                 all.then(|| {
-                    if m.get_counter().is_some() {
-                        m.get_counter().value()
-                    } else {
-                        m.get_gauge().value()
-                    }
+                    // Exactly one of the two is set for a counter or gauge family.
+                    m.get_counter().get_value() + m.get_gauge().get_value()
                 })
             })
     }

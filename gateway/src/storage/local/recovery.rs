@@ -189,12 +189,12 @@ fn recover_active(dir: &Path, base: Offset, interval: u64) -> io::Result<(Segmen
             problem = Some("crc mismatch");
             break;
         }
-        if seg.roll_start_ms.is_none() && header.max_timestamp >= 0 {
-            seg.roll_start_ms = Some(header.max_timestamp);
-        }
         seg.account(&header, len, interval);
     }
     drop(reader);
+    // `segment.ms` counts from when this process found the segment non-empty: batch timestamps
+    // are producer-chosen and may be arbitrarily old.
+    seg.roll_start_ms = (seg.size > 0).then(super::retention::now_ms);
     if let Some(what) = problem {
         truncate(&mut seg, file_len, what)?;
     }
