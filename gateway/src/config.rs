@@ -121,6 +121,13 @@ pub struct Flags {
     /// Seconds shutdown waits for in-flight requests [default: 30].
     #[arg(long, env = "KAFKA_GATEWAY_SHUTDOWN_GRACE_SECONDS")]
     pub shutdown_grace_seconds: Option<u64>,
+    /// Committed offsets of empty groups expire after this (`offsets.retention.minutes`) [default: 10080].
+    #[arg(long, env = "KAFKA_GATEWAY_OFFSETS_RETENTION_MINUTES")]
+    pub offsets_retention_minutes: Option<u64>,
+    /// First rebalance of an empty group waits this long for more members
+    /// (`group.initial.rebalance.delay.ms`) [default: 3000].
+    #[arg(long, env = "KAFKA_GATEWAY_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
     /// Cap on distinct topic label values in metrics [default: 1000].
     #[arg(long, env = "KAFKA_GATEWAY_MAX_TOPIC_LABELS")]
     pub max_topic_labels: Option<usize>,
@@ -169,6 +176,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Metric topic label cap.
     pub max_topic_labels: usize,
+    /// Offsets retention in minutes.
+    pub offsets_retention_minutes: u64,
+    /// Initial rebalance delay of empty groups.
+    pub group_initial_rebalance_delay_ms: u64,
 }
 
 impl Config {
@@ -241,6 +252,9 @@ impl Config {
             fetch_max_bytes: positive("fetch-max-bytes", pick!(fetch_max_bytes, 57_671_680))?,
             shutdown_grace: Duration::from_secs(pick!(shutdown_grace_seconds, 30)),
             max_topic_labels: pick!(max_topic_labels, 1000),
+            offsets_retention_minutes: positive("offsets-retention-minutes", pick!(offsets_retention_minutes, 10_080) as usize)?
+                as u64,
+            group_initial_rebalance_delay_ms: pick!(group_initial_rebalance_delay_ms, 3000),
         };
         if storage == StorageKind::Seaweedmq {
             let masters = f.seaweedmq_masters.or(file.seaweedmq_masters);

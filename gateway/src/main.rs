@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use kafka_gateway::admin::{self, AdminState};
 use kafka_gateway::config::{Config, Flags, FsyncPolicy};
+use kafka_gateway::group::{GroupConfig, GroupCoordinator, GroupMetrics};
 use kafka_gateway::handler::{BrokerInfo, Context, HandlerOptions};
 use kafka_gateway::metrics::Metrics;
 use kafka_gateway::producer_ids::ProducerIdAllocator;
@@ -67,6 +68,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
     .context("opening the embedded log")?;
     let storage: Arc<dyn Storage> = Arc::new(Metered::new(local, &registry)?);
     let metrics = Arc::new(Metrics::new(&registry, config.max_topic_labels)?);
+    let groups = GroupCoordinator::open(
+        &config.data_dir.join("groups"),
+        GroupConfig {
+            offsets_retention_ms: config.offsets_retention_minutes * 60_000,
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            ..GroupConfig::default()
+        },
+        GroupMetrics::new(&registry, config.max_topic_labels)?,
+        shutdown.clone(),
+    )
+    .await
+    .context("opening the consumer group store")?;
     let ctx = Arc::new(Context {
         storage: Arc::clone(&storage),
         broker: BrokerInfo {
@@ -83,6 +96,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
         metrics,
         producer_ids: Arc::new(ProducerIdAllocator::open(&config.data_dir)?),
+        groups,
     });
 
     let ready = Arc::new(AtomicBool::new(false));

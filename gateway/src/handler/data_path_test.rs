@@ -39,7 +39,7 @@ fn produce_req(topic: &str, id: uuid::Uuid, records: Bytes, acks: i16) -> Produc
 }
 
 async fn run(ctx: &Context, key: ApiKey, v: i16, body: RequestKind) -> ResponseKind {
-    let reply = dispatch(ctx, &header(key, v), body).await.unwrap().unwrap();
+    let reply = dispatch(ctx, &header(key, v), &super::test_support::client(), body).await.unwrap().unwrap();
     encode_response(key, v, 1, &reply).unwrap_or_else(|e| panic!("{key:?} v{v}: {e}"));
     reply
 }
@@ -110,7 +110,7 @@ async fn corrupt_batches_unknown_topics_and_acks_zero() {
         panic!()
     };
     assert_eq!(r.responses[0].partition_responses[0].error_code, ResponseError::UnknownTopicOrPartition.code());
-    let none = dispatch(ctx, &header(ApiKey::Produce, 9), RequestKind::Produce(produce_req("c", meta.id, ok, 0))).await.unwrap();
+    let none = dispatch(ctx, &header(ApiKey::Produce, 9), &super::test_support::client(), RequestKind::Produce(produce_req("c", meta.id, ok, 0))).await.unwrap();
     assert!(none.is_none(), "acks=0 gets no response");
 }
 
@@ -132,7 +132,7 @@ async fn fetch_long_poll_wakes_on_append_and_times_out_without_one() {
     // A long poll of 30 s returns as soon as a produce lands.
     let waiter = {
         let ctx = std::sync::Arc::clone(&ctx);
-        tokio::spawn(async move { dispatch(&ctx, &header(ApiKey::Fetch, 12), RequestKind::Fetch(fetch(30_000))).await })
+        tokio::spawn(async move { dispatch(&ctx, &header(ApiKey::Fetch, 12), &super::test_support::client(), RequestKind::Fetch(fetch(30_000))).await })
     };
     let ok = batch(&[b"late"], 1, -1, -1, -1).freeze();
     run(&ctx, ApiKey::Produce, 9, RequestKind::Produce(produce_req("w", meta.id, ok, 1))).await;

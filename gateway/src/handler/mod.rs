@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 
+use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
 use crate::storage::Storage;
@@ -69,6 +70,15 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Producer id source for InitProducerId.
     pub producer_ids: Arc<ProducerIdAllocator>,
+    /// Consumer groups and committed offsets.
+    pub groups: GroupCoordinator,
+}
+
+/// Who sent a request, beyond its header.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The peer's IP address (DescribeGroups shows it as the member's host).
+    pub host: String,
 }
 
 impl std::fmt::Debug for dyn Storage {
@@ -92,7 +102,13 @@ pub type Reply = Option<ResponseKind>;
 ///
 /// # Errors
 /// [`HandlerError::NotDispatched`] when no handler serves the request's API.
-pub async fn dispatch(ctx: &Context, header: &RequestHeader, body: RequestKind) -> Result<Reply, HandlerError> {
+pub async fn dispatch(
+    ctx: &Context,
+    header: &RequestHeader,
+    client: &Client,
+    body: RequestKind,
+) -> Result<Reply, HandlerError> {
+    let _ = client;
     let v = header.request_api_version;
     let reply = match body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, v, r)),
@@ -201,7 +217,7 @@ mod tests {
             if let RequestKind::Fetch(f) = &mut body {
                 f.max_wait_ms = 0;
             }
-            let reply = dispatch(&ctx.ctx, &header, body).await;
+            let reply = dispatch(&ctx.ctx, &header, &test_support::client(), body).await;
             assert!(matches!(reply, Ok(Some(_))), "{:?}: {reply:?}", api.key);
         }
     }

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{BrokerInfo, Context, HandlerOptions};
+use tokio_util::sync::CancellationToken;
+
+use super::{BrokerInfo, Client, Context, HandlerOptions};
+use crate::group::{GroupConfig, GroupCoordinator, GroupMetrics};
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
 use crate::storage::local::{FsyncMode, LocalOptions, LocalStorage};
@@ -28,6 +31,15 @@ pub(crate) async fn context() -> TestContext {
     .await
     .expect("open local storage");
     let registry = prometheus::Registry::new();
+    let group_config = GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() };
+    let groups = GroupCoordinator::open(
+        &dir.path().join("groups"),
+        group_config,
+        GroupMetrics::new(&registry, 100).expect("group metrics"),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("open group coordinator");
     let ctx = Context {
         storage: Arc::new(storage),
         broker: BrokerInfo {
@@ -40,6 +52,12 @@ pub(crate) async fn context() -> TestContext {
         options: HandlerOptions { auto_create_topics: true, default_partitions: 1, fetch_max_bytes: 50 << 20 },
         metrics: Arc::new(Metrics::new(&registry, 100).expect("metrics")),
         producer_ids: Arc::new(ProducerIdAllocator::open(dir.path()).expect("producer ids")),
+        groups,
     };
     TestContext { ctx, _dir: dir }
+}
+
+/// The client identity tests send requests as.
+pub(crate) fn client() -> Client {
+    Client { host: "127.0.0.1".into() }
 }

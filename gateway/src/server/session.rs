@@ -20,7 +20,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::connection::{FrameError, FrameReader, FrameWriter};
 use super::ServerOptions;
-use crate::handler::{self, Context};
+use crate::handler::{self, Client, Context};
 use crate::protocol::{self, CodecError, Decoded};
 
 /// Why a session ended abnormally.
@@ -50,6 +50,7 @@ impl SessionError {
 /// Serves one connection until the peer closes, an error, idleness, or shutdown.
 pub(super) async fn run(stream: TcpStream, ctx: Arc<Context>, opts: Arc<ServerOptions>, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
+    let client = Arc::new(Client { host: stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default() });
     let (read_half, write_half) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, FrameError>>(opts.max_in_flight.max(1));
     let reader_stop = shutdown.child_token();
@@ -79,7 +80,7 @@ pub(super) async fn run(stream: TcpStream, ctx: Arc<Context>, opts: Arc<ServerOp
         )
     };
     let mut writer = FrameWriter::new(write_half);
-    let result = serve(&mut rx, &mut writer, &ctx, &opts, &shutdown).await;
+    let result = serve(&mut rx, &mut writer, &ctx, &client, &opts, &shutdown).await;
     reader_stop.cancel();
     let _ = reader.await;
     if let Err(e) = result {
@@ -99,6 +100,7 @@ async fn serve(
     rx: &mut mpsc::Receiver<Result<Bytes, FrameError>>,
     writer: &mut FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
     ctx: &Arc<Context>,
+    client: &Arc<Client>,
     opts: &ServerOptions,
     shutdown: &CancellationToken,
 ) -> Result<(), SessionError> {
@@ -131,7 +133,7 @@ async fn serve(
                     None => reading = false,
                     Some(frame) => {
                         last_activity = Instant::now();
-                        in_flight.push_back(start_request(frame?, Arc::clone(ctx))?);
+                        in_flight.push_back(start_request(frame?, Arc::clone(ctx), Arc::clone(client))?);
                     }
                 }
             }
@@ -144,7 +146,7 @@ async fn serve(
 }
 
 /// Decodes a frame and returns the future producing its encoded response frame.
-fn start_request(frame: Bytes, ctx: Arc<Context>) -> Result<Pending, SessionError> {
+fn start_request(frame: Bytes, ctx: Arc<Context>, client: Arc<Client>) -> Result<Pending, SessionError> {
     let started = Instant::now();
     match protocol::decode_request(frame)? {
         Decoded::ApiVersionsUnsupported { correlation_id } => {
@@ -162,7 +164,7 @@ fn start_request(frame: Bytes, ctx: Arc<Context>) -> Result<Pending, SessionErro
             );
             Ok(Box::pin(
                 async move {
-                    let reply = handler::dispatch(&ctx, &header, body).await?;
+                    let reply = handler::dispatch(&ctx, &header, &client, body).await?;
                     record(&ctx, api, &header, reply.as_ref(), started);
                     match reply {
                         None => Ok(None),
