@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod group;
 pub mod handler;
 pub mod metrics;
 pub mod producer_ids;
