@@ -230,12 +230,18 @@ impl Gateway {
         self.spawn()
     }
 
+    /// The gateway log as plain text (ANSI colour codes removed), empty if unreadable.
+    pub fn log_text(&self) -> String {
+        let mut raw = Vec::new();
+        if let Ok(mut file) = File::open(self.log_path()) {
+            let _ = file.read_to_end(&mut raw);
+        }
+        strip_ansi(&String::from_utf8_lossy(&raw))
+    }
+
     /// The last lines of the gateway log, framed for printing.
     pub fn log_tail(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut file) = File::open(self.log_path()) {
-            let _ = file.read_to_string(&mut text);
-        }
+        let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();
         let start = lines.len().saturating_sub(LOG_TAIL_LINES);
         format!(
@@ -247,13 +253,25 @@ impl Gateway {
         )
     }
 
-    /// Counts log lines containing `needle` (for "logs why" checks).
+    /// Waits until a log line satisfies `pred` and returns it (the log is written by another
+    /// process, so it is polled at a short interval until the deadline).
     ///
     /// # Errors
-    /// The log file cannot be read.
-    pub fn log_contains(&self, needle: &str) -> Result<bool> {
-        let text = std::fs::read_to_string(self.log_path()).context("read gateway log")?;
-        Ok(text.contains(needle))
+    /// No such line within `timeout`.
+    pub fn wait_for_log_line(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log_text().lines().find(|l| pred(l)) {
+                return Ok(line.to_owned());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "expected log line not written within {timeout:?}\n{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(READY_POLL);
+        }
     }
 
     /// Whether the process is still alive (it has not reported an exit).
@@ -380,6 +398,26 @@ impl Drop for Gateway {
     }
 }
 
+/// Removes ANSI escape sequences (`ESC [ ... final-byte`) from log text.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        if chars.next() == Some('[') {
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Reserves a free loopback port by binding port 0 and releasing it.
 ///
 /// # Errors
@@ -420,4 +458,15 @@ pub fn binary_path() -> Result<PathBuf> {
                 "kafka-gateway binary not found at {candidates:?}: run cargo build -p kafka-gateway first"
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_ansi;
+
+    #[test]
+    fn strips_colour_codes() {
+        let coloured = "\u{1b}[2m2026\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m closing peer\u{1b}[2m=\u{1b}[0m1";
+        assert_eq!(strip_ansi(coloured), "2026  WARN closing peer=1");
+    }
 }

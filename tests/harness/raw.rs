@@ -55,6 +55,14 @@ impl RawClient {
         })
     }
 
+    /// The client-side address of the connection (the gateway logs it as the peer).
+    ///
+    /// # Errors
+    /// Socket failure.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.stream.local_addr().context("local address")
+    }
+
     /// Encodes a request frame (size prefix, header, body) at `version`.
     ///
     /// # Errors

@@ -39,6 +39,17 @@ fn assert_still_serving(gw: &mut Gateway) -> Result<()> {
     Ok(())
 }
 
+/// The gateway logged a warning or error naming this connection's peer address (it says why it
+/// closed the connection).
+fn assert_logged_close(gw: &Gateway, peer: std::net::SocketAddr) -> Result<()> {
+    let needle = format!("peer={peer}");
+    let line = gw.wait_for_log_line(Duration::from_secs(5), |l| {
+        l.contains(&needle) && (l.contains(" WARN ") || l.contains(" ERROR "))
+    })?;
+    note(format!("logged: {line}"));
+    Ok(())
+}
+
 /// Request header v1 fields (api key, version, correlation id, client id) without a body.
 fn header_v1(api_key: i16, version: i16, correlation_id: i32) -> BytesMut {
     let mut buf = BytesMut::new();
@@ -80,7 +91,7 @@ fn random_frames_are_answered_or_closed_and_others_keep_working() -> Result<()> 
         // Answered (a response frame) or closed; silently keeping the connection open fails.
         match bad.read_frame() {
             Ok(Some(_)) => note("answered"),
-            Ok(None) | Err(_) => note("closed"),
+            Ok(None) | Err(_) => assert_logged_close(&gw, bad.local_addr()?)?,
         }
         assert_still_serving(&mut gw)?;
     }
@@ -130,6 +141,7 @@ fn oversized_and_negative_frame_lengths_close_the_connection() -> Result<()> {
             bad.expect_closed(CLOSE_DEADLINE)? == CloseOutcome::Closed { frames: 0 },
             "gateway answered a frame of length {len}"
         );
+        assert_logged_close(&gw, bad.local_addr()?)?;
         assert_still_serving(&mut gw)?;
     }
     Ok(())
@@ -143,6 +155,7 @@ fn unknown_api_key_closes_the_connection() -> Result<()> {
         let mut bad = RawClient::connect(gw.kafka_addr())?;
         bad.write_all(&frame(&header_v1(key, 0, 7)))?;
         bad.expect_closed(CLOSE_DEADLINE)?;
+        assert_logged_close(&gw, bad.local_addr()?)?;
         assert_still_serving(&mut gw)?;
     }
     Ok(())
