@@ -3,6 +3,7 @@
 //! Each test starts its own gateway (fresh ports and data dir), so tests run in parallel. Client
 //! scripts live in `tests/clients/`; `scripts/test.sh` installs the clients and builds the binary.
 
+mod admin_http;
 mod bad_input;
 mod confluent;
 mod durability;
