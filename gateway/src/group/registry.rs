@@ -1,0 +1,230 @@
+//! The coordinator's internals: the group registry, the locked call path that persists
+//! effects before answering, and the timer task.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kafka_protocol::ResponseError;
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::state::{Completion, GroupPhase, GroupState, Token};
+use super::store::{GroupStore, StoreError};
+use super::timer::Schedule;
+use super::types::{JoinResponse, SyncResponse};
+use super::{GroupConfig, GroupMetrics};
+
+/// Milliseconds since the Unix epoch, advancing with tokio's clock (so paused-time tests and
+/// production read the same source).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Clock {
+    base_ms: u64,
+    start: tokio::time::Instant,
+}
+
+impl Clock {
+    pub(super) fn new() -> Self {
+        let base_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Self {
+            base_ms,
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    pub(super) fn now_ms(&self) -> u64 {
+        self.base_ms + self.start.elapsed().as_millis() as u64
+    }
+
+    pub(super) fn instant_at(&self, ms: u64) -> tokio::time::Instant {
+        self.start + Duration::from_millis(ms.saturating_sub(self.base_ms))
+    }
+}
+
+pub(super) enum Waiter {
+    Join(oneshot::Sender<JoinResponse>),
+    Sync(oneshot::Sender<SyncResponse>),
+}
+
+pub(super) struct Slot {
+    pub(super) state: GroupState,
+    pub(super) waiters: HashMap<Token, Waiter>,
+}
+
+pub(super) type SlotRef = Arc<Mutex<Slot>>;
+
+/// Either an answer now or a receiver of the answer.
+pub(super) enum Answer<T> {
+    Now(T),
+    Later(oneshot::Receiver<T>),
+}
+
+pub(super) struct Inner {
+    pub(super) config: GroupConfig,
+    pub(super) clock: Clock,
+    pub(super) groups: Mutex<HashMap<String, SlotRef>>,
+    pub(super) store: GroupStore,
+    pub(super) schedule: Mutex<Schedule>,
+    pub(super) wake: Arc<Notify>,
+    pub(super) metrics: GroupMetrics,
+}
+
+impl Inner {
+    /// The group's slot; with `create`, a missing or dead group is (re)created Empty.
+    pub(super) fn slot(&self, group_id: &str, create: bool) -> Option<SlotRef> {
+        let mut groups = self.groups.lock();
+        if let Some(slot) = groups.get(group_id) {
+            if !create || slot.lock().state.phase() != GroupPhase::Dead {
+                return Some(slot.clone());
+            }
+        }
+        if !create {
+            return None;
+        }
+        let state = GroupState::new(group_id, self.config, self.clock.now_ms());
+        self.metrics.transition(None, Some(GroupPhase::Empty));
+        let slot = Arc::new(Mutex::new(Slot {
+            state,
+            waiters: HashMap::new(),
+        }));
+        groups.insert(group_id.to_owned(), slot.clone());
+        Some(slot)
+    }
+
+    pub(super) fn slots(&self) -> Vec<SlotRef> {
+        self.groups.lock().values().cloned().collect()
+    }
+
+    /// Runs `f` on the group at the current time, persists the records it produced, then
+    /// delivers completions (as errors if persisting failed) and returns `f`'s output.
+    pub(super) async fn apply<T>(
+        &self,
+        group_id: &str,
+        slot: &SlotRef,
+        f: impl FnOnce(&mut Slot, u64) -> T,
+    ) -> Result<T, StoreError> {
+        let (out, ack, deliveries, dead) = {
+            let mut s = slot.lock();
+            let now = self.clock.now_ms();
+            let live = |p: GroupPhase| (p != GroupPhase::Dead).then_some(p);
+            let before = live(s.state.phase());
+            let out = f(&mut s, now);
+            let after = live(s.state.phase());
+            self.metrics.transition(before, after);
+            let effects = s.state.take_effects();
+            effects
+                .rebalances_ms
+                .iter()
+                .for_each(|ms| self.metrics.rebalance(*ms));
+            let ack = (!effects.records.is_empty()).then(|| self.store.submit(effects.records));
+            let deliveries: Vec<(Waiter, Completion)> = effects
+                .completions
+                .into_iter()
+                .filter_map(|c| {
+                    let token = match &c {
+                        Completion::Join(t, _) | Completion::Sync(t, _) => *t,
+                    };
+                    s.waiters.remove(&token).map(|w| (w, c))
+                })
+                .collect();
+            if let Some(deadline) = s.state.next_deadline() {
+                if self.schedule.lock().schedule(group_id, deadline) {
+                    self.wake.notify_one();
+                }
+            }
+            (out, ack, deliveries, after.is_none())
+        };
+        let stored = match ack {
+            Some(rx) => rx.await.unwrap_or(Err(StoreError::Closed)),
+            None => Ok(()),
+        };
+        for (waiter, completion) in deliveries {
+            deliver(waiter, completion, stored.is_ok());
+        }
+        if dead {
+            let mut groups = self.groups.lock();
+            if groups.get(group_id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+                groups.remove(group_id);
+            }
+        }
+        stored.map(|()| out)
+    }
+
+    pub(super) async fn expire_offsets(&self) {
+        let retention = self.config.offsets_retention_ms;
+        for slot in self.slots() {
+            let id = slot.lock().state.group_id().to_owned();
+            if let Err(e) = self
+                .apply(&id, &slot, |s, now| s.state.expire_offsets(now, retention))
+                .await
+            {
+                tracing::warn!(group = %id, error = %e, "offset expiry failed");
+            }
+        }
+    }
+}
+
+fn deliver(waiter: Waiter, completion: Completion, stored: bool) {
+    let failed = ResponseError::CoordinatorNotAvailable;
+    // A send fails only when the caller went away (connection closed); nothing to do then.
+    match (waiter, completion) {
+        (Waiter::Join(tx), Completion::Join(_, r)) => {
+            let _ = tx.send(if stored {
+                r
+            } else {
+                JoinResponse::error(r.member_id, failed)
+            });
+        }
+        (Waiter::Sync(tx), Completion::Sync(_, r)) => {
+            let _ = tx.send(if stored { r } else { SyncResponse::error(failed) });
+        }
+        (Waiter::Join(tx), Completion::Sync(..)) => {
+            let _ = tx.send(JoinResponse::error("", ResponseError::UnknownServerError));
+        }
+        (Waiter::Sync(tx), Completion::Join(..)) => {
+            let _ = tx.send(SyncResponse::error(ResponseError::UnknownServerError));
+        }
+    }
+}
+
+/// The timer task: ticks due groups, runs offset expiry, sleeps until the next deadline.
+pub(super) async fn run_timer(inner: Weak<Inner>, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let mut next_expiry: Option<u64> = None;
+    loop {
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let Some(strong) = inner.upgrade() else { return };
+        let now = strong.clock.now_ms();
+        let due = strong.schedule.lock().pop_due(now);
+        for id in due {
+            if let Some(slot) = strong.slot(&id, false) {
+                if let Err(e) = strong.apply(&id, &slot, |s, now| s.state.tick(now)).await {
+                    tracing::warn!(group = %id, error = %e, "group timeout handling failed to persist");
+                }
+            }
+        }
+        let interval = strong.config.offsets_retention_check_interval_ms;
+        let expiry_at = next_expiry.get_or_insert(now + interval);
+        if *expiry_at <= now {
+            strong.expire_offsets().await;
+            *expiry_at = strong.clock.now_ms() + interval;
+        }
+        let expiry_at = *expiry_at;
+        let next = strong
+            .schedule
+            .lock()
+            .peek()
+            .map_or(expiry_at, |d| d.min(expiry_at));
+        let at = strong.clock.instant_at(next);
+        drop(strong);
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => {}
+            _ = &mut notified => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
