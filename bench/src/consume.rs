@@ -38,6 +38,8 @@ fn consumer_config(spec: &ConsumeSpec) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &spec.bootstrap)
+        // librdkafka's assign() needs a group handle; the group is never joined nor committed to.
+        .set("group.id", format!("kafka-bench-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")

@@ -108,7 +108,7 @@ fn producer_config(spec: &ProduceSpec) -> ClientConfig {
         .set("batch.size", "1000000")
         .set("batch.num.messages", "1000000")
         .set("compression.type", "none")
-        .set("queue.buffering.max.kbytes", "2097151")
+        .set("queue.buffering.max.kbytes", "65536")
         .set("queue.buffering.max.messages", "10000000")
         .set("socket.send.buffer.bytes", "4194304")
         .set("socket.receive.buffer.bytes", "4194304")
