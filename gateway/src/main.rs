@@ -96,8 +96,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
         metrics,
         producer_ids: Arc::new(ProducerIdAllocator::open(&config.data_dir)?),
-        groups,
+        groups: groups.clone(),
     });
+    tokio::spawn(publish_lag(groups, Arc::clone(&storage), shutdown.clone()));
 
     let ready = Arc::new(AtomicBool::new(false));
     let admin_listener = TcpListener::bind(config.admin_listen)
@@ -138,6 +139,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let _ = admin_task.await;
     info!("shutdown complete");
     Ok(())
+}
+
+/// Publishes consumer-group lag (high watermark minus committed offset) every 15 s.
+async fn publish_lag(groups: GroupCoordinator, storage: Arc<dyn Storage>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(15));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => groups.update_lag(|tp| storage.watch_high_watermark(tp).ok().map(|hw| *hw.borrow())),
+        }
+    }
 }
 
 /// The cluster id reported to clients, created once and kept in the data dir.
