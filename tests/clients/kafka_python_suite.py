@@ -82,7 +82,50 @@ def scenario_roundtrip(bs, args):
     emit({"scenario": "roundtrip", "count": len(got)})
 
 
-SCENARIOS = {"roundtrip": scenario_roundtrip}
+def consume_group(bs, topic, group, n):
+    consumer = KafkaConsumer(topic, bootstrap_servers=bs, group_id=group, enable_auto_commit=False,
+                             auto_offset_reset="earliest", fetch_max_wait_ms=100,
+                             session_timeout_ms=6000, heartbeat_interval_ms=500)
+    got = []
+    deadline = time.monotonic() + OP_TIMEOUT * 2
+    while len(got) < n:
+        check(time.monotonic() < deadline, "group %s consumed %d of %d in time" % (group, len(got), n))
+        for tp, records in consumer.poll(timeout_ms=500, max_records=n - len(got)).items():
+            got.extend((tp.partition, r.offset, r.key) for r in records)
+    consumer.commit()
+    committed = {p: consumer.committed(TopicPartition(topic, p)) for p in (0, 1)}
+    consumer.close()
+    return got, committed
+
+
+def scenario_group(bs, args):
+    """Group consumer: consume everything, commit, produce more, a new member resumes after the
+    committed offsets."""
+    topic, n, group = args.topic, args.count, args.topic + "-group"
+    admin = KafkaAdminClient(bootstrap_servers=bs, request_timeout_ms=int(OP_TIMEOUT * 1000))
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    producer = KafkaProducer(bootstrap_servers=bs, acks="all")
+    for i in range(n):
+        producer.send(topic, key=record_key(i), value=payload(i), partition=i % 2)
+    producer.flush(timeout=OP_TIMEOUT)
+
+    first, committed = consume_group(bs, topic, group, n)
+    check_eq(sorted(k for _, _, k in first), sorted(record_key(i) for i in range(n)), "first member's records")
+    check_eq(committed, {0: (n + 1) // 2, 1: n // 2}, "committed offsets after the first member")
+
+    for i in range(n, 2 * n):
+        producer.send(topic, key=record_key(i), value=payload(i), partition=i % 2)
+    producer.flush(timeout=OP_TIMEOUT)
+    producer.close()
+    second, committed = consume_group(bs, topic, group, n)
+    check_eq(sorted(k for _, _, k in second), sorted(record_key(i) for i in range(n, 2 * n)),
+             "second member resumes after the committed offsets")
+    check_eq(committed, {0: n, 1: n}, "committed offsets after the second member")
+    admin.close()
+    emit({"scenario": "group", "first": len(first), "second": len(second)})
+
+
+SCENARIOS = {"roundtrip": scenario_roundtrip, "group": scenario_group}
 
 
 def main():

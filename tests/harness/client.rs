@@ -254,6 +254,14 @@ impl BackgroundClient {
         }
     }
 
+    /// The next stdout line if one arrives within `timeout`; `None` on timeout or closed stdout
+    /// (for tests multiplexing several clients).
+    pub fn try_line(&mut self, timeout: Duration) -> Option<String> {
+        let line = self.line_rx.recv_timeout(timeout).ok()?;
+        self.lines.push(line.clone());
+        Some(line)
+    }
+
     /// Reads lines until one satisfies `pred` and returns it.
     ///
     /// # Errors

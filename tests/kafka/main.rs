@@ -7,6 +7,7 @@ mod admin_http;
 mod bad_input;
 mod confluent;
 mod durability;
+mod groups;
 mod kafka_python;
 mod kafkajs;
 mod kcat;
