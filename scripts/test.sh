@@ -78,6 +78,6 @@ if [ "$#" -gt 0 ]; then
   phase "test: cargo test $*"
   cargo test "$@"
 else
-  phase "test: cargo test --workspace"
-  cargo test --workspace
+  phase "test: cargo test --workspace --no-fail-fast"
+  cargo test --workspace --no-fail-fast
 fi
