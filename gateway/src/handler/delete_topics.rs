@@ -74,6 +74,8 @@ async fn delete_one(ctx: &Context, target: Target) -> DeletableTopicResult {
     match ctx.storage.delete_topic(&name).await {
         Ok(meta) => {
             info!(topic = %name, topic_id = %meta.id, "deleted topic");
+            // Committed offsets of a deleted topic must not resurface if it is created again.
+            ctx.groups.remove_topics(std::slice::from_ref(&name)).await;
             DeletableTopicResult::default()
                 .with_name(topic_name(&name))
                 .with_topic_id(meta.id)

@@ -19,17 +19,28 @@ mod api_versions;
 mod config_docs;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
+mod find_coordinator;
+mod heartbeat;
 mod incremental_alter_configs;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod offset_for_leader_epoch;
 mod fetch;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod sync_group;
 
 /// Identity of this broker as advertised to clients.
 #[derive(Debug, Clone)]
@@ -108,7 +119,6 @@ pub async fn dispatch(
     client: &Client,
     body: RequestKind,
 ) -> Result<Reply, HandlerError> {
-    let _ = client;
     let v = header.request_api_version;
     let reply = match body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, v, r)),
@@ -132,6 +142,17 @@ pub async fn dispatch(
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, v, r).await)
         }
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator::handle(ctx, v, r)),
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(join_group::handle(ctx, header, client, r).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(ctx, v, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(ctx, v, r).await),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(ctx, v, r).await),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit::handle(ctx, v, r).await),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(ctx, v, r)),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(ctx, v, r).await),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(ctx, v, r)),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(ctx, v, r)),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(ctx, v, r).await),
         other => return Err(HandlerError::NotDispatched(api_key_of(&other))),
     };
     Ok(Some(reply))
@@ -171,6 +192,9 @@ pub(crate) fn now_ms() -> i64 {
 
 #[cfg(test)]
 pub(crate) mod test_support;
+
+#[cfg(test)]
+pub(crate) mod group_test_support;
 
 #[cfg(test)]
 mod tests {
@@ -225,3 +249,6 @@ mod tests {
 
 #[cfg(test)]
 mod data_path_test;
+
+#[cfg(test)]
+mod group_flow_test;

@@ -43,6 +43,18 @@ pub const SUPPORTED: &[ApiRange] = &[
     r!(CreatePartitions, 0, 3),
     r!(IncrementalAlterConfigs, 0, 1),
     r!(DescribeCluster, 0, 2),
+    r!(FindCoordinator, 0, 6),
+    r!(JoinGroup, 0, 9),
+    r!(Heartbeat, 0, 4),
+    r!(LeaveGroup, 0, 5),
+    r!(SyncGroup, 0, 5),
+    // OffsetCommit v10 and OffsetFetch v10 (topic ids) exist in the codec only as responses.
+    r!(OffsetCommit, 2, 9),
+    r!(OffsetFetch, 1, 9),
+    r!(DescribeGroups, 0, 6),
+    r!(ListGroups, 0, 5),
+    r!(DeleteGroups, 0, 2),
+    r!(OffsetDelete, 0, 0),
 ];
 
 /// The supported range of an API key, if any.
