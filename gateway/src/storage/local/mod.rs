@@ -1,13 +1,13 @@
 //! The embedded durable log: Kafka-style segment files on the local file system.
 //!
 //! Each partition is a directory of segments (raw v2 batches, named by 20-digit base offset)
-//! with sparse offset and time indexes ([`segment`], [`index`]); appends take a short
-//! per-partition lock and never hold it across an fsync ([`partition`]); acks=all appends share
-//! fsyncs by group commit ([`flush`]); opening a partition validates the active segment and
-//! truncates a torn tail ([`recovery`]); a background task deletes old segments
-//! ([`retention`]); topic metadata persists as JSON files ([`meta`]).
+//! with sparse offset and time indexes (`segment`, `index`); appends take a short
+//! per-partition lock and never hold it across an fsync (`partition`); acks=all appends share
+//! fsyncs by group commit (`flush`); opening a partition validates the active segment and
+//! truncates a torn tail (`recovery`); a background task deletes old segments
+//! (`retention`); topic metadata persists as JSON files (`meta`).
 //!
-//! Start it with [`LocalStorage::open`]; it implements [`Storage`].
+//! Start it with [`LocalStorage::open`]; it implements [`Storage`](crate::storage::Storage).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

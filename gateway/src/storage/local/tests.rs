@@ -324,6 +324,86 @@ async fn retention_by_size_and_time_deletes_whole_sealed_segments() {
     assert_eq!(s.offsets(&tp("time", 0)).unwrap().1, 20);
 }
 
+#[tokio::test]
+async fn background_retention_runs_on_its_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LocalOptions {
+        retention_check_interval: Duration::from_millis(20),
+        ..LocalOptions::new(dir.path())
+    };
+    let s = LocalStorage::open(options).await.unwrap();
+    s.create_topic(
+        "bg",
+        1,
+        TopicConfig {
+            retention_bytes: 0,
+            ..small_segments()
+        },
+        false,
+    )
+    .await
+    .unwrap();
+    for _ in 0..10 {
+        s.append(
+            &tp("bg", 0),
+            batch(&[&[3u8; 400]], 1, -1, -1, -1),
+            Durability::Accepted,
+        )
+        .await
+        .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while segment_files(&s, dir.path(), "bg").await.len() > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retention task did not delete segments"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(s.offsets(&tp("bg", 0)).unwrap().0 > 0);
+}
+
+#[tokio::test]
+async fn a_torn_sealed_segment_drops_the_segments_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tp("sealed", 0);
+    let files = {
+        let s = open(dir.path()).await;
+        s.create_topic("sealed", 1, small_segments(), false)
+            .await
+            .unwrap();
+        for i in 0..12 {
+            s.append(&p, batch(&[&[5u8; 300]], i, -1, -1, -1), Durability::Durable)
+                .await
+                .unwrap();
+        }
+        segment_files(&s, dir.path(), "sealed").await
+    };
+    assert!(files.len() >= 3);
+    let len = std::fs::metadata(&files[1]).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&files[1])
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    let s = open(dir.path()).await;
+    let second_base: i64 = files[1].file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let (_, hw) = s.offsets(&p).unwrap();
+    assert!(
+        hw > second_base && hw < 12,
+        "log is the valid prefix: high watermark {hw}"
+    );
+    assert!(!files[2].exists(), "segments after the torn one removed");
+    assert_eq!(
+        s.append(&p, batch(&[b"next"], 1, -1, -1, -1), Durability::Durable)
+            .await
+            .unwrap()
+            .base_offset,
+        hw
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_durable_appends_get_dense_unique_offsets() {
     let dir = tempfile::tempdir().unwrap();
