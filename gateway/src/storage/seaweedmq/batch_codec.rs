@@ -1,0 +1,366 @@
+//! Kafka record batch v2 to individual records and back, for backends that store one message per
+//! record (SeaweedMQ).
+//!
+//! Decoding reuses [`crate::records`] for the 61-byte header and CRC32C, decompresses the records
+//! section with a size limit ([`compression`]) and parses records by hand. The `kafka-protocol`
+//! crate's `RecordBatchDecoder` is not used for records because it keeps headers in an
+//! `IndexMap`, which silently merges duplicate header keys that Kafka allows and preserves in
+//! order; its encoder is used in the tests as an independent producer of compressed batches.
+//!
+//! Invariants checked on decode (as Kafka's broker checks them): magic 2, CRC32C, declared
+//! length, `record_count == last_offset_delta + 1`, record `i` has `offset_delta == i`, every
+//! record consumes exactly its declared size, and no bytes trail the last record.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use self::wire::{put_nullable_bytes, put_varint, varint_len, Reader, WireError};
+use crate::records::{BatchError, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+
+pub mod compression;
+pub(crate) mod wire;
+
+pub use self::compression::Compression;
+pub use crate::storage::config::TimestampType;
+
+/// Largest decompressed records section [`decode_batch`] accepts (Kafka clients default to
+/// batches of 1 MiB compressed; this leaves room for very compressible data).
+pub const DEFAULT_MAX_UNCOMPRESSED_BYTES: usize = 128 * 1024 * 1024;
+
+const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
+const ATTR_TRANSACTIONAL: i16 = 0x10;
+const ATTR_CONTROL: i16 = 0x20;
+/// Smallest possible encoded record: length, attributes, timestamp delta, offset delta, key,
+/// value and header count, one byte each.
+const MIN_RECORD_LEN: usize = 7;
+
+/// A batch could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// The header, length or CRC is invalid.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// Attributes name compression id 5, 6 or 7.
+    #[error("unknown compression codec id {0}")]
+    UnknownCompression(i16),
+    /// The records section does not decompress within the limit.
+    #[error("cannot decompress records: {0}")]
+    Decompress(#[source] compression::DecompressError),
+    /// A record is malformed.
+    #[error("invalid record {index}: {reason}")]
+    Record {
+        /// Index of the record in the batch.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl CodecError {
+    /// The Kafka error a produce of this batch is answered with.
+    pub fn response_error(&self) -> kafka_protocol::ResponseError {
+        use kafka_protocol::ResponseError;
+        match self {
+            Self::Batch(BatchError::Crc { .. })
+            | Self::Decompress(compression::DecompressError::Corrupt { .. }) => ResponseError::CorruptMessage,
+            Self::Decompress(compression::DecompressError::TooLarge { .. }) => ResponseError::MessageTooLarge,
+            Self::Batch(_) | Self::UnknownCompression(_) | Self::Record { .. } => {
+                ResponseError::InvalidRecord
+            }
+        }
+    }
+
+    /// A bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Batch(BatchError::Crc { .. }) => "crc",
+            Self::Batch(_) => "header",
+            Self::UnknownCompression(_) => "compression",
+            Self::Decompress(_) => "decompress",
+            Self::Record { .. } => "record",
+        }
+    }
+}
+
+/// One Kafka record with its batch-relative offset and absolute timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Offset relative to the batch's base offset.
+    pub offset_delta: i32,
+    /// Absolute timestamp in milliseconds (base timestamp plus the record's delta).
+    pub timestamp_ms: i64,
+    /// Key; `None` is null, distinct from empty.
+    pub key: Option<Bytes>,
+    /// Value; `None` is null (a tombstone), distinct from empty.
+    pub value: Option<Bytes>,
+    /// Headers in wire order, duplicates kept. Keys are decoded as UTF-8 with invalid sequences
+    /// replaced, as Kafka's Java client does.
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+/// A record to encode into a batch: the same shape as a decoded [`Record`].
+pub type RecordOut = Record;
+
+/// A decoded v2 batch: its header fields and records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedBatch {
+    /// Offset of the first record as carried by the batch (producers send 0).
+    pub base_offset: i64,
+    /// Partition leader epoch field.
+    pub partition_leader_epoch: i32,
+    /// Raw attributes.
+    pub attributes: i16,
+    /// Codec the records section was compressed with.
+    pub compression: Compression,
+    /// Whether timestamps are CreateTime or LogAppendTime.
+    pub timestamp_type: TimestampType,
+    /// Transactional batch flag.
+    pub is_transactional: bool,
+    /// Control batch flag (transaction markers).
+    pub is_control: bool,
+    /// Offset delta of the last record.
+    pub last_offset_delta: i32,
+    /// Timestamp the record deltas are relative to.
+    pub base_timestamp: i64,
+    /// Largest timestamp in the batch (the append time for LogAppendTime batches).
+    pub max_timestamp: i64,
+    /// Idempotent producer id or -1.
+    pub producer_id: i64,
+    /// Producer epoch or -1.
+    pub producer_epoch: i16,
+    /// Sequence of the first record or -1.
+    pub base_sequence: i32,
+    /// Number of records (equals `records.len()` and `last_offset_delta + 1`).
+    pub record_count: i32,
+    /// Records in offset order.
+    pub records: Vec<Record>,
+}
+
+/// Decodes exactly one v2 batch (no trailing bytes), decompressing with the default limit.
+///
+/// # Errors
+/// [`CodecError`] for an invalid header, CRC, codec, oversized or corrupt compressed data, or a
+/// malformed record.
+pub fn decode_batch(batch: &[u8]) -> Result<DecodedBatch, CodecError> {
+    decode_batch_with_limit(batch, DEFAULT_MAX_UNCOMPRESSED_BYTES)
+}
+
+/// Decodes every batch of a record set (concatenated batches).
+///
+/// # Errors
+/// As [`decode_batch`], for the first bad batch.
+pub fn decode_batches(mut records: &[u8]) -> Result<Vec<DecodedBatch>, CodecError> {
+    let mut out = Vec::with_capacity(1);
+    while !records.is_empty() {
+        let len = BatchHeader::parse(records)?.total_len();
+        if records.len() < len {
+            return Err(
+                BatchError::Truncated(format!("declared {len} bytes, {} present", records.len())).into(),
+            );
+        }
+        out.push(decode_batch(&records[..len])?);
+        records = &records[len..];
+    }
+    Ok(out)
+}
+
+/// Decodes one v2 batch whose decompressed records section may hold at most
+/// `max_uncompressed` bytes.
+///
+/// # Errors
+/// As [`decode_batch`].
+pub fn decode_batch_with_limit(batch: &[u8], max_uncompressed: usize) -> Result<DecodedBatch, CodecError> {
+    let h = BatchHeader::parse(batch)?;
+    let len = h.total_len();
+    if batch.len() != len {
+        return Err(BatchError::Invalid(format!(
+            "batch declares {len} bytes but {} were given",
+            batch.len()
+        ))
+        .into());
+    }
+    let stored = u32::from_be_bytes([batch[17], batch[18], batch[19], batch[20]]);
+    let computed = crc32c::crc32c(&batch[21..]);
+    if stored != computed {
+        return Err(BatchError::Crc { stored, computed }.into());
+    }
+    if h.record_count != h.last_offset_delta + 1 {
+        return Err(BatchError::Invalid(format!(
+            "record count {} does not match last offset delta {}",
+            h.record_count, h.last_offset_delta
+        ))
+        .into());
+    }
+    let compression = Compression::from_attributes(h.attributes)
+        .ok_or(CodecError::UnknownCompression(h.attributes & 0x07))?;
+    let section = compression::decompress(compression, &batch[HEADER_LEN..], max_uncompressed)
+        .map_err(CodecError::Decompress)?;
+    let records = decode_records(&section, h.record_count as usize, h.base_timestamp)?;
+    let leader_epoch = i32::from_be_bytes([batch[12], batch[13], batch[14], batch[15]]);
+    Ok(DecodedBatch {
+        base_offset: h.base_offset,
+        partition_leader_epoch: leader_epoch,
+        attributes: h.attributes,
+        compression,
+        timestamp_type: if h.attributes & ATTR_TIMESTAMP_TYPE != 0 {
+            TimestampType::LogAppendTime
+        } else {
+            TimestampType::CreateTime
+        },
+        is_transactional: h.attributes & ATTR_TRANSACTIONAL != 0,
+        is_control: h.attributes & ATTR_CONTROL != 0,
+        last_offset_delta: h.last_offset_delta,
+        base_timestamp: h.base_timestamp,
+        max_timestamp: h.max_timestamp,
+        producer_id: h.producer_id,
+        producer_epoch: h.producer_epoch,
+        base_sequence: h.base_sequence,
+        record_count: h.record_count,
+        records,
+    })
+}
+
+fn decode_records(section: &Bytes, count: usize, base_timestamp: i64) -> Result<Vec<Record>, CodecError> {
+    let mut r = Reader::new(section, 0, section.len());
+    let mut out = Vec::with_capacity(count.min(section.len() / MIN_RECORD_LEN + 1));
+    for index in 0..count {
+        let bad = |e: WireError| CodecError::Record {
+            index,
+            reason: e.to_string(),
+        };
+        let size = r.varint().map_err(bad)?;
+        if size < 0 || size as usize > r.remaining() {
+            return Err(CodecError::Record {
+                index,
+                reason: format!("size {size} with {} bytes left", r.remaining()),
+            });
+        }
+        let end = r.pos() + size as usize;
+        let mut rec = Reader::new(section, r.pos(), end);
+        let record = decode_record(&mut rec, base_timestamp).map_err(bad)?;
+        if rec.remaining() != 0 {
+            return Err(CodecError::Record {
+                index,
+                reason: format!("{} unread bytes inside the record", rec.remaining()),
+            });
+        }
+        if record.offset_delta as usize != index {
+            return Err(CodecError::Record {
+                index,
+                reason: format!("offset delta {}", record.offset_delta),
+            });
+        }
+        r = Reader::new(section, end, section.len());
+        out.push(record);
+    }
+    if r.remaining() != 0 {
+        return Err(CodecError::Record {
+            index: count,
+            reason: format!("{} bytes after the last record", r.remaining()),
+        });
+    }
+    Ok(out)
+}
+
+fn decode_record(r: &mut Reader<'_>, base_timestamp: i64) -> Result<Record, WireError> {
+    let _attributes = r.u8()?;
+    let timestamp_delta = r.varlong()?;
+    let offset_delta = r.varint()?;
+    let key = r.nullable_bytes()?;
+    let value = r.nullable_bytes()?;
+    let at = r.pos();
+    let count = r.varint()?;
+    if count < 0 {
+        return Err(WireError::Varint { at });
+    }
+    let mut headers = Vec::with_capacity((count as usize).min(r.remaining() / 2));
+    for _ in 0..count {
+        let at = r.pos();
+        let key = match r.nullable_bytes()? {
+            Some(k) => wire::header_key(&k),
+            None => return Err(WireError::Varint { at }),
+        };
+        headers.push((key, r.nullable_bytes()?));
+    }
+    Ok(Record {
+        offset_delta,
+        timestamp_ms: base_timestamp.wrapping_add(timestamp_delta),
+        key,
+        value,
+        headers,
+    })
+}
+
+/// Encodes `records` as one uncompressed v2 batch at `base_offset` with a valid CRC32C.
+///
+/// The base timestamp is the first record's, the max timestamp the largest; producer id, epoch
+/// and base sequence are -1 and the partition leader epoch is 0. With `log_append_time` the
+/// timestamp-type attribute is set (clients then read every record's time from the max
+/// timestamp, so pass the append times as the records' timestamps). Offset deltas are written
+/// as given and the last one sets `last_offset_delta`; callers pass `0..n` for dense offsets.
+/// An empty slice yields an empty byte string, since Kafka batches hold at least one record.
+/// Callers bound the total size (fetch `max_bytes`); the format's length field is an `i32`.
+pub fn encode_batch(base_offset: i64, records: &[RecordOut], log_append_time: bool) -> Bytes {
+    let Some(first) = records.first() else {
+        return Bytes::new();
+    };
+    let base_ts = first.timestamp_ms;
+    let max_ts = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(base_ts);
+    let last_delta = records.last().map_or(0, |r| r.offset_delta);
+    let body_len: usize = records.iter().map(|r| encoded_record_len(r, base_ts)).sum();
+    let mut b = BytesMut::with_capacity(HEADER_LEN + body_len);
+    b.put_i64(base_offset);
+    b.put_i32((HEADER_LEN - LOG_OVERHEAD + body_len) as i32);
+    b.put_i32(0);
+    b.put_i8(2);
+    b.put_u32(0);
+    b.put_i16(if log_append_time { ATTR_TIMESTAMP_TYPE } else { 0 });
+    b.put_i32(last_delta);
+    b.put_i64(base_ts);
+    b.put_i64(max_ts);
+    b.put_i64(-1);
+    b.put_i16(-1);
+    b.put_i32(-1);
+    b.put_i32(records.len() as i32);
+    for r in records {
+        let inner = record_body_len(r, base_ts);
+        put_varint(&mut b, inner as i64);
+        b.put_i8(0);
+        put_varint(&mut b, r.timestamp_ms.wrapping_sub(base_ts));
+        put_varint(&mut b, i64::from(r.offset_delta));
+        put_nullable_bytes(&mut b, r.key.as_ref());
+        put_nullable_bytes(&mut b, r.value.as_ref());
+        put_varint(&mut b, r.headers.len() as i64);
+        for (k, v) in &r.headers {
+            put_varint(&mut b, k.len() as i64);
+            b.put_slice(k.as_bytes());
+            put_nullable_bytes(&mut b, v.as_ref());
+        }
+    }
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.freeze()
+}
+
+fn nullable_len(b: Option<&Bytes>) -> usize {
+    b.map_or(1, |b| varint_len(b.len() as i64) + b.len())
+}
+
+fn record_body_len(r: &Record, base_ts: i64) -> usize {
+    1 + varint_len(r.timestamp_ms.wrapping_sub(base_ts))
+        + varint_len(i64::from(r.offset_delta))
+        + nullable_len(r.key.as_ref())
+        + nullable_len(r.value.as_ref())
+        + varint_len(r.headers.len() as i64)
+        + r.headers
+            .iter()
+            .map(|(k, v)| varint_len(k.len() as i64) + k.len() + nullable_len(v.as_ref()))
+            .sum::<usize>()
+}
+
+fn encoded_record_len(r: &Record, base_ts: i64) -> usize {
+    let inner = record_body_len(r, base_ts);
+    varint_len(inner as i64) + inner
+}
+
+#[cfg(test)]
+mod tests;
