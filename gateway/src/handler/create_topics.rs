@@ -14,37 +14,6 @@ use super::describe_configs::{SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC};
 use super::Context;
 use crate::storage::{TopicConfig, TopicMeta};
 
-/// Longest legal topic name (Kafka's `Topic.MAX_NAME_LENGTH`).
-const MAX_TOPIC_NAME_LEN: usize = 249;
-
-/// Checks a topic name against Kafka's rules: 1..=249 characters of `[a-zA-Z0-9._-]`, and not
-/// `.` or `..`.
-///
-/// # Errors
-/// A message saying which rule the name breaks.
-pub(crate) fn validate_topic_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("topic name is empty".into());
-    }
-    if name == "." || name == ".." {
-        return Err(format!("topic name cannot be \"{name}\""));
-    }
-    if name.len() > MAX_TOPIC_NAME_LEN {
-        return Err(format!(
-            "topic name is longer than {MAX_TOPIC_NAME_LEN} characters"
-        ));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "topic name {name:?} contains {c:?}; legal characters are ASCII alphanumerics, '.', '_' and '-'"
-        ));
-    }
-    Ok(())
-}
-
 /// A per-topic failure: the Kafka error and its message.
 type Failure = (ResponseError, String);
 
@@ -85,7 +54,7 @@ async fn create_one(
     topic: CreatableTopic,
     validate_only: bool,
 ) -> Result<TopicMeta, Failure> {
-    validate_topic_name(name).map_err(|m| (ResponseError::InvalidTopicException, m))?;
+    crate::storage::validate_topic_name(name).map_err(|e| (ResponseError::InvalidTopicException, e.to_string()))?;
     if !topic.assignments.is_empty() {
         return Err((
             ResponseError::InvalidRequest,

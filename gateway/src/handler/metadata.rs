@@ -76,9 +76,6 @@ async fn by_name(ctx: &Context, name: &str, allow_create: bool) -> MetadataRespo
                         _ => error(ResponseError::LeaderNotAvailable),
                     }
                 }
-                Err(e) if matches!(e, crate::storage::StorageError::InvalidConfig(_)) => {
-                    error(ResponseError::InvalidTopicException)
-                }
                 Err(e) => error(e.response_error()),
             }
         }

@@ -183,13 +183,6 @@ pub(crate) async fn topic_by_id(ctx: &Context, id: uuid::Uuid) -> Option<crate::
     ctx.storage.list_topics().await.ok()?.into_iter().find(|t| t.id == id)
 }
 
-/// Current wall-clock time in ms since the epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 #[cfg(test)]
 pub(crate) mod test_support;
 

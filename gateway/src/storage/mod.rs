@@ -22,6 +22,7 @@ pub mod conformance;
 pub mod local;
 pub mod metered;
 pub mod producer_state;
+pub mod seaweedmq;
 
 pub use config::{CleanupPolicy, TimestampType, TopicConfig};
 
@@ -131,6 +132,9 @@ pub enum StorageError {
     /// The topic already exists.
     #[error("topic {0} already exists")]
     TopicAlreadyExists(String),
+    /// The topic name breaks Kafka's naming rules.
+    #[error("{0}")]
+    InvalidTopic(String),
     /// The requested offset lies outside `[log_start, high_watermark]`.
     #[error("offset {offset} out of range [{log_start}, {high_watermark}]")]
     OffsetOutOfRange {
@@ -192,6 +196,7 @@ impl StorageError {
         match self {
             Self::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
             Self::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+            Self::InvalidTopic(_) => ResponseError::InvalidTopicException,
             Self::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
             Self::CorruptBatch(_) => ResponseError::CorruptMessage,
             Self::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
@@ -209,6 +214,7 @@ impl StorageError {
         match self {
             Self::UnknownTopicOrPartition(_) => "unknown_topic_or_partition",
             Self::TopicAlreadyExists(_) => "topic_already_exists",
+            Self::InvalidTopic(_) => "invalid_topic",
             Self::OffsetOutOfRange { .. } => "offset_out_of_range",
             Self::CorruptBatch(_) => "corrupt_batch",
             Self::BatchTooLarge { .. } => "batch_too_large",
@@ -220,6 +226,31 @@ impl StorageError {
             Self::Unsupported(_) => "unsupported",
         }
     }
+}
+
+/// Longest topic name Kafka accepts.
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// Checks a topic name against Kafka's rules: 1 to 249 characters of `[a-zA-Z0-9._-]`, and not
+/// `.` or `..`. Every backend calls it before creating a topic.
+///
+/// # Errors
+/// [`StorageError::InvalidTopic`] explaining which rule is broken.
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    let invalid = |why: String| Err(StorageError::InvalidTopic(format!("invalid topic name {name:?}: {why}")));
+    if name.is_empty() {
+        return invalid("it is empty".into());
+    }
+    if name == "." || name == ".." {
+        return invalid("\".\" and \"..\" are not allowed".into());
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return invalid(format!("it is longer than {MAX_TOPIC_NAME_LEN} characters"));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return invalid(format!("it contains {c:?}; legal characters are ASCII alphanumerics, '.', '_' and '-'"));
+    }
+    Ok(())
 }
 
 /// Result alias of the storage layer.

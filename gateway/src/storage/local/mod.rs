@@ -31,7 +31,7 @@ mod storage_impl;
 #[cfg(test)]
 mod tests;
 
-pub use meta::{validate_topic_name, MAX_TOPIC_NAME_LEN};
+pub use crate::storage::{validate_topic_name, MAX_TOPIC_NAME_LEN};
 use partition::Partition;
 
 /// Largest partition count accepted for one topic (each partition is a directory and open

@@ -83,7 +83,7 @@ impl Storage for LocalStorage {
         config: TopicConfig,
         validate_only: bool,
     ) -> Result<TopicMeta> {
-        meta::validate_topic_name(name)?;
+        crate::storage::validate_topic_name(name)?;
         check_partition_count(partitions)?;
         let _admin = self.inner.admin.lock().await;
         if self.inner.topics.read().contains_key(name) {
