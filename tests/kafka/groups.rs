@@ -142,13 +142,11 @@ fn rebalance_scenario(name: &str, assignor: &str) -> Result<()> {
 }
 
 #[test]
-#[ignore = "needs the consumer-group APIs (issue 3); run with --ignored once served"]
 fn confluent_eager_range_three_members_leave_and_join() -> Result<()> {
     rebalance_scenario("group-range", "range")
 }
 
 #[test]
-#[ignore = "needs the consumer-group APIs (issue 3); run with --ignored once served"]
 fn confluent_cooperative_sticky_three_members_leave_and_join() -> Result<()> {
     rebalance_scenario("group-coop", "cooperative-sticky")
 }
@@ -184,7 +182,6 @@ fn positions(v: &Value) -> Result<Vec<(u64, u64)>> {
 }
 
 #[test]
-#[ignore = "needs the consumer-group APIs (issue 3); run with --ignored once served"]
 fn committed_offsets_survive_restart_and_consumers_resume_exactly_there() -> Result<()> {
     let mut gw = Gateway::start("group-resume", GatewayOptions::default())?;
     create_topic(gw.kafka_addr(), "resume", 3)?;
@@ -227,7 +224,6 @@ fn committed_offsets_survive_restart_and_consumers_resume_exactly_there() -> Res
 }
 
 #[test]
-#[ignore = "needs the consumer-group APIs (issue 3); run with --ignored once served"]
 fn manual_assignment_consumer_commits_and_fetches_offsets_with_metadata() -> Result<()> {
     let gw = Gateway::start("group-manual", GatewayOptions::default())?;
     create_topic(gw.kafka_addr(), "manual", 2)?;
@@ -251,7 +247,6 @@ fn manual_assignment_consumer_commits_and_fetches_offsets_with_metadata() -> Res
 }
 
 #[test]
-#[ignore = "needs the consumer-group APIs (issue 3); run with --ignored once served"]
 fn confluent_admin_lists_describes_alters_and_deletes_groups() -> Result<()> {
     let gw = Gateway::start("group-admin", GatewayOptions::default())?;
     create_topic(gw.kafka_addr(), "resume", 2)?;
@@ -276,7 +271,6 @@ fn confluent_admin_lists_describes_alters_and_deletes_groups() -> Result<()> {
 }
 
 #[test]
-#[ignore = "needs the consumer-group APIs (issue 3); run with --ignored once served"]
 fn kafka_python_group_consumer_commits_and_resumes() -> Result<()> {
     let gw = Gateway::start("group-kafka-python", GatewayOptions::default())?;
     let out = ClientCommand::python("kafka_python_suite.py")
@@ -292,7 +286,6 @@ fn kafka_python_group_consumer_commits_and_resumes() -> Result<()> {
 }
 
 #[test]
-#[ignore = "needs the consumer-group APIs (issue 3); run with --ignored once served"]
 fn kafkajs_group_consumer_round_trip() -> Result<()> {
     let gw = Gateway::start("group-kafkajs", GatewayOptions::default())?;
     let out = ClientCommand::node("kafkajs_suite.js")
@@ -326,7 +319,6 @@ fn kcat_group(gw: &Gateway, count: usize) -> Result<Vec<(u64, u64, String)>> {
 }
 
 #[test]
-#[ignore = "needs the consumer-group APIs (issue 3); run with --ignored once served"]
 fn kcat_balanced_consumer_commits_and_resumes() -> Result<()> {
     let gw = Gateway::start("group-kcat", GatewayOptions::default())?;
     create_topic(gw.kafka_addr(), "kcat-group-topic", 2)?;
