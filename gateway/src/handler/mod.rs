@@ -245,3 +245,6 @@ mod data_path_test;
 
 #[cfg(test)]
 mod group_flow_test;
+
+#[cfg(test)]
+mod group_admin_test;
