@@ -175,6 +175,14 @@ async fn commit_and_fetch_round_trip_at_every_version() {
         );
         let empty_group = commit_codes(ctx, v, commit("", "", -1, "t", &[(0, 1)])).await;
         assert_eq!(empty_group[0].2, ResponseError::InvalidGroupId.code(), "v{v}");
+        // Metadata longer than offset.metadata.max.bytes is refused for its partition only.
+        let RequestKind::OffsetCommit(mut big) = commit("big", "", -1, "t", &[(0, 1), (1, 2)]) else {
+            panic!()
+        };
+        big.topics[0].partitions[1].committed_metadata = Some(s(&"m".repeat(5000)));
+        let codes = commit_codes(ctx, v, RequestKind::OffsetCommit(big)).await;
+        let too_large = ResponseError::OffsetMetadataTooLarge.code();
+        assert_eq!((codes[0].2, codes[1].2), (0, too_large), "v{v}");
     }
     for v in 1..=7i16 {
         let topics = vec![OffsetFetchRequestTopic::default()
