@@ -19,7 +19,6 @@ SCALE=1
 GW_PORT=39092
 GW_ADMIN_PORT=39644
 TANSU_PORT=49092
-TANSU_METRICS_PORT=49100
 RESULTS="$OUT/results.jsonl"
 FAILURES="$OUT/failures.txt"
 mkdir -p "$OUT"
@@ -77,10 +76,9 @@ start_peer() {
       # Tansu reads a .env from its working directory: run it from an empty one.
       mkdir -p "$OUT/tansu"
       (cd "$OUT/tansu" && exec "$TANSU" broker \
-        --kafka-listener-url "tcp://127.0.0.1:$TANSU_PORT" \
-        --kafka-advertised-listener-url "tcp://127.0.0.1:$TANSU_PORT" \
-        --storage-engine memory://tansu/ \
-        --prometheus-listener-url "tcp://127.0.0.1:$TANSU_METRICS_PORT") >>"$OUT/tansu.log" 2>&1 &
+        --listener-url "tcp://127.0.0.1:$TANSU_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$TANSU_PORT" \
+        --storage-engine memory://tansu/) >>"$OUT/tansu-memory.log" 2>&1 &
       PEER_PID=$!
       PEER_BOOTSTRAP="127.0.0.1:$TANSU_PORT"
       wait_port "$TANSU_PORT" "$PEER_PID"

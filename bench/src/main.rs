@@ -176,6 +176,7 @@ fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
         rate_limit_mb_s: args.produce_rate_limit,
         ..RunResult::default()
     };
+    let mut produced = None;
     if args.mode != Mode::Consume {
         let amount = match (args.messages, args.duration_seconds) {
             (Some(n), _) => produce::Amount::Messages(n),
@@ -206,12 +207,14 @@ fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
             "produced {} messages, {} bytes in {secs:.2}s",
             stats.messages, stats.bytes
         );
+        produced = Some(stats.messages);
     }
     if args.mode != Mode::Produce {
         let spec = consume::ConsumeSpec {
             bootstrap: args.bootstrap.clone(),
             topic: args.topic.clone(),
             partitions,
+            expected: produced,
             stall_timeout: timeout,
             extra: args.consumer_properties.clone(),
         };
