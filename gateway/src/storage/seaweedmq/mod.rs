@@ -1,0 +1,227 @@
+//! The SeaweedMQ backend: Kafka topics stored as SeaweedMQ topics.
+//!
+//! Mapping (the storage contract; `docs/seaweedmq-mapping.md` describes it for operators):
+//! - Kafka topic `T` is SMQ topic `kafka/T`; Kafka partition `i` is the `i`-th assignment of
+//!   `LookupTopicBrokers` sorted by `range_start`; Kafka offsets are SMQ's dense offsets.
+//! - Each Kafka record is one SMQ message whose value is an [`envelope`] (key, value, headers,
+//!   timestamp, null flags, producer id/epoch/sequence); SMQ's key holds the Kafka key.
+//!   Values that are not envelopes (SMQ-native publishers, the seed gateway) read as raw values.
+//! - Reads rebuild one uncompressed v2 batch per fetch with the real offsets and timestamps
+//!   ([`batch_codec::encode_batch`]); producer batch boundaries are not preserved.
+//! - SMQ holds the layout and retention (`retention.ms` ↔ `TopicRetention`); the gateway keeps
+//!   the topic id, the full config and DeleteRecords log starts in the filer ([`meta`]).
+//!
+//! Modules: [`client`] (admin and partition calls, layouts), [`discovery`] (masters, brokers,
+//! balancer, filer, channels), [`publish`] (pipelined publish streams), [`fetch`] (FetchMessage
+//! with the SubscribeMessage fallback), [`partition`] (per-partition state), `storage_impl`
+//! (the [`Storage`](crate::storage::Storage) implementation).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::storage::{Result, StorageError, TopicMeta, TopicPartition};
+
+pub mod batch_codec;
+pub mod client;
+pub mod discovery;
+pub mod envelope;
+pub mod error;
+pub mod fetch;
+pub mod meta;
+pub mod partition;
+pub mod pb;
+pub mod publish;
+mod storage_impl;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+#[cfg(test)]
+mod tests;
+
+pub use client::SmqClient;
+pub use discovery::Seeds;
+pub use error::{SmqError, SmqErrorKind};
+
+use meta::GatewayMeta;
+use partition::PartitionState;
+
+/// Largest partition count of an SMQ topic (the ring has 2520 slots).
+pub const MAX_PARTITIONS: i32 = 2520;
+/// How long a topic's description is reused before SMQ and the filer are asked again.
+const TOPIC_TTL: Duration = Duration::from_secs(5);
+
+/// Where the SeaweedMQ cluster is.
+#[derive(Debug, Clone, Default)]
+pub struct SeaweedOptions {
+    /// Masters, `host:httpPort` (gRPC = port + 10000) or `host:httpPort.grpcPort`.
+    pub masters: Vec<String>,
+    /// Broker gRPC addresses (`host:port`), used when no masters are given.
+    pub brokers: Vec<String>,
+    /// Filer (`host:httpPort[.grpcPort]`); found through the masters when absent.
+    pub filer: Option<String>,
+}
+
+/// A described topic: the Kafka view plus the gateway's document.
+#[derive(Debug, Clone)]
+pub(crate) struct TopicInfo {
+    pub(crate) meta: TopicMeta,
+    pub(crate) doc: GatewayMeta,
+    /// True when the document is stored in the filer (false: derived).
+    pub(crate) stored: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) client: Arc<SmqClient>,
+    topics: Mutex<HashMap<String, (Instant, Arc<TopicInfo>)>>,
+    partitions: Mutex<HashMap<TopicPartition, Arc<PartitionState>>>,
+}
+
+/// Kafka storage on SeaweedMQ. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SeaweedStorage {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl SeaweedStorage {
+    /// Connects to the cluster and checks that a balancer answers.
+    ///
+    /// # Errors
+    /// [`StorageError::InvalidConfig`] without masters and brokers; [`StorageError::Io`] when
+    /// the cluster cannot be reached.
+    pub async fn connect(options: SeaweedOptions) -> Result<Self> {
+        if options.masters.is_empty() && options.brokers.is_empty() {
+            return Err(StorageError::InvalidConfig(
+                "seaweedmq needs masters or brokers".into(),
+            ));
+        }
+        let seeds = Seeds {
+            masters: options.masters,
+            brokers: options.brokers,
+            filer: options.filer,
+        };
+        let client = Arc::new(SmqClient::new(seeds));
+        client
+            .discovery()
+            .balancer()
+            .await
+            .map_err(|e| e.into_storage("balancer"))?;
+        Ok(Self::with_client(client))
+    }
+
+    /// A backend over an existing client (nothing is contacted).
+    pub fn with_client(client: Arc<SmqClient>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                topics: Mutex::new(HashMap::new()),
+                partitions: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The underlying SMQ client.
+    pub fn client(&self) -> &Arc<SmqClient> {
+        &self.inner.client
+    }
+}
+
+impl Inner {
+    /// The described topic, cached for [`TOPIC_TTL`]; `None` when it does not exist.
+    pub(crate) async fn topic(&self, name: &str, fresh: bool) -> Result<Option<Arc<TopicInfo>>> {
+        if !fresh {
+            if let Some((at, info)) = self.topics.lock().get(name) {
+                if at.elapsed() < TOPIC_TTL {
+                    return Ok(Some(Arc::clone(info)));
+                }
+            }
+        }
+        let Some(conf) = self
+            .client
+            .topic_configuration(name)
+            .await
+            .map_err(|e| e.into_storage(name))?
+        else {
+            self.topics.lock().remove(name);
+            return Ok(None);
+        };
+        let partitions = if conf.partition_count > 0 {
+            conf.partition_count
+        } else {
+            i32::try_from(conf.broker_partition_assignments.len()).unwrap_or(0)
+        };
+        let (doc, stored) = match self.client.kv_get(&meta::kv_key(name)).await {
+            Ok(Some(bytes)) => match serde_json::from_slice::<GatewayMeta>(&bytes) {
+                Ok(doc) => (doc, true),
+                Err(e) => {
+                    tracing::warn!(topic = name, error = %e, "unreadable gateway topic document; using defaults");
+                    (
+                        GatewayMeta::derived(name, conf.created_at_ns, conf.retention.as_ref()),
+                        false,
+                    )
+                }
+            },
+            Ok(None) => (
+                GatewayMeta::derived(name, conf.created_at_ns, conf.retention.as_ref()),
+                false,
+            ),
+            Err(e) if e.kind() == SmqErrorKind::Unavailable && !self.client.discovery().has_masters() => (
+                GatewayMeta::derived(name, conf.created_at_ns, conf.retention.as_ref()),
+                false,
+            ),
+            Err(e) => return Err(e.into_storage(name)),
+        };
+        let meta = TopicMeta {
+            name: name.into(),
+            id: doc.id,
+            partitions,
+            config: doc.config.clone(),
+        };
+        let info = Arc::new(TopicInfo { meta, doc, stored });
+        self.topics
+            .lock()
+            .insert(name.to_string(), (Instant::now(), Arc::clone(&info)));
+        Ok(Some(info))
+    }
+
+    /// The described topic, or UNKNOWN_TOPIC_OR_PARTITION when it or the partition is missing.
+    pub(crate) async fn partition_of(&self, tp: &TopicPartition) -> Result<Arc<TopicInfo>> {
+        let info = self
+            .topic(&tp.topic, false)
+            .await?
+            .ok_or_else(|| StorageError::UnknownTopicOrPartition(tp.to_string()))?;
+        if tp.partition < 0 || tp.partition >= info.meta.partitions {
+            return Err(StorageError::UnknownTopicOrPartition(tp.to_string()));
+        }
+        Ok(info)
+    }
+
+    /// Stores a topic's document and refreshes the cache.
+    pub(crate) async fn store_doc(&self, name: &str, doc: &GatewayMeta) -> Result<()> {
+        let json = serde_json::to_vec(doc).map_err(|e| StorageError::Io(std::io::Error::other(e)))?;
+        self.client
+            .kv_put(&meta::kv_key(name), json.into())
+            .await
+            .map_err(|e| e.into_storage(name))?;
+        self.topics.lock().remove(name);
+        Ok(())
+    }
+
+    pub(crate) fn forget_topic(&self, name: &str) {
+        self.topics.lock().remove(name);
+        self.partitions.lock().retain(|tp, _| tp.topic.as_ref() != name);
+        self.client.forget_layout(name);
+    }
+
+    pub(crate) fn cache_topic(&self, info: TopicInfo) {
+        self.topics
+            .lock()
+            .insert(info.meta.name.to_string(), (Instant::now(), Arc::new(info)));
+    }
+
+    pub(crate) fn partition_state(&self, tp: &TopicPartition) -> Arc<PartitionState> {
+        Arc::clone(self.partitions.lock().entry(tp.clone()).or_default())
+    }
+}

@@ -1,0 +1,240 @@
+//! Per-partition state of the SeaweedMQ backend: the publish stream, the idempotent-producer
+//! table, and the high-watermark watch with its on-demand poller.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Mutex};
+use tracing::debug;
+
+use super::batch_codec::Record;
+use super::client::SmqClient;
+use super::envelope;
+use super::error::SmqResult;
+use super::pb::messaging_pb::DataMessage;
+use super::publish::Publisher;
+use crate::records::BatchHeader;
+use crate::storage::producer_state::{next_sequence, ProducerStateTable};
+use crate::storage::{Offset, TopicPartition};
+
+/// How many of a partition's newest records are scanned to rebuild its producer table.
+pub const REBUILD_WINDOW: i64 = 10_000;
+const POLL_MIN: Duration = Duration::from_millis(50);
+const POLL_MAX: Duration = Duration::from_secs(1);
+
+/// Guarded by the partition's append lock.
+#[derive(Debug, Default)]
+pub struct AppendState {
+    /// The open publish stream, if any.
+    pub publisher: Option<Publisher>,
+    /// Idempotent-producer table; `None` until first needed (then rebuilt from envelopes).
+    pub producers: Option<ProducerStateTable>,
+}
+
+/// One Kafka partition on SMQ.
+#[derive(Debug)]
+pub struct PartitionState {
+    /// Serialises appends, so one batch's frames are sent back to back.
+    pub append: Mutex<AppendState>,
+    /// High watermark as last seen (own acks, fetches, range info).
+    pub hw: watch::Sender<Offset>,
+    poller: AtomicBool,
+}
+
+impl Default for PartitionState {
+    fn default() -> Self {
+        Self {
+            append: Mutex::new(AppendState::default()),
+            hw: watch::channel(0).0,
+            poller: AtomicBool::new(false),
+        }
+    }
+}
+
+impl PartitionState {
+    /// Raises the watched high watermark to `hw` (never lowers it).
+    pub fn advance(&self, hw: Offset) {
+        self.hw.send_if_modified(|cur| {
+            if hw > *cur {
+                *cur = hw;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Starts the range-info poller unless one runs. It polls with backoff (50 ms doubling to
+    /// 1 s while nothing changes) and exits once no receiver is left.
+    pub fn ensure_poller(self: &Arc<Self>, client: Arc<SmqClient>, tp: TopicPartition) {
+        if self.poller.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            self.poller.store(false, Ordering::Release);
+            return;
+        };
+        let me = Arc::clone(self);
+        handle.spawn(async move {
+            let mut delay = POLL_MIN;
+            loop {
+                if me.hw.receiver_count() == 0 {
+                    break;
+                }
+                match client.range_info(&tp.topic, tp.partition).await {
+                    Ok(ri) if ri.high_watermark > *me.hw.borrow() => {
+                        me.advance(ri.high_watermark);
+                        delay = POLL_MIN;
+                    }
+                    Ok(_) => delay = (delay * 2).min(POLL_MAX),
+                    Err(e) => {
+                        debug!(partition = %tp, error = %e, "high watermark poll failed");
+                        delay = POLL_MAX;
+                    }
+                }
+                tokio::time::sleep(delay).await;
+            }
+            me.poller.store(false, Ordering::Release);
+            // A watcher may have arrived between the check and the flag reset.
+            if me.hw.receiver_count() > 0 {
+                me.ensure_poller(client, tp);
+            }
+        });
+    }
+}
+
+/// The SMQ message of one Kafka record (the key also goes to SMQ's key for SMQ-native readers).
+pub fn message_of(record: &Record, timestamp_ms: i64, header: &BatchHeader) -> DataMessage {
+    let idempotent = header.is_idempotent() && header.base_sequence >= 0;
+    let sequence = if idempotent {
+        header.base_sequence.wrapping_add(record.offset_delta)
+    } else {
+        -1
+    };
+    let sequence = if sequence < 0 && idempotent {
+        sequence - i32::MIN
+    } else {
+        sequence
+    };
+    let env = envelope::Envelope {
+        key: record.key.clone(),
+        value: record.value.clone(),
+        headers: record.headers.clone(),
+        timestamp_ms,
+        producer_id: if idempotent { header.producer_id } else { -1 },
+        producer_epoch: if idempotent { header.producer_epoch } else { -1 },
+        sequence,
+    };
+    DataMessage {
+        key: record.key.clone().unwrap_or_default(),
+        value: envelope::encode(&env),
+        ts_ns: 0,
+    }
+}
+
+/// Decodes fetched messages (message `i` at offset `base + i`) into records of one batch.
+///
+/// # Errors
+/// [`envelope::EnvelopeError`] for an envelope this gateway cannot read.
+pub fn records_of(messages: Vec<DataMessage>) -> Result<Vec<Record>, envelope::EnvelopeError> {
+    messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let e = envelope::decode_message(m.key, m.value, m.ts_ns)?;
+            Ok(Record {
+                offset_delta: i32::try_from(i).unwrap_or(i32::MAX),
+                timestamp_ms: e.timestamp_ms,
+                key: e.key,
+                value: e.value,
+                headers: e.headers,
+            })
+        })
+        .collect()
+}
+
+/// Rebuilds a producer table from the envelopes of the partition's newest records: consecutive
+/// records of one producer and epoch with consecutive sequences count as one batch.
+///
+/// Gap: batch boundaries are not stored, so adjacent batches of a producer merge, and a retry of
+/// one of them after a gateway restart is answered OUT_OF_ORDER_SEQUENCE instead of as a
+/// duplicate. Producers whose records lie before the scanned window are unknown and accepted
+/// at any sequence (as after Kafka's producer expiry).
+///
+/// # Errors
+/// [`super::error::SmqError`] when the partition cannot be read.
+pub async fn rebuild_producers(
+    client: &SmqClient,
+    tp: &TopicPartition,
+    start: Offset,
+    end: Offset,
+) -> SmqResult<ProducerStateTable> {
+    let mut table = ProducerStateTable::new();
+    let mut run: Option<(BatchHeader, Offset)> = None;
+    let mut offset = start;
+    while offset < end {
+        let fetched = client
+            .fetch(
+                &tp.topic,
+                tp.partition,
+                offset,
+                super::fetch::MAX_BYTES,
+                super::fetch::MAX_MESSAGES,
+            )
+            .await?;
+        let messages = if fetched.messages.is_empty() {
+            let want = usize::try_from((end - offset).min(1000)).unwrap_or(1000);
+            client
+                .subscribe_read(&tp.topic, tp.partition, offset, want)
+                .await?
+        } else {
+            fetched.messages
+        };
+        for m in messages {
+            let at = offset;
+            offset += 1;
+            let Ok(e) = envelope::decode(m.value) else {
+                continue;
+            };
+            if e.producer_id < 0 || e.sequence < 0 {
+                continue;
+            }
+            let extends = run.as_ref().is_some_and(|(h, _)| {
+                h.producer_id == e.producer_id
+                    && h.producer_epoch == e.producer_epoch
+                    && next_sequence(h.last_sequence()) == e.sequence
+            });
+            if extends {
+                if let Some((h, _)) = run.as_mut() {
+                    h.last_offset_delta += 1;
+                    h.record_count += 1;
+                }
+            } else {
+                if let Some((h, base)) = run.take() {
+                    table.record(&h, base);
+                }
+                run = Some((header_for(e.producer_id, e.producer_epoch, e.sequence), at));
+            }
+        }
+    }
+    if let Some((h, base)) = run {
+        table.record(&h, base);
+    }
+    Ok(table)
+}
+
+fn header_for(producer_id: i64, producer_epoch: i16, base_sequence: i32) -> BatchHeader {
+    BatchHeader {
+        base_offset: 0,
+        batch_length: 0,
+        attributes: 0,
+        last_offset_delta: 0,
+        base_timestamp: -1,
+        max_timestamp: -1,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        record_count: 1,
+    }
+}

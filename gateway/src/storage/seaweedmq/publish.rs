@@ -1,0 +1,293 @@
+//! One pipelined `PublishMessage` stream per partition.
+//!
+//! The stream is opened with `init` (the exact `Partition` of the layout) and the broker's empty
+//! hello is consumed. Then a writer task turns submitted batches into `data` frames, keeping at
+//! most [`WINDOW`] frames unacknowledged, and a reader task matches the broker's acks (one per
+//! frame, in order) to the batches FIFO. Frames of one batch are sent back to back by the one
+//! writer, so a batch gets contiguous offsets as long as this stream is the partition's only
+//! publisher; the reader checks that and reports a batch whose acks are not contiguous.
+//!
+//! Any error ends the stream: every unanswered batch fails, and the owner opens a new stream
+//! (after a fresh layout lookup) on the next append.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tracing::{debug, warn};
+
+use super::discovery::Channels;
+use super::error::{SmqError, SmqErrorKind, SmqResult};
+use super::pb::messaging_pb::publish_message_request::{InitMessage, Message};
+use super::pb::messaging_pb::{DataMessage, PublishMessageRequest, PublishMessageResponse};
+use super::pb::schema_pb::{Partition, Topic};
+
+/// Largest number of frames in flight (sent, not yet acknowledged) on one stream.
+pub const WINDOW: usize = 4096;
+const PUBLISHER_NAME: &str = "kafka-gateway";
+
+/// Offsets the broker assigned to one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    /// Offset of the first message.
+    pub base_offset: i64,
+    /// Offset of the last message.
+    pub last_offset: i64,
+    /// False when another publisher interleaved: the batch's offsets are not contiguous.
+    pub contiguous: bool,
+}
+
+struct Job {
+    messages: Vec<DataMessage>,
+    done: oneshot::Sender<SmqResult<Acked>>,
+}
+
+struct Pending {
+    remaining: usize,
+    base: Option<i64>,
+    last: i64,
+    contiguous: bool,
+    done: oneshot::Sender<SmqResult<Acked>>,
+}
+
+/// A live publish stream to one partition leader.
+#[derive(Debug)]
+pub struct Publisher {
+    jobs: mpsc::Sender<Job>,
+    closed: Arc<AtomicBool>,
+    /// The partition generation this stream publishes to.
+    pub generation: i64,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("messages", &self.messages.len())
+            .finish()
+    }
+}
+
+impl Publisher {
+    /// Opens a stream to `leader` for `partition` of `topic` and consumes the hello.
+    ///
+    /// # Errors
+    /// [`SmqError`] when the broker refuses the init (not leader, unknown partition, ...).
+    pub async fn open(
+        channels: &Channels,
+        leader: &str,
+        topic: Topic,
+        partition: Partition,
+    ) -> SmqResult<Self> {
+        let generation = partition.unix_time_ns;
+        let (frames_tx, frames_rx) = mpsc::channel::<PublishMessageRequest>(256);
+        let init = PublishMessageRequest {
+            message: Some(Message::Init(InitMessage {
+                topic: Some(topic.clone()),
+                partition: Some(partition),
+                ack_interval: 1,
+                follower_broker: String::new(),
+                publisher_name: PUBLISHER_NAME.to_string(),
+            })),
+        };
+        frames_tx
+            .send(init)
+            .await
+            .map_err(|_| SmqError::Protocol("publish request stream closed before init".into()))?;
+        let mut client = channels.broker(leader)?;
+        let mut acks = client
+            .publish_message(ReceiverStream::new(frames_rx))
+            .await
+            .map_err(|s| SmqError::rpc("PublishMessage", leader, s))?
+            .into_inner();
+        match acks.next().await {
+            Some(Ok(hello)) => check_response(&hello)?,
+            Some(Err(s)) => return Err(SmqError::rpc("PublishMessage", leader, s)),
+            None => {
+                return Err(SmqError::Protocol(format!(
+                    "publish stream to {leader} ended before its hello"
+                )))
+            }
+        }
+        debug!(leader, topic = %topic.name, generation, "publish stream open");
+        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(64);
+        let closed = Arc::new(AtomicBool::new(false));
+        let pending = Arc::new(Mutex::new(VecDeque::<Pending>::new()));
+        let window = Arc::new(Semaphore::new(WINDOW));
+        tokio::spawn(write_loop(
+            jobs_rx,
+            frames_tx,
+            Arc::clone(&pending),
+            Arc::clone(&window),
+            Arc::clone(&closed),
+        ));
+        tokio::spawn(read_loop(
+            acks,
+            pending,
+            window,
+            Arc::clone(&closed),
+            leader.to_string(),
+        ));
+        Ok(Self {
+            jobs: jobs_tx,
+            closed,
+            generation,
+        })
+    }
+
+    /// True once the stream failed or ended; the owner should open a new one.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire) || self.jobs.is_closed()
+    }
+
+    /// Queues a batch; the receiver yields its offsets once every message is acknowledged.
+    ///
+    /// # Errors
+    /// [`SmqError::Unavailable`] when the stream has already ended.
+    pub async fn submit(&self, messages: Vec<DataMessage>) -> SmqResult<oneshot::Receiver<SmqResult<Acked>>> {
+        let (done, rx) = oneshot::channel();
+        if messages.is_empty() {
+            return Err(SmqError::Protocol("empty publish batch".into()));
+        }
+        self.jobs
+            .send(Job { messages, done })
+            .await
+            .map_err(|_| SmqError::Unavailable("publish stream closed".into()))?;
+        Ok(rx)
+    }
+}
+
+fn check_response(r: &PublishMessageResponse) -> SmqResult<()> {
+    if r.error_code != 0 || !r.error.is_empty() {
+        let kind = if r.error_code != 0 {
+            SmqErrorKind::from_publish_code(r.error_code)
+        } else if r.error.contains("leader") {
+            SmqErrorKind::NotLeader
+        } else if r.error.contains("not found") {
+            SmqErrorKind::PartitionNotFound
+        } else {
+            SmqErrorKind::Other
+        };
+        return Err(SmqError::Server {
+            op: "PublishMessage",
+            code: r.error_code,
+            message: r.error.clone(),
+            kind,
+        });
+    }
+    Ok(())
+}
+
+fn fail_all(pending: &Mutex<VecDeque<Pending>>, closed: &AtomicBool, why: &SmqError) {
+    closed.store(true, Ordering::Release);
+    for p in pending.lock().drain(..) {
+        let err = match why {
+            SmqError::Server {
+                op,
+                code,
+                message,
+                kind,
+            } => SmqError::Server {
+                op,
+                code: *code,
+                message: message.clone(),
+                kind: *kind,
+            },
+            other => SmqError::Unavailable(other.to_string()),
+        };
+        let _ = p.done.send(Err(err));
+    }
+}
+
+async fn write_loop(
+    mut jobs: mpsc::Receiver<Job>,
+    frames: mpsc::Sender<PublishMessageRequest>,
+    pending: Arc<Mutex<VecDeque<Pending>>>,
+    window: Arc<Semaphore>,
+    closed: Arc<AtomicBool>,
+) {
+    while let Some(job) = jobs.recv().await {
+        if closed.load(Ordering::Acquire) {
+            let _ = job
+                .done
+                .send(Err(SmqError::Unavailable("publish stream closed".into())));
+            continue;
+        }
+        let count = job.messages.len();
+        pending.lock().push_back(Pending {
+            remaining: count,
+            base: None,
+            last: -1,
+            contiguous: true,
+            done: job.done,
+        });
+        for message in job.messages {
+            let Ok(permit) = window.acquire().await else {
+                return;
+            };
+            permit.forget();
+            let frame = PublishMessageRequest {
+                message: Some(Message::Data(message)),
+            };
+            if frames.send(frame).await.is_err() {
+                fail_all(
+                    &pending,
+                    &closed,
+                    &SmqError::Unavailable("publish request stream closed".into()),
+                );
+                return;
+            }
+        }
+    }
+}
+
+async fn read_loop(
+    mut acks: tonic::Streaming<PublishMessageResponse>,
+    pending: Arc<Mutex<VecDeque<Pending>>>,
+    window: Arc<Semaphore>,
+    closed: Arc<AtomicBool>,
+    leader: String,
+) {
+    let why = loop {
+        let ack = match acks.next().await {
+            Some(Ok(ack)) => ack,
+            Some(Err(s)) => break SmqError::rpc("PublishMessage", &leader, s),
+            None => break SmqError::Unavailable(format!("publish stream to {leader} ended")),
+        };
+        if let Err(e) = check_response(&ack) {
+            break e;
+        }
+        window.add_permits(1);
+        let mut queue = pending.lock();
+        let Some(front) = queue.front_mut() else {
+            break SmqError::Protocol(format!(
+                "ack for offset {} with nothing in flight",
+                ack.assigned_offset
+            ));
+        };
+        let offset = ack.assigned_offset;
+        match front.base {
+            None => front.base = Some(offset),
+            Some(_) if offset != front.last + 1 => front.contiguous = false,
+            Some(_) => {}
+        }
+        front.last = offset;
+        front.remaining -= 1;
+        if front.remaining == 0 {
+            if let Some(done) = queue.pop_front() {
+                let acked = Acked {
+                    base_offset: done.base.unwrap_or(offset),
+                    last_offset: done.last,
+                    contiguous: done.contiguous,
+                };
+                let _ = done.done.send(Ok(acked));
+            }
+        }
+    };
+    warn!(leader = %leader, error = %why, "publish stream ended");
+    fail_all(&pending, &closed, &why);
+    window.close();
+}

