@@ -13,6 +13,7 @@
 //! HTTP server), [`metrics`] (request-path metrics), [`producer_ids`] (InitProducerId ids).
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod group;
 pub mod handler;

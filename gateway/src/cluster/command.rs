@@ -1,0 +1,93 @@
+//! The commands carried by the raft log and the state machine's answers to them.
+//!
+//! Every command is applied deterministically by [`super::state::ClusterState::apply`]; a
+//! command that cannot take effect (a stale owner epoch) is not an error of the log, it is
+//! answered with a [`CommandResponse`] variant saying why, so all replicas agree on the outcome.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::NodeId;
+use crate::group::record::GroupRecord;
+
+/// One replicated change to the cluster state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// Gives `group_id` an owner if it has none; answers the current owner and epoch.
+    ClaimGroup {
+        /// Consumer group id.
+        group_id: String,
+    },
+    /// A group state change written by the group's owner under the epoch it was granted.
+    GroupWrite {
+        /// Node that believes it owns the group.
+        owner: NodeId,
+        /// Ownership epoch the owner was granted; a mismatch fences the write.
+        epoch: u64,
+        /// The change itself.
+        record: GroupRecord,
+    },
+    /// Reserves a block of `count` producer ids for `node_id`.
+    AllocateProducerIds {
+        /// Node the block is handed to.
+        node_id: NodeId,
+        /// Block size, at least 1.
+        count: u64,
+    },
+    /// The leader's view of which members are alive; groups of dead members move.
+    SetLive {
+        /// Ids of the members currently reachable from the leader (the leader included).
+        live: BTreeSet<NodeId>,
+    },
+}
+
+impl Command {
+    /// A bounded label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::ClaimGroup { .. } => "claim_group",
+            Command::GroupWrite { .. } => "group_write",
+            Command::AllocateProducerIds { .. } => "allocate_producer_ids",
+            Command::SetLive { .. } => "set_live",
+        }
+    }
+}
+
+/// The state machine's answer to one applied log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CommandResponse {
+    /// The entry carried no command (blank or membership entry), or the command needed no answer.
+    #[default]
+    Applied,
+    /// Ownership of a group after a [`Command::ClaimGroup`].
+    Owner {
+        /// Owning node.
+        owner: NodeId,
+        /// Ownership epoch; increases every time the owner changes.
+        epoch: u64,
+    },
+    /// The group write was applied.
+    Written,
+    /// The group write was rejected: the writer is not the current owner at that epoch.
+    Fenced {
+        /// Current owner, if the group has one.
+        owner: Option<NodeId>,
+        /// Current epoch (0 when the group has no owner).
+        epoch: u64,
+    },
+    /// A reserved producer-id block `[start, start + count)`.
+    ProducerIds {
+        /// First id of the block.
+        start: i64,
+        /// Number of ids in the block.
+        count: u64,
+    },
+    /// The command was well-formed but could not take effect.
+    Rejected {
+        /// Why, for logs and operators.
+        reason: String,
+    },
+}

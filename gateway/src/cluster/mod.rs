@@ -1,0 +1,71 @@
+//! The gateway cluster: replicas agree through openraft on members, consumer-group ownership
+//! (with fencing epochs), committed offsets and group metadata, and producer-id blocks.
+//!
+//! # Layout
+//! Following openraft's layering:
+//! - this file: [`TypeConfig`], the node type [`ClusterNode`] and the [`Coordinator`] handle, the
+//!   only cluster API the rest of the gateway calls.
+//! - [`command`]: what the log carries; [`state`]: the pure, deterministic state and its apply.
+//! - [`state_machine`]: openraft's `RaftStateMachine` over [`state::ClusterState`], snapshots.
+//! - [`log_store`]: the durable raft log and vote on local disk.
+//! - [`network`]: outbound peer RPCs (tonic, cached channels, backoff, size limits).
+//! - [`service`]: the inbound peer gRPC service on the cluster port.
+//! - [`management`]: init, add/remove members, status.
+//! - [`pb`]: the generated peer protocol and its message conversions.
+
+pub mod command;
+pub mod error;
+pub mod log_store;
+pub mod state;
+pub mod state_machine;
+
+mod log_file;
+
+use std::fmt;
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+pub use command::{Command, CommandResponse};
+pub use error::ClusterError;
+
+/// Raft node id: from configuration, or the StatefulSet ordinal on Kubernetes.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// openraft's type configuration for the gateway cluster.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = NodeId,
+        Node = ClusterNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The raft handle of this gateway.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// What the cluster knows about one member: where peers, Kafka clients and operators reach it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterNode {
+    /// Raft peer gRPC address (`host:port`), reachable from the other members only.
+    pub cluster_addr: String,
+    /// Advertised Kafka `host:port` put in Metadata and FindCoordinator answers.
+    pub kafka_addr: String,
+    /// Admin HTTP `host:port` (metrics, health, cluster admin).
+    pub admin_addr: String,
+    /// Rack reported to Kafka clients, if configured.
+    pub rack: Option<String>,
+}
+
+impl fmt::Display for ClusterNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{{cluster: {}, kafka: {}}}",
+            self.cluster_addr, self.kafka_addr
+        )
+    }
+}
