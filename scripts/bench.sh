@@ -10,6 +10,7 @@
 # Needs: a Rust toolchain and a C compiler (librdkafka is built from source); installs
 # tansu 0.6.0 with cargo when missing.
 set -euo pipefail
+export RUST_BACKTRACE=0
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${BENCH_OUT:-$(mktemp -d -t kafka-bench.XXXXXX)}"
@@ -60,9 +61,16 @@ wait_port() {
   done
 }
 
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 PEER_PID=""
 start_peer() {
-  local peer=$1
+  local peer=$1 port
+  port=$([[ "$peer" == gateway ]] && echo "$GW_PORT" || echo "$TANSU_PORT")
+  if ! port_free "$port"; then
+    echo "$peer: port $port is already taken by another process" >>"$FAILURES"
+    return 1
+  fi
   case "$peer" in
     gateway)
       rm -rf "$OUT/gateway-data"
@@ -71,7 +79,7 @@ start_peer() {
         >>"$OUT/gateway.log" 2>&1 &
       PEER_PID=$!
       PEER_BOOTSTRAP="127.0.0.1:$GW_PORT"
-      wait_port "$GW_PORT" "$PEER_PID"
+      wait_port "$GW_PORT" "$PEER_PID" || return 1
       ;;
     tansu-memory)
       # Tansu reads a .env from its working directory: run it from an empty one.
@@ -82,9 +90,10 @@ start_peer() {
         --storage-engine memory://tansu/) >>"$OUT/tansu-memory.log" 2>&1 &
       PEER_PID=$!
       PEER_BOOTSTRAP="127.0.0.1:$TANSU_PORT"
-      wait_port "$TANSU_PORT" "$PEER_PID"
+      wait_port "$TANSU_PORT" "$PEER_PID" || return 1
       ;;
   esac
+  kill -0 "$PEER_PID" 2>/dev/null
 }
 
 stop_peer() {
