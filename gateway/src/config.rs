@@ -76,10 +76,10 @@ pub struct Flags {
     /// Storage backend [default: local].
     #[arg(long, env = "KAFKA_GATEWAY_STORAGE", value_enum)]
     pub storage: Option<StorageKind>,
-    /// SeaweedMQ masters (host:port,...).
+    /// SeaweedMQ masters (host:httpPort[.grpcPort],...; gRPC is the HTTP port + 10000 unless given).
     #[arg(long, env = "KAFKA_GATEWAY_SEAWEEDMQ_MASTERS")]
     pub seaweedmq_masters: Option<String>,
-    /// SeaweedMQ brokers (host:port,...).
+    /// SeaweedMQ broker gRPC addresses (host:port,...), used when no masters are given.
     #[arg(long, env = "KAFKA_GATEWAY_SEAWEEDMQ_BROKERS")]
     pub seaweedmq_brokers: Option<String>,
     /// Cluster node id [default: 0].
@@ -180,6 +180,10 @@ pub struct Config {
     pub offsets_retention_minutes: u64,
     /// Initial rebalance delay of empty groups.
     pub group_initial_rebalance_delay_ms: u64,
+    /// SeaweedMQ masters (`host:httpPort`, gRPC = port + 10000, or `host:httpPort.grpcPort`).
+    pub seaweedmq_masters: Vec<String>,
+    /// SeaweedMQ broker gRPC addresses (used without masters).
+    pub seaweedmq_brokers: Vec<String>,
 }
 
 impl Config {
@@ -227,7 +231,7 @@ impl Config {
             return Err(invalid("default-partitions", format!("{default_partitions} must be at least 1")));
         }
         let positive = |key: &'static str, v: usize| if v == 0 { Err(invalid(key, "must be positive".into())) } else { Ok(v) };
-        let cfg = Self {
+        let mut cfg = Self {
             listen,
             advertised_host: host,
             advertised_port: port,
@@ -255,6 +259,8 @@ impl Config {
             offsets_retention_minutes: positive("offsets-retention-minutes", pick!(offsets_retention_minutes, 10_080) as usize)?
                 as u64,
             group_initial_rebalance_delay_ms: pick!(group_initial_rebalance_delay_ms, 3000),
+            seaweedmq_masters: Vec::new(),
+            seaweedmq_brokers: Vec::new(),
         };
         if storage == StorageKind::Seaweedmq {
             let masters = f.seaweedmq_masters.or(file.seaweedmq_masters);
@@ -262,7 +268,14 @@ impl Config {
             if masters.is_none() && brokers.is_none() {
                 return Err(invalid("storage", "seaweedmq needs --seaweedmq-masters or --seaweedmq-brokers".into()));
             }
-            return Err(invalid("storage", "the seaweedmq backend is not available in this build yet; use local".into()));
+            let list = |v: Option<String>| -> Vec<String> {
+                v.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+            };
+            cfg.seaweedmq_masters = list(masters);
+            cfg.seaweedmq_brokers = list(brokers);
+            if cfg.seaweedmq_masters.is_empty() && cfg.seaweedmq_brokers.is_empty() {
+                return Err(invalid("storage", "seaweedmq needs --seaweedmq-masters or --seaweedmq-brokers".into()));
+            }
         }
         Ok(cfg)
     }

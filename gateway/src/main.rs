@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use kafka_gateway::admin::{self, AdminState};
-use kafka_gateway::config::{Config, Flags, FsyncPolicy};
+use kafka_gateway::config::{Config, Flags, FsyncPolicy, StorageKind};
 use kafka_gateway::group::{GroupConfig, GroupCoordinator, GroupMetrics};
 use kafka_gateway::handler::{BrokerInfo, Context, HandlerOptions};
 use kafka_gateway::metrics::Metrics;
@@ -15,6 +15,7 @@ use kafka_gateway::producer_ids::ProducerIdAllocator;
 use kafka_gateway::server::{self, ServerOptions};
 use kafka_gateway::storage::local::{FsyncMode, LocalOptions, LocalStorage};
 use kafka_gateway::storage::metered::Metered;
+use kafka_gateway::storage::seaweedmq::{SeaweedOptions, SeaweedStorage};
 use kafka_gateway::storage::Storage;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -56,17 +57,32 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let registry = prometheus::Registry::new();
     let shutdown = CancellationToken::new();
-    let local = LocalStorage::open(LocalOptions {
-        data_dir: config.data_dir.join("log"),
-        fsync: match config.fsync {
-            FsyncPolicy::Always => FsyncMode::Always,
-            FsyncPolicy::Interval => FsyncMode::Interval(config.flush_interval),
-        },
-        retention_check_interval: config.retention_check_interval,
-    })
-    .await
-    .context("opening the embedded log")?;
-    let storage: Arc<dyn Storage> = Arc::new(Metered::new(local, &registry)?);
+    let storage: Arc<dyn Storage> = match config.storage {
+        StorageKind::Local => {
+            let local = LocalStorage::open(LocalOptions {
+                data_dir: config.data_dir.join("log"),
+                fsync: match config.fsync {
+                    FsyncPolicy::Always => FsyncMode::Always,
+                    FsyncPolicy::Interval => FsyncMode::Interval(config.flush_interval),
+                },
+                retention_check_interval: config.retention_check_interval,
+            })
+            .await
+            .context("opening the embedded log")?;
+            Arc::new(Metered::new(local, &registry)?)
+        }
+        StorageKind::Seaweedmq => {
+            let smq = SeaweedStorage::connect(SeaweedOptions {
+                masters: config.seaweedmq_masters.clone(),
+                brokers: config.seaweedmq_brokers.clone(),
+                filer: None,
+            })
+            .await
+            .context("connecting to SeaweedMQ")?;
+            info!(masters = ?config.seaweedmq_masters, brokers = ?config.seaweedmq_brokers, "storage: SeaweedMQ");
+            Arc::new(Metered::new(smq, &registry)?)
+        }
+    };
     let metrics = Arc::new(Metrics::new(&registry, config.max_topic_labels)?);
     let groups = GroupCoordinator::open(
         &config.data_dir.join("groups"),

@@ -27,8 +27,9 @@ use super::pb::schema_pb::{Partition, Topic};
 pub const NAMESPACE: &str = "kafka";
 /// Filer directory holding the SMQ namespace's topic directories.
 pub const TOPICS_DIR: &str = "/topics/kafka";
-/// Attempts of a call that failed with a re-lookup-worthy error.
-const ATTEMPTS: u32 = 4;
+/// Attempts of a call that failed with a re-lookup-worthy error (backoff totals about 9 s, time
+/// for a restarted broker to take its partitions back).
+const ATTEMPTS: u32 = 7;
 
 /// The SMQ topic of a Kafka topic name.
 pub fn smq_topic(name: &str) -> Topic {

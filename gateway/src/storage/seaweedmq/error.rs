@@ -34,8 +34,9 @@ impl SmqErrorKind {
     /// match Kafka codes).
     pub fn from_publish_code(code: i32) -> Self {
         match code {
-            2 => Self::TopicNotFound,
-            3 => Self::PartitionNotFound,
+            // Code 2 also means "no broker assignment found" for a stale generation or a
+            // broker that has not loaded the topic yet; callers check topic existence first.
+            2 | 3 => Self::PartitionNotFound,
             6 => Self::NotLeader,
             7 => Self::Timeout,
             8 | 13 | 101 | 102 => Self::Unavailable,
