@@ -7,6 +7,7 @@
 # Env:   BENCH_PEERS="gateway tansu-memory"  peers to run (default both)
 #        BENCH_PARTITIONS=4                   partitions of each bench topic
 #        BENCH_OUT=DIR                        where results, logs and data go (default: a tmp dir)
+#        BENCH_GATEWAY_BIN=PATH               use this gateway binary instead of building one
 # Needs: a Rust toolchain and a C compiler (librdkafka is built from source); installs
 # tansu 0.6.0 with cargo when missing.
 set -euo pipefail
@@ -37,7 +38,9 @@ ensure_tools() {
   log "building bench tool"
   cargo build --release --quiet --manifest-path "$ROOT/bench/Cargo.toml"
   BENCH="$ROOT/bench/target/release/kafka-bench"
-  if [[ " $PEERS " == *" gateway "* ]]; then
+  if [[ -n "${BENCH_GATEWAY_BIN:-}" ]]; then
+    GATEWAY="$BENCH_GATEWAY_BIN"
+  elif [[ " $PEERS " == *" gateway "* ]]; then
     log "building gateway (release)"
     (cd "$ROOT" && cargo build --release --quiet -p kafka-gateway)
     GATEWAY="$ROOT/target/release/kafka-gateway"
@@ -155,6 +158,7 @@ machine() {
   echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), nproc $(nproc)"
   echo "- Memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
   echo "- Kernel: $(uname -r); client: librdkafka 2.12.1 (bundled by the rdkafka crate in bench/)"
+  echo "- Load average when the run started: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every figure)"
   echo "- Loopback, one TCP stream: $("$BENCH" loopback --seconds 2 | cut -d: -f2 | xargs)"
   local dd_rate
   dd_rate=$(dd if=/dev/zero of="$OUT/dd.test" bs=1M count=256 oflag=dsync 2>&1 | tail -n1 | awk -F, '{print $NF}' | xargs)
@@ -173,6 +177,8 @@ for peer in $PEERS; do run_peer "$peer"; done
   echo "## Results (partitions per topic: $PARTITIONS, scale 1/$SCALE)"
   echo
   "$BENCH" compare --results-file "$RESULTS" --ours gateway --baseline tansu-memory
+  echo
+  echo "Load average when the run ended: $(cut -d' ' -f1-3 /proc/loadavg)"
   if [[ -s "$FAILURES" ]]; then
     echo
     echo "## Failures"
