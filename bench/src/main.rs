@@ -167,7 +167,10 @@ fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
         );
     }
     let cpu = args.gateway_pid.map(ProcessCpu::new).transpose()?;
-    let sample = || -> anyhow::Result<Option<f64>> { Ok(cpu.map(|c| c.seconds()).transpose()?) };
+    let client = ProcessCpu::new(std::process::id())?;
+    let sample = || -> anyhow::Result<(Option<f64>, Option<f64>)> {
+        Ok((cpu.map(|c| c.seconds()).transpose()?, Some(client.seconds()?)))
+    };
     let mut result = RunResult {
         scenario: args.scenario.clone().unwrap_or_else(|| default_scenario(args)),
         peer: args.label.clone(),
@@ -202,7 +205,8 @@ fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
         result.p50_ms = Some(stats.latency_ms(0.50));
         result.p99_ms = Some(stats.latency_ms(0.99));
         result.max_ms = Some(stats.latency_ms(1.0));
-        result.cpu_s_per_gb_produce = cpu_per_gb(before, after, stats.bytes);
+        result.cpu_s_per_gb_produce = cpu_per_gb(before.0, after.0, stats.bytes);
+        result.client_cpu_s_per_gb_produce = cpu_per_gb(before.1, after.1, stats.bytes);
         eprintln!(
             "produced {} messages, {} bytes in {secs:.2}s",
             stats.messages, stats.bytes
@@ -224,7 +228,8 @@ fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
         let secs = stats.elapsed.as_secs_f64();
         result.consume_mb_s = Some(stats.bytes as f64 / MB / secs);
         result.consume_msgs_s = Some(stats.messages as f64 / secs);
-        result.cpu_s_per_gb_consume = cpu_per_gb(before, after, stats.bytes);
+        result.cpu_s_per_gb_consume = cpu_per_gb(before.0, after.0, stats.bytes);
+        result.client_cpu_s_per_gb_consume = cpu_per_gb(before.1, after.1, stats.bytes);
         eprintln!(
             "consumed {} messages, {} bytes in {secs:.2}s",
             stats.messages, stats.bytes

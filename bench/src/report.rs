@@ -39,9 +39,15 @@ pub struct RunResult {
     pub cpu_s_per_gb_produce: Option<f64>,
     /// Broker CPU seconds per 10^9 payload bytes consumed.
     pub cpu_s_per_gb_consume: Option<f64>,
+    /// Bench client (librdkafka) CPU seconds per 10^9 payload bytes produced.
+    #[serde(default)]
+    pub client_cpu_s_per_gb_produce: Option<f64>,
+    /// Bench client (librdkafka) CPU seconds per 10^9 payload bytes consumed.
+    #[serde(default)]
+    pub client_cpu_s_per_gb_consume: Option<f64>,
 }
 
-const COLUMNS: [&str; 14] = [
+const COLUMNS: [&str; 16] = [
     "scenario",
     "peer",
     "msg B",
@@ -54,8 +60,10 @@ const COLUMNS: [&str; 14] = [
     "max ms",
     "cons MB/s",
     "cons msg/s",
-    "CPU s/GB prod",
-    "CPU s/GB cons",
+    "broker CPU s/GB prod",
+    "broker CPU s/GB cons",
+    "client CPU s/GB prod",
+    "client CPU s/GB cons",
 ];
 
 /// The markdown table header matching [`RunResult::markdown_row`].
@@ -91,6 +99,8 @@ impl RunResult {
             cell(self.consume_msgs_s),
             cell(self.cpu_s_per_gb_produce),
             cell(self.cpu_s_per_gb_consume),
+            cell(self.client_cpu_s_per_gb_produce),
+            cell(self.client_cpu_s_per_gb_consume),
         ];
         format!("| {} |", cells.join(" | "))
     }
@@ -144,7 +154,7 @@ pub fn ratio_table(results: &[RunResult], ours: &str, baseline: &str) -> String 
     }
     let mut out = format!(
         "| scenario | prod MB/s {ours}/{baseline} | p99 {ours}/{baseline} | cons MB/s {ours}/{baseline} \
-         | CPU s/GB prod {ours}/{baseline} |\n| --- | --- | --- | --- | --- |\n"
+         | broker CPU s/GB prod {ours}/{baseline} |\n| --- | --- | --- | --- | --- |\n"
     );
     for (scenario, pair) in by_scenario {
         if let (Some(a), Some(b)) = pair {
