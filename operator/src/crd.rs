@@ -1,0 +1,391 @@
+//! The `KafkaGateway` custom resource (v1alpha1): spec, status and the schema rules the API server
+//! enforces (schemars bounds plus CEL `x-kubernetes-validations` with readable messages).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the resource.
+pub const GROUP: &str = "kafkagateway.seaweedfs.io";
+/// Largest partition count of a topic (SeaweedMQ's ring has 2520 slots).
+pub const MAX_PARTITIONS: i32 = kafka_gateway::storage::seaweedmq::MAX_PARTITIONS;
+/// Most topics one resource may declare (bounds the cost of the CEL rules).
+pub const MAX_TOPICS: u32 = 1000;
+
+/// A gateway cluster: `replicas` Kafka-compatible gateway pods forming one raft cluster over a
+/// SeaweedMQ, with the listed topics created in SeaweedMQ.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "kafkagateway.seaweedfs.io",
+    version = "v1alpha1",
+    kind = "KafkaGateway",
+    plural = "kafkagateways",
+    shortname = "kgw",
+    category = "kafka",
+    namespaced,
+    status = "KafkaGatewayStatus",
+    derive = "PartialEq",
+    doc = "A Kafka-wire-compatible gateway cluster over SeaweedMQ",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Bootstrap",
+        type_ = "string",
+        json_path = ".status.bootstrap",
+        priority = "1"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaGatewaySpec {
+    /// Gateway pods (raft members). Scale with `kubectl scale` or an HPA.
+    #[schemars(range(min = 1), extend("x-kubernetes-validations" = [{"rule": "self >= 1", "message": "replicas must be at least 1"}]))]
+    pub replicas: i32,
+    /// Gateway container image.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Image pull policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    /// Container resources of each gateway pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Where the SeaweedMQ cluster is.
+    pub seaweedmq: SeaweedMqSpec,
+    /// Kafka listener and how pods advertise themselves.
+    #[serde(default)]
+    pub listener: ListenerSpec,
+    /// Volume for the raft log and gateway metadata of each pod.
+    #[serde(default)]
+    pub storage: RaftStorageSpec,
+    /// Topics created and kept in SeaweedMQ.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub topics: Vec<TopicSpec>,
+    /// What happens to a topic in SeaweedMQ once it is removed from `topics`.
+    #[serde(default)]
+    pub topic_deletion_policy: TopicDeletionPolicy,
+    /// Metrics port and Prometheus Operator integration.
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+    /// Pod placement.
+    #[serde(default)]
+    pub placement: PlacementSpec,
+    /// PodDisruptionBudget of the gateway pods.
+    #[serde(default)]
+    pub pdb: PdbSpec,
+    /// Extra environment variables of the gateway container (`KAFKA_GATEWAY_*` tune the gateway).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Cluster DNS domain used in stable pod addresses.
+    #[serde(default = "default_cluster_domain")]
+    pub cluster_domain: String,
+}
+
+/// Image pull policy.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    /// Always pull.
+    Always,
+    /// Pull when absent.
+    IfNotPresent,
+    /// Never pull.
+    Never,
+}
+
+impl PullPolicy {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+/// SeaweedMQ discovery: masters (preferred) or brokers.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.masters) && size(self.masters) > 0) || (has(self.brokers) && size(self.brokers) > 0)",
+    "message": "seaweedmq needs at least one master or broker address"
+}]))]
+pub struct SeaweedMqSpec {
+    /// Master addresses, `host:port`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 253)))]
+    pub masters: Vec<String>,
+    /// Broker addresses, `host:port`, used when no masters are given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
+    pub brokers: Vec<String>,
+}
+
+impl SeaweedMqSpec {
+    /// A stable key identifying the cluster these endpoints reach.
+    pub fn key(&self) -> String {
+        format!("m={};b={}", self.masters.join(","), self.brokers.join(","))
+    }
+}
+
+/// How a pod advertises its Kafka address in Metadata.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum AdvertisedAddress {
+    /// The pod IP (downward API); clients need routes to pod IPs.
+    #[default]
+    PodIP,
+    /// The stable pod DNS name `<pod>.<name>-headless.<ns>.svc.<domain>`.
+    PodDNS,
+}
+
+/// Kafka listener settings.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSpec {
+    /// Kafka port.
+    #[serde(default = "default_kafka_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Raft peer port.
+    #[serde(default = "default_cluster_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub cluster_port: i32,
+    /// Address advertised to clients.
+    #[serde(default)]
+    pub advertised_address: AdvertisedAddress,
+}
+
+impl Default for ListenerSpec {
+    fn default() -> Self {
+        Self {
+            port: default_kafka_port(),
+            cluster_port: default_cluster_port(),
+            advertised_address: AdvertisedAddress::default(),
+        }
+    }
+}
+
+/// Per-pod persistent volume for raft data.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RaftStorageSpec {
+    /// Volume size (a Kubernetes quantity).
+    #[serde(default = "default_storage_size")]
+    pub size: String,
+    /// Storage class; the cluster default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for RaftStorageSpec {
+    fn default() -> Self {
+        Self {
+            size: default_storage_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+/// One topic kept in SeaweedMQ.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicSpec {
+    /// Kafka topic name: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+    #[schemars(
+        length(min = 1, max = 249),
+        extend("x-kubernetes-validations" = [{
+            "rule": "self.matches('^[a-zA-Z0-9._-]+$') && self != '.' && self != '..'",
+            "message": "topic names are 1 to 249 characters of [a-zA-Z0-9._-], and not '.' or '..'"
+        }])
+    )]
+    pub name: String,
+    /// Partition count; it can grow but never shrink.
+    #[schemars(
+        range(min = 1, max = 2520),
+        extend("x-kubernetes-validations" = [{"rule": "self >= 1 && self <= 2520", "message": "partitions must be between 1 and 2520"}])
+    )]
+    pub partitions: i32,
+    /// Kafka topic configs (`retention.ms`, `cleanup.policy`, ...); others keep their defaults.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub config: BTreeMap<String, String>,
+}
+
+/// What the operator does with topics removed from the spec.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum TopicDeletionPolicy {
+    /// Leave them in SeaweedMQ.
+    #[default]
+    Retain,
+    /// Delete them (with their data) from SeaweedMQ.
+    Delete,
+}
+
+/// Metrics settings.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSpec {
+    /// Admin HTTP port: `/metrics`, `/healthz`, `/readyz` and the cluster admin API.
+    #[serde(default = "default_admin_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Create a Prometheus Operator ServiceMonitor (when its CRD is installed).
+    #[serde(default)]
+    pub service_monitor: bool,
+    /// Scrape interval of the ServiceMonitor, e.g. `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrape_interval: Option<String>,
+}
+
+impl Default for MetricsSpec {
+    fn default() -> Self {
+        Self {
+            port: default_admin_port(),
+            service_monitor: false,
+            scrape_interval: None,
+        }
+    }
+}
+
+/// Pod placement.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementSpec {
+    /// Node selector.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Affinity rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Tolerations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Topology spread constraints (the operator fills in the label selector when absent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+}
+
+/// PodDisruptionBudget settings.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PdbSpec {
+    /// Create the PDB.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Pods that may be down at once; a raft majority must stay up, so keep it below half.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrString>,
+}
+
+impl Default for PdbSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_unavailable: None,
+        }
+    }
+}
+
+/// Observed state, written by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaGatewayStatus {
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pods of the StatefulSet.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Ready pods.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Label selector of the pods (for the scale subresource and HPAs).
+    #[serde(default)]
+    pub selector: String,
+    /// Ready, Progressing, Degraded and TopicsReady.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Per-topic state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<TopicStatus>,
+    /// Bootstrap address for Kafka clients (`host:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<String>,
+}
+
+/// State of one topic.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicStatus {
+    /// Topic name.
+    pub name: String,
+    /// Outcome of the last reconcile.
+    pub state: TopicState,
+    /// Partitions in SeaweedMQ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
+    /// Why the topic is not ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Outcome of a topic reconcile.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum TopicState {
+    /// Exists with the declared partitions and configs.
+    Ready,
+    /// A change was refused (partition decrease, invalid config); the topic is otherwise intact.
+    Refused,
+    /// SeaweedMQ failed; retried.
+    Error,
+}
+
+fn default_cluster_domain() -> String {
+    "cluster.local".into()
+}
+fn default_kafka_port() -> i32 {
+    9092
+}
+fn default_cluster_port() -> i32 {
+    9645
+}
+fn default_admin_port() -> i32 {
+    9644
+}
+fn default_storage_size() -> String {
+    "1Gi".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// The CRD as YAML, as checked into `crds/kafkagateway.yaml`.
+///
+/// # Errors
+/// When the CRD cannot be serialized (never for the derived type).
+pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {
+    use kube::CustomResourceExt;
+    serde_saphyr::to_string(&KafkaGateway::crd())
+}
+
+#[cfg(test)]
+#[path = "crd_tests.rs"]
+mod tests;

@@ -1,0 +1,375 @@
+//! Test fixtures: `KafkaGateway` builders, a scripted mock API server, test doubles for the
+//! topic backend and member removal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::{Method, Request, Response};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kafka_gateway::storage::{Storage, StorageError};
+use kube::client::Body;
+use kube::{Client, Resource, ResourceExt};
+use parking_lot::Mutex;
+use prometheus::Registry;
+use serde_json::{json, Value};
+
+use crate::crd::{KafkaGateway, KafkaGatewaySpec, KafkaGatewayStatus, SeaweedMqSpec, TopicSpec};
+use crate::members::{MemberError, MemberRemover};
+use crate::metrics::Metrics;
+use crate::resources::{statefulset, Names};
+use crate::topics::TopicBackends;
+use crate::{Context, FIELD_MANAGER, FINALIZER};
+
+/// Builders of test resources.
+pub(crate) trait KafkaGatewayExt: Sized {
+    /// `testns/kgw`, one replica, masters given, stored (uid, generation 1).
+    fn test() -> Self;
+    /// With `n` replicas.
+    fn with_replicas(self, n: i32) -> Self;
+    /// Advertising stable pod DNS names.
+    fn with_pod_dns(self) -> Self;
+    /// Brokers instead of masters.
+    fn with_brokers(self) -> Self;
+    /// ServiceMonitor enabled.
+    fn with_service_monitor(self) -> Self;
+    /// With these topics.
+    fn with_topics(self, topics: Vec<TopicSpec>) -> Self;
+    /// With the operator's finalizer.
+    fn finalized(self) -> Self;
+    /// Being deleted.
+    fn deleting(self) -> Self;
+}
+
+impl KafkaGatewayExt for KafkaGateway {
+    fn test() -> Self {
+        let spec: KafkaGatewaySpec = serde_json::from_value(json!({
+            "replicas": 1,
+            "image": "kafka-gateway:test",
+            "seaweedmq": { "masters": ["weed-master.seaweedfs:9333"] },
+        }))
+        .expect("valid spec");
+        let mut kgw = KafkaGateway::new("kgw", spec);
+        kgw.meta_mut().namespace = Some("testns".into());
+        kgw.meta_mut().uid = Some("5d5a4c3e-0000-4000-8000-000000000001".into());
+        kgw.meta_mut().generation = Some(1);
+        kgw
+    }
+    fn with_replicas(mut self, n: i32) -> Self {
+        self.spec.replicas = n;
+        self
+    }
+    fn with_pod_dns(mut self) -> Self {
+        self.spec.listener.advertised_address = crate::crd::AdvertisedAddress::PodDNS;
+        self
+    }
+    fn with_brokers(mut self) -> Self {
+        self.spec.seaweedmq = SeaweedMqSpec {
+            masters: Vec::new(),
+            brokers: vec!["weed-broker.seaweedfs:17777".into()],
+        };
+        self
+    }
+    fn with_service_monitor(mut self) -> Self {
+        self.spec.metrics.service_monitor = true;
+        self
+    }
+    fn with_topics(mut self, topics: Vec<TopicSpec>) -> Self {
+        self.spec.topics = topics;
+        self
+    }
+    fn finalized(mut self) -> Self {
+        self.finalizers_mut().push(FINALIZER.to_string());
+        self
+    }
+    fn deleting(mut self) -> Self {
+        let at = k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).expect("valid time");
+        self.meta_mut().deletion_timestamp = Some(Time(at));
+        self
+    }
+}
+
+/// The StatefulSet the builder makes, as the API server would report it after a rollout.
+pub(crate) fn statefulset_with_status(kgw: &KafkaGateway, replicas: i32, ready: i32) -> StatefulSet {
+    let names = Names::of(kgw).expect("names");
+    let mut sts = statefulset::build(kgw, &names, replicas).expect("sts");
+    sts.metadata.generation = Some(1);
+    sts.status = Some(StatefulSetStatus {
+        replicas,
+        ready_replicas: Some(ready),
+        updated_replicas: Some(replicas),
+        observed_generation: Some(1),
+        ..StatefulSetStatus::default()
+    });
+    sts
+}
+
+/// A topic declaration.
+pub(crate) fn topic(name: &str, partitions: i32) -> TopicSpec {
+    TopicSpec {
+        name: name.into(),
+        partitions,
+        config: Default::default(),
+    }
+}
+
+/// Ordered log of side effects across the mock API server and the test doubles.
+pub(crate) type Journal = Arc<Mutex<Vec<String>>>;
+
+/// What the mock API server answers.
+pub(crate) enum Reply {
+    /// 200 with the request body echoed back (what an apply returns, near enough).
+    Echo,
+    /// 200 with this body.
+    Json(Value),
+    /// An API error status (404, 409, ...).
+    Status(u16),
+}
+
+type BodyCheck = Box<dyn FnOnce(&Value) + Send>;
+
+/// One expected API call.
+pub(crate) struct Step {
+    method: Method,
+    path: String,
+    apply: bool,
+    check: Option<BodyCheck>,
+    reply: Reply,
+}
+
+const NS_PATH: &str = "/namespaces/testns";
+
+impl Step {
+    /// `GET` of a namespaced object.
+    pub(crate) fn get(api: &str, plural: &str, name: &str, reply: Reply) -> Self {
+        Self {
+            method: Method::GET,
+            path: format!("{api}{NS_PATH}/{plural}/{name}"),
+            apply: false,
+            check: None,
+            reply,
+        }
+    }
+    /// Any call by method and full path (cluster-scoped objects, deletes).
+    pub(crate) fn raw(method: Method, path: &str, reply: Reply) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            apply: false,
+            check: None,
+            reply,
+        }
+    }
+    /// Server-side apply (`PATCH ...?fieldManager=kafka-gateway-operator&force=true`).
+    pub(crate) fn apply(api: &str, plural: &str, name: &str) -> Self {
+        Self {
+            method: Method::PATCH,
+            path: format!("{api}{NS_PATH}/{plural}/{name}"),
+            apply: true,
+            check: None,
+            reply: Reply::Echo,
+        }
+    }
+    /// Server-side apply of the StatefulSet, with a body check.
+    pub(crate) fn apply_sts(check: impl FnOnce(&Value) + Send + 'static) -> Self {
+        Self::apply("/apis/apps/v1", "statefulsets", "kgw").checked(check)
+    }
+    /// An Event with this reason.
+    pub(crate) fn event(reason: &'static str) -> Self {
+        Self {
+            method: Method::POST,
+            path: format!("/apis/events.k8s.io/v1{NS_PATH}/events"),
+            apply: false,
+            check: Some(Box::new(move |body| {
+                assert_eq!(body["reason"], reason, "event {body}")
+            })),
+            reply: Reply::Echo,
+        }
+    }
+    /// The status apply, with a check of the status written.
+    pub(crate) fn status(
+        kgw: &KafkaGateway,
+        check: impl FnOnce(&KafkaGatewayStatus) + Send + 'static,
+    ) -> Self {
+        let response = serde_json::to_value(kgw).expect("kgw json");
+        Self {
+            method: Method::PATCH,
+            path: format!("/apis/kafkagateway.seaweedfs.io/v1alpha1{NS_PATH}/kafkagateways/kgw/status"),
+            apply: true,
+            check: Some(Box::new(move |body| {
+                let status: KafkaGatewayStatus =
+                    serde_json::from_value(body["status"].clone()).expect("status");
+                check(&status);
+            })),
+            reply: Reply::Json(response),
+        }
+    }
+    /// The finalizer JSON patch adding (`add`) or removing our finalizer.
+    pub(crate) fn finalizer(kgw: &KafkaGateway, add: bool) -> Self {
+        let mut response = kgw.clone();
+        if add {
+            response.finalizers_mut().push(FINALIZER.into());
+        } else {
+            response.finalizers_mut().retain(|f| f != FINALIZER);
+        }
+        Self {
+            method: Method::PATCH,
+            path: format!("/apis/kafkagateway.seaweedfs.io/v1alpha1{NS_PATH}/kafkagateways/kgw"),
+            apply: false,
+            check: Some(Box::new(move |body| {
+                let ops = body.as_array().expect("json patch");
+                let op = if add { "add" } else { "remove" };
+                assert!(
+                    ops.iter().any(|o| o["op"] == op
+                        && o["path"]
+                            .as_str()
+                            .unwrap_or("")
+                            .starts_with("/metadata/finalizers")),
+                    "{body}"
+                );
+            })),
+            reply: Reply::Json(serde_json::to_value(response).expect("kgw json")),
+        }
+    }
+    /// The standard children applied on every reconcile, up to (not including) the StatefulSet.
+    pub(crate) fn services_and_config() -> Vec<Self> {
+        vec![
+            Self::apply("/api/v1", "configmaps", "kgw-config"),
+            Self::apply("/api/v1", "services", "kgw-headless"),
+            Self::apply("/api/v1", "services", "kgw"),
+        ]
+    }
+    /// Adds a body check.
+    pub(crate) fn checked(mut self, check: impl FnOnce(&Value) + Send + 'static) -> Self {
+        self.check = Some(Box::new(check));
+        self
+    }
+    /// Replaces the reply.
+    pub(crate) fn reply(mut self, reply: Reply) -> Self {
+        self.reply = reply;
+        self
+    }
+}
+
+/// The mock API server: answers the scripted steps in order, asserting each request.
+pub(crate) struct ApiServerVerifier(tower_test::mock::Handle<Request<Body>, Response<Body>>);
+
+impl ApiServerVerifier {
+    /// Serves `steps` in order, logging each into `journal`; panics (failing the join) on any
+    /// mismatch. Extra calls from the reconciler fail it with a closed service.
+    pub(crate) fn run(mut self, steps: Vec<Step>, journal: Journal) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            for (i, step) in steps.into_iter().enumerate() {
+                let (request, send) = self
+                    .0
+                    .next_request()
+                    .await
+                    .unwrap_or_else(|| panic!("step {i}: no request"));
+                let uri = request.uri().clone();
+                assert_eq!(
+                    (request.method(), uri.path()),
+                    (&step.method, step.path.as_str()),
+                    "step {i}: {uri}"
+                );
+                if step.apply {
+                    let query = uri.query().unwrap_or("");
+                    assert!(
+                        query.contains(&format!("fieldManager={FIELD_MANAGER}"))
+                            && query.contains("force=true"),
+                        "{uri}"
+                    );
+                }
+                journal.lock().push(format!("{} {}", step.method, step.path));
+                let bytes = request.into_body().collect_bytes().await.expect("body");
+                let body: Value = if bytes.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&bytes).expect("json body")
+                };
+                if let Some(check) = step.check {
+                    check(&body);
+                }
+                let response = match step.reply {
+                    Reply::Echo => Response::builder().body(Body::from(bytes.to_vec())),
+                    Reply::Json(v) => {
+                        Response::builder().body(Body::from(serde_json::to_vec(&v).expect("json")))
+                    }
+                    Reply::Status(code) => {
+                        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": "NotFound", "message": "scripted"});
+                        Response::builder()
+                            .status(code)
+                            .body(Body::from(serde_json::to_vec(&status).expect("json")))
+                    }
+                };
+                send.send_response(response.expect("response"));
+            }
+        })
+    }
+}
+
+/// Awaits the scripted server, failing when it did not see all its calls in time.
+pub(crate) async fn timeout_after_1s(handle: tokio::task::JoinHandle<()>) {
+    tokio::time::timeout(Duration::from_secs(1), handle)
+        .await
+        .expect("mock api server still waiting for calls")
+        .expect("scenario completed");
+}
+
+/// A backend factory handing out one storage, or failing.
+pub(crate) struct FixedBackends(pub(crate) Option<Arc<dyn Storage>>);
+
+#[async_trait]
+impl TopicBackends for FixedBackends {
+    async fn storage(&self, _endpoints: &SeaweedMqSpec) -> Result<Arc<dyn Storage>, StorageError> {
+        self.0
+            .clone()
+            .ok_or_else(|| StorageError::Io(std::io::Error::other("connection refused")))
+    }
+}
+
+/// Records removals into the journal; fails for node ids in `fail`.
+pub(crate) struct RecordingRemover {
+    pub(crate) journal: Journal,
+    pub(crate) fail: Vec<i32>,
+}
+
+#[async_trait]
+impl MemberRemover for RecordingRemover {
+    async fn remove(&self, admin_base: &str, node_id: i32) -> Result<(), MemberError> {
+        self.journal
+            .lock()
+            .push(format!("remove {node_id} via {admin_base}"));
+        if self.fail.contains(&node_id) {
+            return Err(MemberError::Refused {
+                status: 503,
+                body: "no quorum".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Context {
+    /// A context over a mocked client; returns the verifier, the registry and the journal.
+    pub(crate) fn test(
+        topics: Option<Arc<dyn Storage>>,
+        fail_removals: Vec<i32>,
+    ) -> (Arc<Self>, ApiServerVerifier, Registry, Journal) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "testns");
+        let registry = Registry::new();
+        let journal = Journal::default();
+        let ctx = Context::new(
+            client,
+            Some("test".into()),
+            Metrics::register(&registry).expect("metrics"),
+            Arc::new(FixedBackends(topics)),
+            Arc::new(RecordingRemover {
+                journal: Arc::clone(&journal),
+                fail: fail_removals,
+            }),
+        );
+        (Arc::new(ctx), ApiServerVerifier(handle), registry, journal)
+    }
+}

@@ -1,0 +1,80 @@
+//! kafka-gateway-operator: the Kubernetes controller of the `KafkaGateway` resource.
+//!
+//! # Layout
+//! - [`crd`]: the resource (spec, status, schema rules); `crdgen` prints it.
+//! - [`resources`]: pure builders from a `KafkaGateway` to its child objects.
+//! - [`topics`]: topic reconciliation through the gateway crate's storage API over SeaweedMQ.
+//! - [`members`]: raft member removal through the gateway admin API before a scale-down.
+//! - [`status`]: conditions computed from observed children and topic results.
+//! - [`controller`]: the reconcile loop (server-side apply, finalizer, events, backoff).
+//! - [`leader`]: leader election on a `coordination.k8s.io` Lease.
+//! - [`metrics`] and [`admin`]: operator metrics and the admin HTTP server.
+
+pub mod admin;
+pub mod controller;
+pub mod crd;
+pub mod leader;
+pub mod members;
+pub mod metrics;
+pub mod resources;
+pub mod status;
+pub mod topics;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use controller::{run, Context, FIELD_MANAGER, FINALIZER};
+pub use crd::{KafkaGateway, KafkaGatewaySpec, KafkaGatewayStatus};
+
+/// Errors of a reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("kubernetes api: {0}")]
+    Kube(#[source] kube::Error),
+    /// The finalizer machinery failed (wraps the reconcile error).
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// The object lacks a field every stored object has (name, namespace).
+    #[error("object has no {0}")]
+    MissingObjectKey(&'static str),
+    /// A departing raft member could not be removed; the StatefulSet is not shrunk.
+    #[error("removing raft member {node_id}: {source}")]
+    MemberRemoval {
+        /// Node id (pod ordinal) of the member.
+        node_id: i32,
+        /// Why.
+        #[source]
+        source: members::MemberError,
+    },
+    /// Some topics could not be reconciled (details are in the status).
+    #[error("{failed} topic(s) failed to reconcile")]
+    Topics {
+        /// How many.
+        failed: usize,
+    },
+    /// SeaweedMQ failed during cleanup.
+    #[error("seaweedmq: {0}")]
+    Storage(#[source] kafka_gateway::storage::StorageError),
+}
+
+impl Error {
+    /// A bounded label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "kube",
+            Self::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
+                _ => "finalizer",
+            },
+            Self::MissingObjectKey(_) => "missing_object_key",
+            Self::MemberRemoval { .. } => "member_removal",
+            Self::Topics { .. } => "topics",
+            Self::Storage(_) => "storage",
+        }
+    }
+}
+
+/// Result alias of the operator.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

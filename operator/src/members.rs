@@ -1,0 +1,167 @@
+//! Removing departing raft members through the gateway admin API before a scale-down.
+//!
+//! Expected endpoint (served by every gateway on its admin port, forwarded to the raft leader):
+//! `POST /cluster/remove` with body `{"node_id": N}`. Answers: `200`/`204` when the member was
+//! removed (the membership change is committed), `404` when `N` is not a member (already removed:
+//! the call is idempotent), anything else is a failure and the StatefulSet is not shrunk.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+/// Path of the member-removal endpoint on the gateway admin port.
+pub const REMOVE_PATH: &str = "/cluster/remove";
+/// How long one removal call may take (a membership change commits through raft).
+pub const REMOVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a member could not be removed.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    /// The admin endpoint could not be reached.
+    #[error("admin api unreachable at {url}: {reason}")]
+    Unreachable {
+        /// URL called.
+        url: String,
+        /// Transport error.
+        reason: String,
+    },
+    /// The gateway refused or failed the removal.
+    #[error("admin api answered {status}: {body}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Response body (truncated).
+        body: String,
+    },
+    /// The call did not finish within [`REMOVE_TIMEOUT`].
+    #[error("admin api timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// Removes raft members of one gateway cluster.
+#[async_trait]
+pub trait MemberRemover: Send + Sync + 'static {
+    /// Removes member `node_id`, asking the gateway at `admin_base` (`http://host:port`).
+    async fn remove(&self, admin_base: &str, node_id: i32) -> Result<(), MemberError>;
+}
+
+/// [`MemberRemover`] over HTTP/1.1 to the gateway admin API.
+#[derive(Debug, Clone)]
+pub struct HttpMemberRemover {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for HttpMemberRemover {
+    fn default() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+}
+
+#[async_trait]
+impl MemberRemover for HttpMemberRemover {
+    async fn remove(&self, admin_base: &str, node_id: i32) -> Result<(), MemberError> {
+        let url = format!("{admin_base}{REMOVE_PATH}");
+        let body = serde_json::json!({ "node_id": node_id }).to_string();
+        let request = http::Request::post(&url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| MemberError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        let call = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| MemberError::Unreachable {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })?;
+            let status = response.status();
+            if status.is_success() || status == http::StatusCode::NOT_FOUND {
+                return Ok(());
+            }
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let mut body = String::from_utf8_lossy(&bytes).into_owned();
+            body.truncate(512);
+            Err(MemberError::Refused {
+                status: status.as_u16(),
+                body,
+            })
+        };
+        tokio::time::timeout(REMOVE_TIMEOUT, call)
+            .await
+            .map_err(|_| MemberError::Timeout(REMOVE_TIMEOUT))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::extract::Json;
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    use std::sync::Arc;
+    use tokio::sync::Mutex;
+
+    async fn serve(status: StatusCode) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let app = axum::Router::new().route(
+            REMOVE_PATH,
+            post(move |Json(body): Json<serde_json::Value>| {
+                let log = Arc::clone(&log);
+                async move {
+                    log.lock().await.push(body);
+                    (status, "no quorum")
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), seen)
+    }
+
+    #[tokio::test]
+    async fn posts_the_node_id_and_accepts_success_and_not_found() {
+        for status in [StatusCode::OK, StatusCode::NO_CONTENT, StatusCode::NOT_FOUND] {
+            let (base, seen) = serve(status).await;
+            HttpMemberRemover::default()
+                .remove(&base, 4)
+                .await
+                .expect("removed");
+            assert_eq!(*seen.lock().await, vec![serde_json::json!({"node_id": 4})]);
+        }
+    }
+
+    #[tokio::test]
+    async fn server_errors_and_unreachable_are_failures() {
+        let (base, _) = serve(StatusCode::SERVICE_UNAVAILABLE).await;
+        let err = HttpMemberRemover::default().remove(&base, 1).await.unwrap_err();
+        assert!(
+            matches!(err, MemberError::Refused { status: 503, ref body } if body == "no quorum"),
+            "{err}"
+        );
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let err = HttpMemberRemover::default().remove(&closed, 1).await.unwrap_err();
+        assert!(matches!(err, MemberError::Unreachable { .. }), "{err}");
+    }
+}
