@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::NodeId;
+use super::{ClusterNode, NodeId};
 use crate::group::record::GroupRecord;
 
 /// One replicated change to the cluster state.
@@ -90,4 +90,52 @@ pub enum CommandResponse {
         /// Why, for logs and operators.
         reason: String,
     },
+}
+
+/// A request a follower forwards to the leader over the peer port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardRequest {
+    /// Propose a command.
+    Write(Command),
+    /// Add a node as learner, wait until it caught up, then make it a voter.
+    AddMember {
+        /// Id of the new member.
+        node_id: NodeId,
+        /// Its addresses.
+        node: ClusterNode,
+    },
+    /// Remove a member (voter or learner) from the cluster.
+    RemoveMember {
+        /// Id of the member to remove.
+        node_id: NodeId,
+    },
+}
+
+/// The leader's answer to a [`ForwardRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardResponse {
+    /// The command was committed and applied; the state machine's answer.
+    Written(CommandResponse),
+    /// The membership change was committed.
+    MembershipChanged,
+}
+
+/// Why the leader could not carry out a [`ForwardRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ForwardError {
+    /// The receiver is not (or no longer) the leader.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader as far as the receiver knows.
+        leader: Option<NodeId>,
+    },
+    /// A membership change was refused.
+    #[error("membership change refused: {0}")]
+    Membership(String),
+    /// Raft failed on the receiver.
+    #[error("raft failed: {0}")]
+    Fatal(String),
 }

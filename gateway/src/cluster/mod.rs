@@ -16,9 +16,14 @@
 pub mod command;
 pub mod error;
 pub mod log_store;
+pub mod management;
+pub mod network;
+pub mod pb;
+pub mod service;
 pub mod state;
 pub mod state_machine;
 
+mod coordinator;
 mod log_file;
 
 use std::fmt;
@@ -27,6 +32,7 @@ use std::io::Cursor;
 use serde::{Deserialize, Serialize};
 
 pub use command::{Command, CommandResponse};
+pub use coordinator::{ClusterOptions, Coordinator};
 pub use error::ClusterError;
 
 /// Raft node id: from configuration, or the StatefulSet ordinal on Kubernetes.
@@ -69,3 +75,7 @@ impl fmt::Display for ClusterNode {
         )
     }
 }
+
+#[cfg(test)]
+#[path = "cluster_test.rs"]
+mod cluster_test;
