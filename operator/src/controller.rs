@@ -220,7 +220,8 @@ async fn apply(kgw: &KafkaGateway, ctx: &Context) -> Result<Action> {
         "client service",
     )
     .await?;
-    let sts = resources::statefulset::build(kgw, &names, desired)?;
+    let mut sts = resources::statefulset::build(kgw, &names, desired)?;
+    keep_immutable_claims(&mut sts, current.as_ref(), &names);
     let applied = ssa(&sts_api, &names.name, &sts, "statefulset").await?;
     if current.is_none() {
         let note = format!("created StatefulSet {} with {desired} pods", names.name);
@@ -340,6 +341,23 @@ async fn scale_down_members(
     );
     ctx.publish(kgw, EventType::Normal, "MembersRemoved", "Scale", note)
         .await
+}
+
+/// `volumeClaimTemplates` cannot change on an existing StatefulSet: keep the current ones (a
+/// storage change applies to new clusters only) instead of failing every apply.
+fn keep_immutable_claims(desired: &mut StatefulSet, current: Option<&StatefulSet>, names: &Names) {
+    let Some(current_claims) = current
+        .and_then(|c| c.spec.as_ref())
+        .map(|s| s.volume_claim_templates.clone())
+    else {
+        return;
+    };
+    if let Some(spec) = desired.spec.as_mut() {
+        if spec.volume_claim_templates != current_claims {
+            warn!(name = %names.name, "storage settings differ from the existing volume claims; keeping the existing ones");
+            spec.volume_claim_templates = current_claims;
+        }
+    }
 }
 
 fn current_topics(kgw: &KafkaGateway) -> Vec<crate::crd::TopicStatus> {

@@ -106,9 +106,22 @@ async fn update_of_a_ready_cluster_reports_ready_and_stable() {
     let (ctx, server, _, journal) = Context::test(None, vec![]);
     let kgw = KafkaGateway::test().with_replicas(3).finalized();
     let ready = serde_json::to_value(statefulset_with_status(&kgw, 3, 3)).unwrap();
-    let mut steps = vec![sts_found(&kgw, 3)];
+    // The existing claims were made with another size; claim templates are immutable.
+    let mut older = kgw.clone();
+    older.spec.storage.size = "5Gi".into();
+    let existing = serde_json::to_value(statefulset_with_status(&older, 3, 3)).unwrap();
+    let mut steps = vec![Step::get(APPS, "statefulsets", "kgw", Reply::Json(existing))];
     steps.extend(Step::services_and_config());
-    steps.push(Step::apply_sts(|b| assert_eq!(replicas_of(b), 3)).reply(Reply::Json(ready)));
+    steps.push(
+        Step::apply_sts(|b| {
+            assert_eq!(replicas_of(b), 3);
+            assert_eq!(
+                b["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+                "5Gi"
+            );
+        })
+        .reply(Reply::Json(ready)),
+    );
     steps.push(pdb());
     steps.push(Step::status(&kgw, |s| {
         assert_eq!((s.replicas, s.ready_replicas), (3, 3));

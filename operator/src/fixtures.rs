@@ -308,6 +308,12 @@ impl ApiServerVerifier {
     }
 }
 
+/// A client whose API server is the returned verifier.
+pub(crate) fn mock_client() -> (Client, ApiServerVerifier) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, "testns"), ApiServerVerifier(handle))
+}
+
 /// Awaits the scripted server, failing when it did not see all its calls in time.
 pub(crate) async fn timeout_after_1s(handle: tokio::task::JoinHandle<()>) {
     tokio::time::timeout(Duration::from_secs(1), handle)
@@ -356,8 +362,7 @@ impl Context {
         topics: Option<Arc<dyn Storage>>,
         fail_removals: Vec<i32>,
     ) -> (Arc<Self>, ApiServerVerifier, Registry, Journal) {
-        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "testns");
+        let (client, verifier) = mock_client();
         let registry = Registry::new();
         let journal = Journal::default();
         let ctx = Context::new(
@@ -370,6 +375,6 @@ impl Context {
                 fail: fail_removals,
             }),
         );
-        (Arc::new(ctx), ApiServerVerifier(handle), registry, journal)
+        (Arc::new(ctx), verifier, registry, journal)
     }
 }

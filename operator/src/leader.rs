@@ -181,6 +181,8 @@ impl LeaderElector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::{mock_client, timeout_after_1s, Journal, Reply, Step};
+    use http::Method;
 
     fn lease(holder: Option<&str>, renewed: i64, duration: i32) -> Lease {
         Lease {
@@ -192,6 +194,64 @@ mod tests {
                 ..LeaseSpec::default()
             }),
         }
+    }
+
+    const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/testns/leases";
+
+    fn elector(client: Client) -> LeaderElector {
+        LeaderElector::new(client, "testns", "op", "me", Duration::from_secs(15))
+    }
+
+    #[tokio::test]
+    async fn creates_a_missing_lease_holding_it() {
+        let (client, server) = mock_client();
+        let steps = vec![
+            Step::raw(Method::GET, &format!("{LEASES}/op"), Reply::Status(404)),
+            Step::raw(Method::POST, LEASES, Reply::Echo).checked(|b| {
+                assert_eq!(b["spec"]["holderIdentity"], "me");
+                assert_eq!(b["spec"]["leaseDurationSeconds"], 15);
+            }),
+        ];
+        let mock = server.run(steps, Journal::default());
+        assert!(elector(client).try_acquire_or_renew().await.unwrap());
+        timeout_after_1s(mock).await;
+    }
+
+    #[tokio::test]
+    async fn a_live_lease_of_another_replica_is_left_alone() {
+        let (client, server) = mock_client();
+        let live = lease(Some("other"), Timestamp::now().as_second(), 15);
+        let steps = vec![Step::raw(
+            Method::GET,
+            &format!("{LEASES}/op"),
+            Reply::Json(serde_json::to_value(live).unwrap()),
+        )];
+        let mock = server.run(steps, Journal::default());
+        assert!(!elector(client).try_acquire_or_renew().await.unwrap());
+        timeout_after_1s(mock).await;
+    }
+
+    #[tokio::test]
+    async fn taking_over_an_expired_lease_uses_its_resource_version_and_a_lost_race_is_false() {
+        let (client, server) = mock_client();
+        let mut expired = lease(Some("other"), 1_000, 15);
+        expired.metadata.name = Some("op".into());
+        expired.metadata.resource_version = Some("42".into());
+        let steps = vec![
+            Step::raw(
+                Method::GET,
+                &format!("{LEASES}/op"),
+                Reply::Json(serde_json::to_value(expired).unwrap()),
+            ),
+            Step::raw(Method::PUT, &format!("{LEASES}/op"), Reply::Status(409)).checked(|b| {
+                assert_eq!(b["metadata"]["resourceVersion"], "42");
+                assert_eq!(b["spec"]["holderIdentity"], "me");
+                assert_eq!(b["spec"]["leaseTransitions"], 1);
+            }),
+        ];
+        let mock = server.run(steps, Journal::default());
+        assert!(!elector(client).try_acquire_or_renew().await.unwrap());
+        timeout_after_1s(mock).await;
     }
 
     #[test]
