@@ -21,6 +21,8 @@ pub const MAX_TOPICS: u32 = 1000;
 
 /// A gateway cluster: `replicas` Kafka-compatible gateway pods forming one raft cluster over a
 /// SeaweedMQ, with the listed topics created in SeaweedMQ.
+// kube-derive's repeated `printcolumn(...)` keys look like duplicated attributes to clippy.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "kafkagateway.seaweedfs.io",
