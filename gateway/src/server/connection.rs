@@ -4,7 +4,7 @@
 //! own the record bytes uniquely and rewrite offsets in place without a copy. The length is
 //! checked against `max_frame_bytes` before anything is allocated.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 
 /// Failures of the framing layer. All of them close the connection.
@@ -69,11 +69,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if size < 0 || size as usize > self.max_frame_bytes {
             return Err(FrameError::TooLarge { size: i64::from(size), max: self.max_frame_bytes });
         }
-        let mut buf = BytesMut::zeroed(size as usize);
-        self.inner.read_exact(&mut buf).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-            _ => FrameError::Io(e),
-        })?;
+        // Filled through `read_buf` so the buffer is never zeroed first.
+        let size = size as usize;
+        let mut buf = BytesMut::with_capacity(size);
+        while buf.len() < size {
+            let remaining = size - buf.len();
+            let mut window = (&mut buf).limit(remaining);
+            if self.inner.read_buf(&mut window).await? == 0 {
+                return Err(FrameError::Truncated);
+            }
+        }
         Ok(Some(buf.freeze()))
     }
 }
