@@ -288,3 +288,77 @@ async fn new_member_catches_up_from_snapshot_and_can_be_removed() {
     assert_eq!(status.members.iter().map(|m| m.groups_owned).sum::<usize>(), 40);
     shutdown_all(&mut nodes).await;
 }
+
+async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_http_shows_adds_and_removes_members() {
+    let mut nodes = vec![start(1).await];
+    let c1 = nodes[0].coord().clone();
+    c1.initialize(BTreeMap::from([(1, nodes[0].node.clone())]))
+        .await
+        .unwrap();
+    c1.raft()
+        .wait(Some(DEADLINE))
+        .current_leader(1, "single-node leader")
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, admin_http::router(c1)).await });
+
+    let status = http(addr, "GET", "/cluster", "").await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(status.contains("\"leader\": 1"), "{status}");
+
+    let n2 = start(2).await;
+    let body = serde_json::json!({
+        "node_id": 2,
+        "cluster_addr": n2.node.cluster_addr,
+        "kafka_addr": n2.node.kafka_addr,
+        "admin_addr": n2.node.admin_addr,
+        "rack": null,
+    })
+    .to_string();
+    nodes.push(n2);
+    let added = http(addr, "POST", "/cluster/members", &body).await;
+    assert!(added.starts_with("HTTP/1.1 200"), "{added}");
+    let voters: Vec<NodeId> = nodes[0]
+        .coord()
+        .raft()
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .collect();
+    assert_eq!(voters, vec![1, 2]);
+
+    let bad = http(addr, "POST", "/cluster/members", "{").await;
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+
+    let removed = http(addr, "DELETE", "/cluster/members/2", "").await;
+    assert!(removed.starts_with("HTTP/1.1 200"), "{removed}");
+    let voters: Vec<NodeId> = nodes[0]
+        .coord()
+        .raft()
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .collect();
+    assert_eq!(voters, vec![1]);
+    shutdown_all(&mut nodes).await;
+}

@@ -25,6 +25,9 @@ const MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
 
 const LOG_FILE: &str = "raft.log";
 
+/// Log entries as `(index, payload)`, in log order.
+pub(crate) type Frames = Vec<(u64, Vec<u8>)>;
+
 /// The log file and where each entry's frame starts.
 #[derive(Debug)]
 pub(crate) struct LogFile {
@@ -39,10 +42,7 @@ pub(crate) struct LogFile {
 impl LogFile {
     /// Opens (or creates) the log in `dir` and returns it with every intact frame's payload.
     /// `index_of` extracts the log index from a payload; a payload it rejects ends the log.
-    pub(crate) fn open(
-        dir: &Path,
-        index_of: impl Fn(&[u8]) -> Option<u64>,
-    ) -> io::Result<(Self, Vec<(u64, Vec<u8>)>)> {
+    pub(crate) fn open(dir: &Path, index_of: impl Fn(&[u8]) -> Option<u64>) -> io::Result<(Self, Frames)> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(LOG_FILE);
         let mut file = OpenOptions::new()

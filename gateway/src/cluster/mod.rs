@@ -10,9 +10,10 @@
 //! - [`log_store`]: the durable raft log and vote on local disk.
 //! - [`network`]: outbound peer RPCs (tonic, cached channels, backoff, size limits).
 //! - [`service`]: the inbound peer gRPC service on the cluster port.
-//! - [`management`]: init, add/remove members, status.
+//! - [`management`]: init, add/remove members, status; [`admin_http`]: the same over HTTP.
 //! - [`pb`]: the generated peer protocol and its message conversions.
 
+pub mod admin_http;
 pub mod command;
 pub mod error;
 pub mod log_store;
