@@ -140,3 +140,29 @@ async fn fetch_long_poll_wakes_on_append_and_times_out_without_one() {
     let Some(ResponseKind::Fetch(r)) = reply.unwrap() else { panic!() };
     assert!(!r.responses[0].partitions[0].records.as_ref().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn metadata_reports_authorized_operations_only_when_asked() {
+    let t = context().await;
+    let ctx = &t.ctx;
+    ctx.storage.create_topic("ops", 1, TopicConfig::default(), false).await.unwrap();
+    for v in 8..=13 {
+        for asked in [false, true] {
+            let req = MetadataRequest::default()
+                .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("ops")))]))
+                .with_include_topic_authorized_operations(asked)
+                .with_include_cluster_authorized_operations(asked && v <= 10);
+            let ResponseKind::Metadata(r) = run(ctx, ApiKey::Metadata, v, RequestKind::Metadata(req)).await else {
+                panic!()
+            };
+            let ops = r.topics[0].topic_authorized_operations;
+            if asked {
+                // READ (3), WRITE (4) and DESCRIBE (8) are among a topic's operations; bit 31 is not.
+                assert_eq!(ops & (1 << 3 | 1 << 4 | 1 << 8), 1 << 3 | 1 << 4 | 1 << 8, "v{v}");
+                assert!(ops > 0, "v{v}: {ops:#x}");
+            } else {
+                assert_eq!(ops, i32::MIN, "v{v}");
+            }
+        }
+    }
+}

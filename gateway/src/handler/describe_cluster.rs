@@ -7,27 +7,12 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::Context;
+use super::{authorized_ops, Context};
 
 /// `EndpointType.BROKER`: the endpoints this server answers for.
 const ENDPOINT_BROKER: i8 = 1;
 /// `EndpointType.CONTROLLER`.
 const ENDPOINT_CONTROLLER: i8 = 2;
-
-/// Authorized-operations value meaning "not requested" (Kafka's INT32_MIN sentinel).
-const OPS_OMITTED: i32 = i32::MIN;
-
-/// `AclOperation` codes a principal may perform on the cluster resource. Without an authorizer
-/// every client may do all of them, as in Kafka.
-const CLUSTER_OPS: &[u8] = &[
-    5,  // CREATE
-    7,  // ALTER
-    8,  // DESCRIBE
-    9,  // CLUSTER_ACTION
-    10, // DESCRIBE_CONFIGS
-    11, // ALTER_CONFIGS
-    12, // IDEMPOTENT_WRITE
-];
 
 pub(super) fn handle(ctx: &Context, version: i16, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let b = &ctx.broker;
@@ -51,11 +36,7 @@ pub(super) fn handle(ctx: &Context, version: i16, req: DescribeClusterRequest) -
             .with_error_code(error.code())
             .with_error_message(Some(StrBytes::from_string(message)));
     }
-    let ops = if req.include_cluster_authorized_operations {
-        CLUSTER_OPS.iter().fold(0i32, |acc, op| acc | (1 << op))
-    } else {
-        OPS_OMITTED
-    };
+    let ops = authorized_ops::cluster(req.include_cluster_authorized_operations);
     resp.with_cluster_id(StrBytes::from_string(b.cluster_id.clone()))
         .with_controller_id(BrokerId(b.node_id))
         .with_cluster_authorized_operations(ops)

@@ -15,7 +15,7 @@ async fn describes_this_broker_at_every_version() {
         assert_eq!(resp.cluster_id.as_str(), ctx.broker.cluster_id);
         assert_eq!(resp.controller_id.0, ctx.broker.node_id);
         assert_eq!(resp.endpoint_type, ENDPOINT_BROKER);
-        assert_eq!(resp.cluster_authorized_operations, OPS_OMITTED);
+        assert_eq!(resp.cluster_authorized_operations, authorized_ops::OMITTED);
         assert_eq!(resp.brokers.len(), 1);
         let b = &resp.brokers[0];
         assert_eq!(

@@ -8,26 +8,11 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, Gr
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::Context;
+use super::{authorized_ops, Context};
 use crate::group::GroupDescription;
 
-/// Authorized-operations value meaning "not requested" (Kafka's INT32_MIN sentinel).
-const OPS_OMITTED: i32 = i32::MIN;
-
-/// `AclOperation` codes a principal may perform on a group. Without an authorizer every client
-/// may do all of them, as in Kafka.
-const GROUP_OPS: &[u8] = &[
-    3, // READ
-    6, // DELETE
-    8, // DESCRIBE
-];
-
 pub(super) fn handle(ctx: &Context, version: i16, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
-    let ops = if version >= 3 && req.include_authorized_operations {
-        GROUP_OPS.iter().fold(0i32, |acc, op| acc | (1 << op))
-    } else {
-        OPS_OMITTED
-    };
+    let ops = authorized_ops::group(version >= 3 && req.include_authorized_operations);
     let groups = req
         .groups
         .into_iter()
@@ -42,7 +27,7 @@ pub(super) fn handle(ctx: &Context, version: i16, req: DescribeGroupsRequest) ->
 fn unknown(version: i16, id: GroupId) -> DescribedGroup {
     let group = DescribedGroup::default()
         .with_group_state(StrBytes::from_static_str("Dead"))
-        .with_authorized_operations(OPS_OMITTED);
+        .with_authorized_operations(authorized_ops::OMITTED);
     let group = if version >= 6 {
         let message = format!("Group {} not found.", &*id.0);
         group

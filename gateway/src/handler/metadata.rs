@@ -6,11 +6,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tracing::{debug, warn};
 
-use super::Context;
+use super::{authorized_ops, Context};
 use crate::storage::{TopicConfig, TopicMeta};
-
-/// Authorized-operations value meaning "not requested" (Kafka's INT32_MIN sentinel).
-const OPS_OMITTED: i32 = i32::MIN;
 
 pub(super) async fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> MetadataResponse {
     let b = &ctx.broker;
@@ -22,7 +19,11 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: MetadataRequest) ->
             .with_rack(b.rack.clone().map(StrBytes::from_string))])
         .with_cluster_id(Some(StrBytes::from_string(b.cluster_id.clone())))
         .with_controller_id(BrokerId(b.node_id))
-        .with_cluster_authorized_operations(OPS_OMITTED);
+        // The cluster field is only sent v8-v10; later versions ask DescribeCluster instead.
+        .with_cluster_authorized_operations(authorized_ops::cluster(
+            (8..=10).contains(&version) && req.include_cluster_authorized_operations,
+        ));
+    let topic_ops = authorized_ops::topic(version >= 8 && req.include_topic_authorized_operations);
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let all = match &req.topics {
         None => true,
@@ -32,7 +33,7 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: MetadataRequest) ->
         match ctx.storage.list_topics().await {
             Ok(mut topics) => {
                 topics.sort_by(|a, b| a.name.cmp(&b.name));
-                resp.topics = topics.iter().map(|t| topic_entry(ctx, t)).collect();
+                resp.topics = topics.iter().map(|t| topic_entry(ctx, t, topic_ops)).collect();
             }
             Err(e) => warn!(error = %e, "listing topics failed"),
         }
@@ -42,23 +43,23 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: MetadataRequest) ->
     let allow_create = ctx.options.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     for t in req.topics.unwrap_or_default() {
         let entry = match t.name {
-            Some(name) => by_name(ctx, name.0.as_str(), allow_create).await,
-            None => by_id(ctx, t.topic_id).await,
+            Some(name) => by_name(ctx, name.0.as_str(), allow_create, topic_ops).await,
+            None => by_id(ctx, t.topic_id, topic_ops).await,
         };
         resp.topics.push(entry);
     }
     resp
 }
 
-async fn by_name(ctx: &Context, name: &str, allow_create: bool) -> MetadataResponseTopic {
+async fn by_name(ctx: &Context, name: &str, allow_create: bool, ops: i32) -> MetadataResponseTopic {
     let error = |e: ResponseError| {
         MetadataResponseTopic::default()
             .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
             .with_error_code(e.code())
-            .with_topic_authorized_operations(OPS_OMITTED)
+            .with_topic_authorized_operations(authorized_ops::OMITTED)
     };
     match ctx.storage.describe_topic(name).await {
-        Ok(Some(meta)) => topic_entry(ctx, &meta),
+        Ok(Some(meta)) => topic_entry(ctx, &meta, ops),
         Ok(None) if allow_create => {
             let created = ctx
                 .storage
@@ -67,12 +68,12 @@ async fn by_name(ctx: &Context, name: &str, allow_create: bool) -> MetadataRespo
             match created {
                 Ok(meta) => {
                     debug!(topic = name, partitions = meta.partitions, "auto-created topic");
-                    topic_entry(ctx, &meta)
+                    topic_entry(ctx, &meta, ops)
                 }
                 // A concurrent request created it first.
                 Err(e) if e.response_error() == ResponseError::TopicAlreadyExists => {
                     match ctx.storage.describe_topic(name).await {
-                        Ok(Some(meta)) => topic_entry(ctx, &meta),
+                        Ok(Some(meta)) => topic_entry(ctx, &meta, ops),
                         _ => error(ResponseError::LeaderNotAvailable),
                     }
                 }
@@ -84,22 +85,22 @@ async fn by_name(ctx: &Context, name: &str, allow_create: bool) -> MetadataRespo
     }
 }
 
-async fn by_id(ctx: &Context, id: uuid::Uuid) -> MetadataResponseTopic {
+async fn by_id(ctx: &Context, id: uuid::Uuid, ops: i32) -> MetadataResponseTopic {
     match super::topic_by_id(ctx, id).await {
-        Some(meta) => topic_entry(ctx, &meta),
+        Some(meta) => topic_entry(ctx, &meta, ops),
         None => MetadataResponseTopic::default()
             .with_topic_id(id)
             .with_error_code(ResponseError::UnknownTopicId.code())
-            .with_topic_authorized_operations(OPS_OMITTED),
+            .with_topic_authorized_operations(authorized_ops::OMITTED),
     }
 }
 
-fn topic_entry(ctx: &Context, meta: &TopicMeta) -> MetadataResponseTopic {
+fn topic_entry(ctx: &Context, meta: &TopicMeta, ops: i32) -> MetadataResponseTopic {
     let node = BrokerId(ctx.broker.node_id);
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(meta.name.to_string()))))
         .with_topic_id(meta.id)
-        .with_topic_authorized_operations(OPS_OMITTED)
+        .with_topic_authorized_operations(ops)
         .with_partitions(
             (0..meta.partitions)
                 .map(|p| {

@@ -16,6 +16,7 @@ use crate::storage::Storage;
 
 mod alter_configs;
 mod api_versions;
+mod authorized_ops;
 mod config_docs;
 mod create_partitions;
 mod create_topics;
