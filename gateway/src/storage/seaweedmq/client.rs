@@ -257,7 +257,18 @@ impl SmqClient {
                     kind: SmqErrorKind::TopicNotFound,
                 });
             };
-            match f(leader.to_string(), partition.clone()).await {
+            let result = if leader.is_empty() {
+                // The balancer has not (re)assigned the partition yet, e.g. after a restart.
+                Err(SmqError::Server {
+                    op: "LookupTopicBrokers",
+                    code: 0,
+                    message: format!("partition {index} of {name} has no leader yet"),
+                    kind: SmqErrorKind::PartitionNotFound,
+                })
+            } else {
+                f(leader.to_string(), partition.clone()).await
+            };
+            match result {
                 Err(e) if e.kind().needs_relookup() && attempt < ATTEMPTS => {
                     warn!(topic = name, partition = index, attempt, error = %e, "partition call failed; looking up the leader again");
                     if e.kind() == SmqErrorKind::Unavailable {

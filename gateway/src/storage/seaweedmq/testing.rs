@@ -160,11 +160,32 @@ impl WeedCluster {
         Ok(())
     }
 
-    /// Kills the broker and starts it again on the same port, then waits until it is ready.
+    /// Stops the broker (SIGTERM, then SIGKILL after 15 s) and starts it again on the same port,
+    /// then waits until it answers.
     ///
     /// # Errors
     /// As [`WeedCluster::start`].
     pub async fn restart_broker(&mut self) -> std::io::Result<()> {
+        if let Some(pid) = self
+            .broker
+            .as_ref()
+            .and_then(|c| i32::try_from(c.id()).ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            // Graceful first: the broker flushes its in-memory log buffers on SIGTERM.
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if self
+                    .broker
+                    .as_mut()
+                    .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         kill_group(&mut self.broker);
         self.start_broker()?;
         self.wait_ready().await

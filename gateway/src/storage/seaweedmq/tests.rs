@@ -99,3 +99,115 @@ async fn storage_conformance_on_real_seaweedmq() {
     conformance::alter_config(&storage).await;
     conformance::log_append_time(&storage).await;
 }
+
+fn record(i: i32, key: Option<&'static [u8]>, value: Option<&'static [u8]>) -> batch_codec::Record {
+    batch_codec::Record {
+        offset_delta: i,
+        timestamp_ms: 1_700_000_000_000 + i64::from(i),
+        key: key.map(Bytes::from_static),
+        value: value.map(Bytes::from_static),
+        headers: vec![
+            ("h".to_string(), None),
+            ("h".to_string(), Some(Bytes::from_static(b""))),
+        ],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_round_trip_exactly() {
+    use crate::storage::{Durability, Storage, TopicConfig, TopicPartition};
+    let weed = cluster().await;
+    let storage = SeaweedStorage::connect(weed.options()).await.expect("connect");
+    storage
+        .create_topic("fidelity", 2, TopicConfig::default(), false)
+        .await
+        .expect("create");
+    let tp = TopicPartition::new("fidelity", 1);
+    let sent = vec![
+        record(0, None, Some(b"")),
+        record(1, Some(b""), None),
+        record(2, Some(b"k"), Some(b"v")),
+    ];
+    let batch = bytes::BytesMut::from(&batch_codec::encode_batch(0, &sent, false)[..]);
+    let first = storage
+        .append(&tp, batch.clone(), Durability::Durable)
+        .await
+        .expect("append");
+    assert_eq!(first.base_offset, 0);
+    let read = storage.read(&tp, 0, 1 << 20).await.expect("read");
+    assert_eq!(read.high_watermark, 3);
+    let decoded = batch_codec::decode_batch(&read.records).expect("rebuilt batch decodes");
+    assert_eq!(
+        decoded.records, sent,
+        "key, value, null-vs-empty, headers and timestamps round-trip"
+    );
+}
+
+/// SeaweedMQ 4.48 defect found by this test: after a broker restart (even a graceful SIGTERM),
+/// `GetPartitionRangeInfo` and `FetchMessage` still report the old records (high watermark 3),
+/// but the restarted broker assigns new publishes offsets from 0 again, so Kafka offsets would
+/// be reused. Acknowledged data is also only in broker memory until the 5 s log flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "SeaweedMQ 4.48 restarts publish offsets at 0 after a broker restart (see doc comment)"]
+async fn offsets_continue_after_a_broker_restart() {
+    use crate::storage::{Durability, Storage, StorageError, TopicConfig, TopicPartition};
+    let mut weed = cluster().await;
+    let storage = SeaweedStorage::connect(weed.options()).await.expect("connect");
+    storage
+        .create_topic("restart", 1, TopicConfig::default(), false)
+        .await
+        .expect("create");
+    let tp = TopicPartition::new("restart", 0);
+    let sent = vec![
+        record(0, None, Some(b"a")),
+        record(1, None, Some(b"b")),
+        record(2, None, Some(b"c")),
+    ];
+    let batch = bytes::BytesMut::from(&batch_codec::encode_batch(0, &sent, false)[..]);
+    storage
+        .append(&tp, batch.clone(), Durability::Durable)
+        .await
+        .expect("append");
+    weed.restart_broker().await.expect("restart broker");
+    // Until the restarted broker holds the balancer lock again (its lease must expire first),
+    // partitions have no leader and appends fail retriably, as a Kafka client would see.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let second = loop {
+        match storage.append(&tp, batch.clone(), Durability::Durable).await {
+            Ok(outcome) => break outcome,
+            Err(StorageError::Io(e)) if std::time::Instant::now() < deadline => {
+                eprintln!("append after restart not yet possible: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("append after restart: {e}"),
+        }
+    };
+    assert_eq!(
+        second.base_offset, 3,
+        "offsets continue after the broker restarted"
+    );
+    let all = storage.read(&tp, 0, 1 << 20).await.expect("read after restart");
+    let decoded = batch_codec::decode_batch(&all.records).expect("decodes");
+    assert_eq!(decoded.records.len(), 6, "nothing acknowledged was lost");
+    assert_eq!(all.high_watermark, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_ids_are_stable_across_gateways() {
+    use crate::storage::{Storage, TopicConfig};
+    let weed = cluster().await;
+    let storage = SeaweedStorage::connect(weed.options()).await.expect("connect");
+    let created = storage
+        .create_topic("stable-id", 1, TopicConfig::default(), false)
+        .await
+        .expect("create");
+    let fresh = SeaweedStorage::connect(weed.options())
+        .await
+        .expect("a second gateway");
+    let meta = fresh
+        .describe_topic("stable-id")
+        .await
+        .expect("describe")
+        .expect("exists");
+    assert_eq!(meta.id, created.id, "topic id is stable");
+}
