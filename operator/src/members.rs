@@ -1,9 +1,10 @@
 //! Removing departing raft members through the gateway admin API before a scale-down.
 //!
-//! Expected endpoint (served by every gateway on its admin port, forwarded to the raft leader):
-//! `POST /cluster/remove` with body `{"node_id": N}`. Answers: `200`/`204` when the member was
-//! removed (the membership change is committed), `404` when `N` is not a member (already removed:
-//! the call is idempotent), anything else is a failure and the StatefulSet is not shrunk.
+//! Endpoint (the gateway's cluster admin API, `gateway/src/cluster/admin_http.rs`, served on the
+//! admin port and forwarded to the raft leader): `DELETE /cluster/members/{id}`. Only a `2xx`
+//! answer means the membership change is committed; anything else (including a `404` from a
+//! gateway that does not serve the cluster API) is a failure, and the StatefulSet is not shrunk,
+//! so a scale-down never removes a pod that may still be a voter.
 
 use std::time::Duration;
 
@@ -13,8 +14,8 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-/// Path of the member-removal endpoint on the gateway admin port.
-pub const REMOVE_PATH: &str = "/cluster/remove";
+/// Path prefix of the member endpoint on the gateway admin port (`/cluster/members/{id}`).
+pub const MEMBERS_PATH: &str = "/cluster/members";
 /// How long one removal call may take (a membership change commits through raft).
 pub const REMOVE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -68,11 +69,9 @@ impl Default for HttpMemberRemover {
 #[async_trait]
 impl MemberRemover for HttpMemberRemover {
     async fn remove(&self, admin_base: &str, node_id: i32) -> Result<(), MemberError> {
-        let url = format!("{admin_base}{REMOVE_PATH}");
-        let body = serde_json::json!({ "node_id": node_id }).to_string();
-        let request = http::Request::post(&url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
+        let url = format!("{admin_base}{MEMBERS_PATH}/{node_id}");
+        let request = http::Request::delete(&url)
+            .body(Full::new(Bytes::new()))
             .map_err(|e| MemberError::Unreachable {
                 url: url.clone(),
                 reason: e.to_string(),
@@ -87,7 +86,7 @@ impl MemberRemover for HttpMemberRemover {
                     reason: e.to_string(),
                 })?;
             let status = response.status();
-            if status.is_success() || status == http::StatusCode::NOT_FOUND {
+            if status.is_success() {
                 return Ok(());
             }
             let bytes = response
@@ -112,21 +111,21 @@ impl MemberRemover for HttpMemberRemover {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::extract::Json;
+    use axum::extract::Path;
     use axum::http::StatusCode;
-    use axum::routing::post;
+    use axum::routing::delete;
     use std::sync::Arc;
     use tokio::sync::Mutex;
 
-    async fn serve(status: StatusCode) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    async fn serve(status: StatusCode) -> (String, Arc<Mutex<Vec<i32>>>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
         let app = axum::Router::new().route(
-            REMOVE_PATH,
-            post(move |Json(body): Json<serde_json::Value>| {
+            &format!("{MEMBERS_PATH}/{{id}}"),
+            delete(move |Path(id): Path<i32>| {
                 let log = Arc::clone(&log);
                 async move {
-                    log.lock().await.push(body);
+                    log.lock().await.push(id);
                     (status, "no quorum")
                 }
             }),
@@ -138,15 +137,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn posts_the_node_id_and_accepts_success_and_not_found() {
-        for status in [StatusCode::OK, StatusCode::NO_CONTENT, StatusCode::NOT_FOUND] {
+    async fn deletes_the_member_and_accepts_only_success() {
+        for status in [StatusCode::OK, StatusCode::NO_CONTENT] {
             let (base, seen) = serve(status).await;
             HttpMemberRemover::default()
                 .remove(&base, 4)
                 .await
                 .expect("removed");
-            assert_eq!(*seen.lock().await, vec![serde_json::json!({"node_id": 4})]);
+            assert_eq!(*seen.lock().await, vec![4]);
         }
+        // A gateway without the cluster API answers 404: the member may still be a voter.
+        let (base, _) = serve(StatusCode::NOT_FOUND).await;
+        let err = HttpMemberRemover::default().remove(&base, 4).await.unwrap_err();
+        assert!(matches!(err, MemberError::Refused { status: 404, .. }), "{err}");
     }
 
     #[tokio::test]
