@@ -71,6 +71,15 @@ else
   hash -r
 fi
 
+phase "chart tests: helm-sdkpy==0.1.32 (embeds Helm), pyyaml, jsonschema"
+if python3 -c 'import sys, yaml, jsonschema; from importlib.metadata import version; sys.exit(version("helm-sdkpy") != "0.1.32")' 2>/dev/null; then
+  echo "already installed"
+else
+  # helm-sdkpy declares Python >= 3.12 but runs on 3.11 (a cffi wrapper around Helm's Go library).
+  pip_args=(--quiet --disable-pip-version-check --ignore-requires-python "helm-sdkpy==0.1.32" pyyaml jsonschema)
+  python3 -m pip install "${pip_args[@]}" || python3 -m pip install --break-system-packages "${pip_args[@]}"
+fi
+
 phase "node client: kafkajs@${KAFKAJS_VERSION} (npm ci in tests/clients)"
 if (cd tests/clients && node -e "process.exit(require('./node_modules/kafkajs/package.json').version === '${KAFKAJS_VERSION}' ? 0 : 1)" 2>/dev/null); then
   echo "already installed"
