@@ -85,6 +85,12 @@ pub struct Flags {
     /// Cluster node id [default: 0].
     #[arg(long, env = "KAFKA_GATEWAY_NODE_ID")]
     pub node_id: Option<i32>,
+    /// Raft peer listener for clustered gateways [default: 0.0.0.0:9645].
+    #[arg(long, env = "KAFKA_GATEWAY_CLUSTER_LISTEN")]
+    pub cluster_listen: Option<String>,
+    /// Initial raft peers `ID=HOST:PORT,...` [default: none, a one-node cluster].
+    #[arg(long, env = "KAFKA_GATEWAY_PEERS")]
+    pub peers: Option<String>,
     /// Rack reported in Metadata.
     #[arg(long, env = "KAFKA_GATEWAY_RACK")]
     pub rack: Option<String>,
@@ -152,6 +158,10 @@ pub struct Config {
     pub node_id: i32,
     /// Rack.
     pub rack: Option<String>,
+    /// Raft peer listener.
+    pub cluster_listen: SocketAddr,
+    /// Initial raft peers (node id, peer address), this node included when listed.
+    pub peers: Vec<(i32, String)>,
     /// Fsync policy.
     pub fsync: FsyncPolicy,
     /// Flush interval under `FsyncPolicy::Interval`.
@@ -261,7 +271,22 @@ impl Config {
             group_initial_rebalance_delay_ms: pick!(group_initial_rebalance_delay_ms, 3000),
             seaweedmq_masters: Vec::new(),
             seaweedmq_brokers: Vec::new(),
+            cluster_listen: {
+                let v = pick!(cluster_listen, "0.0.0.0:9645".into());
+                v.parse().map_err(|e| invalid("cluster-listen", format!("{v:?}: {e}")))?
+            },
+            peers: parse_peers(f.peers.or(file.peers).as_deref())?,
         };
+        if let Some((id, _)) = cfg.peers.iter().find(|(id, _)| *id != cfg.node_id) {
+            return Err(invalid(
+                "peers",
+                format!(
+                    "peer {id} is not this node ({}): multi-node gateway clusters are not available in this \
+                     build yet (the raft wiring is in progress); run a single replica",
+                    cfg.node_id
+                ),
+            ));
+        }
         if storage == StorageKind::Seaweedmq {
             let masters = f.seaweedmq_masters.or(file.seaweedmq_masters);
             let brokers = f.seaweedmq_brokers.or(file.seaweedmq_brokers);
@@ -279,6 +304,25 @@ impl Config {
         }
         Ok(cfg)
     }
+}
+
+/// Parses `ID=HOST:PORT,...`; ids must be unique and non-negative.
+fn parse_peers(v: Option<&str>) -> Result<Vec<(i32, String)>, ConfigError> {
+    let mut peers: Vec<(i32, String)> = Vec::new();
+    for item in v.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = || invalid("peers", format!("{item:?} is not ID=HOST:PORT"));
+        let (id, addr) = item.split_once('=').ok_or_else(bad)?;
+        let id: i32 = id.trim().parse().map_err(|_| bad())?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+        if id < 0 || host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad());
+        }
+        if peers.iter().any(|(p, _)| *p == id) {
+            return Err(invalid("peers", format!("node id {id} is listed twice")));
+        }
+        peers.push((id, addr.to_owned()));
+    }
+    Ok(peers)
 }
 
 fn invalid(key: &'static str, reason: String) -> ConfigError {
@@ -317,6 +361,19 @@ mod tests {
         ] {
             let e = parse(&args).unwrap_err().to_string();
             assert!(e.contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn peers_are_parsed_and_only_this_node_is_accepted_for_now() {
+        let c = parse(&["--node-id", "0", "--peers", "0=kgw-0.kgw-headless:9645"]).unwrap();
+        assert_eq!(c.peers, vec![(0, "kgw-0.kgw-headless:9645".to_string())]);
+        assert_eq!(c.cluster_listen.port(), 9645);
+        let e = parse(&["--peers", "0=a:1,1=b:1"]).unwrap_err().to_string();
+        assert!(e.contains("peers") && e.contains("single replica"), "{e}");
+        for bad in ["x=a:1", "0=a", "0=a:1,0=b:2", "-1=a:1"] {
+            let arg = format!("--peers={bad}");
+            assert!(parse(&[arg.as_str()]).unwrap_err().to_string().contains("peers"), "{bad}");
         }
     }
 

@@ -137,16 +137,13 @@ mod tests {
         assert_eq!(t["peers"].as_str().unwrap().split(',').count(), 3);
     }
 
-    /// Every key except the raft ones (added by the cluster work) is a key the gateway's own
-    /// config file parser accepts, so the operator cannot drift from the gateway's flags.
+    /// Every key is one the gateway's own config file parser accepts, so the operator cannot
+    /// drift from the gateway's flags.
     #[test]
-    fn gateway_accepts_the_non_cluster_keys() {
+    fn gateway_accepts_every_key() {
         let kgw = KafkaGateway::test().with_brokers();
         let names = Names::of(&kgw).unwrap();
-        let entries: Vec<_> = entries(&kgw, &names, 1)
-            .into_iter()
-            .filter(|(k, _)| !matches!(*k, "cluster-listen" | "peers"))
-            .collect();
+        let entries = entries(&kgw, &names, 1);
         let flags: kafka_gateway::config::Flags =
             toml::from_str(&render(&entries)).expect("gateway parses the file");
         assert_eq!(
@@ -154,6 +151,8 @@ mod tests {
             Some("weed-broker.seaweedfs:17777")
         );
         assert_eq!(flags.listen.as_deref(), Some("0.0.0.0:9092"));
+        assert!(flags.peers.as_deref().is_some_and(|p| p.starts_with("0=")));
+        assert!(flags.cluster_listen.is_some());
     }
 
     #[test]
