@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe,
     Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -21,6 +22,9 @@ use super::{
 };
 use crate::crd::KafkaGateway;
 use crate::Result;
+
+/// UID of the gateway image's user (distroless `nonroot`).
+const GATEWAY_UID: i64 = 65532;
 
 /// Name of the gateway container.
 pub const CONTAINER: &str = "gateway";
@@ -186,6 +190,14 @@ pub fn build(kgw: &KafkaGateway, names: &Names, replicas: i32) -> Result<Statefu
             .then(|| spec.placement.node_selector.clone()),
         topology_spread_constraints: (!spread.is_empty()).then_some(spread),
         termination_grace_period_seconds: Some(60),
+        // The gateway image runs as the distroless `nonroot` user; fsGroup makes the raft data
+        // volume writable by it.
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(GATEWAY_UID),
+            fs_group: Some(GATEWAY_UID),
+            ..PodSecurityContext::default()
+        }),
         ..PodSpec::default()
     };
     let mut labels = names.labels();
@@ -220,6 +232,15 @@ mod tests {
     use super::*;
     use crate::fixtures::KafkaGatewayExt;
     use k8s_openapi::api::core::v1::{Toleration, TopologySpreadConstraint};
+
+    #[test]
+    fn pods_run_as_the_image_user_with_a_writable_data_volume() {
+        let kgw = KafkaGateway::test();
+        let names = Names::of(&kgw).unwrap();
+        let sts = build(&kgw, &names, 1).unwrap();
+        let sc = pod_of(&sts).security_context.as_ref().expect("pod security context");
+        assert_eq!((sc.run_as_user, sc.fs_group, sc.run_as_non_root), (Some(65532), Some(65532), Some(true)));
+    }
 
     fn pod_of(sts: &StatefulSet) -> &PodSpec {
         sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
