@@ -176,7 +176,7 @@ async fn offsets_continue_after_a_broker_restart() {
         match storage.append(&tp, batch.clone(), Durability::Durable).await {
             Ok(outcome) => break outcome,
             Err(StorageError::Io(e)) if std::time::Instant::now() < deadline => {
-                eprintln!("append after restart not yet possible: {e}");
+                tracing::debug!(error = %e, "append after restart not yet possible");
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
             Err(e) => panic!("append after restart: {e}"),
