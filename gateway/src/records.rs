@@ -9,7 +9,7 @@
 //! maxTimestamp i64 @35, producerId i64 @43, producerEpoch i16 @51, baseSequence i32 @53,
 //! recordCount i32 @57; the CRC covers bytes 21.. to the end of the batch.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes};
 
 /// Size of the v2 batch header.
 pub const HEADER_LEN: usize = 61;
@@ -147,12 +147,12 @@ impl BatchHeader {
 }
 
 /// Splits a produce request's record set into whole batches and validates each (length, magic,
-/// CRC32C). Returns the batches as separate buffers, split without copying.
+/// CRC32C). Returns the batches as separate views of the received buffer, without copying.
 ///
 /// # Errors
 /// [`BatchError`] for the first invalid or truncated batch; nothing is returned in that case, so
 /// a corrupt record set is rejected as a whole as Kafka does.
-pub fn split_and_validate(mut records: BytesMut) -> Result<Vec<(BatchHeader, BytesMut)>, BatchError> {
+pub fn split_and_validate(mut records: Bytes) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
     let mut out = Vec::with_capacity(1);
     while !records.is_empty() {
         let header = BatchHeader::parse(&records)?;
@@ -178,6 +178,27 @@ pub fn split_and_validate(mut records: BytesMut) -> Result<Vec<(BatchHeader, Byt
         return Err(BatchError::Truncated("empty record set".into()));
     }
     Ok(out)
+}
+
+/// The header a batch is stored with: the received header with `base_offset` written in and,
+/// for LogAppendTime topics, the timestamp-type attribute, `maxTimestamp` and a CRC recomputed
+/// over the new header bytes plus the unchanged records. Storing this header followed by
+/// `batch[HEADER_LEN..]` stores the rewritten batch without copying the records.
+///
+/// # Panics
+/// If `batch` is shorter than [`HEADER_LEN`] (callers pass validated batches).
+pub fn stored_header(batch: &[u8], base_offset: i64, log_append_time_ms: Option<i64>) -> [u8; HEADER_LEN] {
+    let mut header = [0u8; HEADER_LEN];
+    header.copy_from_slice(&batch[..HEADER_LEN]);
+    set_base_offset(&mut header, base_offset);
+    if let Some(now_ms) = log_append_time_ms {
+        let attrs = i16::from_be_bytes([header[21], header[22]]) | ATTR_TIMESTAMP_TYPE;
+        header[21..23].copy_from_slice(&attrs.to_be_bytes());
+        header[35..43].copy_from_slice(&now_ms.to_be_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&header[CRC_START..]), &batch[HEADER_LEN..]);
+        header[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+    header
 }
 
 /// Writes `base_offset` into the batch. The base offset is outside the CRC, so no recompute.
@@ -279,16 +300,17 @@ mod tests {
 
     #[test]
     fn valid_batch_round_trips_and_offsets_rewrite() {
-        let b = testing::batch(&[b"a", b"bb", b"ccc"], 1000, -1, -1, -1);
+        let b = testing::batch(&[b"a", b"bb", b"ccc"], 1000, -1, -1, -1).freeze();
         let mut batches = split_and_validate(b).unwrap();
         assert_eq!(batches.len(), 1);
-        let (h, mut bytes) = batches.pop().unwrap();
+        let (h, bytes) = batches.pop().unwrap();
         assert_eq!(h.record_count, 3);
-        set_base_offset(&mut bytes, 42);
-        let h2 = BatchHeader::parse(&bytes).unwrap();
+        let mut stored = stored_header(&bytes, 42, None).to_vec();
+        stored.extend_from_slice(&bytes[HEADER_LEN..]);
+        let h2 = BatchHeader::parse(&stored).unwrap();
         assert_eq!(h2.base_offset, 42);
         assert_eq!(h2.last_offset(), 44);
-        split_and_validate(bytes).unwrap();
+        split_and_validate(Bytes::from(stored)).unwrap();
     }
 
     #[test]
@@ -296,22 +318,27 @@ mod tests {
         let mut b = testing::batch(&[b"x"], 1, -1, -1, -1);
         let last = b.len() - 1;
         b[last] ^= 0xff;
-        assert!(matches!(split_and_validate(b), Err(BatchError::Crc { .. })));
+        assert!(matches!(split_and_validate(b.freeze()), Err(BatchError::Crc { .. })));
         let b = testing::batch(&[b"x"], 1, -1, -1, -1);
-        let short = BytesMut::from(&b[..b.len() - 2]);
+        let short = Bytes::copy_from_slice(&b[..b.len() - 2]);
         assert!(matches!(split_and_validate(short), Err(BatchError::Truncated(_))));
         let mut m = testing::batch(&[b"x"], 1, -1, -1, -1);
         m[16] = 1;
-        assert!(matches!(split_and_validate(m), Err(BatchError::Magic(1))));
+        assert!(matches!(split_and_validate(m.freeze()), Err(BatchError::Magic(1))));
     }
 
     #[test]
     fn log_append_time_keeps_crc_valid() {
-        let mut b = testing::batch(&[b"x", b"y"], 5, -1, -1, -1);
-        set_log_append_time(&mut b, 777);
-        let (h, _) = split_and_validate(b).unwrap().pop().unwrap();
+        let b = testing::batch(&[b"x", b"y"], 5, -1, -1, -1);
+        let mut in_place = b.clone();
+        set_log_append_time(&mut in_place, 777);
+        let (h, _) = split_and_validate(in_place.clone().freeze()).unwrap().pop().unwrap();
         assert_eq!(h.max_timestamp, 777);
         assert_ne!(h.attributes & ATTR_TIMESTAMP_TYPE, 0);
+        // The split form (new header + untouched records) is the same bytes.
+        let mut split = stored_header(&b, 0, Some(777)).to_vec();
+        split.extend_from_slice(&b[HEADER_LEN..]);
+        assert_eq!(&split[..], &in_place[..]);
     }
 
     #[test]

@@ -33,7 +33,7 @@ async fn setup(ctx: &Context) {
         let tp = TopicPartition::new("t", p);
         let values: Vec<&[u8]> = vec![b"a", b"b", b"c", b"d", b"e"];
         ctx.storage
-            .append(&tp, batch(&values, 1, -1, -1, -1), Durability::Accepted)
+            .append(&tp, batch(&values, 1, -1, -1, -1).freeze(), Durability::Accepted)
             .await
             .unwrap();
     }

@@ -48,7 +48,7 @@ async fn epoch_zero_ends_at_the_high_watermark() {
     ctx.storage
         .append(
             &tp,
-            batch(&[b"a", b"b", b"c"], 1, -1, -1, -1),
+            batch(&[b"a", b"b", b"c"], 1, -1, -1, -1).freeze(),
             Durability::Accepted,
         )
         .await

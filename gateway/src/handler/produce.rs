@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::join_all;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
@@ -119,10 +119,8 @@ async fn append_partition(
     }
     let records = records.filter(|r| !r.is_empty()).ok_or((ResponseError::InvalidRecord, None))?;
     let size = records.len();
-    // Unique ownership lets the offset rewrite happen in the received buffer; a request carrying
-    // several partitions shares one buffer, and then each batch is copied once.
-    let owned = records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-    let batches = split_and_validate(owned).map_err(|e| {
+    // Batches stay views of the received frame: storage rewrites only their headers.
+    let batches = split_and_validate(records).map_err(|e| {
         debug!(topic = %meta.name, partition, error = %e, "rejecting record batch");
         let code = match e {
             BatchError::Magic(_) => ResponseError::UnsupportedForMessageFormat,

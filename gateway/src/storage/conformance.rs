@@ -32,7 +32,7 @@ async fn create<S: Storage>(s: &S, name: &str, partitions: i32, config: TopicCon
 
 /// Appends with acks=all and returns the base offset.
 async fn append<S: Storage>(s: &S, tp: &TopicPartition, b: BytesMut) -> i64 {
-    s.append(tp, b, Durability::Durable)
+    s.append(tp, b.freeze(), Durability::Durable)
         .await
         .unwrap_or_else(|e| panic!("append to {tp}: {e}"))
         .base_offset
@@ -99,7 +99,7 @@ pub async fn topic_lifecycle<S: Storage>(s: &S) {
         Err(StorageError::UnknownTopicOrPartition(_))
     ));
     let gone = s
-        .append(&tp("conf-life", 0), plain(&[b"x"], 1), Durability::Durable)
+        .append(&tp("conf-life", 0), plain(&[b"x"], 1).freeze(), Durability::Durable)
         .await;
     assert!(
         matches!(gone, Err(StorageError::UnknownTopicOrPartition(_))),
@@ -121,7 +121,7 @@ pub async fn append_read_round_trip<S: Storage>(s: &S) {
         let mut stored = b.clone();
         records::set_base_offset(&mut stored, next);
         expected.extend_from_slice(&stored);
-        let outcome = s.append(&p, b, Durability::Durable).await.expect("append");
+        let outcome = s.append(&p, b.freeze(), Durability::Durable).await.expect("append");
         assert_eq!(outcome.base_offset, next, "offsets are dense");
         assert!(!outcome.duplicate);
         assert_eq!(outcome.log_append_time_ms, -1);
@@ -255,7 +255,7 @@ pub async fn idempotent_producer<S: Storage>(s: &S) {
     let first = batch(&[b"a", b"b"], 1, 4000, 0, 0);
     assert_eq!(append(s, &p, first.clone()).await, 0);
     assert_eq!(append(s, &p, batch(&[b"c"], 1, 4000, 0, 2)).await, 2);
-    let retry = s.append(&p, first, Durability::Durable).await.expect("retry");
+    let retry = s.append(&p, first.freeze(), Durability::Durable).await.expect("retry");
     assert!(
         retry.duplicate && retry.base_offset == 0,
         "retry is a duplicate of offset 0: {retry:?}"
@@ -266,7 +266,7 @@ pub async fn idempotent_producer<S: Storage>(s: &S) {
         "duplicates store nothing"
     );
     let gap = s
-        .append(&p, batch(&[b"d"], 1, 4000, 0, 7), Durability::Durable)
+        .append(&p, batch(&[b"d"], 1, 4000, 0, 7).freeze(), Durability::Durable)
         .await;
     assert!(
         matches!(
@@ -280,7 +280,7 @@ pub async fn idempotent_producer<S: Storage>(s: &S) {
         "{gap:?}"
     );
     let bad_epoch = s
-        .append(&p, batch(&[b"d"], 1, 4000, 1, 5), Durability::Durable)
+        .append(&p, batch(&[b"d"], 1, 4000, 1, 5).freeze(), Durability::Durable)
         .await;
     assert!(
         matches!(bad_epoch, Err(StorageError::OutOfOrderSequence { .. })),
@@ -292,7 +292,7 @@ pub async fn idempotent_producer<S: Storage>(s: &S) {
         "new epoch starts at 0"
     );
     let fenced = s
-        .append(&p, batch(&[b"f"], 1, 4000, 0, 3), Durability::Durable)
+        .append(&p, batch(&[b"f"], 1, 4000, 0, 3).freeze(), Durability::Durable)
         .await;
     assert!(
         matches!(fenced, Err(StorageError::ProducerFenced { .. })),
@@ -306,7 +306,7 @@ pub async fn watch_high_watermark<S: Storage>(s: &S) {
     let p = tp("conf-watch", 0);
     let mut rx = s.watch_high_watermark(&p).expect("watch");
     assert_eq!(*rx.borrow_and_update(), 0);
-    let append_done = s.append(&p, plain(&[b"a", b"b"], 1), Durability::Accepted);
+    let append_done = s.append(&p, plain(&[b"a", b"b"], 1).freeze(), Durability::Accepted);
     let (appended, woke) = tokio::join!(
         append_done,
         tokio::time::timeout(DEADLINE, rx.wait_for(|hw| *hw >= 2))
@@ -374,7 +374,7 @@ pub async fn alter_config<S: Storage>(s: &S) {
         s.describe_topic("conf-alter").await.unwrap().map(|t| t.config),
         Some(small)
     );
-    let big = s.append(&p, plain(&[&[0u8; 200]], 1), Durability::Durable).await;
+    let big = s.append(&p, plain(&[&[0u8; 200]], 1).freeze(), Durability::Durable).await;
     assert!(
         matches!(big, Err(StorageError::BatchTooLarge { max: 100, .. })),
         "{big:?}"
@@ -397,7 +397,7 @@ pub async fn log_append_time<S: Storage>(s: &S) {
     create(s, "conf-lat", 1, config).await;
     let p = tp("conf-lat", 0);
     let outcome = s
-        .append(&p, plain(&[b"a"], 5), Durability::Durable)
+        .append(&p, plain(&[b"a"], 5).freeze(), Durability::Durable)
         .await
         .expect("append");
     assert!(
@@ -407,7 +407,7 @@ pub async fn log_append_time<S: Storage>(s: &S) {
     let out = s.read(&p, 0, 1 << 20).await.expect("read");
     let h = headers(&out.records)[0];
     assert_eq!(h.max_timestamp, outcome.log_append_time_ms);
-    records::split_and_validate(BytesMut::from(&out.records[..])).expect("crc still valid");
+    records::split_and_validate(BytesMut::from(&out.records[..]).freeze()).expect("crc still valid");
 }
 
 /// Runs every scenario against one storage instance.

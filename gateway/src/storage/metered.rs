@@ -14,7 +14,7 @@ use std::future::Future;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::Bytes;
 use parking_lot::Mutex;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -281,7 +281,7 @@ impl<S: Storage> Storage for Metered<S> {
     async fn append(
         &self,
         tp: &TopicPartition,
-        batch: BytesMut,
+        batch: Bytes,
         durability: Durability,
     ) -> Result<AppendOutcome> {
         let count = BatchHeader::parse(&batch).map(|h| h.offset_count()).unwrap_or(0);
@@ -363,12 +363,12 @@ mod tests {
             .await
             .unwrap();
         let tp0 = TopicPartition::new("m", 0);
-        s.append(&tp0, batch(&[b"a", b"b"], 1, -1, -1, -1), Durability::Durable)
+        s.append(&tp0, batch(&[b"a", b"b"], 1, -1, -1, -1).freeze(), Durability::Durable)
             .await
             .unwrap();
         s.append(
             &TopicPartition::new("m", 1),
-            batch(&[b"a"], 1, -1, -1, -1),
+            batch(&[b"a"], 1, -1, -1, -1).freeze(),
             Durability::Durable,
         )
         .await

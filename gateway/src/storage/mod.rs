@@ -5,14 +5,14 @@
 //! once in this module. Each backend lives in its own submodule and passes the one conformance
 //! suite in [`conformance`].
 //!
-//! Record batches cross this boundary as raw bytes (`Bytes`/`BytesMut`) in Kafka's v2 batch
-//! format: produce stores them as received (after the offset rewrite done by the backend under
-//! its partition lock) and fetch returns stored bytes, so nothing is re-encoded on the data path.
+//! Record batches cross this boundary as raw `Bytes` in Kafka's v2 batch format: produce stores
+//! them as received (with the header rewritten by the backend under its partition lock) and fetch
+//! returns stored bytes, so nothing is re-encoded on the data path.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 
@@ -294,11 +294,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Replaces a topic's configuration (validated by the caller through [`TopicConfig`]).
     async fn alter_topic_config(&self, name: &str, config: TopicConfig, validate_only: bool) -> Result<()>;
 
-    /// Appends one v2 record batch (already validated: length, magic, CRC). The backend rewrites
-    /// the base offset (and, for LogAppendTime topics, the timestamp and CRC) in place, applies
-    /// idempotent-producer checks, stores the bytes and returns the assigned offsets.
-    async fn append(&self, tp: &TopicPartition, batch: BytesMut, durability: Durability)
-        -> Result<AppendOutcome>;
+    /// Appends one v2 record batch (already validated: length, magic, CRC). The backend stores
+    /// it with the assigned base offset (and, for LogAppendTime topics, the timestamp and CRC)
+    /// rewritten, applies idempotent-producer checks and returns the assigned offsets. The batch
+    /// is a view of the received request; `records::stored_header` rewrites only its header, so
+    /// the records are never copied.
+    async fn append(&self, tp: &TopicPartition, batch: Bytes, durability: Durability) -> Result<AppendOutcome>;
 
     /// Reads whole stored batches starting at the batch containing `offset`, up to `max_bytes`
     /// (at least one batch if any exists at or after `offset`).
@@ -346,12 +347,7 @@ impl<T: Storage + ?Sized> Storage for Arc<T> {
     async fn alter_topic_config(&self, name: &str, config: TopicConfig, validate_only: bool) -> Result<()> {
         (**self).alter_topic_config(name, config, validate_only).await
     }
-    async fn append(
-        &self,
-        tp: &TopicPartition,
-        batch: BytesMut,
-        durability: Durability,
-    ) -> Result<AppendOutcome> {
+    async fn append(&self, tp: &TopicPartition, batch: Bytes, durability: Durability) -> Result<AppendOutcome> {
         (**self).append(tp, batch, durability).await
     }
     async fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> Result<ReadOutcome> {

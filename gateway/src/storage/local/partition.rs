@@ -159,7 +159,7 @@ impl Partition {
     ///
     /// # Errors
     /// Corrupt or oversized batches, idempotence violations, and I/O failures.
-    pub(crate) fn append(&self, mut batch: BytesMut, config: &TopicConfig, now_ms: i64) -> Result<Appended> {
+    pub(crate) fn append(&self, batch: Bytes, config: &TopicConfig, now_ms: i64) -> Result<Appended> {
         let mut header = BatchHeader::parse(&batch).map_err(corrupt)?;
         if header.total_len() != batch.len() {
             return Err(corrupt(format!(
@@ -205,16 +205,15 @@ impl Partition {
         ) {
             self.roll(&mut st, base)?;
         }
-        records::set_base_offset(&mut batch, base);
         header.base_offset = base;
         let mut log_append_time_ms = -1;
         if config.message_timestamp_type == TimestampType::LogAppendTime {
-            records::set_log_append_time(&mut batch, now_ms);
             header.max_timestamp = now_ms;
             log_append_time_ms = now_ms;
         }
+        let stored = records::stored_header(&batch, base, (log_append_time_ms >= 0).then_some(now_ms));
         let interval = self.index_interval;
-        st.active_mut().append(&batch, &header, now_ms, interval)?;
+        st.active_mut().append(&stored, &batch[records::HEADER_LEN..], &header, now_ms, interval)?;
         st.producers.record(&header, base);
         let end_offset = header.last_offset() + 1;
         self.hw.send_replace(end_offset);

@@ -145,18 +145,24 @@ impl Segment {
     ///
     /// # Errors
     /// I/O errors of the write; nothing is accounted then.
+    ///
+    /// The batch is given as its (rewritten) header and its untouched records, written back to
+    /// back, so the records are never copied. A crash between the two writes leaves a torn tail
+    /// that recovery truncates (the CRC no longer matches); nothing is acknowledged before both.
     pub(crate) fn append(
         &mut self,
-        batch: &[u8],
+        head: &[u8],
+        body: &[u8],
         header: &BatchHeader,
         now_ms: i64,
         interval: u64,
     ) -> io::Result<()> {
-        self.file.write_all_at(batch, self.size)?;
+        self.file.write_all_at(head, self.size)?;
+        self.file.write_all_at(body, self.size + head.len() as u64)?;
         if self.roll_start_ms.is_none() {
             self.roll_start_ms = Some(now_ms);
         }
-        self.account(header, batch.len() as u64, interval);
+        self.account(header, (head.len() + body.len()) as u64, interval);
         Ok(())
     }
 
@@ -250,7 +256,7 @@ pub(crate) fn write_indexes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{set_base_offset, testing::batch};
+    use crate::records::{self, set_base_offset, testing::batch};
 
     #[test]
     fn appends_are_indexed_and_found_again() {
@@ -262,7 +268,7 @@ mod tests {
             set_base_offset(&mut b, 100 + 2 * i);
             let h = BatchHeader::parse(&b).unwrap();
             positions.push(seg.size);
-            seg.append(&b, &h, 5, 1024).unwrap();
+            seg.append(&b[..records::HEADER_LEN], &b[records::HEADER_LEN..], &h, 5, 1024).unwrap();
         }
         assert_eq!(seg.next_offset, 200);
         assert_eq!(seg.max_timestamp, 1049);

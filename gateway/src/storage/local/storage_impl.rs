@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -187,7 +187,7 @@ impl Storage for LocalStorage {
     async fn append(
         &self,
         tp: &TopicPartition,
-        batch: BytesMut,
+        batch: Bytes,
         durability: Durability,
     ) -> Result<AppendOutcome> {
         let (topic, partition) = self.inner.partition(tp)?;

@@ -68,7 +68,7 @@ async fn torn_tail_is_truncated_and_appends_continue() {
             .await
             .unwrap();
         for i in 0..3 {
-            s.append(&p, batch(&[b"one", b"two"], i, -1, -1, -1), Durability::Durable)
+            s.append(&p, batch(&[b"one", b"two"], i, -1, -1, -1).freeze(), Durability::Durable)
                 .await
                 .unwrap();
         }
@@ -91,7 +91,7 @@ async fn torn_tail_is_truncated_and_appends_continue() {
     );
     assert_eq!(s.offsets(&p).unwrap(), (0, 6));
     assert_eq!(
-        s.append(&p, batch(&[b"four"], 10, -1, -1, -1), Durability::Durable)
+        s.append(&p, batch(&[b"four"], 10, -1, -1, -1).freeze(), Durability::Durable)
             .await
             .unwrap()
             .base_offset,
@@ -117,10 +117,10 @@ async fn torn_tail_is_truncated_and_appends_continue() {
     let s = open(dir.path()).await;
     assert_eq!(s.offsets(&p).unwrap(), (0, 6), "batch with a bad crc dropped");
     let out = s.read(&p, 0, 1 << 20).await.unwrap();
-    crate::records::split_and_validate(bytes::BytesMut::from(&out.records[..]))
+    crate::records::split_and_validate(bytes::BytesMut::from(&out.records[..]).freeze())
         .expect("valid prefix reads back");
     assert_eq!(
-        s.append(&p, batch(&[b"again"], 11, -1, -1, -1), Durability::Durable)
+        s.append(&p, batch(&[b"again"], 11, -1, -1, -1).freeze(), Durability::Durable)
             .await
             .unwrap()
             .base_offset,
@@ -143,8 +143,8 @@ async fn topics_offsets_log_start_and_producers_survive_restart() {
         s.create_topic("gone", 1, TopicConfig::default(), false)
             .await
             .unwrap();
-        s.append(&p, first.clone(), Durability::Durable).await.unwrap();
-        s.append(&p, batch(&[b"c", b"d"], 6, 77, 0, 2), Durability::Durable)
+        s.append(&p, first.clone().freeze(), Durability::Durable).await.unwrap();
+        s.append(&p, batch(&[b"c", b"d"], 6, 77, 0, 2).freeze(), Durability::Durable)
             .await
             .unwrap();
         assert_eq!(s.delete_records(&p, 1).await.unwrap(), 1);
@@ -154,13 +154,13 @@ async fn topics_offsets_log_start_and_producers_survive_restart() {
     let s = open(dir.path()).await;
     assert_eq!(s.list_topics().await.unwrap(), vec![meta]);
     assert_eq!(s.offsets(&p).unwrap(), (1, 4));
-    let retry = s.append(&p, first, Durability::Durable).await.unwrap();
+    let retry = s.append(&p, first.freeze(), Durability::Durable).await.unwrap();
     assert!(
         retry.duplicate && retry.base_offset == 0,
         "producer state replayed: {retry:?}"
     );
     let gap = s
-        .append(&p, batch(&[b"x"], 7, 77, 0, 9), Durability::Durable)
+        .append(&p, batch(&[b"x"], 7, 77, 0, 9).freeze(), Durability::Durable)
         .await;
     assert!(
         matches!(gap, Err(StorageError::OutOfOrderSequence { expected: 4, .. })),
@@ -183,7 +183,7 @@ async fn segments_roll_and_sealed_indexes_are_rebuilt() {
         let s = open(dir.path()).await;
         s.create_topic("roll", 1, small_segments(), false).await.unwrap();
         for i in 0..20 {
-            s.append(&p, batch(&[&value], 1000 + i, -1, -1, -1), Durability::Durable)
+            s.append(&p, batch(&[&value], 1000 + i, -1, -1, -1).freeze(), Durability::Durable)
                 .await
                 .unwrap();
         }
@@ -256,7 +256,7 @@ async fn retention_by_size_and_time_deletes_whole_sealed_segments() {
     for i in 0..20 {
         s.append(
             &tp("size", 0),
-            batch(&[&value], now, -1, -1, -1),
+            batch(&[&value], now, -1, -1, -1).freeze(),
             Durability::Durable,
         )
         .await
@@ -265,7 +265,7 @@ async fn retention_by_size_and_time_deletes_whole_sealed_segments() {
         let ts = if i < 10 { now - 7_200_000 } else { now };
         s.append(
             &tp("time", 0),
-            batch(&[&value], ts, -1, -1, -1),
+            batch(&[&value], ts, -1, -1, -1).freeze(),
             Durability::Durable,
         )
         .await
@@ -346,7 +346,7 @@ async fn background_retention_runs_on_its_interval() {
     for _ in 0..10 {
         s.append(
             &tp("bg", 0),
-            batch(&[&[3u8; 400]], 1, -1, -1, -1),
+            batch(&[&[3u8; 400]], 1, -1, -1, -1).freeze(),
             Durability::Accepted,
         )
         .await
@@ -373,7 +373,7 @@ async fn a_torn_sealed_segment_drops_the_segments_after_it() {
             .await
             .unwrap();
         for i in 0..12 {
-            s.append(&p, batch(&[&[5u8; 300]], i, -1, -1, -1), Durability::Durable)
+            s.append(&p, batch(&[&[5u8; 300]], i, -1, -1, -1).freeze(), Durability::Durable)
                 .await
                 .unwrap();
         }
@@ -396,7 +396,7 @@ async fn a_torn_sealed_segment_drops_the_segments_after_it() {
     );
     assert!(!files[2].exists(), "segments after the torn one removed");
     assert_eq!(
-        s.append(&p, batch(&[b"next"], 1, -1, -1, -1), Durability::Durable)
+        s.append(&p, batch(&[b"next"], 1, -1, -1, -1).freeze(), Durability::Durable)
             .await
             .unwrap()
             .base_offset,
@@ -419,7 +419,7 @@ async fn concurrent_durable_appends_get_dense_unique_offsets() {
             let mut offsets = Vec::new();
             for _ in 0..25 {
                 let o = s
-                    .append(&p, batch(&[&[t as u8; 512]], 1, -1, -1, -1), Durability::Durable)
+                    .append(&p, batch(&[&[t as u8; 512]], 1, -1, -1, -1).freeze(), Durability::Durable)
                     .await
                     .unwrap();
                 offsets.push((t % 2, o.base_offset));

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
@@ -110,7 +110,7 @@ impl Inner {
         Ok((records, start, hw))
     }
 
-    async fn append_batch(&self, tp: &TopicPartition, mut batch: BytesMut) -> Result<AppendOutcome> {
+    async fn append_batch(&self, tp: &TopicPartition, batch: Bytes) -> Result<AppendOutcome> {
         let name = tp.to_string();
         let info = self.partition_of(tp).await?;
         let max = usize::try_from(info.meta.config.max_message_bytes).unwrap_or(0);
@@ -122,7 +122,7 @@ impl Inner {
         }
         let header = BatchHeader::parse(&batch).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
         let decoded = decode_batch(&batch).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
-        batch.clear();
+        drop(batch);
         let log_append = info.meta.config.message_timestamp_type == TimestampType::LogAppendTime;
         let append_time = now_ms();
         let messages: Vec<_> = decoded
@@ -388,7 +388,7 @@ impl Storage for SeaweedStorage {
     async fn append(
         &self,
         tp: &TopicPartition,
-        batch: BytesMut,
+        batch: Bytes,
         _durability: Durability,
     ) -> Result<AppendOutcome> {
         self.inner.append_batch(tp, batch).await

@@ -130,7 +130,7 @@ async fn records_round_trip_exactly() {
     ];
     let batch = bytes::BytesMut::from(&batch_codec::encode_batch(0, &sent, false)[..]);
     let first = storage
-        .append(&tp, batch.clone(), Durability::Durable)
+        .append(&tp, batch.clone().freeze(), Durability::Durable)
         .await
         .expect("append");
     assert_eq!(first.base_offset, 0);
@@ -165,7 +165,7 @@ async fn offsets_continue_after_a_broker_restart() {
     ];
     let batch = bytes::BytesMut::from(&batch_codec::encode_batch(0, &sent, false)[..]);
     storage
-        .append(&tp, batch.clone(), Durability::Durable)
+        .append(&tp, batch.clone().freeze(), Durability::Durable)
         .await
         .expect("append");
     weed.restart_broker().await.expect("restart broker");
@@ -173,7 +173,7 @@ async fn offsets_continue_after_a_broker_restart() {
     // partitions have no leader and appends fail retriably, as a Kafka client would see.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     let second = loop {
-        match storage.append(&tp, batch.clone(), Durability::Durable).await {
+        match storage.append(&tp, batch.clone().freeze(), Durability::Durable).await {
             Ok(outcome) => break outcome,
             Err(StorageError::Io(e)) if std::time::Instant::now() < deadline => {
                 tracing::debug!(error = %e, "append after restart not yet possible");

@@ -133,7 +133,7 @@ fn encode_decode_round_trips_exactly_and_validates() {
         let lat = round % 5 == 0;
         let base = (rng.next() >> 4) as i64;
         let bytes = encode_batch(base, &records, lat);
-        let (h, _) = split_and_validate(BytesMut::from(&bytes[..]))
+        let (h, _) = split_and_validate(BytesMut::from(&bytes[..]).freeze())
             .unwrap()
             .pop()
             .unwrap();
