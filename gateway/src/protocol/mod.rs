@@ -8,7 +8,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable};
 use kafka_protocol::ResponseError;
 
 mod errors;
@@ -111,10 +111,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, CodecError> {
         Err(versions::Refusal::UnknownApi) => return Err(CodecError::UnknownApi(key)),
     }
     let malformed = |e: anyhow::Error| CodecError::Malformed { api, version, reason: format!("{e:#}") };
-    let mut header = RequestHeader::decode(&mut frame, api.request_header_version(version)).map_err(malformed)?;
-    // The header outlives the body (it names the request's span); an owned client id keeps it
-    // from pinning the frame buffer, so produce can take unique ownership of record bytes.
-    header.client_id = header.client_id.map(|c| StrBytes::from_string(c.to_string()));
+    let header = RequestHeader::decode(&mut frame, api.request_header_version(version)).map_err(malformed)?;
     let body = RequestKind::decode(api, &mut frame, version).map_err(malformed)?;
     Ok(Decoded::Request { header, api, body })
 }
