@@ -22,3 +22,4 @@ pub use harness::client::{BackgroundClient, ClientCommand};
 pub use harness::gateway::{Gateway, GatewayOptions};
 pub use harness::phase::phase;
 pub use harness::raw::RawClient;
+pub use harness::weed::Backend;

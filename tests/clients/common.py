@@ -6,12 +6,17 @@ has a deadline.
 """
 
 import json
+import os
 import random
 import sys
 import time
 
 # Deadline for one client operation (admin future, flush, consume loop).
 OP_TIMEOUT = 30.0
+
+# The gateway's storage backend (`local` or `seaweedmq`), set by the Rust test; scenarios assert
+# the documented behaviour where the backends differ by design.
+BACKEND = os.environ.get("KGW_TEST_BACKEND", "local")
 
 
 def log(msg):

@@ -1,5 +1,5 @@
 //! Python confluent-kafka (librdkafka) against the gateway: admin, codecs, record fields,
-//! timestamps, offsets, delete_records and the idempotent producer.
+//! timestamps, offsets, delete_records and the idempotent producer, on both storage backends.
 //!
 //! The script `tests/clients/confluent_suite.py` asserts each scenario itself (byte-for-byte
 //! comparisons happen there, where the client's decoded values are); the test re-checks the JSON
@@ -7,30 +7,37 @@
 
 use anyhow::{ensure, Result};
 use serde_json::json;
-use tests::{phase, ClientCommand, Gateway, GatewayOptions};
+use tests::{backend_tests, phase, Backend, ClientCommand, Gateway, GatewayOptions};
 
-fn confluent(gw: &Gateway, scenario: &str) -> ClientCommand {
+fn confluent(backend: Backend, gw: &Gateway, scenario: &str) -> ClientCommand {
+    let (key, value) = backend.client_env();
     ClientCommand::python("confluent_suite.py")
+        .env(key, value)
         .arg(gw.bootstrap())
         .arg(scenario)
 }
 
-#[test]
-fn confluent_admin_create_describe_alter_delete() -> Result<()> {
-    let gw = Gateway::start("confluent-admin", GatewayOptions::default())?;
+backend_tests!(
+    confluent_admin_create_describe_alter_delete,
+    confluent_all_codecs_round_trip_byte_for_byte,
+    confluent_keys_values_headers_timestamps_offsets_delete_records,
+    confluent_idempotent_producer_exactly_once_in_order,
+);
+
+fn confluent_admin_create_describe_alter_delete(backend: Backend) -> Result<()> {
+    let gw = backend.gateway("confluent-admin", GatewayOptions::default())?;
     phase("admin scenario: validate_only, create, duplicate, invalid config, describe, alter, partitions, delete");
-    let out = confluent(&gw, "admin")
+    let out = confluent(backend, &gw, "admin")
         .args(["--topic", "admin-topic"])
         .run_json()?;
     ensure!(out["ok"] == true, "admin scenario summary: {out}");
     Ok(())
 }
 
-#[test]
-fn confluent_all_codecs_round_trip_byte_for_byte() -> Result<()> {
-    let gw = Gateway::start("confluent-codecs", GatewayOptions::default())?;
+fn confluent_all_codecs_round_trip_byte_for_byte(backend: Backend) -> Result<()> {
+    let gw = backend.gateway("confluent-codecs", GatewayOptions::default())?;
     phase("produce and consume with gzip, snappy, lz4, zstd");
-    let out = confluent(&gw, "codecs")
+    let out = confluent(backend, &gw, "codecs")
         .args(["--topic", "codec", "--count", "300"])
         .run_json()?;
     ensure!(
@@ -40,11 +47,10 @@ fn confluent_all_codecs_round_trip_byte_for_byte() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn confluent_keys_values_headers_timestamps_offsets_delete_records() -> Result<()> {
-    let gw = Gateway::start("confluent-records", GatewayOptions::default())?;
+fn confluent_keys_values_headers_timestamps_offsets_delete_records(backend: Backend) -> Result<()> {
+    let gw = backend.gateway("confluent-records", GatewayOptions::default())?;
     phase("null/empty keys and values, headers, timestamps, offsets_for_times, list_offsets, delete_records");
-    let out = confluent(&gw, "records")
+    let out = confluent(backend, &gw, "records")
         .args(["--topic", "records"])
         .run_json()?;
     ensure!(
@@ -54,11 +60,10 @@ fn confluent_keys_values_headers_timestamps_offsets_delete_records() -> Result<(
     Ok(())
 }
 
-#[test]
-fn confluent_idempotent_producer_exactly_once_in_order() -> Result<()> {
-    let gw = Gateway::start("confluent-idempotent", GatewayOptions::default())?;
+fn confluent_idempotent_producer_exactly_once_in_order(backend: Backend) -> Result<()> {
+    let gw = backend.gateway("confluent-idempotent", GatewayOptions::default())?;
     phase("enable.idempotence=true producer, 5 in flight, 2 partitions");
-    let out = confluent(&gw, "idempotent")
+    let out = confluent(backend, &gw, "idempotent")
         .args(["--topic", "idem", "--count", "3000"])
         .run_json()?;
     ensure!(

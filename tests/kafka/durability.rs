@@ -1,5 +1,6 @@
 //! No acknowledged record is lost: across a graceful restart, and across `kill -9` with
-//! `--fsync always`.
+//! `--fsync always`, on both storage backends (on SeaweedMQ the broker holds the records and the
+//! gateway's own state is its data directory).
 //!
 //! A librdkafka producer (acks=all) prints one JSON line per delivery report; the test keeps those
 //! lines as the set of acknowledged records, restarts the gateway on the same data directory, and a
@@ -11,21 +12,26 @@ use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use tests::harness::phase::note;
 use tests::harness::raw::{create_topic, RawClient};
-use tests::{phase, ClientCommand, Gateway, GatewayOptions};
+use tests::{backend_tests, phase, Backend, ClientCommand, Gateway, GatewayOptions};
 
-const TOPIC: &str = "durable";
 const PARTITIONS: u32 = 3;
 
-fn producer(gw: &Gateway, start: u32, count: u32) -> ClientCommand {
+backend_tests!(
+    graceful_restart_keeps_every_acknowledged_record,
+    kill9_with_fsync_always_loses_no_acknowledged_record,
+);
+
+/// A `produce-acked` run of `count` records from index `start` into `topic`.
+pub(crate) fn producer(gw: &Gateway, topic: &str, start: u32, count: u32) -> ClientCommand {
     ClientCommand::python("confluent_suite.py")
         .arg(gw.bootstrap())
         .arg("produce-acked")
-        .args(["--topic", TOPIC, "--partitions", &PARTITIONS.to_string()])
+        .args(["--topic", topic, "--partitions", &PARTITIONS.to_string()])
         .args(["--start", &start.to_string(), "--count", &count.to_string()])
 }
 
 /// Acknowledgement lines (`{"i", "p", "o"}`) among a producer's stdout lines.
-fn ack_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+pub(crate) fn ack_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     lines
         .into_iter()
         .filter(|l| l.starts_with("{\"i\""))
@@ -34,13 +40,13 @@ fn ack_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<String> {
 }
 
 /// Writes the acknowledged records to a file and runs the verifier; returns its summary.
-fn verify(gw: &Gateway, acked: &[String]) -> Result<Value> {
+pub(crate) fn verify(gw: &Gateway, topic: &str, acked: &[String]) -> Result<Value> {
     let path = gw.scratch_dir().join("acked.jsonl");
     std::fs::write(&path, acked.join("\n") + "\n").context("write acked records")?;
     let out = ClientCommand::python("confluent_suite.py")
         .arg(gw.bootstrap())
         .arg("verify-acked")
-        .args(["--topic", TOPIC, "--partitions", &PARTITIONS.to_string()])
+        .args(["--topic", topic, "--partitions", &PARTITIONS.to_string()])
         .arg("--acked-file")
         .arg(&path)
         .timeout(Duration::from_secs(240))
@@ -54,24 +60,25 @@ fn verify(gw: &Gateway, acked: &[String]) -> Result<Value> {
     Ok(out)
 }
 
-fn topic_partitions(gw: &Gateway) -> Result<usize> {
-    let md = RawClient::connect(gw.kafka_addr())?.metadata(&[TOPIC])?;
+/// Partition count of `name` in the gateway's metadata.
+pub(crate) fn topic_partitions(gw: &Gateway, name: &str) -> Result<usize> {
+    let md = RawClient::connect(gw.kafka_addr())?.metadata(&[name])?;
     let topic = md.topics.first().context("topic in metadata")?;
     ensure!(
         topic.error_code == 0,
-        "metadata error {} for {TOPIC}",
+        "metadata error {} for {name}",
         topic.error_code
     );
     Ok(topic.partitions.len())
 }
 
-#[test]
-fn graceful_restart_keeps_every_acknowledged_record() -> Result<()> {
-    let mut gw = Gateway::start("restart", GatewayOptions::default())?;
+fn graceful_restart_keeps_every_acknowledged_record(backend: Backend) -> Result<()> {
+    const TOPIC: &str = "durable-restart";
+    let mut gw = backend.gateway("restart", GatewayOptions::default())?;
     create_topic(gw.kafka_addr(), TOPIC, PARTITIONS as i32)?;
 
     phase("produce 1500 records with acks=all");
-    let out = producer(&gw, 0, 1500).run()?;
+    let out = producer(&gw, TOPIC, 0, 1500).run()?;
     let mut acked = ack_lines(out.lines());
     ensure!(acked.len() == 1500, "{} of 1500 acknowledged", acked.len());
 
@@ -79,21 +86,21 @@ fn graceful_restart_keeps_every_acknowledged_record() -> Result<()> {
     gw.restart()?;
     phase("topic and its partitions survive the restart");
     ensure!(
-        topic_partitions(&gw)? == PARTITIONS as usize,
+        topic_partitions(&gw, TOPIC)? == PARTITIONS as usize,
         "partition count after restart"
     );
     phase("verify after restart");
-    let summary = verify(&gw, &acked)?;
+    let summary = verify(&gw, TOPIC, &acked)?;
     ensure!(
         summary["stored"] == 1500,
         "stored records after restart: {summary}"
     );
 
     phase("produce 500 more: offsets continue after the restored log end");
-    let out = producer(&gw, 1500, 500).run()?;
+    let out = producer(&gw, TOPIC, 1500, 500).run()?;
     acked.extend(ack_lines(out.lines()));
     gw.restart()?;
-    let summary = verify(&gw, &acked)?;
+    let summary = verify(&gw, TOPIC, &acked)?;
     ensure!(
         summary["stored"] == 2000,
         "stored records after second restart: {summary}"
@@ -101,21 +108,21 @@ fn graceful_restart_keeps_every_acknowledged_record() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn kill9_with_fsync_always_loses_no_acknowledged_record() -> Result<()> {
-    let mut gw = Gateway::start("kill9", GatewayOptions::default().fsync("always"))?;
+fn kill9_with_fsync_always_loses_no_acknowledged_record(backend: Backend) -> Result<()> {
+    const TOPIC: &str = "durable-kill9";
+    let mut gw = backend.gateway("kill9", GatewayOptions::default().fsync("always"))?;
     create_topic(gw.kafka_addr(), TOPIC, PARTITIONS as i32)?;
 
     phase("produce 500 records to completion, then kill -9 and restart");
-    let out = producer(&gw, 0, 500).run()?;
+    let out = producer(&gw, TOPIC, 0, 500).run()?;
     let mut acked = ack_lines(out.lines());
     ensure!(acked.len() == 500, "{} of 500 acknowledged", acked.len());
     gw.kill9()?;
     gw.restart()?;
-    verify(&gw, &acked)?;
+    verify(&gw, TOPIC, &acked)?;
 
     phase("kill -9 while a producer is streaming");
-    let mut streaming = producer(&gw, 500, 1_000_000).arg("--continuous").spawn()?;
+    let mut streaming = producer(&gw, TOPIC, 500, 1_000_000).arg("--continuous").spawn()?;
     let mut seen = 0;
     streaming.wait_for_line(Duration::from_secs(120), |line| {
         seen += usize::from(line.starts_with("{\"i\""));
@@ -132,6 +139,6 @@ fn kill9_with_fsync_always_loses_no_acknowledged_record() -> Result<()> {
 
     gw.restart()?;
     phase("verify every acknowledged record after the crash");
-    verify(&gw, &acked)?;
+    verify(&gw, TOPIC, &acked)?;
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Consumer groups with real clients: rebalances (eager range and cooperative-sticky), commit and
 //! resume across a gateway restart, manual-assignment commits, group admin, and the group
-//! consumers of kafka-python, kafkajs and kcat.
+//! consumers of kafka-python, kafkajs and kcat. Commit/resume and the group consumers of each
+//! client run on both storage backends; rebalancing and group admin do not touch record storage
+//! and run on the local backend only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -9,7 +11,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 use tests::harness::phase::note;
 use tests::harness::raw::create_topic;
-use tests::{phase, BackgroundClient, ClientCommand, Gateway, GatewayOptions};
+use tests::{backend_tests, phase, Backend, BackgroundClient, ClientCommand, Gateway, GatewayOptions};
 
 const REBALANCE_DEADLINE: Duration = Duration::from_secs(90);
 
@@ -151,18 +153,11 @@ fn confluent_cooperative_sticky_three_members_leave_and_join() -> Result<()> {
     rebalance_scenario("group-coop", "cooperative-sticky")
 }
 
-fn consume(gw: &Gateway, group: &str, count: usize, commit_after: usize) -> Result<Value> {
+fn consume(gw: &Gateway, topic: &str, group: &str, count: usize, commit_after: usize) -> Result<Value> {
     ClientCommand::python("confluent_group.py")
         .arg(gw.bootstrap())
         .arg("consume")
-        .args([
-            "--group",
-            group,
-            "--topic",
-            "resume",
-            "--count",
-            &count.to_string(),
-        ])
+        .args(["--group", group, "--topic", topic, "--count", &count.to_string()])
         .args(["--commit-after", &commit_after.to_string()])
         .run_json()
 }
@@ -181,9 +176,15 @@ fn positions(v: &Value) -> Result<Vec<(u64, u64)>> {
         .collect()
 }
 
-#[test]
-fn committed_offsets_survive_restart_and_consumers_resume_exactly_there() -> Result<()> {
-    let mut gw = Gateway::start("group-resume", GatewayOptions::default())?;
+backend_tests!(
+    committed_offsets_survive_restart_and_consumers_resume_exactly_there,
+    kafka_python_group_consumer_commits_and_resumes,
+    kafkajs_group_consumer_round_trip,
+    kcat_balanced_consumer_commits_and_resumes,
+);
+
+fn committed_offsets_survive_restart_and_consumers_resume_exactly_there(backend: Backend) -> Result<()> {
+    let mut gw = backend.gateway("group-resume", GatewayOptions::default())?;
     create_topic(gw.kafka_addr(), "resume", 3)?;
     phase("produce 300 records over 3 partitions");
     ClientCommand::python("confluent_suite.py")
@@ -193,7 +194,7 @@ fn committed_offsets_survive_restart_and_consumers_resume_exactly_there() -> Res
         .run()?;
 
     phase("consume 150, commit after the first 120 (the last 30 are an uncommitted tail)");
-    let first = consume(&gw, "resume-group", 150, 120)?;
+    let first = consume(&gw, "resume", "resume-group", 150, 120)?;
     let committed: BTreeMap<u64, u64> = first["committed"]
         .as_object()
         .context("committed map")?
@@ -208,7 +209,7 @@ fn committed_offsets_survive_restart_and_consumers_resume_exactly_there() -> Res
     gw.restart()?;
     phase("a new member resumes exactly at the committed offsets");
     let remaining = 300 - 120;
-    let second = consume(&gw, "resume-group", remaining, remaining)?;
+    let second = consume(&gw, "resume", "resume-group", remaining, remaining)?;
     let got: Vec<(u64, u64)> = positions(&second)?;
     let unique: BTreeSet<(u64, u64)> = got.iter().copied().collect();
     ensure!(unique.len() == got.len(), "duplicates within the resumed run");
@@ -256,7 +257,7 @@ fn confluent_admin_lists_describes_alters_and_deletes_groups() -> Result<()> {
         .args(["--topic", "resume", "--partitions", "2", "--count", "40"])
         .run()?;
     phase("a member consumes and commits, then leaves (group becomes empty)");
-    consume(&gw, "admin-group", 40, 40)?;
+    consume(&gw, "resume", "admin-group", 40, 40)?;
     phase("admin: list (with state filter), describe, list/alter offsets, delete");
     let out = ClientCommand::python("confluent_group.py")
         .arg(gw.bootstrap())
@@ -270,9 +271,8 @@ fn confluent_admin_lists_describes_alters_and_deletes_groups() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn kafka_python_group_consumer_commits_and_resumes() -> Result<()> {
-    let gw = Gateway::start("group-kafka-python", GatewayOptions::default())?;
+fn kafka_python_group_consumer_commits_and_resumes(backend: Backend) -> Result<()> {
+    let gw = backend.gateway("group-kafka-python", GatewayOptions::default())?;
     let out = ClientCommand::python("kafka_python_suite.py")
         .arg(gw.bootstrap())
         .arg("group")
@@ -285,9 +285,8 @@ fn kafka_python_group_consumer_commits_and_resumes() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn kafkajs_group_consumer_round_trip() -> Result<()> {
-    let gw = Gateway::start("group-kafkajs", GatewayOptions::default())?;
+fn kafkajs_group_consumer_round_trip(backend: Backend) -> Result<()> {
+    let gw = backend.gateway("group-kafkajs", GatewayOptions::default())?;
     let out = ClientCommand::node("kafkajs_suite.js")
         .arg(gw.bootstrap())
         .args(["group-consume", "kjs-group", "200"])
@@ -318,9 +317,8 @@ fn kcat_group(gw: &Gateway, count: usize) -> Result<Vec<(u64, u64, String)>> {
         .collect()
 }
 
-#[test]
-fn kcat_balanced_consumer_commits_and_resumes() -> Result<()> {
-    let gw = Gateway::start("group-kcat", GatewayOptions::default())?;
+fn kcat_balanced_consumer_commits_and_resumes(backend: Backend) -> Result<()> {
+    let gw = backend.gateway("group-kcat", GatewayOptions::default())?;
     create_topic(gw.kafka_addr(), "kcat-group-topic", 2)?;
     let produce = |partition: &str, from: usize, to: usize| -> Result<()> {
         let input: String = (from..to).map(|i| format!("v{i}\n")).collect();

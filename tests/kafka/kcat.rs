@@ -1,9 +1,10 @@
-//! kcat (librdkafka's command-line client): produce, consume, metadata, keys and headers.
+//! kcat (librdkafka's command-line client): produce, consume, metadata, keys and headers, on
+//! both storage backends.
 
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use tests::harness::raw::create_topic;
-use tests::{phase, ClientCommand, Gateway, GatewayOptions};
+use tests::{backend_tests, phase, Backend, ClientCommand, GatewayOptions};
 
 /// Parses kcat `-J` output: one JSON object per message line.
 fn json_lines(out: &str) -> Result<Vec<Value>> {
@@ -13,9 +14,14 @@ fn json_lines(out: &str) -> Result<Vec<Value>> {
         .collect()
 }
 
-#[test]
-fn kcat_produce_consume_keys_and_headers() -> Result<()> {
-    let gw = Gateway::start("kcat-keys", GatewayOptions::default())?;
+backend_tests!(
+    kcat_produce_consume_keys_and_headers,
+    kcat_many_lines_with_compression_round_trip,
+    kcat_metadata_lists_topic_and_advertised_broker,
+);
+
+fn kcat_produce_consume_keys_and_headers(backend: Backend) -> Result<()> {
+    let gw = backend.gateway("kcat-keys", GatewayOptions::default())?;
     let bs = gw.bootstrap();
     phase("create topic");
     create_topic(gw.kafka_addr(), "kcat-keys", 1)?;
@@ -68,9 +74,8 @@ fn kcat_produce_consume_keys_and_headers() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn kcat_many_lines_with_compression_round_trip() -> Result<()> {
-    let gw = Gateway::start("kcat-lines", GatewayOptions::default())?;
+fn kcat_many_lines_with_compression_round_trip(backend: Backend) -> Result<()> {
+    let gw = backend.gateway("kcat-lines", GatewayOptions::default())?;
     let bs = gw.bootstrap();
     create_topic(gw.kafka_addr(), "kcat-lines", 2)?;
     let lines: Vec<String> = (0..2000)
@@ -116,9 +121,8 @@ fn kcat_many_lines_with_compression_round_trip() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn kcat_metadata_lists_topic_and_advertised_broker() -> Result<()> {
-    let gw = Gateway::start("kcat-metadata", GatewayOptions::default())?;
+fn kcat_metadata_lists_topic_and_advertised_broker(backend: Backend) -> Result<()> {
+    let gw = backend.gateway("kcat-metadata", GatewayOptions::default())?;
     let bs = gw.bootstrap();
     create_topic(gw.kafka_addr(), "kcat-meta-a", 3)?;
     create_topic(gw.kafka_addr(), "kcat-meta-b", 1)?;

@@ -11,3 +11,4 @@ mod groups;
 mod kafka_python;
 mod kafkajs;
 mod kcat;
+mod seaweedmq;
