@@ -6,7 +6,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -41,6 +41,8 @@ pub struct GatewayOptions {
     pub extra_args: Vec<String>,
     /// Extra environment variables for the gateway process.
     pub env: Vec<(String, String)>,
+    /// Loopback IP the Kafka and admin listeners bind (and advertise); 127.0.0.1 when `None`.
+    pub bind_ip: Option<Ipv4Addr>,
 }
 
 impl GatewayOptions {
@@ -72,6 +74,12 @@ impl GatewayOptions {
     /// Sets an environment variable for the gateway process.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Binds the Kafka and admin listeners on `ip` (a 127.0.0.X address) instead of 127.0.0.1.
+    pub fn bind_ip(mut self, ip: Ipv4Addr) -> Self {
+        self.bind_ip = Some(ip);
         self
     }
 }
@@ -108,12 +116,13 @@ impl Gateway {
             .tempdir()
             .context("create gateway temp dir")?;
         std::fs::create_dir_all(dir.path().join("data")).context("create data dir")?;
+        let ip = opts.bind_ip.unwrap_or(Ipv4Addr::LOCALHOST);
         let mut gateway = Self {
             name: name.to_owned(),
             opts,
             dir,
-            kafka_addr: free_loopback_addr()?,
-            admin_addr: free_loopback_addr()?,
+            kafka_addr: free_addr_on(ip)?,
+            admin_addr: free_addr_on(ip)?,
             running: None,
         };
         gateway.spawn()?;
@@ -423,7 +432,15 @@ fn strip_ansi(text: &str) -> String {
 /// # Errors
 /// Binding fails.
 pub fn free_loopback_addr() -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
+    free_addr_on(Ipv4Addr::LOCALHOST)
+}
+
+/// Reserves a free port on the loopback address `ip` by binding port 0 there and releasing it.
+///
+/// # Errors
+/// Binding fails.
+pub fn free_addr_on(ip: Ipv4Addr) -> Result<SocketAddr> {
+    let listener = TcpListener::bind((ip, 0)).with_context(|| format!("bind {ip}:0"))?;
     Ok(listener.local_addr()?)
 }
 

@@ -23,16 +23,39 @@ pub struct HttpResponse {
 /// # Errors
 /// Connection, I/O or timeout errors, and responses that are not HTTP/1.x.
 pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<HttpResponse> {
+    request(addr, "GET", path, None, timeout)
+}
+
+/// Sends `method path` to `addr`, with `body` as `application/json` when given, and reads the
+/// whole response, each I/O step bounded by `timeout`.
+///
+/// # Errors
+/// Connection, I/O or timeout errors, and responses that are not HTTP/1.x.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> Result<HttpResponse> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect {addr}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    } else {
+        request.push_str("\r\n");
+    }
     stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)
-        .with_context(|| format!("read response of GET {path}"))?;
-    parse(&raw).with_context(|| format!("GET {path}"))
+        .with_context(|| format!("read response of {method} {path}"))?;
+    parse(&raw).with_context(|| format!("{method} {path}"))
 }
 
 fn parse(raw: &[u8]) -> Result<HttpResponse> {

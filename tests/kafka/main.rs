@@ -5,6 +5,7 @@
 
 mod admin_http;
 mod bad_input;
+mod cluster;
 mod confluent;
 mod durability;
 mod groups;
