@@ -82,7 +82,8 @@ def scenario_produce(bs, args):
     i = 0
     next_at = time.monotonic()
     while args.count < 0 or i < args.count:
-        if stop_requested(commands):
+        # With --count the producer runs to completion; stdin only stops an unbounded one.
+        if args.count < 0 and stop_requested(commands):
             break
         now = time.monotonic()
         if now < next_at:
