@@ -54,7 +54,11 @@ pub enum StorageKind {
 
 /// Command-line flags; each also reads `KAFKA_GATEWAY_<NAME>` and the file key `<name>`.
 #[derive(Debug, Default, Parser, Deserialize)]
-#[command(name = "kafka-gateway", version, about = "Kafka-wire-compatible gateway (embedded log or SeaweedMQ)")]
+#[command(
+    name = "kafka-gateway",
+    version,
+    about = "Kafka-wire-compatible gateway (embedded log or SeaweedMQ)"
+)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Flags {
     /// TOML file with the same keys as the flags.
@@ -91,6 +95,9 @@ pub struct Flags {
     /// Initial raft peers `ID=HOST:PORT,...` [default: none, a one-node cluster].
     #[arg(long, env = "KAFKA_GATEWAY_PEERS")]
     pub peers: Option<String>,
+    /// A member silent for this long loses its consumer groups to other members [default: 5000].
+    #[arg(long, env = "KAFKA_GATEWAY_CLUSTER_DEAD_AFTER_MS")]
+    pub cluster_dead_after_ms: Option<u64>,
     /// Rack reported in Metadata.
     #[arg(long, env = "KAFKA_GATEWAY_RACK")]
     pub rack: Option<String>,
@@ -162,6 +169,9 @@ pub struct Config {
     pub cluster_listen: SocketAddr,
     /// Initial raft peers (node id, peer address), this node included when listed.
     pub peers: Vec<(i32, String)>,
+    /// Milliseconds after which the raft leader declares a silent member dead and moves its
+    /// consumer groups.
+    pub cluster_dead_after_ms: u64,
     /// Fsync policy.
     pub fsync: FsyncPolicy,
     /// Flush interval under `FsyncPolicy::Interval`.
@@ -197,6 +207,20 @@ pub struct Config {
 }
 
 impl Config {
+    /// The address peers reach this node's raft service at: its entry in `peers`, else the
+    /// cluster listener (with the advertised host when listening on all interfaces).
+    pub fn cluster_advertised(&self) -> String {
+        if let Some((_, addr)) = self.peers.iter().find(|(id, _)| *id == self.node_id) {
+            return addr.clone();
+        }
+        advertise(&self.advertised_host, self.cluster_listen)
+    }
+
+    /// The admin HTTP address other members and the operator use for this node.
+    pub fn admin_advertised(&self) -> String {
+        advertise(&self.advertised_host, self.admin_listen)
+    }
+
     /// Parses flags and environment, merges the optional file, validates.
     ///
     /// # Errors
@@ -204,9 +228,14 @@ impl Config {
     pub fn load(flags: Flags) -> Result<Self, ConfigError> {
         let file = match &flags.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?;
-                toml::from_str::<Flags>(&text).map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                toml::from_str::<Flags>(&text).map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?
             }
             None => Flags::default(),
         };
@@ -220,27 +249,43 @@ impl Config {
             };
         }
         let listen_s = pick!(listen, "0.0.0.0:9092".into());
-        let listen: SocketAddr = listen_s.parse().map_err(|e| invalid("listen", format!("{listen_s:?}: {e}")))?;
-        let advertised = f.advertised_listener.or(file.advertised_listener).unwrap_or_else(|| {
-            if listen.ip().is_unspecified() {
-                format!("localhost:{}", listen.port())
-            } else {
-                listen.to_string()
-            }
-        });
+        let listen: SocketAddr = listen_s
+            .parse()
+            .map_err(|e| invalid("listen", format!("{listen_s:?}: {e}")))?;
+        let advertised = f
+            .advertised_listener
+            .or(file.advertised_listener)
+            .unwrap_or_else(|| {
+                if listen.ip().is_unspecified() {
+                    format!("localhost:{}", listen.port())
+                } else {
+                    listen.to_string()
+                }
+            });
         let (host, port) = advertised
             .rsplit_once(':')
             .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse::<u16>().ok()?)))
             .filter(|(h, p)| !h.is_empty() && *p != 0)
             .ok_or_else(|| invalid("advertised-listener", format!("{advertised:?} is not HOST:PORT")))?;
         let admin_s = pick!(admin_listen, "0.0.0.0:9644".into());
-        let admin_listen = admin_s.parse().map_err(|e| invalid("admin-listen", format!("{admin_s:?}: {e}")))?;
+        let admin_listen = admin_s
+            .parse()
+            .map_err(|e| invalid("admin-listen", format!("{admin_s:?}: {e}")))?;
         let storage = pick!(storage, StorageKind::Local);
         let default_partitions = pick!(default_partitions, 1);
         if default_partitions < 1 {
-            return Err(invalid("default-partitions", format!("{default_partitions} must be at least 1")));
+            return Err(invalid(
+                "default-partitions",
+                format!("{default_partitions} must be at least 1"),
+            ));
         }
-        let positive = |key: &'static str, v: usize| if v == 0 { Err(invalid(key, "must be positive".into())) } else { Ok(v) };
+        let positive = |key: &'static str, v: usize| {
+            if v == 0 {
+                Err(invalid(key, "must be positive".into()))
+            } else {
+                Ok(v)
+            }
+        };
         let mut cfg = Self {
             listen,
             advertised_host: host,
@@ -251,55 +296,88 @@ impl Config {
             node_id: pick!(node_id, 0),
             rack: f.rack.or(file.rack),
             fsync: pick!(fsync, FsyncPolicy::Always),
-            flush_interval: Duration::from_millis(positive("flush-interval-ms", pick!(flush_interval_ms, 1000) as usize)? as u64),
-            retention_check_interval: Duration::from_millis(
-                positive("retention-check-interval-ms", pick!(retention_check_interval_ms, 300_000) as usize)? as u64,
-            ),
+            flush_interval: Duration::from_millis(positive(
+                "flush-interval-ms",
+                pick!(flush_interval_ms, 1000) as usize,
+            )? as u64),
+            retention_check_interval: Duration::from_millis(positive(
+                "retention-check-interval-ms",
+                pick!(retention_check_interval_ms, 300_000) as usize,
+            )? as u64),
             auto_create_topics: pick!(auto_create_topics, true),
             default_partitions,
             max_request_bytes: positive("max-request-bytes", pick!(max_request_bytes, 104_857_600))?,
-            connections_max_idle: Duration::from_millis(
-                positive("connections-max-idle-ms", pick!(connections_max_idle_ms, 540_000) as usize)? as u64,
-            ),
+            connections_max_idle: Duration::from_millis(positive(
+                "connections-max-idle-ms",
+                pick!(connections_max_idle_ms, 540_000) as usize,
+            )? as u64),
             max_connections: positive("max-connections", pick!(max_connections, 10_000))?,
             max_in_flight_requests: positive("max-in-flight-requests", pick!(max_in_flight_requests, 16))?,
             fetch_max_bytes: positive("fetch-max-bytes", pick!(fetch_max_bytes, 57_671_680))?,
             shutdown_grace: Duration::from_secs(pick!(shutdown_grace_seconds, 30)),
             max_topic_labels: pick!(max_topic_labels, 1000),
-            offsets_retention_minutes: positive("offsets-retention-minutes", pick!(offsets_retention_minutes, 10_080) as usize)?
-                as u64,
+            offsets_retention_minutes: positive(
+                "offsets-retention-minutes",
+                pick!(offsets_retention_minutes, 10_080) as usize,
+            )? as u64,
             group_initial_rebalance_delay_ms: pick!(group_initial_rebalance_delay_ms, 3000),
             seaweedmq_masters: Vec::new(),
             seaweedmq_brokers: Vec::new(),
             cluster_listen: {
                 let v = pick!(cluster_listen, "0.0.0.0:9645".into());
-                v.parse().map_err(|e| invalid("cluster-listen", format!("{v:?}: {e}")))?
+                v.parse()
+                    .map_err(|e| invalid("cluster-listen", format!("{v:?}: {e}")))?
             },
             peers: parse_peers(f.peers.or(file.peers).as_deref())?,
+            cluster_dead_after_ms: {
+                let v = pick!(cluster_dead_after_ms, 5000);
+                if v < 500 {
+                    return Err(invalid(
+                        "cluster-dead-after-ms",
+                        format!("{v} is below the minimum of 500"),
+                    ));
+                }
+                v
+            },
         };
-        if let Some((id, _)) = cfg.peers.iter().find(|(id, _)| *id != cfg.node_id) {
+        if cfg.node_id < 0 {
+            return Err(invalid(
+                "node-id",
+                format!("{} must not be negative", cfg.node_id),
+            ));
+        }
+        if storage == StorageKind::Local && cfg.peers.iter().any(|(id, _)| *id != cfg.node_id) {
             return Err(invalid(
                 "peers",
-                format!(
-                    "peer {id} is not this node ({}): multi-node gateway clusters are not available in this \
-                     build yet (the raft wiring is in progress); run a single replica",
-                    cfg.node_id
-                ),
+                "a multi-node gateway cluster needs --storage seaweedmq: the embedded log is not \
+                 replicated, so other nodes could not serve its partitions"
+                    .into(),
             ));
         }
         if storage == StorageKind::Seaweedmq {
             let masters = f.seaweedmq_masters.or(file.seaweedmq_masters);
             let brokers = f.seaweedmq_brokers.or(file.seaweedmq_brokers);
             if masters.is_none() && brokers.is_none() {
-                return Err(invalid("storage", "seaweedmq needs --seaweedmq-masters or --seaweedmq-brokers".into()));
+                return Err(invalid(
+                    "storage",
+                    "seaweedmq needs --seaweedmq-masters or --seaweedmq-brokers".into(),
+                ));
             }
             let list = |v: Option<String>| -> Vec<String> {
-                v.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+                v.iter()
+                    .flat_map(|s| s.split(','))
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
             };
             cfg.seaweedmq_masters = list(masters);
             cfg.seaweedmq_brokers = list(brokers);
             if cfg.seaweedmq_masters.is_empty() && cfg.seaweedmq_brokers.is_empty() {
-                return Err(invalid("storage", "seaweedmq needs --seaweedmq-masters or --seaweedmq-brokers".into()));
+                return Err(invalid(
+                    "storage",
+                    "seaweedmq needs --seaweedmq-masters or --seaweedmq-brokers".into(),
+                ));
             }
         }
         Ok(cfg)
@@ -309,7 +387,12 @@ impl Config {
 /// Parses `ID=HOST:PORT,...`; ids must be unique and non-negative.
 fn parse_peers(v: Option<&str>) -> Result<Vec<(i32, String)>, ConfigError> {
     let mut peers: Vec<(i32, String)> = Vec::new();
-    for item in v.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for item in v
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         let bad = || invalid("peers", format!("{item:?} is not ID=HOST:PORT"));
         let (id, addr) = item.split_once('=').ok_or_else(bad)?;
         let id: i32 = id.trim().parse().map_err(|_| bad())?;
@@ -323,6 +406,18 @@ fn parse_peers(v: Option<&str>) -> Result<Vec<(i32, String)>, ConfigError> {
         peers.push((id, addr.to_owned()));
     }
     Ok(peers)
+}
+
+fn advertise(host: &str, listen: SocketAddr) -> String {
+    if listen.ip().is_unspecified() {
+        if host.contains(':') {
+            format!("[{host}]:{}", listen.port())
+        } else {
+            format!("{host}:{}", listen.port())
+        }
+    } else {
+        listen.to_string()
+    }
 }
 
 fn invalid(key: &'static str, reason: String) -> ConfigError {
@@ -343,7 +438,10 @@ mod tests {
     fn defaults_follow_the_command_line_contract() {
         let c = parse(&[]).unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:9092");
-        assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("localhost", 9092));
+        assert_eq!(
+            (c.advertised_host.as_str(), c.advertised_port),
+            ("localhost", 9092)
+        );
         assert_eq!(c.admin_listen.port(), 9644);
         assert_eq!(c.max_request_bytes, 100 * 1024 * 1024);
         assert_eq!(c.connections_max_idle, Duration::from_secs(540));
@@ -365,15 +463,41 @@ mod tests {
     }
 
     #[test]
-    fn peers_are_parsed_and_only_this_node_is_accepted_for_now() {
+    fn peers_are_parsed_and_multi_node_needs_seaweedmq() {
         let c = parse(&["--node-id", "0", "--peers", "0=kgw-0.kgw-headless:9645"]).unwrap();
         assert_eq!(c.peers, vec![(0, "kgw-0.kgw-headless:9645".to_string())]);
         assert_eq!(c.cluster_listen.port(), 9645);
+        assert_eq!(c.cluster_advertised(), "kgw-0.kgw-headless:9645");
         let e = parse(&["--peers", "0=a:1,1=b:1"]).unwrap_err().to_string();
-        assert!(e.contains("peers") && e.contains("single replica"), "{e}");
+        assert!(e.contains("peers") && e.contains("seaweedmq"), "{e}");
+        let c = parse(&[
+            "--node-id",
+            "1",
+            "--peers",
+            "0=a:1,1=b:1",
+            "--storage",
+            "seaweedmq",
+            "--seaweedmq-masters",
+            "m:9333",
+        ])
+        .unwrap();
+        assert_eq!(c.cluster_advertised(), "b:1");
+        let c = parse(&["--listen", "127.0.0.2:9092", "--cluster-listen", "0.0.0.0:9645"]).unwrap();
+        assert_eq!(c.cluster_advertised(), "127.0.0.2:9645");
+        assert!(parse(&["--node-id", "-1"])
+            .unwrap_err()
+            .to_string()
+            .contains("node-id"));
+        assert!(parse(&["--cluster-dead-after-ms", "10"])
+            .unwrap_err()
+            .to_string()
+            .contains("dead-after"));
         for bad in ["x=a:1", "0=a", "0=a:1,0=b:2", "-1=a:1"] {
             let arg = format!("--peers={bad}");
-            assert!(parse(&[arg.as_str()]).unwrap_err().to_string().contains("peers"), "{bad}");
+            assert!(
+                parse(&[arg.as_str()]).unwrap_err().to_string().contains("peers"),
+                "{bad}"
+            );
         }
     }
 

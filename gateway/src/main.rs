@@ -7,6 +7,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use kafka_gateway::admin::{self, AdminState};
+use kafka_gateway::cluster::{
+    self, ClusterGroupLog, ClusterMetrics, ClusterNode, ClusterOptions, Coordinator,
+};
 use kafka_gateway::config::{Config, Flags, FsyncPolicy, StorageKind};
 use kafka_gateway::group::{GroupConfig, GroupCoordinator, GroupMetrics};
 use kafka_gateway::handler::{BrokerInfo, Context, HandlerOptions};
@@ -84,8 +87,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     let metrics = Arc::new(Metrics::new(&registry, config.max_topic_labels)?);
-    let groups = GroupCoordinator::open(
-        &config.data_dir.join("groups"),
+    let coordinator = start_cluster(&config, &registry).await?;
+    let groups = GroupCoordinator::with_log(
+        Arc::new(ClusterGroupLog::new(coordinator.clone())),
         GroupConfig {
             offsets_retention_ms: config.offsets_retention_minutes * 60_000,
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
@@ -93,9 +97,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
         GroupMetrics::new(&registry, config.max_topic_labels)?,
         shutdown.clone(),
-    )
-    .await
-    .context("opening the consumer group store")?;
+    );
+    let local_cluster_id = cluster_id(&config.data_dir)?;
     let ctx = Arc::new(Context {
         storage: Arc::clone(&storage),
         broker: BrokerInfo {
@@ -103,7 +106,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             host: config.advertised_host.clone(),
             port: i32::from(config.advertised_port),
             rack: config.rack.clone(),
-            cluster_id: cluster_id(&config.data_dir)?,
+            cluster_id: local_cluster_id.clone(),
         },
         options: HandlerOptions {
             auto_create_topics: config.auto_create_topics,
@@ -111,8 +114,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
             fetch_max_bytes: config.fetch_max_bytes,
         },
         metrics,
-        producer_ids: Arc::new(ProducerIdAllocator::open(&config.data_dir)?),
+        producer_ids: Arc::new(ProducerIdAllocator::new(coordinator.clone())),
         groups: groups.clone(),
+        cluster: coordinator.clone(),
     });
     tokio::spawn(publish_lag(groups, Arc::clone(&storage), shutdown.clone()));
 
@@ -120,22 +124,46 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let admin_listener = TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("binding admin listener {}", config.admin_listen))?;
-    let admin_app = admin::router(AdminState { registry: registry.clone(), ready: Arc::clone(&ready) });
+    let admin_app = admin::router(AdminState {
+        registry: registry.clone(),
+        ready: Arc::clone(&ready),
+    })
+    .merge(cluster::admin_http::router(coordinator.clone()));
     let admin_stop = shutdown.clone();
     let admin_task = tokio::spawn(async move {
-        axum::serve(admin_listener, admin_app).with_graceful_shutdown(admin_stop.cancelled_owned()).await
+        axum::serve(admin_listener, admin_app)
+            .with_graceful_shutdown(admin_stop.cancelled_owned())
+            .await
     });
 
-    let listener =
-        TcpListener::bind(config.listen).await.with_context(|| format!("binding Kafka listener {}", config.listen))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding Kafka listener {}", config.listen))?;
     info!(
         listen = %config.listen,
         advertised = format!("{}:{}", config.advertised_host, config.advertised_port),
         admin = %config.admin_listen,
+        cluster = %config.cluster_listen,
         data_dir = %config.data_dir.display(),
-        "kafka gateway ready"
+        "kafka gateway listening; joining the cluster"
     );
-    ready.store(true, Ordering::Release);
+    let peers = config
+        .peers
+        .iter()
+        .map(|(id, addr)| (*id as u64, addr.clone()))
+        .collect::<std::collections::BTreeMap<_, _>>();
+    {
+        let (coordinator, ready, stop) = (coordinator.clone(), Arc::clone(&ready), shutdown.clone());
+        tokio::spawn(async move {
+            match coordinator.bootstrap(&peers, &local_cluster_id, &stop).await {
+                Ok(()) => {
+                    info!(node_id = coordinator.node_id(), "kafka gateway ready");
+                    ready.store(true, Ordering::Release);
+                }
+                Err(e) => error!(error = %e, "could not join the gateway cluster"),
+            }
+        });
+    }
     let opts = ServerOptions {
         max_connections: config.max_connections,
         max_frame_bytes: config.max_request_bytes,
@@ -152,9 +180,30 @@ async fn run(config: Config) -> anyhow::Result<()> {
     .await;
     storage.flush().await.context("flushing storage at shutdown")?;
     shutdown.cancel();
+    coordinator.shutdown().await;
     let _ = admin_task.await;
     info!("shutdown complete");
     Ok(())
+}
+
+/// Starts this node's raft member on the cluster listener (standalone is a one-node cluster).
+async fn start_cluster(config: &Config, registry: &prometheus::Registry) -> anyhow::Result<Coordinator> {
+    let listener = TcpListener::bind(config.cluster_listen)
+        .await
+        .with_context(|| format!("binding cluster listener {}", config.cluster_listen))?;
+    let node = ClusterNode {
+        cluster_addr: config.cluster_advertised(),
+        kafka_addr: format!("{}:{}", config.advertised_host, config.advertised_port),
+        admin_addr: config.admin_advertised(),
+        rack: config.rack.clone(),
+    };
+    let mut options = ClusterOptions::new(config.node_id as u64, node, config.data_dir.join("raft"));
+    options.dead_after = std::time::Duration::from_millis(config.cluster_dead_after_ms);
+    let coordinator = Coordinator::start(options, listener)
+        .await
+        .context("starting the raft member")?;
+    coordinator.export_metrics(ClusterMetrics::new(registry)?);
+    Ok(coordinator)
 }
 
 /// Publishes consumer-group lag (high watermark minus committed offset) every 15 s.

@@ -1,79 +1,47 @@
 //! Producer id allocation for InitProducerId.
 //!
-//! Ids are handed out from blocks reserved on disk: the file `producer_ids` in the data dir holds
-//! the first id of the next unreserved block and is rewritten (temp file, fsync, rename) before
-//! any id of a new block is returned. After a crash the unused rest of the current block is
-//! skipped, so an id is never handed out twice. In a cluster the same blocks come from raft.
+//! Ids come from blocks reserved through the cluster's replicated log
+//! ([`Coordinator::allocate_producer_ids`]): the state machine hands every block out once, so no
+//! two nodes (and no node across restarts) ever return the same id. The unused rest of a node's
+//! block is skipped after a restart.
 
-use std::path::{Path, PathBuf};
+use tokio::sync::Mutex;
 
-use parking_lot::Mutex;
+use crate::cluster::{ClusterError, Coordinator};
 
-/// Ids reserved per disk write.
-const BLOCK: i64 = 1000;
+/// Ids reserved per log write.
+const BLOCK: u64 = 1000;
 
-/// Allocates unique producer ids that survive restarts.
+/// Allocates cluster-wide unique producer ids.
 #[derive(Debug)]
 pub struct ProducerIdAllocator {
-    path: PathBuf,
+    cluster: Coordinator,
     /// (next id to hand out, end of the reserved block, exclusive).
-    state: Mutex<(i64, i64)>,
+    block: Mutex<(i64, i64)>,
 }
 
 impl ProducerIdAllocator {
-    /// Opens (or creates) the allocator state in `dir`.
-    ///
-    /// # Errors
-    /// I/O errors reading the state file, or a corrupt file.
-    pub fn open(dir: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join("producer_ids");
-        let next = match std::fs::read_to_string(&path) {
-            Ok(s) => s.trim().parse::<i64>().map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(e),
-        };
-        Ok(Self { path, state: Mutex::new((next, next)) })
+    /// An allocator reserving blocks through `cluster`.
+    pub fn new(cluster: Coordinator) -> Self {
+        Self {
+            cluster,
+            block: Mutex::new((0, 0)),
+        }
     }
 
     /// Returns a fresh producer id.
     ///
     /// # Errors
-    /// I/O errors persisting a new block reservation.
-    pub fn next_id(&self) -> std::io::Result<i64> {
-        let mut state = self.state.lock();
-        if state.0 >= state.1 {
-            let end = state.0 + BLOCK;
-            let tmp = self.path.with_extension("tmp");
-            std::fs::write(&tmp, end.to_string())?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            if let Some(dir) = self.path.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            state.1 = end;
+    /// The cluster could not commit a new block reservation (no leader reachable in time).
+    pub async fn next_id(&self) -> Result<i64, ClusterError> {
+        let mut block = self.block.lock().await;
+        if block.0 >= block.1 {
+            let start = self.cluster.allocate_producer_ids(BLOCK).await?;
+            *block = (start, start + BLOCK as i64);
+            tracing::debug!(start, count = BLOCK, "reserved producer id block");
         }
-        let id = state.0;
-        state.0 += 1;
+        let id = block.0;
+        block.0 += 1;
         Ok(id)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_unique_across_restarts() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = ProducerIdAllocator::open(dir.path()).unwrap();
-        let first: Vec<i64> = (0..3).map(|_| a.next_id().unwrap()).collect();
-        assert_eq!(first, vec![0, 1, 2]);
-        drop(a);
-        let b = ProducerIdAllocator::open(dir.path()).unwrap();
-        let next = b.next_id().unwrap();
-        assert!(next > 2, "{next}");
     }
 }

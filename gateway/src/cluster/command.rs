@@ -29,6 +29,23 @@ pub enum Command {
         /// The change itself.
         record: GroupRecord,
     },
+    /// Several records of one group written atomically by its owner under one epoch: all are
+    /// applied, or (fenced) none.
+    GroupWrites {
+        /// Node that believes it owns the group.
+        owner: NodeId,
+        /// Ownership epoch the owner was granted; a mismatch fences the whole batch.
+        epoch: u64,
+        /// The group all records belong to.
+        group_id: String,
+        /// The changes, in order.
+        records: Vec<GroupRecord>,
+    },
+    /// Sets the cluster id reported to Kafka clients, once: ignored when one is already set.
+    SetClusterId {
+        /// The proposed id.
+        cluster_id: String,
+    },
     /// Reserves a block of `count` producer ids for `node_id`.
     AllocateProducerIds {
         /// Node the block is handed to.
@@ -49,6 +66,8 @@ impl Command {
         match self {
             Command::ClaimGroup { .. } => "claim_group",
             Command::GroupWrite { .. } => "group_write",
+            Command::GroupWrites { .. } => "group_writes",
+            Command::SetClusterId { .. } => "set_cluster_id",
             Command::AllocateProducerIds { .. } => "allocate_producer_ids",
             Command::SetLive { .. } => "set_live",
         }
@@ -110,6 +129,9 @@ pub enum ForwardRequest {
         /// Id of the member to remove.
         node_id: NodeId,
     },
+    /// Whether the receiver belongs to an initialized cluster; answered by any node, leader or
+    /// not, so a starting node can tell a fresh cluster from a running one.
+    Status,
 }
 
 /// The leader's answer to a [`ForwardRequest`].
@@ -120,6 +142,13 @@ pub enum ForwardResponse {
     Written(CommandResponse),
     /// The membership change was committed.
     MembershipChanged,
+    /// Answer to [`ForwardRequest::Status`].
+    Status {
+        /// The receiver has a membership (it initialized a cluster or joined one).
+        initialized: bool,
+        /// The leader as far as the receiver knows.
+        leader: Option<NodeId>,
+    },
 }
 
 /// Why the leader could not carry out a [`ForwardRequest`].

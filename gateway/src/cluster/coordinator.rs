@@ -83,16 +83,24 @@ impl ClusterOptions {
 /// Handle to this node's cluster membership; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Coordinator {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
-    node_id: NodeId,
-    raft: Raft,
-    network: Network,
-    applied: Arc<RwLock<Applied>>,
-    stop: CancellationToken,
-    tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+pub(super) struct Inner {
+    pub(super) node_id: NodeId,
+    pub(super) node: ClusterNode,
+    pub(super) raft: Raft,
+    pub(super) network: Network,
+    pub(super) applied: Arc<RwLock<Applied>>,
+    /// When this node last heard from a leader (an inbound AppendEntries).
+    pub(super) leader_contact: Arc<parking_lot::Mutex<Option<Instant>>>,
+    /// How long without leader contact (or, on the leader, without a quorum) this node may
+    /// keep acting as a group coordinator: half the time after which its groups move away.
+    pub(super) lease: Duration,
+    /// Set once by [`Coordinator::export_metrics`].
+    pub(super) metrics: std::sync::OnceLock<super::metrics::ClusterMetrics>,
+    pub(super) stop: CancellationToken,
+    pub(super) tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Coordinator {
@@ -112,9 +120,10 @@ impl Coordinator {
             .await
             .map_err(|e| ClusterError::Fatal(e.to_string()))?;
         let stop = CancellationToken::new();
+        let leader_contact = Arc::new(parking_lot::Mutex::new(None));
         let serve = {
             let stop = stop.clone();
-            let svc = PeerService::new(raft.clone());
+            let svc = PeerService::new(raft.clone(), Arc::clone(&leader_contact));
             let max = options.network.max_message_bytes;
             tokio::spawn(async move {
                 if let Err(e) = service::serve(listener, svc, max, stop.cancelled_owned()).await {
@@ -124,9 +133,13 @@ impl Coordinator {
         };
         let inner = Arc::new(Inner {
             node_id: options.node_id,
+            node: options.node.clone(),
             raft,
             network,
             applied,
+            leader_contact,
+            lease: options.dead_after / 2,
+            metrics: std::sync::OnceLock::new(),
             stop,
             tasks: parking_lot::Mutex::new(vec![serve]),
         });
@@ -221,9 +234,15 @@ impl Coordinator {
     /// # Errors
     /// See [`Coordinator::request`].
     pub async fn write(&self, command: Command) -> Result<CommandResponse, ClusterError> {
-        match self.request(ForwardRequest::Write(command)).await? {
+        let kind = command.kind();
+        let started = Instant::now();
+        let result = self.request(ForwardRequest::Write(command)).await;
+        if let Some(m) = self.inner.metrics.get() {
+            m.proposal(kind, result.is_ok(), started.elapsed().as_secs_f64());
+        }
+        match result? {
             ForwardResponse::Written(r) => Ok(r),
-            ForwardResponse::MembershipChanged => Err(ClusterError::Rejected("unexpected reply".into())),
+            other => Err(ClusterError::Rejected(format!("unexpected reply {other:?}"))),
         }
     }
 

@@ -38,6 +38,14 @@ pub async fn initialize(raft: &Raft, members: BTreeMap<NodeId, ClusterNode>) -> 
 /// otherwise.
 pub async fn execute_local(raft: &Raft, request: ForwardRequest) -> Result<ForwardResponse, ForwardError> {
     match request {
+        ForwardRequest::Status => {
+            let m = raft.metrics().borrow().clone();
+            let initialized = m.membership_config.membership().voter_ids().next().is_some();
+            Ok(ForwardResponse::Status {
+                initialized,
+                leader: m.current_leader,
+            })
+        }
         ForwardRequest::Write(cmd) => {
             let kind = cmd.kind();
             let resp = raft.client_write(cmd).await.map_err(write_error)?;
@@ -54,13 +62,24 @@ pub async fn execute_local(raft: &Raft, request: ForwardRequest) -> Result<Forwa
             Ok(ForwardResponse::MembershipChanged)
         }
         ForwardRequest::RemoveMember { node_id } => {
-            let is_voter = raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .voter_ids()
-                .any(|v| v == node_id);
+            let (is_member, is_voter) = {
+                let m = raft.metrics().borrow().clone();
+                let membership = m.membership_config.membership();
+                (
+                    membership.get_node(&node_id).is_some(),
+                    membership.voter_ids().any(|v| v == node_id),
+                )
+            };
+            if !is_member {
+                // Removal is idempotent: the operator retries it until it sees a 2xx.
+                if raft.metrics().borrow().state != ServerState::Leader {
+                    return Err(ForwardError::NotLeader {
+                        leader: raft.metrics().borrow().current_leader,
+                    });
+                }
+                tracing::info!(node_id, "remove member: not a member, nothing to do");
+                return Ok(ForwardResponse::MembershipChanged);
+            }
             let change = if is_voter {
                 ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
             } else {

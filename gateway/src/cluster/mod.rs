@@ -14,15 +14,19 @@
 //! - [`pb`]: the generated peer protocol and its message conversions.
 
 pub mod admin_http;
+pub mod bootstrap;
 pub mod command;
 pub mod error;
+pub mod groups;
 pub mod log_store;
 pub mod management;
+pub mod metrics;
 pub mod network;
 pub mod pb;
 pub mod service;
 pub mod state;
 pub mod state_machine;
+pub mod view;
 
 mod coordinator;
 mod log_file;
@@ -35,6 +39,9 @@ use serde::{Deserialize, Serialize};
 pub use command::{Command, CommandResponse};
 pub use coordinator::{ClusterOptions, Coordinator};
 pub use error::ClusterError;
+pub use groups::ClusterGroupLog;
+pub use metrics::ClusterMetrics;
+pub use view::Broker;
 
 /// Raft node id: from configuration, or the StatefulSet ordinal on Kubernetes.
 pub type NodeId = u64;
@@ -76,6 +83,9 @@ impl fmt::Display for ClusterNode {
         )
     }
 }
+
+#[cfg(test)]
+pub(crate) mod test_support;
 
 #[cfg(test)]
 #[path = "cluster_test.rs"]

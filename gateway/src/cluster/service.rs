@@ -5,6 +5,10 @@
 //! caller sees them as remote errors; only envelope problems become gRPC statuses.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tokio::net::TcpListener;
@@ -21,6 +25,7 @@ use super::{NodeId, Raft, TypeConfig};
 #[derive(Clone)]
 pub struct PeerService {
     raft: Raft,
+    leader_contact: Arc<Mutex<Option<Instant>>>,
 }
 
 impl std::fmt::Debug for PeerService {
@@ -30,9 +35,10 @@ impl std::fmt::Debug for PeerService {
 }
 
 impl PeerService {
-    /// Serves `raft` to its peers.
-    pub fn new(raft: Raft) -> Self {
-        Self { raft }
+    /// Serves `raft` to its peers, recording in `leader_contact` when a leader's AppendEntries
+    /// (replication or heartbeat) was last accepted.
+    pub fn new(raft: Raft, leader_contact: Arc<Mutex<Option<Instant>>>) -> Self {
+        Self { raft, leader_contact }
     }
 }
 
@@ -60,7 +66,11 @@ impl RaftService for PeerService {
 
     async fn append(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&request)?;
-        reply(&self.raft.append_entries(rpc).await)
+        let result = self.raft.append_entries(rpc).await;
+        if result.as_ref().is_ok_and(|r| r.is_success()) {
+            *self.leader_contact.lock() = Some(Instant::now());
+        }
+        reply(&result)
     }
 
     async fn snapshot(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {

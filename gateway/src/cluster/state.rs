@@ -41,6 +41,35 @@ pub struct GroupState {
     pub offsets: BTreeMap<String, BTreeMap<i32, OffsetCommitRecord>>,
 }
 
+impl GroupState {
+    /// Applies one record of this group.
+    fn apply(&mut self, record: &GroupRecord) {
+        let g = self;
+        match record {
+            GroupRecord::Metadata(m) => g.metadata = Some(m.clone()),
+            GroupRecord::OffsetCommit(o) => {
+                g.offsets
+                    .entry(o.topic.clone())
+                    .or_default()
+                    .insert(o.partition, o.clone());
+            }
+            GroupRecord::OffsetDelete { topic, partition, .. } => {
+                if let Some(parts) = g.offsets.get_mut(topic) {
+                    parts.remove(partition);
+                    if parts.is_empty() {
+                        g.offsets.remove(topic);
+                    }
+                }
+            }
+            // Ownership survives the deletion so the epoch keeps fencing old writers.
+            GroupRecord::GroupDelete { .. } => {
+                g.metadata = None;
+                g.offsets.clear();
+            }
+        }
+    }
+}
+
 /// Everything the raft log replicates, as of the last applied entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -52,6 +81,9 @@ pub struct ClusterState {
     pub next_producer_id: i64,
     /// Last producer-id block handed to each node: `(start, count)`.
     pub producer_blocks: BTreeMap<NodeId, (i64, u64)>,
+    /// Cluster id reported to Kafka clients; empty until the first member sets it.
+    #[serde(default)]
+    pub cluster_id: String,
 }
 
 impl ClusterState {
@@ -60,7 +92,28 @@ impl ClusterState {
     pub fn apply(&mut self, command: &Command) -> CommandResponse {
         match command {
             Command::ClaimGroup { group_id } => self.claim(group_id),
-            Command::GroupWrite { owner, epoch, record } => self.group_write(*owner, *epoch, record),
+            Command::GroupWrite { owner, epoch, record } => {
+                self.group_write(*owner, *epoch, std::slice::from_ref(record))
+            }
+            Command::GroupWrites {
+                owner,
+                epoch,
+                group_id,
+                records,
+            } => {
+                if records.iter().any(|r| r.group_id() != group_id) {
+                    return CommandResponse::Rejected {
+                        reason: "a group write batch mixes groups".into(),
+                    };
+                }
+                self.group_write(*owner, *epoch, records)
+            }
+            Command::SetClusterId { cluster_id } => {
+                if self.cluster_id.is_empty() {
+                    self.cluster_id = cluster_id.clone();
+                }
+                CommandResponse::Applied
+            }
             Command::AllocateProducerIds { node_id, count } => self.allocate_producer_ids(*node_id, *count),
             Command::SetLive { live } => {
                 for (id, m) in self.members.iter_mut() {
@@ -127,8 +180,11 @@ impl ClusterState {
         CommandResponse::Owner { owner, epoch: 1 }
     }
 
-    fn group_write(&mut self, owner: NodeId, epoch: u64, record: &GroupRecord) -> CommandResponse {
-        let Some(g) = self.groups.get_mut(record.group_id()) else {
+    fn group_write(&mut self, owner: NodeId, epoch: u64, records: &[GroupRecord]) -> CommandResponse {
+        let Some(first) = records.first() else {
+            return CommandResponse::Written;
+        };
+        let Some(g) = self.groups.get_mut(first.group_id()) else {
             return CommandResponse::Fenced {
                 owner: None,
                 epoch: 0,
@@ -140,27 +196,8 @@ impl ClusterState {
                 epoch: g.epoch,
             };
         }
-        match record {
-            GroupRecord::Metadata(m) => g.metadata = Some(m.clone()),
-            GroupRecord::OffsetCommit(o) => {
-                g.offsets
-                    .entry(o.topic.clone())
-                    .or_default()
-                    .insert(o.partition, o.clone());
-            }
-            GroupRecord::OffsetDelete { topic, partition, .. } => {
-                if let Some(parts) = g.offsets.get_mut(topic) {
-                    parts.remove(partition);
-                    if parts.is_empty() {
-                        g.offsets.remove(topic);
-                    }
-                }
-            }
-            // Ownership survives the deletion so the epoch keeps fencing old writers.
-            GroupRecord::GroupDelete { .. } => {
-                g.metadata = None;
-                g.offsets.clear();
-            }
+        for record in records {
+            g.apply(record);
         }
         CommandResponse::Written
     }

@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::log::GroupLog;
 use super::registry::{run_timer, Answer, Clock, Inner, Slot, Waiter};
 use super::state::{GroupPhase, GroupState, Reply};
 use super::store::{GroupStore, StoreError};
@@ -75,6 +76,7 @@ impl GroupCoordinator {
                 Arc::new(Mutex::new(Slot {
                     state,
                     waiters: HashMap::new(),
+                    epoch: 0,
                 })),
             );
         }
@@ -83,13 +85,36 @@ impl GroupCoordinator {
             config,
             clock,
             groups: Mutex::new(groups),
-            store,
+            log: Arc::new(store),
             schedule: Mutex::new(schedule),
             wake: wake.clone(),
             metrics,
         });
         tokio::spawn(run_timer(Arc::downgrade(&inner), wake, shutdown));
         Ok(Self { inner })
+    }
+
+    /// A coordinator whose groups live in `log` (the cluster's replicated log): groups are
+    /// loaded when this gateway starts coordinating them, not at open. The timer task stops when
+    /// `shutdown` is cancelled or the coordinator is dropped.
+    pub fn with_log(
+        log: Arc<dyn GroupLog>,
+        config: GroupConfig,
+        metrics: GroupMetrics,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let wake = Arc::new(Notify::new());
+        let inner = Arc::new(Inner {
+            config,
+            clock: Clock::new(),
+            groups: Mutex::new(HashMap::new()),
+            log,
+            schedule: Mutex::new(Schedule::default()),
+            wake: wake.clone(),
+            metrics,
+        });
+        tokio::spawn(run_timer(Arc::downgrade(&inner), wake, shutdown));
+        Self { inner }
     }
 
     /// JoinGroup. Resolves when the member has passed the join barrier (or at once for errors,
@@ -100,8 +125,10 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return fail(ResponseError::InvalidGroupId);
         }
-        let Some(slot) = self.inner.slot(group_id, req.member_id.is_empty()) else {
-            return fail(ResponseError::UnknownMemberId);
+        let slot = match self.inner.slot(group_id, req.member_id.is_empty()).await {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return fail(ResponseError::UnknownMemberId),
+            Err(e) => return fail(e),
         };
         let answer = self
             .inner
@@ -118,7 +145,7 @@ impl GroupCoordinator {
             Ok(Answer::Later(rx)) => rx
                 .await
                 .unwrap_or_else(|_| fail(ResponseError::CoordinatorNotAvailable)),
-            Err(_) => fail(ResponseError::CoordinatorNotAvailable),
+            Err(e) => fail(e.response_error()),
         }
     }
 
@@ -127,8 +154,10 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return SyncResponse::error(ResponseError::InvalidGroupId);
         }
-        let Some(slot) = self.inner.slot(group_id, false) else {
-            return SyncResponse::error(ResponseError::UnknownMemberId);
+        let slot = match self.inner.slot(group_id, false).await {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return SyncResponse::error(ResponseError::UnknownMemberId),
+            Err(e) => return SyncResponse::error(e),
         };
         let answer = self
             .inner
@@ -145,7 +174,7 @@ impl GroupCoordinator {
             Ok(Answer::Later(rx)) => rx
                 .await
                 .unwrap_or_else(|_| SyncResponse::error(ResponseError::CoordinatorNotAvailable)),
-            Err(_) => SyncResponse::error(ResponseError::CoordinatorNotAvailable),
+            Err(e) => SyncResponse::error(e.response_error()),
         }
     }
 
@@ -166,13 +195,14 @@ impl GroupCoordinator {
         let slot = self
             .inner
             .slot(group_id, false)
+            .await?
             .ok_or(ResponseError::UnknownMemberId)?;
         self.inner
             .apply(group_id, &slot, |s, now| {
                 s.state.heartbeat(member_id, instance_id, generation, now)
             })
             .await
-            .map_err(|_| ResponseError::CoordinatorNotAvailable)?
+            .map_err(|e| e.response_error())?
     }
 
     /// LeaveGroup (batch form; v0-v2 pass one member).
@@ -187,7 +217,7 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
-        let Some(slot) = self.inner.slot(group_id, false) else {
+        let Some(slot) = self.inner.slot(group_id, false).await? else {
             let unknown = Some(ResponseError::UnknownMemberId);
             return Ok(members
                 .into_iter()
@@ -200,7 +230,7 @@ impl GroupCoordinator {
         self.inner
             .apply(group_id, &slot, |s, now| s.state.leave_group(members, now))
             .await
-            .map_err(|_| ResponseError::CoordinatorNotAvailable)?
+            .map_err(|e| e.response_error())?
     }
 
     /// OffsetCommit. Resolves once the offsets are durable.
@@ -216,27 +246,32 @@ impl GroupCoordinator {
         let slot = self
             .inner
             .slot(group_id, create)
+            .await?
             .ok_or(ResponseError::IllegalGeneration)?;
         self.inner
             .apply(group_id, &slot, |s, now| s.state.commit_offsets(req, now))
             .await
-            .map_err(|_| ResponseError::CoordinatorNotAvailable)?
+            .map_err(|e| e.response_error())?
     }
 
     /// OffsetFetch: the committed offsets of `partitions`, or of every partition with one when
     /// `None`. Partitions without a commit (or an unknown group) map to `None`.
-    pub fn fetch_offsets(
+    ///
+    /// # Errors
+    /// NOT_COORDINATOR or COORDINATOR_NOT_AVAILABLE when this gateway does not coordinate the
+    /// group.
+    pub async fn fetch_offsets(
         &self,
         group_id: &str,
         partitions: Option<&[TopicPartition]>,
-    ) -> Vec<(TopicPartition, Option<CommittedOffset>)> {
-        let slot = self.inner.slot(group_id, false);
+    ) -> Result<Vec<(TopicPartition, Option<CommittedOffset>)>, ResponseError> {
+        let slot = self.inner.slot(group_id, false).await?;
         let guard = slot.as_ref().map(|s| s.lock());
         let state = guard
             .as_ref()
             .map(|g| &g.state)
             .filter(|s| s.phase() != GroupPhase::Dead);
-        match partitions {
+        Ok(match partitions {
             Some(tps) => tps
                 .iter()
                 .map(|tp| (tp.clone(), state.and_then(|s| s.fetch_offset(tp).cloned())))
@@ -249,7 +284,7 @@ impl GroupCoordinator {
                         .collect()
                 })
                 .unwrap_or_default(),
-        }
+        })
     }
 
     /// OffsetDelete.
@@ -264,26 +299,28 @@ impl GroupCoordinator {
         let slot = self
             .inner
             .slot(group_id, false)
+            .await?
             .ok_or(ResponseError::GroupIdNotFound)?;
         self.inner
             .apply(group_id, &slot, |s, _| s.state.delete_offsets(partitions))
             .await
-            .map_err(|_| ResponseError::CoordinatorNotAvailable)?
+            .map_err(|e| e.response_error())?
     }
 
     /// DeleteGroups: each group is deleted only if Empty.
     pub async fn delete_groups(&self, group_ids: &[String]) -> Vec<(String, Option<ResponseError>)> {
         let mut results = Vec::with_capacity(group_ids.len());
         for id in group_ids {
-            let error = match self.inner.slot(id, false) {
-                None => Some(ResponseError::GroupIdNotFound),
-                Some(slot) => match self
+            let error = match self.inner.slot(id, false).await {
+                Err(e) => Some(e),
+                Ok(None) => Some(ResponseError::GroupIdNotFound),
+                Ok(Some(slot)) => match self
                     .inner
                     .apply(id, &slot, |s, now| s.state.delete_group(now))
                     .await
                 {
                     Ok(r) => r.err(),
-                    Err(_) => Some(ResponseError::CoordinatorNotAvailable),
+                    Err(e) => Some(e.response_error()),
                 },
             };
             results.push((id.clone(), error));
@@ -293,13 +330,25 @@ impl GroupCoordinator {
 
     /// ListGroups, filtered by state names (case-insensitive) and group types (`classic`), each
     /// filter ignored when empty.
-    pub fn list_groups(&self, states: &[String], types: &[String]) -> Vec<GroupListing> {
+    pub async fn list_groups(&self, states: &[String], types: &[String]) -> Vec<GroupListing> {
         if !types.is_empty() && !types.iter().any(|t| t.eq_ignore_ascii_case("classic")) {
             return Vec::new();
         }
-        let mut listings: Vec<GroupListing> = self
-            .inner
-            .slots()
+        // Every group this gateway coordinates, loaded or not; groups that moved away drop out.
+        let mut ids: BTreeSet<String> = self.inner.log.owned_groups().into_iter().collect();
+        ids.extend(
+            self.inner
+                .slots()
+                .iter()
+                .map(|s| s.lock().state.group_id().to_owned()),
+        );
+        let mut slots = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if let Ok(Some(slot)) = self.inner.slot(id, false).await {
+                slots.push(slot);
+            }
+        }
+        let mut listings: Vec<GroupListing> = slots
             .iter()
             .map(|s| s.lock().state.listing())
             .filter(|l| l.state != GroupPhase::Dead.as_str())
@@ -309,11 +358,17 @@ impl GroupCoordinator {
         listings
     }
 
-    /// DescribeGroups for one group; `None` if it does not exist.
-    pub fn describe_group(&self, group_id: &str) -> Option<GroupDescription> {
-        let slot = self.inner.slot(group_id, false)?;
+    /// DescribeGroups for one group; `Ok(None)` if it does not exist.
+    ///
+    /// # Errors
+    /// NOT_COORDINATOR or COORDINATOR_NOT_AVAILABLE when this gateway does not coordinate the
+    /// group.
+    pub async fn describe_group(&self, group_id: &str) -> Result<Option<GroupDescription>, ResponseError> {
+        let Some(slot) = self.inner.slot(group_id, false).await? else {
+            return Ok(None);
+        };
         let description = slot.lock().state.describe();
-        (description.state != GroupPhase::Dead.as_str()).then_some(description)
+        Ok((description.state != GroupPhase::Dead.as_str()).then_some(description))
     }
 
     /// Removes the committed offsets of deleted topics from every group.

@@ -22,6 +22,7 @@ use kafka_protocol::ResponseError;
 
 mod coordinator;
 mod join;
+mod log;
 mod member;
 mod membership;
 mod metrics;
@@ -40,6 +41,7 @@ mod types;
 mod tests;
 
 pub use coordinator::{GroupCoordinator, PartitionResults};
+pub use log::{GroupLog, OwnershipFuture};
 pub use member::Member;
 pub use metrics::GroupMetrics;
 pub use record::GroupRecord;
@@ -104,7 +106,7 @@ impl GroupError {
     /// The Kafka error a request failing with this error is answered with.
     pub fn response_error(&self) -> ResponseError {
         match self {
-            GroupError::Store(_) => ResponseError::CoordinatorNotAvailable,
+            GroupError::Store(e) => e.response_error(),
             GroupError::Metrics(_) => ResponseError::UnknownServerError,
         }
     }

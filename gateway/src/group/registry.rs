@@ -10,8 +10,9 @@ use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::log::GroupLog;
 use super::state::{Completion, GroupPhase, GroupState, Token};
-use super::store::{GroupStore, StoreError};
+use super::store::StoreError;
 use super::timer::Schedule;
 use super::types::{JoinResponse, SyncResponse};
 use super::{GroupConfig, GroupMetrics};
@@ -52,6 +53,8 @@ pub(super) enum Waiter {
 pub(super) struct Slot {
     pub(super) state: GroupState,
     pub(super) waiters: HashMap<Token, Waiter>,
+    /// Ownership epoch the group was loaded under; its records are written under it.
+    pub(super) epoch: u64,
 }
 
 pub(super) type SlotRef = Arc<Mutex<Slot>>;
@@ -66,32 +69,80 @@ pub(super) struct Inner {
     pub(super) config: GroupConfig,
     pub(super) clock: Clock,
     pub(super) groups: Mutex<HashMap<String, SlotRef>>,
-    pub(super) store: GroupStore,
+    pub(super) log: Arc<dyn GroupLog>,
     pub(super) schedule: Mutex<Schedule>,
     pub(super) wake: Arc<Notify>,
     pub(super) metrics: GroupMetrics,
 }
 
 impl Inner {
-    /// The group's slot; with `create`, a missing or dead group is (re)created Empty.
-    pub(super) fn slot(&self, group_id: &str, create: bool) -> Option<SlotRef> {
+    /// The group's slot if this gateway coordinates the group; with `create`, a missing or dead
+    /// group is (re)created Empty. A group held under an older ownership epoch is dropped and
+    /// reloaded from the durable log.
+    ///
+    /// # Errors
+    /// The Kafka error to answer when this gateway does not coordinate the group.
+    pub(super) async fn slot(&self, group_id: &str, create: bool) -> Result<Option<SlotRef>, ResponseError> {
+        let epoch = match self.log.ownership(group_id).await {
+            Ok(epoch) => epoch,
+            Err(e) => {
+                self.evict(group_id);
+                return Err(e);
+            }
+        };
         let mut groups = self.groups.lock();
         if let Some(slot) = groups.get(group_id) {
-            if !create || slot.lock().state.phase() != GroupPhase::Dead {
-                return Some(slot.clone());
+            let (same_epoch, dead) = {
+                let s = slot.lock();
+                (s.epoch == epoch, s.state.phase() == GroupPhase::Dead)
+            };
+            if same_epoch && (!create || !dead) {
+                return Ok(Some(slot.clone()));
+            }
+            if !same_epoch {
+                let old = groups.remove(group_id);
+                self.release(old);
             }
         }
-        if !create {
-            return None;
+        let now = self.clock.now_ms();
+        let state = match self.log.load(group_id) {
+            Some(image) => GroupState::restore(group_id, &image, self.config, now),
+            None if create => GroupState::new(group_id, self.config, now),
+            None => return Ok(None),
+        };
+        tracing::debug!(group = group_id, epoch, "coordinating group");
+        self.metrics.transition(None, Some(state.phase()));
+        if let Some(deadline) = state.next_deadline() {
+            if self.schedule.lock().schedule(group_id, deadline) {
+                self.wake.notify_one();
+            }
         }
-        let state = GroupState::new(group_id, self.config, self.clock.now_ms());
-        self.metrics.transition(None, Some(GroupPhase::Empty));
         let slot = Arc::new(Mutex::new(Slot {
             state,
             waiters: HashMap::new(),
+            epoch,
         }));
         groups.insert(group_id.to_owned(), slot.clone());
-        Some(slot)
+        Ok(Some(slot))
+    }
+
+    /// Forgets a group this gateway no longer coordinates; its pending JoinGroup/SyncGroup
+    /// callers are answered by their dropped senders (COORDINATOR_NOT_AVAILABLE).
+    pub(super) fn evict(&self, group_id: &str) {
+        let old = self.groups.lock().remove(group_id);
+        self.release(old);
+    }
+
+    fn release(&self, old: Option<SlotRef>) {
+        if let Some(old) = old {
+            let phase = old.lock().state.phase();
+            let live = (phase != GroupPhase::Dead).then_some(phase);
+            self.metrics.transition(live, None);
+            tracing::info!(
+                group = old.lock().state.group_id(),
+                "no longer coordinating group"
+            );
+        }
     }
 
     pub(super) fn slots(&self) -> Vec<SlotRef> {
@@ -119,7 +170,8 @@ impl Inner {
                 .rebalances_ms
                 .iter()
                 .for_each(|ms| self.metrics.rebalance(*ms));
-            let ack = (!effects.records.is_empty()).then(|| self.store.submit(effects.records));
+            let ack =
+                (!effects.records.is_empty()).then(|| self.log.submit(group_id, s.epoch, effects.records));
             let deliveries: Vec<(Waiter, Completion)> = effects
                 .completions
                 .into_iter()
@@ -144,10 +196,15 @@ impl Inner {
         for (waiter, completion) in deliveries {
             deliver(waiter, completion, stored.is_ok());
         }
-        if dead {
+        let fenced = matches!(stored, Err(StoreError::Fenced));
+        if dead || fenced {
             let mut groups = self.groups.lock();
             if groups.get(group_id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
-                groups.remove(group_id);
+                let old = groups.remove(group_id);
+                drop(groups);
+                if fenced {
+                    self.release(old);
+                }
             }
         }
         stored.map(|()| out)
@@ -201,7 +258,7 @@ pub(super) async fn run_timer(inner: Weak<Inner>, wake: Arc<Notify>, shutdown: C
         let now = strong.clock.now_ms();
         let due = strong.schedule.lock().pop_due(now);
         for id in due {
-            if let Some(slot) = strong.slot(&id, false) {
+            if let Ok(Some(slot)) = strong.slot(&id, false).await {
                 if let Err(e) = strong.apply(&id, &slot, |s, now| s.state.tick(now)).await {
                     tracing::warn!(group = %id, error = %e, "group timeout handling failed to persist");
                 }

@@ -63,6 +63,23 @@ pub enum StoreError {
     /// The writer has stopped (after an unrecoverable write failure, or at shutdown).
     #[error("group store writer is closed")]
     Closed,
+    /// This gateway no longer coordinates the group: another node owns it under a newer epoch.
+    #[error("group ownership moved to another gateway")]
+    Fenced,
+    /// The replicated log could not commit the records (no leader reachable in time).
+    #[error("cluster write failed: {0}")]
+    Cluster(String),
+}
+
+impl StoreError {
+    /// The Kafka error a group request failing with this error is answered with: clients
+    /// re-discover the coordinator on both.
+    pub fn response_error(&self) -> kafka_protocol::ResponseError {
+        match self {
+            StoreError::Fenced => kafka_protocol::ResponseError::NotCoordinator,
+            _ => kafka_protocol::ResponseError::CoordinatorNotAvailable,
+        }
+    }
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {

@@ -54,7 +54,8 @@ async fn create_one(
     topic: CreatableTopic,
     validate_only: bool,
 ) -> Result<TopicMeta, Failure> {
-    crate::storage::validate_topic_name(name).map_err(|e| (ResponseError::InvalidTopicException, e.to_string()))?;
+    crate::storage::validate_topic_name(name)
+        .map_err(|e| (ResponseError::InvalidTopicException, e.to_string()))?;
     if !topic.assignments.is_empty() {
         return Err((
             ResponseError::InvalidRequest,

@@ -24,7 +24,9 @@ fn range(key: ApiKey) -> std::ops::RangeInclusive<i16> {
 }
 
 fn header(key: ApiKey, v: i16) -> RequestHeader {
-    RequestHeader::default().with_request_api_key(key as i16).with_request_api_version(v)
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(v)
 }
 
 fn name(s: &str) -> TopicName {
@@ -32,14 +34,22 @@ fn name(s: &str) -> TopicName {
 }
 
 fn produce_req(topic: &str, id: uuid::Uuid, records: Bytes, acks: i16) -> ProduceRequest {
-    ProduceRequest::default().with_acks(acks).with_timeout_ms(1000).with_topic_data(vec![TopicProduceData::default()
-        .with_name(name(topic))
-        .with_topic_id(id)
-        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])])
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_topic_id(id)
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])])
 }
 
 async fn run(ctx: &Context, key: ApiKey, v: i16, body: RequestKind) -> ResponseKind {
-    let reply = dispatch(ctx, &header(key, v), &super::test_support::client(), body).await.unwrap().unwrap();
+    let reply = dispatch(ctx, &header(key, v), &super::test_support::client(), body)
+        .await
+        .unwrap()
+        .unwrap();
     encode_response(key, v, 1, &reply).unwrap_or_else(|e| panic!("{key:?} v{v}: {e}"));
     reply
 }
@@ -48,41 +58,75 @@ async fn run(ctx: &Context, key: ApiKey, v: i16, body: RequestKind) -> ResponseK
 async fn every_version_round_trips_produce_fetch_metadata_list_offsets() {
     let t = context().await;
     let ctx = &t.ctx;
-    let meta = ctx.storage.create_topic("t", 1, TopicConfig::default(), false).await.unwrap();
+    let meta = ctx
+        .storage
+        .create_topic("t", 1, TopicConfig::default(), false)
+        .await
+        .unwrap();
     let mut expected_offset = 0;
     for v in range(ApiKey::Produce) {
         let records = batch(&[b"a", b"b"], 1000 + i64::from(v), -1, -1, -1).freeze();
-        let ResponseKind::Produce(r) = run(ctx, ApiKey::Produce, v, RequestKind::Produce(produce_req("t", meta.id, records, -1))).await
+        let ResponseKind::Produce(r) = run(
+            ctx,
+            ApiKey::Produce,
+            v,
+            RequestKind::Produce(produce_req("t", meta.id, records, -1)),
+        )
+        .await
         else {
             panic!()
         };
         let p = &r.responses[0].partition_responses[0];
-        assert_eq!((p.error_code, p.base_offset), (0, expected_offset), "produce v{v}");
+        assert_eq!(
+            (p.error_code, p.base_offset),
+            (0, expected_offset),
+            "produce v{v}"
+        );
         expected_offset += 2;
     }
     for v in range(ApiKey::Fetch) {
-        let req = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
-            .with_topic(name("t"))
-            .with_topic_id(meta.id)
-            .with_partitions(vec![FetchPartition::default().with_fetch_offset(4).with_partition_max_bytes(1 << 20)])]);
-        let ResponseKind::Fetch(r) = run(ctx, ApiKey::Fetch, v, RequestKind::Fetch(req)).await else { panic!() };
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name("t"))
+                .with_topic_id(meta.id)
+                .with_partitions(vec![FetchPartition::default()
+                    .with_fetch_offset(4)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let ResponseKind::Fetch(r) = run(ctx, ApiKey::Fetch, v, RequestKind::Fetch(req)).await else {
+            panic!()
+        };
         let p = &r.responses[0].partitions[0];
-        assert_eq!((p.error_code, p.high_watermark), (0, expected_offset), "fetch v{v}");
+        assert_eq!(
+            (p.error_code, p.high_watermark),
+            (0, expected_offset),
+            "fetch v{v}"
+        );
         let first = crate::records::BatchHeader::parse(p.records.as_ref().unwrap()).unwrap();
-        assert_eq!(first.base_offset, 4, "fetch v{v} starts at the batch holding offset 4");
+        assert_eq!(
+            first.base_offset, 4,
+            "fetch v{v} starts at the batch holding offset 4"
+        );
     }
     for v in range(ApiKey::Metadata) {
         let topic = MetadataRequestTopic::default().with_name(Some(name("t")));
         let req = MetadataRequest::default().with_topics(Some(vec![topic]));
-        let ResponseKind::Metadata(r) = run(ctx, ApiKey::Metadata, v, RequestKind::Metadata(req)).await else { panic!() };
+        let ResponseKind::Metadata(r) = run(ctx, ApiKey::Metadata, v, RequestKind::Metadata(req)).await
+        else {
+            panic!()
+        };
         assert_eq!(r.topics[0].error_code, 0, "metadata v{v}");
         assert_eq!(r.topics[0].partitions.len(), 1);
     }
     for v in range(ApiKey::ListOffsets) {
         let parts = [-2i64, -1, 1005].map(|ts| ListOffsetsPartition::default().with_timestamp(ts));
-        let req = ListOffsetsRequest::default()
-            .with_topics(vec![ListOffsetsTopic::default().with_name(name("t")).with_partitions(parts.to_vec())]);
-        let ResponseKind::ListOffsets(r) = run(ctx, ApiKey::ListOffsets, v, RequestKind::ListOffsets(req)).await else {
+        let req = ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name("t"))
+            .with_partitions(parts.to_vec())]);
+        let ResponseKind::ListOffsets(r) =
+            run(ctx, ApiKey::ListOffsets, v, RequestKind::ListOffsets(req)).await
+        else {
             panic!()
         };
         let offsets: Vec<i64> = r.topics[0].partitions.iter().map(|p| p.offset).collect();
@@ -94,23 +138,51 @@ async fn every_version_round_trips_produce_fetch_metadata_list_offsets() {
 async fn corrupt_batches_unknown_topics_and_acks_zero() {
     let t = context().await;
     let ctx = &t.ctx;
-    let meta = ctx.storage.create_topic("c", 1, TopicConfig::default(), false).await.unwrap();
+    let meta = ctx
+        .storage
+        .create_topic("c", 1, TopicConfig::default(), false)
+        .await
+        .unwrap();
     let mut bad = batch(&[b"x"], 1, -1, -1, -1);
     let last = bad.len() - 1;
     bad[last] ^= 1;
-    let ResponseKind::Produce(r) =
-        run(ctx, ApiKey::Produce, 9, RequestKind::Produce(produce_req("c", meta.id, bad.freeze(), 1))).await
+    let ResponseKind::Produce(r) = run(
+        ctx,
+        ApiKey::Produce,
+        9,
+        RequestKind::Produce(produce_req("c", meta.id, bad.freeze(), 1)),
+    )
+    .await
     else {
         panic!()
     };
-    assert_eq!(r.responses[0].partition_responses[0].error_code, ResponseError::CorruptMessage.code());
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code,
+        ResponseError::CorruptMessage.code()
+    );
     let ok = batch(&[b"x"], 1, -1, -1, -1).freeze();
-    let ResponseKind::Produce(r) = run(ctx, ApiKey::Produce, 9, RequestKind::Produce(produce_req("nope", uuid::Uuid::nil(), ok.clone(), 1))).await
+    let ResponseKind::Produce(r) = run(
+        ctx,
+        ApiKey::Produce,
+        9,
+        RequestKind::Produce(produce_req("nope", uuid::Uuid::nil(), ok.clone(), 1)),
+    )
+    .await
     else {
         panic!()
     };
-    assert_eq!(r.responses[0].partition_responses[0].error_code, ResponseError::UnknownTopicOrPartition.code());
-    let none = dispatch(ctx, &header(ApiKey::Produce, 9), &super::test_support::client(), RequestKind::Produce(produce_req("c", meta.id, ok, 0))).await.unwrap();
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    let none = dispatch(
+        ctx,
+        &header(ApiKey::Produce, 9),
+        &super::test_support::client(),
+        RequestKind::Produce(produce_req("c", meta.id, ok, 0)),
+    )
+    .await
+    .unwrap();
     assert!(none.is_none(), "acks=0 gets no response");
 }
 
@@ -118,26 +190,55 @@ async fn corrupt_batches_unknown_topics_and_acks_zero() {
 async fn fetch_long_poll_wakes_on_append_and_times_out_without_one() {
     let t = context().await;
     let ctx = std::sync::Arc::new(t.ctx);
-    let meta = ctx.storage.create_topic("w", 1, TopicConfig::default(), false).await.unwrap();
+    let meta = ctx
+        .storage
+        .create_topic("w", 1, TopicConfig::default(), false)
+        .await
+        .unwrap();
     let fetch = |wait_ms: i32| {
-        FetchRequest::default().with_max_wait_ms(wait_ms).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(vec![
-            FetchTopic::default()
-                .with_topic(name("w"))
-                .with_partitions(vec![FetchPartition::default().with_fetch_offset(0).with_partition_max_bytes(1 << 20)]),
-        ])
+        FetchRequest::default()
+            .with_max_wait_ms(wait_ms)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default().with_topic(name("w")).with_partitions(
+                vec![FetchPartition::default()
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)],
+            )])
     };
     // Nothing arrives: the long poll ends empty at its deadline.
-    let ResponseKind::Fetch(r) = run(&ctx, ApiKey::Fetch, 12, RequestKind::Fetch(fetch(50))).await else { panic!() };
+    let ResponseKind::Fetch(r) = run(&ctx, ApiKey::Fetch, 12, RequestKind::Fetch(fetch(50))).await else {
+        panic!()
+    };
     assert!(r.responses[0].partitions[0].records.as_ref().unwrap().is_empty());
     // A long poll of 30 s returns as soon as a produce lands.
     let waiter = {
         let ctx = std::sync::Arc::clone(&ctx);
-        tokio::spawn(async move { dispatch(&ctx, &header(ApiKey::Fetch, 12), &super::test_support::client(), RequestKind::Fetch(fetch(30_000))).await })
+        tokio::spawn(async move {
+            dispatch(
+                &ctx,
+                &header(ApiKey::Fetch, 12),
+                &super::test_support::client(),
+                RequestKind::Fetch(fetch(30_000)),
+            )
+            .await
+        })
     };
     let ok = batch(&[b"late"], 1, -1, -1, -1).freeze();
-    run(&ctx, ApiKey::Produce, 9, RequestKind::Produce(produce_req("w", meta.id, ok, 1))).await;
-    let reply = tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("woken before 10 s").unwrap();
-    let Some(ResponseKind::Fetch(r)) = reply.unwrap() else { panic!() };
+    run(
+        &ctx,
+        ApiKey::Produce,
+        9,
+        RequestKind::Produce(produce_req("w", meta.id, ok, 1)),
+    )
+    .await;
+    let reply = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("woken before 10 s")
+        .unwrap();
+    let Some(ResponseKind::Fetch(r)) = reply.unwrap() else {
+        panic!()
+    };
     assert!(!r.responses[0].partitions[0].records.as_ref().unwrap().is_empty());
 }
 
@@ -145,14 +246,20 @@ async fn fetch_long_poll_wakes_on_append_and_times_out_without_one() {
 async fn metadata_reports_authorized_operations_only_when_asked() {
     let t = context().await;
     let ctx = &t.ctx;
-    ctx.storage.create_topic("ops", 1, TopicConfig::default(), false).await.unwrap();
+    ctx.storage
+        .create_topic("ops", 1, TopicConfig::default(), false)
+        .await
+        .unwrap();
     for v in 8..=13 {
         for asked in [false, true] {
             let req = MetadataRequest::default()
-                .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("ops")))]))
+                .with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(name("ops")))
+                ]))
                 .with_include_topic_authorized_operations(asked)
                 .with_include_cluster_authorized_operations(asked && v <= 10);
-            let ResponseKind::Metadata(r) = run(ctx, ApiKey::Metadata, v, RequestKind::Metadata(req)).await else {
+            let ResponseKind::Metadata(r) = run(ctx, ApiKey::Metadata, v, RequestKind::Metadata(req)).await
+            else {
                 panic!()
             };
             let ops = r.topics[0].topic_authorized_operations;

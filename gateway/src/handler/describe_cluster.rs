@@ -1,6 +1,8 @@
-//! DescribeCluster: this broker, the cluster id, and this broker as the controller.
+//! DescribeCluster: the live members (the same list as Metadata), the cluster id, and the raft
+//! leader as the controller.
 //!
-//! The single broker is never fenced, so `include_fenced_brokers` (v2) changes nothing.
+//! Members that stopped answering are dropped from the list rather than reported fenced, so
+//! `include_fenced_brokers` (v2) changes nothing.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -15,7 +17,6 @@ const ENDPOINT_BROKER: i8 = 1;
 const ENDPOINT_CONTROLLER: i8 = 2;
 
 pub(super) fn handle(ctx: &Context, version: i16, req: DescribeClusterRequest) -> DescribeClusterResponse {
-    let b = &ctx.broker;
     let resp = DescribeClusterResponse::default()
         .with_error_message(None)
         .with_endpoint_type(ENDPOINT_BROKER);
@@ -37,14 +38,21 @@ pub(super) fn handle(ctx: &Context, version: i16, req: DescribeClusterRequest) -
             .with_error_message(Some(StrBytes::from_string(message)));
     }
     let ops = authorized_ops::cluster(req.include_cluster_authorized_operations);
-    resp.with_cluster_id(StrBytes::from_string(b.cluster_id.clone()))
-        .with_controller_id(BrokerId(b.node_id))
+    let brokers = ctx
+        .brokers()
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.node_id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(StrBytes::from_string))
+        })
+        .collect();
+    resp.with_cluster_id(StrBytes::from_string(ctx.cluster_id()))
+        .with_controller_id(BrokerId(ctx.controller_id()))
         .with_cluster_authorized_operations(ops)
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(b.node_id))
-            .with_host(StrBytes::from_string(b.host.clone()))
-            .with_port(b.port)
-            .with_rack(b.rack.clone().map(StrBytes::from_string))])
+        .with_brokers(brokers)
 }
 
 #[cfg(test)]

@@ -11,16 +11,23 @@ use kafka_protocol::ResponseError;
 use super::{authorized_ops, Context};
 use crate::group::GroupDescription;
 
-pub(super) fn handle(ctx: &Context, version: i16, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub(super) async fn handle(
+    ctx: &Context,
+    version: i16,
+    req: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
     let ops = authorized_ops::group(version >= 3 && req.include_authorized_operations);
-    let groups = req
-        .groups
-        .into_iter()
-        .map(|id| match ctx.groups.describe_group(&id.0) {
-            Some(d) => described(version, d).with_authorized_operations(ops),
-            None => unknown(version, id),
-        })
-        .collect();
+    let mut groups = Vec::with_capacity(req.groups.len());
+    for id in req.groups {
+        groups.push(match ctx.groups.describe_group(&id.0).await {
+            Ok(Some(d)) => described(version, d).with_authorized_operations(ops),
+            Ok(None) => unknown(version, id),
+            Err(e) => DescribedGroup::default()
+                .with_group_id(id)
+                .with_error_code(e.code())
+                .with_authorized_operations(authorized_ops::OMITTED),
+        });
+    }
     DescribeGroupsResponse::default().with_groups(groups)
 }
 

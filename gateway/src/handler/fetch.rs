@@ -39,14 +39,26 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: FetchRequest) -> Fe
         } else {
             ctx.storage.describe_topic(&t.topic.0).await.ok().flatten()
         };
-        let missing = if version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
+        let missing = if version >= 13 {
+            ResponseError::UnknownTopicId
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
         let topic_index = topics.len();
-        topics.push(FetchableTopicResponse::default().with_topic(t.topic.clone()).with_topic_id(t.topic_id));
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_topic_id(t.topic_id),
+        );
         for p in &t.partitions {
             let (tp, error) = match &meta {
-                Some(m) if p.partition >= 0 && p.partition < m.partitions => {
-                    (Some(TopicPartition { topic: Arc::clone(&m.name), partition: p.partition }), None)
-                }
+                Some(m) if p.partition >= 0 && p.partition < m.partitions => (
+                    Some(TopicPartition {
+                        topic: Arc::clone(&m.name),
+                        partition: p.partition,
+                    }),
+                    None,
+                ),
                 Some(_) => (None, Some(ResponseError::UnknownTopicOrPartition)),
                 None => (None, Some(missing)),
             };
@@ -60,8 +72,11 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: FetchRequest) -> Fe
             });
         }
     }
-    let mut watches: Vec<watch::Receiver<Offset>> =
-        wanted.iter().filter_map(|w| w.tp.as_ref()).filter_map(|tp| ctx.storage.watch_high_watermark(tp).ok()).collect();
+    let mut watches: Vec<watch::Receiver<Offset>> = wanted
+        .iter()
+        .filter_map(|w| w.tp.as_ref())
+        .filter_map(|tp| ctx.storage.watch_high_watermark(tp).ok())
+        .collect();
     for w in &mut watches {
         w.borrow_and_update();
     }
@@ -80,12 +95,19 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: FetchRequest) -> Fe
 /// Waits until any watched high watermark moves or the deadline passes. Returns false on timeout.
 async fn wait_for_change(watches: &mut [watch::Receiver<Offset>], deadline: Instant) -> bool {
     let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
-    matches!(tokio::time::timeout_at(deadline, changed).await, Ok((Ok(()), _, _)))
+    matches!(
+        tokio::time::timeout_at(deadline, changed).await,
+        Ok((Ok(()), _, _))
+    )
 }
 
 type PartResult = Result<crate::storage::ReadOutcome, StorageError>;
 
-async fn read_all(ctx: &Context, wanted: &[Wanted], max_bytes: usize) -> (Vec<Option<PartResult>>, usize, bool) {
+async fn read_all(
+    ctx: &Context,
+    wanted: &[Wanted],
+    max_bytes: usize,
+) -> (Vec<Option<PartResult>>, usize, bool) {
     let mut out = Vec::with_capacity(wanted.len());
     let mut total = 0usize;
     let mut any_error = false;
@@ -96,7 +118,11 @@ async fn read_all(ctx: &Context, wanted: &[Wanted], max_bytes: usize) -> (Vec<Op
             continue;
         };
         // KIP-74: the first non-empty partition may exceed the response limit by one batch.
-        let budget = if total == 0 { w.max_bytes.min(max_bytes.max(1)) } else { w.max_bytes.min(max_bytes.saturating_sub(total)) };
+        let budget = if total == 0 {
+            w.max_bytes.min(max_bytes.max(1))
+        } else {
+            w.max_bytes.min(max_bytes.saturating_sub(total))
+        };
         if budget == 0 && total > 0 {
             out.push(Some(Ok(empty_outcome(ctx, tp).await)));
             continue;
@@ -113,9 +139,25 @@ async fn read_all(ctx: &Context, wanted: &[Wanted], max_bytes: usize) -> (Vec<Op
 
 async fn empty_outcome(ctx: &Context, tp: &TopicPartition) -> crate::storage::ReadOutcome {
     use crate::storage::OffsetSpec;
-    let hw = ctx.storage.list_offset(tp, OffsetSpec::Latest).await.ok().flatten().map_or(-1, |o| o.offset);
-    let ls = ctx.storage.list_offset(tp, OffsetSpec::Earliest).await.ok().flatten().map_or(-1, |o| o.offset);
-    crate::storage::ReadOutcome { records: bytes::Bytes::new(), high_watermark: hw, log_start_offset: ls }
+    let hw = ctx
+        .storage
+        .list_offset(tp, OffsetSpec::Latest)
+        .await
+        .ok()
+        .flatten()
+        .map_or(-1, |o| o.offset);
+    let ls = ctx
+        .storage
+        .list_offset(tp, OffsetSpec::Earliest)
+        .await
+        .ok()
+        .flatten()
+        .map_or(-1, |o| o.offset);
+    crate::storage::ReadOutcome {
+        records: bytes::Bytes::new(),
+        high_watermark: hw,
+        log_start_offset: ls,
+    }
 }
 
 fn build(
@@ -137,9 +179,18 @@ fn build(
             (None, Some(Ok(o))) => {
                 if let Some(tp) = &w.tp {
                     let label = ctx.metrics.topic_label(&tp.topic);
-                    ctx.metrics.bytes_out.with_label_values(&[label]).inc_by(o.records.len() as u64);
-                    let n: i64 = iter_headers(&o.records).filter_map(Result::ok).map(|(h, _)| i64::from(h.record_count)).sum();
-                    ctx.metrics.fetch_records.with_label_values(&[label]).inc_by(n as u64);
+                    ctx.metrics
+                        .bytes_out
+                        .with_label_values(&[label])
+                        .inc_by(o.records.len() as u64);
+                    let n: i64 = iter_headers(&o.records)
+                        .filter_map(Result::ok)
+                        .map(|(h, _)| i64::from(h.record_count))
+                        .sum();
+                    ctx.metrics
+                        .fetch_records
+                        .with_label_values(&[label])
+                        .inc_by(n as u64);
                 }
                 base.with_high_watermark(o.high_watermark)
                     .with_last_stable_offset(o.high_watermark)
@@ -148,7 +199,11 @@ fn build(
             }
             (None, Some(Err(e))) => {
                 let (hw, ls) = match &e {
-                    StorageError::OffsetOutOfRange { log_start, high_watermark, .. } => (*high_watermark, *log_start),
+                    StorageError::OffsetOutOfRange {
+                        log_start,
+                        high_watermark,
+                        ..
+                    } => (*high_watermark, *log_start),
                     _ => (-1, -1),
                 };
                 base.with_error_code(e.response_error().code())

@@ -1,7 +1,8 @@
 //! FindCoordinator: one key (v0-3) or a batch of keys (v4+).
 //!
-//! This gateway coordinates every group itself, so a group key always resolves to this broker.
-//! Transactions are not supported: transaction keys are refused with
+//! A group key resolves to the group's owner in the cluster (claimed through the raft log on
+//! first lookup); any member answers, and group requests sent to a non-owner are answered
+//! NOT_COORDINATOR, so clients come back here. Transactions are not supported: transaction keys are refused with
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, the refusal Kafka gives a client not allowed to use a
 //! transactional id. Clients treat it as fatal and report it to the application at once, where a
 //! COORDINATOR_* code would make them retry until their transaction timeout; InitProducerId and
@@ -14,6 +15,7 @@ use kafka_protocol::ResponseError;
 use tracing::debug;
 
 use super::Context;
+use crate::cluster::Broker;
 
 /// `CoordinatorType.GROUP`.
 const KEY_TYPE_GROUP: i8 = 0;
@@ -23,15 +25,25 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 const KEY_TYPE_SHARE: i8 = 2;
 
 /// Where a key's coordinator is, or why there is none.
-type Lookup = Result<(), (ResponseError, String)>;
+type Lookup = Result<Broker, (ResponseError, String)>;
 
-fn lookup(key_type: i8, key: &str) -> Lookup {
+async fn lookup(ctx: &Context, key_type: i8, key: &str) -> Lookup {
     match key_type {
         KEY_TYPE_GROUP if key.is_empty() => Err((
             ResponseError::InvalidGroupId,
             "the group id must not be empty".into(),
         )),
-        KEY_TYPE_GROUP => Ok(()),
+        KEY_TYPE_GROUP => {
+            let unavailable = |why: &str| (ResponseError::CoordinatorNotAvailable, why.to_owned());
+            let (owner, _) = ctx
+                .cluster
+                .group_owner(key)
+                .await
+                .map_err(|_| unavailable("the cluster cannot decide the coordinator now"))?;
+            ctx.cluster
+                .broker(owner)
+                .ok_or_else(|| unavailable("the coordinator has no advertised address"))
+        }
         KEY_TYPE_TRANSACTION => Err((
             ResponseError::TransactionalIdAuthorizationFailed,
             "transactions are not supported by this gateway".into(),
@@ -47,43 +59,42 @@ fn lookup(key_type: i8, key: &str) -> Lookup {
     }
 }
 
-pub(super) fn handle(ctx: &Context, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+pub(super) async fn handle(
+    ctx: &Context,
+    version: i16,
+    req: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
     // v0 has no key type: every key is a group.
     let key_type = if version >= 1 {
         req.key_type
     } else {
         KEY_TYPE_GROUP
     };
-    let b = &ctx.broker;
-    let host = StrBytes::from_string(b.host.clone());
     if version >= 4 {
-        let coordinators = req
-            .coordinator_keys
-            .into_iter()
-            .map(|key| {
-                let found = lookup(key_type, &key);
-                let c = Coordinator::default().with_key(key);
-                match found {
-                    Ok(()) => c
-                        .with_node_id(BrokerId(b.node_id))
-                        .with_host(host.clone())
-                        .with_port(b.port),
-                    Err((error, message)) => {
-                        debug!(key = %c.key, key_type, error = ?error, "no coordinator for key");
-                        c.with_node_id(BrokerId(-1))
-                            .with_port(-1)
-                            .with_error_code(error.code())
-                            .with_error_message(Some(StrBytes::from_string(message)))
-                    }
+        let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
+        for key in req.coordinator_keys {
+            let found = lookup(ctx, key_type, &key).await;
+            let c = Coordinator::default().with_key(key);
+            coordinators.push(match found {
+                Ok(b) => c
+                    .with_node_id(BrokerId(b.node_id))
+                    .with_host(StrBytes::from_string(b.host))
+                    .with_port(b.port),
+                Err((error, message)) => {
+                    debug!(key = %c.key, key_type, error = ?error, "no coordinator for key");
+                    c.with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(error.code())
+                        .with_error_message(Some(StrBytes::from_string(message)))
                 }
-            })
-            .collect();
+            });
+        }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match lookup(key_type, &req.key) {
-        Ok(()) => FindCoordinatorResponse::default()
+    match lookup(ctx, key_type, &req.key).await {
+        Ok(b) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(b.node_id))
-            .with_host(host)
+            .with_host(StrBytes::from_string(b.host))
             .with_port(b.port)
             // v1-3 carry a nullable message; "NONE" is what Kafka sends on success.
             .with_error_message((version >= 1).then(|| StrBytes::from_static_str("NONE"))),

@@ -95,7 +95,7 @@ async fn describe_list_delete_and_offset_delete() {
         (r.error_code, codes),
         (0, vec![0, ResponseError::UnknownTopicOrPartition.code()])
     );
-    assert!(ctx.groups.fetch_offsets("idle", None).is_empty());
+    assert!(ctx.groups.fetch_offsets("idle", None).await.unwrap().is_empty());
     let ghost = req.with_group_id(GroupId(s("ghost")));
     let ResponseKind::OffsetDelete(r) =
         run(ctx, ApiKey::OffsetDelete, 0, RequestKind::OffsetDelete(ghost)).await
@@ -195,6 +195,8 @@ async fn deleting_a_topic_removes_its_committed_offsets() {
     let left: Vec<String> = ctx
         .groups
         .fetch_offsets("g", None)
+        .await
+        .unwrap()
         .into_iter()
         .map(|(tp, _)| tp.topic.to_string())
         .collect();

@@ -1,7 +1,5 @@
 //! InitProducerId: producer ids for idempotent producers, with the KIP-360 epoch bump.
 
-use std::sync::Arc;
-
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
 use tracing::{debug, error};
@@ -55,23 +53,16 @@ pub(super) async fn handle(
             .with_producer_id(ProducerId(producer_id))
             .with_producer_epoch(epoch + 1);
     }
-    let ids = Arc::clone(&ctx.producer_ids);
-    // Allocation may write and fsync the block reservation file.
-    let allocated = tokio::task::spawn_blocking(move || ids.next_id()).await;
-    match allocated {
-        Ok(Ok(id)) => {
+    match ctx.producer_ids.next_id().await {
+        Ok(id) => {
             debug!(producer_id = id, "allocated producer id");
             InitProducerIdResponse::default()
                 .with_producer_id(ProducerId(id))
                 .with_producer_epoch(0)
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             error!(error = %e, "producer id allocation failed");
             // Retriable: the client retries InitProducerId instead of failing the producer.
-            failed(ResponseError::CoordinatorNotAvailable)
-        }
-        Err(e) => {
-            error!(error = %e, "producer id allocation task failed");
             failed(ResponseError::CoordinatorNotAvailable)
         }
     }

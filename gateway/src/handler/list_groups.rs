@@ -9,7 +9,7 @@ use super::Context;
 /// The only group type this gateway runs (KIP-848 groups are `consumer`).
 const CLASSIC: &str = "classic";
 
-pub(super) fn handle(ctx: &Context, version: i16, req: ListGroupsRequest) -> ListGroupsResponse {
+pub(super) async fn handle(ctx: &Context, version: i16, req: ListGroupsRequest) -> ListGroupsResponse {
     let strings = |v: Vec<StrBytes>| v.into_iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let states = if version >= 4 {
         strings(req.states_filter)
@@ -24,6 +24,7 @@ pub(super) fn handle(ctx: &Context, version: i16, req: ListGroupsRequest) -> Lis
     let groups = ctx
         .groups
         .list_groups(&states, &types)
+        .await
         .into_iter()
         .map(|g| {
             let listed = ListedGroup::default()

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 
@@ -54,7 +56,10 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: ListOffsetsRequest)
                     continue;
                 }
             };
-            let tp = TopicPartition { topic: Arc::clone(&meta.name), partition: p.partition_index };
+            let tp = TopicPartition {
+                topic: Arc::clone(&meta.name),
+                partition: p.partition_index,
+            };
             let entry = match ctx.storage.list_offset(&tp, spec).await {
                 Ok(Some(found)) => base.with_offset(found.offset).with_timestamp(found.timestamp),
                 Ok(None) => base,
@@ -62,7 +67,11 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: ListOffsetsRequest)
             };
             partitions.push(entry);
         }
-        topics.push(ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions));
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions),
+        );
     }
     ListOffsetsResponse::default().with_topics(topics)
 }

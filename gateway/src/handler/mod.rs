@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 
+use crate::cluster::Coordinator;
 use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
@@ -26,6 +27,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod fetch;
 mod find_coordinator;
 mod heartbeat;
 mod incremental_alter_configs;
@@ -33,13 +35,12 @@ mod init_producer_id;
 mod join_group;
 mod leave_group;
 mod list_groups;
+mod list_offsets;
+mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
-mod fetch;
-mod list_offsets;
-mod metadata;
 mod produce;
 mod sync_group;
 
@@ -54,7 +55,7 @@ pub struct BrokerInfo {
     pub port: i32,
     /// Rack, if configured.
     pub rack: Option<String>,
-    /// Cluster id reported to clients (stable across restarts).
+    /// This node's cluster id, proposed to the cluster at bootstrap (the replicated id wins).
     pub cluster_id: String,
 }
 
@@ -84,6 +85,42 @@ pub struct Context {
     pub producer_ids: Arc<ProducerIdAllocator>,
     /// Consumer groups and committed offsets.
     pub groups: GroupCoordinator,
+    /// The gateway cluster (a one-node cluster when standalone): members, controller, group
+    /// ownership.
+    pub cluster: Coordinator,
+}
+
+impl Context {
+    /// The brokers advertised to clients: the cluster's live members, or this node alone while
+    /// it has not applied a membership yet.
+    pub fn brokers(&self) -> Vec<crate::cluster::Broker> {
+        let brokers = self.cluster.brokers();
+        if brokers.is_empty() {
+            let b = &self.broker;
+            return vec![crate::cluster::Broker {
+                node_id: b.node_id,
+                host: b.host.clone(),
+                port: b.port,
+                rack: b.rack.clone(),
+            }];
+        }
+        brokers
+    }
+
+    /// The controller id reported to clients: the raft leader, else this node.
+    pub fn controller_id(&self) -> i32 {
+        self.cluster
+            .controller()
+            .and_then(|id| i32::try_from(id).ok())
+            .unwrap_or(self.broker.node_id)
+    }
+
+    /// The cluster id reported to clients: the replicated one, else this node's.
+    pub fn cluster_id(&self) -> String {
+        self.cluster
+            .cluster_id()
+            .unwrap_or_else(|| self.broker.cluster_id.clone())
+    }
 }
 
 /// Who sent a request, beyond its header.
@@ -132,27 +169,37 @@ pub async fn dispatch(
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(create_partitions::handle(ctx, v, r).await)
         }
-        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs::handle(ctx, v, r).await),
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(describe_configs::handle(ctx, v, r).await)
+        }
         RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs::handle(ctx, v, r).await),
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(ctx, v, r).await)
         }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(ctx, v, r).await),
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster::handle(ctx, v, r)),
-        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(ctx, v, r).await),
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(ctx, v, r).await)
+        }
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, v, r).await)
         }
-        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator::handle(ctx, v, r)),
-        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(join_group::handle(ctx, header, client, r).await),
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(ctx, v, r).await)
+        }
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(join_group::handle(ctx, header, client, r).await)
+        }
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(ctx, v, r).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(ctx, v, r).await),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(ctx, v, r).await),
         RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit::handle(ctx, v, r).await),
-        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(ctx, v, r)),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(ctx, v, r).await),
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(ctx, v, r).await),
-        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(ctx, v, r)),
-        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(ctx, v, r)),
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(describe_groups::handle(ctx, v, r).await)
+        }
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(ctx, v, r).await),
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(ctx, v, r).await),
         other => return Err(HandlerError::NotDispatched(api_key_of(&other))),
     };
@@ -169,10 +216,31 @@ fn api_key_of(body: &RequestKind) -> ApiKey {
         };
     }
     keys!(
-        Produce, Fetch, ListOffsets, Metadata, CreateTopics, DeleteTopics, DeleteRecords, InitProducerId,
-        OffsetForLeaderEpoch, DescribeConfigs, AlterConfigs, CreatePartitions, IncrementalAlterConfigs,
-        DescribeCluster, OffsetCommit, OffsetFetch, FindCoordinator, JoinGroup, Heartbeat, LeaveGroup,
-        SyncGroup, DescribeGroups, ListGroups, DeleteGroups, OffsetDelete
+        Produce,
+        Fetch,
+        ListOffsets,
+        Metadata,
+        CreateTopics,
+        DeleteTopics,
+        DeleteRecords,
+        InitProducerId,
+        OffsetForLeaderEpoch,
+        DescribeConfigs,
+        AlterConfigs,
+        CreatePartitions,
+        IncrementalAlterConfigs,
+        DescribeCluster,
+        OffsetCommit,
+        OffsetFetch,
+        FindCoordinator,
+        JoinGroup,
+        Heartbeat,
+        LeaveGroup,
+        SyncGroup,
+        DescribeGroups,
+        ListGroups,
+        DeleteGroups,
+        OffsetDelete
     )
 }
 
@@ -181,7 +249,12 @@ pub(crate) async fn topic_by_id(ctx: &Context, id: uuid::Uuid) -> Option<crate::
     if id.is_nil() {
         return None;
     }
-    ctx.storage.list_topics().await.ok()?.into_iter().find(|t| t.id == id)
+    ctx.storage
+        .list_topics()
+        .await
+        .ok()?
+        .into_iter()
+        .find(|t| t.id == id)
 }
 
 #[cfg(test)]
@@ -227,7 +300,9 @@ mod tests {
     async fn every_api_in_the_version_table_is_dispatched() {
         let ctx = test_support::context().await;
         for api in SUPPORTED {
-            let header = RequestHeader::default().with_request_api_key(api.key as i16).with_request_api_version(api.max);
+            let header = RequestHeader::default()
+                .with_request_api_key(api.key as i16)
+                .with_request_api_version(api.max);
             let mut body = default_request(api.key);
             if let RequestKind::Produce(p) = &mut body {
                 p.acks = 1;

@@ -9,7 +9,7 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
-use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
@@ -38,27 +38,11 @@ struct GroupAnswer {
 
 /// Looks up the committed offsets of `topics` (each with its partitions), or of every partition
 /// with a commit when `None`.
-fn fetch_group(ctx: &Context, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> GroupAnswer {
+async fn fetch_group(ctx: &Context, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> GroupAnswer {
     if group_id.is_empty() {
-        // Requested partitions still get entries, so v1 (no group-level error) can carry it.
-        let topics = topics
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(name, parts)| {
-                (
-                    name,
-                    parts
-                        .into_iter()
-                        .map(|p| answer(p, None, Some(ResponseError::InvalidGroupId)))
-                        .collect(),
-                )
-            })
-            .collect();
-        return GroupAnswer {
-            error: Some(ResponseError::InvalidGroupId),
-            topics,
-        };
+        return failed(topics, ResponseError::InvalidGroupId);
     }
+    let requested_topics = topics.clone();
     let requested: Option<Vec<TopicPartition>> = topics.map(|ts| {
         ts.into_iter()
             .flat_map(|(name, parts)| {
@@ -69,7 +53,10 @@ fn fetch_group(ctx: &Context, group_id: &str, topics: Option<Vec<(String, Vec<i3
             })
             .collect()
     });
-    let mut found = ctx.groups.fetch_offsets(group_id, requested.as_deref());
+    let mut found = match ctx.groups.fetch_offsets(group_id, requested.as_deref()).await {
+        Ok(found) => found,
+        Err(e) => return failed(requested_topics, e),
+    };
     if requested.is_none() {
         found.sort_by(|a, b| a.0.cmp(&b.0));
     }
@@ -82,6 +69,25 @@ fn fetch_group(ctx: &Context, group_id: &str, topics: Option<Vec<(String, Vec<i3
         }
     }
     GroupAnswer { error: None, topics }
+}
+
+/// A group-level failure; requested partitions still get entries, so v1 (no group-level
+/// error) can carry it.
+fn failed(topics: Option<Vec<(String, Vec<i32>)>>, error: ResponseError) -> GroupAnswer {
+    let topics = topics
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, parts)| {
+            (
+                name,
+                parts.into_iter().map(|p| answer(p, None, Some(error))).collect(),
+            )
+        })
+        .collect();
+    GroupAnswer {
+        error: Some(error),
+        topics,
+    }
 }
 
 fn answer(
@@ -107,21 +113,24 @@ fn answer(
     }
 }
 
-pub(super) fn handle(ctx: &Context, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
+pub(super) async fn handle(ctx: &Context, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
     let text = |s: String| StrBytes::from_string(s);
     // The leader epoch exists from v5; below it the field keeps its default.
     let epoch = |e: i32| if version >= 5 { e } else { NO_LEADER_EPOCH };
     if version >= 8 {
-        let groups = req
-            .groups
+        let mut answers = Vec::with_capacity(req.groups.len());
+        for g in req.groups {
+            let topics = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                    .collect()
+            });
+            let a = fetch_group(ctx, &g.group_id.0, topics).await;
+            answers.push((g.group_id, a));
+        }
+        let groups = answers
             .into_iter()
-            .map(|g| {
-                let topics = g.topics.map(|ts| {
-                    ts.into_iter()
-                        .map(|t| (t.name.0.to_string(), t.partition_indexes))
-                        .collect()
-                });
-                let a = fetch_group(ctx, &g.group_id.0, topics);
+            .map(|(group_id, a)| {
                 let topics = a
                     .topics
                     .into_iter()
@@ -144,7 +153,7 @@ pub(super) fn handle(ctx: &Context, version: i16, req: OffsetFetchRequest) -> Of
                     })
                     .collect();
                 OffsetFetchResponseGroup::default()
-                    .with_group_id(GroupId(g.group_id.0))
+                    .with_group_id(group_id)
                     .with_error_code(a.error.map_or(0, |e| e.code()))
                     .with_topics(topics)
             })
@@ -156,7 +165,7 @@ pub(super) fn handle(ctx: &Context, version: i16, req: OffsetFetchRequest) -> Of
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    let a = fetch_group(ctx, &req.group_id.0, topics);
+    let a = fetch_group(ctx, &req.group_id.0, topics).await;
     let topics = a
         .topics
         .into_iter()

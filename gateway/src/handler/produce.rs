@@ -27,13 +27,19 @@ struct Item {
 
 pub(super) async fn handle(ctx: &Context, version: i16, req: ProduceRequest) -> Option<ProduceResponse> {
     let acks = req.acks;
-    let durability = if acks == -1 { Durability::Durable } else { Durability::Accepted };
+    let durability = if acks == -1 {
+        Durability::Durable
+    } else {
+        Durability::Accepted
+    };
     let mut topics: Vec<(TopicName, uuid::Uuid, Result<TopicMeta, ResponseError>)> = Vec::new();
     let mut items = Vec::new();
     let mut resolved: HashMap<String, Result<TopicMeta, ResponseError>> = HashMap::new();
     for t in req.topic_data {
         let meta = if version >= 13 {
-            super::topic_by_id(ctx, t.topic_id).await.ok_or(ResponseError::UnknownTopicId)
+            super::topic_by_id(ctx, t.topic_id)
+                .await
+                .ok_or(ResponseError::UnknownTopicId)
         } else {
             let name = t.name.0.to_string();
             match resolved.get(&name) {
@@ -46,9 +52,17 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: ProduceRequest) -> 
             }
         };
         let topic_index = topics.len();
-        topics.push((TopicName(StrBytes::from_string(t.name.0.to_string())), t.topic_id, meta));
+        topics.push((
+            TopicName(StrBytes::from_string(t.name.0.to_string())),
+            t.topic_id,
+            meta,
+        ));
         for p in t.partition_data {
-            items.push(Item { topic_index, partition: p.index, records: p.records });
+            items.push(Item {
+                topic_index,
+                partition: p.index,
+                records: p.records,
+            });
         }
     }
     let transactional = req.transactional_id.is_some();
@@ -59,7 +73,10 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: ProduceRequest) -> 
             let outcome = if invalid_acks {
                 Err((ResponseError::InvalidRequiredAcks, None))
             } else if transactional {
-                Err((ResponseError::TransactionalIdAuthorizationFailed, Some("transactions are not supported".into())))
+                Err((
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    Some("transactions are not supported".into()),
+                ))
             } else {
                 match meta {
                     Ok(meta) => append_partition(ctx, &meta, item.partition, item.records, durability).await,
@@ -117,7 +134,9 @@ async fn append_partition(
     if partition < 0 || partition >= meta.partitions {
         return Err((ResponseError::UnknownTopicOrPartition, None));
     }
-    let records = records.filter(|r| !r.is_empty()).ok_or((ResponseError::InvalidRecord, None))?;
+    let records = records
+        .filter(|r| !r.is_empty())
+        .ok_or((ResponseError::InvalidRecord, None))?;
     let size = records.len();
     // Batches stay views of the received frame: storage rewrites only their headers.
     let batches = split_and_validate(records).map_err(|e| {
@@ -128,20 +147,39 @@ async fn append_partition(
         };
         (code, Some(e.to_string()))
     })?;
-    if batches.iter().any(|(h, _)| h.is_transactional() || h.is_control()) {
-        return Err((ResponseError::TransactionalIdAuthorizationFailed, Some("transactions are not supported".into())));
+    if batches
+        .iter()
+        .any(|(h, _)| h.is_transactional() || h.is_control())
+    {
+        return Err((
+            ResponseError::TransactionalIdAuthorizationFailed,
+            Some("transactions are not supported".into()),
+        ));
     }
-    let tp = TopicPartition { topic: Arc::clone(&meta.name), partition };
+    let tp = TopicPartition {
+        topic: Arc::clone(&meta.name),
+        partition,
+    };
     let mut first: Option<AppendOutcome> = None;
     let mut records_count = 0i64;
     for (header, batch) in batches {
         records_count += i64::from(header.record_count);
-        let outcome = ctx.storage.append(&tp, batch, durability).await.map_err(storage_error)?;
+        let outcome = ctx
+            .storage
+            .append(&tp, batch, durability)
+            .await
+            .map_err(storage_error)?;
         first.get_or_insert(outcome);
     }
     let label = ctx.metrics.topic_label(&meta.name);
-    ctx.metrics.bytes_in.with_label_values(&[label]).inc_by(size as u64);
-    ctx.metrics.produce_records.with_label_values(&[label]).inc_by(records_count as u64);
+    ctx.metrics
+        .bytes_in
+        .with_label_values(&[label])
+        .inc_by(size as u64);
+    ctx.metrics
+        .produce_records
+        .with_label_values(&[label])
+        .inc_by(records_count as u64);
     first.ok_or((ResponseError::InvalidRecord, None))
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{BrokerInfo, Client, Context, HandlerOptions};
+use crate::cluster::ClusterGroupLog;
 use crate::group::{GroupConfig, GroupCoordinator, GroupMetrics};
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
@@ -31,15 +32,19 @@ pub(crate) async fn context() -> TestContext {
     .await
     .expect("open local storage");
     let registry = prometheus::Registry::new();
-    let group_config = GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() };
-    let groups = GroupCoordinator::open(
-        &dir.path().join("groups"),
+    let group_config = GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        ..GroupConfig::default()
+    };
+    let cluster =
+        crate::cluster::test_support::single_node(&dir.path().join("raft"), "127.0.0.1:9092", "test-cluster")
+            .await;
+    let groups = GroupCoordinator::with_log(
+        Arc::new(ClusterGroupLog::new(cluster.clone())),
         group_config,
         GroupMetrics::new(&registry, 100).expect("group metrics"),
         CancellationToken::new(),
-    )
-    .await
-    .expect("open group coordinator");
+    );
     let ctx = Context {
         storage: Arc::new(storage),
         broker: BrokerInfo {
@@ -49,15 +54,22 @@ pub(crate) async fn context() -> TestContext {
             rack: None,
             cluster_id: "test-cluster".into(),
         },
-        options: HandlerOptions { auto_create_topics: true, default_partitions: 1, fetch_max_bytes: 50 << 20 },
+        options: HandlerOptions {
+            auto_create_topics: true,
+            default_partitions: 1,
+            fetch_max_bytes: 50 << 20,
+        },
         metrics: Arc::new(Metrics::new(&registry, 100).expect("metrics")),
-        producer_ids: Arc::new(ProducerIdAllocator::open(dir.path()).expect("producer ids")),
+        producer_ids: Arc::new(ProducerIdAllocator::new(cluster.clone())),
         groups,
+        cluster,
     };
     TestContext { ctx, _dir: dir }
 }
 
 /// The client identity tests send requests as.
 pub(crate) fn client() -> Client {
-    Client { host: "127.0.0.1".into() }
+    Client {
+        host: "127.0.0.1".into(),
+    }
 }

@@ -42,9 +42,15 @@ fn sync_req(member_id: &str, generation: i32, assignments: Vec<(String, Bytes)>)
 }
 
 /// Polls `check` until it holds or 10 s pass.
-async fn eventually(mut check: impl FnMut() -> bool) {
+/// Polls DescribeGroups until the group reaches `state` (10 s deadline).
+async fn eventually_state(coord: &GroupCoordinator, group: &str, state: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !check() {
+    while !coord
+        .describe_group(group)
+        .await
+        .unwrap()
+        .is_some_and(|d| d.state == state)
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "condition not reached in time"
@@ -69,12 +75,7 @@ async fn barrier_sync_commit_and_restart_restore() {
         let (coord, req) = (coord.clone(), join_req(&b, protos.clone()));
         async move { coord.join_group("g", req).await }
     });
-    eventually(|| {
-        coord
-            .describe_group("g")
-            .is_some_and(|d| d.state == "PreparingRebalance")
-    })
-    .await;
+    eventually_state(&coord, "g", "PreparingRebalance").await;
     assert_eq!(
         coord.heartbeat("g", &a, None, 1).await,
         Err(ResponseError::RebalanceInProgress)
@@ -126,15 +127,18 @@ async fn barrier_sync_commit_and_restart_restore() {
         coord.commit_offsets("g", commit).await,
         Ok(vec![(tp.clone(), None)])
     );
-    assert_eq!(coord.list_groups(&["stable".into()], &[]).len(), 1);
-    let before = coord.describe_group("g").unwrap();
+    assert_eq!(coord.list_groups(&["stable".into()], &[]).await.len(), 1);
+    let before = coord.describe_group("g").await.unwrap().unwrap();
     drop(coord);
 
     let (coord, metrics) = open(dir.path()).await;
-    let after = coord.describe_group("g").unwrap();
+    let after = coord.describe_group("g").await.unwrap().unwrap();
     assert_eq!(after, before);
     assert_eq!(metrics.groups_in(GroupPhase::Stable), 1);
-    let fetched = coord.fetch_offsets("g", Some(std::slice::from_ref(&tp)));
+    let fetched = coord
+        .fetch_offsets("g", Some(std::slice::from_ref(&tp)))
+        .await
+        .unwrap();
     let committed = fetched[0].1.clone().unwrap();
     assert_eq!(
         (
@@ -170,7 +174,7 @@ async fn timer_expires_silent_member_and_group_becomes_empty() {
         )
         .await;
     assert_eq!(synced.error, None);
-    eventually(|| coord.describe_group("g").is_some_and(|d| d.state == "Empty")).await;
+    eventually_state(&coord, "g", "Empty").await;
     assert_eq!(
         coord.heartbeat("g", &id, None, joined.generation_id).await,
         Err(ResponseError::UnknownMemberId)
@@ -185,7 +189,7 @@ async fn timer_expires_silent_member_and_group_becomes_empty() {
             ("nope".into(), Some(ResponseError::GroupIdNotFound))
         ]
     );
-    assert!(coord.describe_group("g").is_none());
+    assert!(coord.describe_group("g").await.unwrap().is_none());
     assert_eq!(metrics.groups_in(GroupPhase::Empty), 0);
 }
 

@@ -1,0 +1,165 @@
+//! What the Kafka handlers read from the cluster: the live brokers and their addresses, the
+//! controller, the cluster id, partition leaders spread over members, and whether this node may
+//! act as a group coordinator right now.
+//!
+//! Invariants:
+//! - Every answer comes from this node's applied state, so all members that applied the same
+//!   log answer the same (Metadata agrees across replicas).
+//! - A node acts as coordinator only while it is in contact with a quorum: a follower within
+//!   the lease of the leader's last AppendEntries, a leader while a majority of voters answered
+//!   within the lease. The lease is half the time after which the leader moves a silent member's
+//!   groups, so a cut-off owner stops before its groups are handed to another node.
+
+use std::time::Instant;
+
+use openraft::ServerState;
+
+use super::{Coordinator, NodeId};
+
+/// A member as advertised to Kafka clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broker {
+    /// Node id (the raft id).
+    pub node_id: i32,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
+    /// Rack, if configured.
+    pub rack: Option<String>,
+}
+
+/// Splits an advertised `host:port` (IPv6 hosts may be bracketed).
+pub fn split_host_port(addr: &str) -> Option<(String, i32)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host.trim_matches(['[', ']']);
+    (!host.is_empty()).then(|| (host.to_owned(), i32::from(port)))
+}
+
+/// The leader advertised for `partition` of `topic` among `brokers` (sorted ids): topics start
+/// at a hashed offset so small topics do not all land on the lowest id, and consecutive
+/// partitions go to consecutive brokers. Any broker can serve any partition; this only spreads
+/// client load.
+pub fn partition_leader(topic: &str, partition: i32, brokers: &[i32]) -> Option<i32> {
+    if brokers.is_empty() {
+        return None;
+    }
+    let mut h: u32 = 0x811c_9dc5;
+    for b in topic.as_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let n = brokers.len() as u64;
+    let slot = (u64::from(h) + u64::from(partition.unsigned_abs())) % n;
+    brokers.get(slot as usize).copied()
+}
+
+impl Coordinator {
+    /// Live members as Kafka brokers, sorted by id. Empty until this node applied a membership.
+    pub fn brokers(&self) -> Vec<Broker> {
+        let applied = self.inner.applied.read();
+        applied
+            .state
+            .members
+            .iter()
+            .filter(|(_, m)| m.live)
+            .filter_map(|(id, m)| broker(*id, &m.node))
+            .collect()
+    }
+
+    /// The broker with `node_id`, live or not, if it is a member.
+    pub fn broker(&self, node_id: NodeId) -> Option<Broker> {
+        let applied = self.inner.applied.read();
+        let m = applied.state.members.get(&node_id)?;
+        broker(node_id, &m.node)
+    }
+
+    /// The raft leader, reported to clients as the controller.
+    pub fn controller(&self) -> Option<NodeId> {
+        self.inner.raft.metrics().borrow().current_leader
+    }
+
+    /// The replicated cluster id, once set.
+    pub fn cluster_id(&self) -> Option<String> {
+        let id = self.inner.applied.read().state.cluster_id.clone();
+        (!id.is_empty()).then_some(id)
+    }
+
+    /// True while this node is in contact with a quorum (see the module invariants).
+    pub fn in_quorum(&self) -> bool {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let now = Instant::now();
+        let fresh = |t: Option<Instant>| t.is_some_and(|t| now.duration_since(t) < self.inner.lease);
+        match m.state {
+            ServerState::Leader => {
+                let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+                let reached = voters
+                    .iter()
+                    .filter(|v| **v == self.inner.node_id || fresh(self.inner.network.last_contact(**v)))
+                    .count();
+                reached * 2 > voters.len()
+            }
+            ServerState::Follower | ServerState::Learner => {
+                m.current_leader.is_some() && fresh(*self.inner.leader_contact.lock())
+            }
+            ServerState::Candidate | ServerState::Shutdown => false,
+        }
+    }
+
+    /// True once this node is a member of an initialized cluster and has applied the log up
+    /// to the entry that made it one.
+    pub fn joined(&self) -> bool {
+        let applied = self.inner.applied.read();
+        applied.state.members.contains_key(&self.inner.node_id)
+    }
+}
+
+fn broker(id: NodeId, node: &super::ClusterNode) -> Option<Broker> {
+    let (host, port) = split_host_port(&node.kafka_addr)?;
+    Some(Broker {
+        node_id: i32::try_from(id).ok()?,
+        host,
+        port,
+        rack: node.rack.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaders_spread_over_all_brokers_deterministically() {
+        let brokers = [0, 1, 2];
+        let leaders: Vec<i32> = (0..6)
+            .map(|p| partition_leader("orders", p, &brokers).unwrap())
+            .collect();
+        for b in brokers {
+            assert_eq!(leaders.iter().filter(|l| **l == b).count(), 2, "{leaders:?}");
+        }
+        assert_eq!(
+            leaders,
+            (0..6)
+                .map(|p| partition_leader("orders", p, &brokers).unwrap())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(partition_leader("t", 0, &[]), None);
+        assert_eq!(partition_leader("t", 5, &[7]), Some(7));
+    }
+
+    #[test]
+    fn advertised_addresses_split() {
+        assert_eq!(
+            split_host_port("127.0.0.2:9092"),
+            Some(("127.0.0.2".into(), 9092))
+        );
+        assert_eq!(split_host_port("[::1]:9092"), Some(("::1".into(), 9092)));
+        assert_eq!(
+            split_host_port("kgw-0.kgw:9092"),
+            Some(("kgw-0.kgw".into(), 9092))
+        );
+        assert_eq!(split_host_port("nohost"), None);
+        assert_eq!(split_host_port(":9092"), None);
+    }
+}
