@@ -117,6 +117,13 @@ impl Gateway {
             .context("create gateway temp dir")?;
         std::fs::create_dir_all(dir.path().join("data")).context("create data dir")?;
         let ip = opts.bind_ip.unwrap_or(Ipv4Addr::LOCALHOST);
+        // Every gateway is a raft member; a test that does not choose the peer port gets a free
+        // one (kept across restarts like the other addresses).
+        let mut opts = opts;
+        if !opts.extra_args.iter().any(|a| a == "--cluster-listen") {
+            let cluster = free_addr_on(ip)?.to_string();
+            opts = opts.arg("--cluster-listen", &cluster);
+        }
         let mut gateway = Self {
             name: name.to_owned(),
             opts,
