@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::client::{smq_topic, SmqClient};
 use super::error::{SmqError, SmqErrorKind, SmqResult};
@@ -35,6 +35,10 @@ pub struct Fetched {
     pub high_watermark: i64,
     /// The broker's log start.
     pub log_start: i64,
+    /// The offset after the last message as the broker numbers it. When it is not
+    /// `start + messages.len()`, the broker served messages from another position (a
+    /// restarted broker reads in-memory data for flushed offsets it cannot locate).
+    pub next_offset: i64,
 }
 
 impl SmqClient {
@@ -80,10 +84,30 @@ impl SmqClient {
                     kind,
                 });
             }
+            let served = i64::try_from(r.messages.len()).unwrap_or(i64::MAX);
+            if served > 0 && r.next_offset != offset.saturating_add(served) {
+                // A restarted broker that cannot locate flushed offsets serves newer in-memory
+                // messages for older offsets. Numbering them from `offset` would misplace them.
+                warn!(
+                    topic = name,
+                    partition = index,
+                    offset,
+                    served,
+                    next_offset = r.next_offset,
+                    "FetchMessage served messages from another position; discarding them"
+                );
+                return Ok(Fetched {
+                    messages: Vec::new(),
+                    high_watermark: r.high_water_mark,
+                    log_start: r.log_start_offset,
+                    next_offset: offset,
+                });
+            }
             Ok(Fetched {
                 messages: r.messages,
                 high_watermark: r.high_water_mark,
                 log_start: r.log_start_offset,
+                next_offset: r.next_offset,
             })
         })
         .await

@@ -27,6 +27,7 @@ use crate::storage::{Result, StorageError, TopicMeta, TopicPartition};
 pub mod batch_codec;
 pub mod client;
 pub mod discovery;
+pub mod durability;
 pub mod envelope;
 pub mod error;
 pub mod fetch;

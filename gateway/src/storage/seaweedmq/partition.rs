@@ -30,6 +30,8 @@ pub struct AppendState {
     pub publisher: Option<Publisher>,
     /// Idempotent-producer table; `None` until first needed (then rebuilt from envelopes).
     pub producers: Option<ProducerStateTable>,
+    /// The broker's high watermark when the open stream started: no ack may be below it.
+    pub floor: Offset,
 }
 
 /// One Kafka partition on SMQ.
@@ -40,6 +42,9 @@ pub struct PartitionState {
     /// High watermark as last seen (own acks, fetches, range info).
     pub hw: watch::Sender<Offset>,
     poller: AtomicBool,
+    /// The next offset not known to be durable (the broker's checkpoint plus one).
+    pub durable: watch::Sender<Offset>,
+    pub(super) durable_poller: AtomicBool,
 }
 
 impl Default for PartitionState {
@@ -48,6 +53,8 @@ impl Default for PartitionState {
             append: Mutex::new(AppendState::default()),
             hw: watch::channel(0).0,
             poller: AtomicBool::new(false),
+            durable: watch::channel(0).0,
+            durable_poller: AtomicBool::new(false),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::batch_codec::{decode_batch, encode_batch};
 use super::error::SmqErrorKind;
@@ -21,6 +21,10 @@ use crate::storage::{
     AppendOutcome, Durability, Offset, OffsetAndTimestamp, OffsetSpec, ReadOutcome, Result, Storage,
     StorageError, TimestampType, TopicConfig, TopicMeta, TopicPartition,
 };
+
+/// How long an acks=all append waits for the broker to flush it (`-logFlushInterval`, 5 s by
+/// default, bounds the usual wait).
+const DURABLE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(25);
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -110,7 +114,12 @@ impl Inner {
         Ok((records, start, hw))
     }
 
-    async fn append_batch(&self, tp: &TopicPartition, batch: Bytes) -> Result<AppendOutcome> {
+    async fn append_batch(
+        &self,
+        tp: &TopicPartition,
+        batch: Bytes,
+        durability: Durability,
+    ) -> Result<AppendOutcome> {
         let name = tp.to_string();
         let info = self.partition_of(tp).await?;
         let max = usize::try_from(info.meta.config.max_message_bytes).unwrap_or(0);
@@ -145,18 +154,42 @@ impl Inner {
             debug!(partition = %name, producers = table.len(), from, to = hw, "rebuilt producer state from envelopes");
             guard.producers = Some(table);
         }
-        if let Some(table) = guard.producers.as_ref() {
-            if let SequenceCheck::Duplicate { base_offset } = table.check(&header)? {
-                return Ok(AppendOutcome {
-                    base_offset,
-                    log_append_time_ms: if log_append { append_time } else { -1 },
-                    log_start_offset: info.doc.log_start(tp.partition),
-                    duplicate: true,
-                });
+        let check = guard.producers.as_ref().map(|t| t.check(&header)).transpose()?;
+        if let Some(SequenceCheck::Duplicate { base_offset }) = check {
+            drop(guard);
+            if durability == Durability::Durable {
+                // The original may have been answered with an error before it was flushed.
+                let end = base_offset + i64::from(header.record_count);
+                state
+                    .wait_durable(&self.client, tp, end, DURABLE_DEADLINE)
+                    .await
+                    .map_err(|e| e.into_storage(&name))?;
             }
+            return Ok(AppendOutcome {
+                base_offset,
+                log_append_time_ms: if log_append { append_time } else { -1 },
+                log_start_offset: info.doc.log_start(tp.partition),
+                duplicate: true,
+            });
         }
         if guard.publisher.as_ref().is_none_or(Publisher::is_closed) {
             guard.publisher = None;
+            // A restarted broker continues offsets after its last flush checkpoint: anything
+            // acknowledged after that is gone, and its offsets would be handed out again.
+            let broker_hw = self
+                .client
+                .range_info(&tp.topic, tp.partition)
+                .await
+                .map_err(|e| e.into_storage(&name))?
+                .high_watermark;
+            let known = *state.hw.borrow();
+            if broker_hw < known {
+                error!(partition = %name, broker_high_watermark = broker_hw, acknowledged_high_watermark = known, "the broker lost acknowledged messages (not flushed before it restarted); refusing appends that would reuse their offsets");
+                return Err(io(format!(
+                    "{name}: the broker's high watermark {broker_hw} is below the acknowledged {known}; appending would reuse offsets"
+                )));
+            }
+            guard.floor = broker_hw;
             let channels = self.client.discovery().channels();
             let publisher = self
                 .client
@@ -170,6 +203,7 @@ impl Inner {
         let Some(publisher) = guard.publisher.as_ref() else {
             return Err(io("publish stream unavailable"));
         };
+        let floor = guard.floor;
         let pending = publisher
             .submit(messages)
             .await
@@ -181,8 +215,10 @@ impl Inner {
                 .await
                 .map_err(|_| io("publish stream dropped"))?
                 .map_err(|e| e.into_storage(&name))?;
-            if let Some(table) = guard.producers.as_mut() {
-                table.record(&header, acked.base_offset);
+            if acked.base_offset >= floor {
+                if let Some(table) = guard.producers.as_mut() {
+                    table.record(&header, acked.base_offset);
+                }
             }
             drop(guard);
             acked
@@ -193,10 +229,26 @@ impl Inner {
                 .map_err(|_| io("publish stream dropped"))?
                 .map_err(|e| e.into_storage(&name))?
         };
+        if acked.base_offset < floor {
+            // The broker's offset counter went backwards while this stream was open: the
+            // messages now sit at offsets that belong to earlier records. Never acknowledge them.
+            state.append.lock().await.publisher = None;
+            error!(partition = %name, base = acked.base_offset, expected_at_least = floor, "the broker assigned offsets below its high watermark; the batch is not acknowledged");
+            return Err(io(format!(
+                "{name}: the broker assigned offset {} below its high watermark {floor}",
+                acked.base_offset
+            )));
+        }
+        state.advance(acked.last_offset + 1);
+        if durability == Durability::Durable {
+            state
+                .wait_durable(&self.client, tp, acked.last_offset + 1, DURABLE_DEADLINE)
+                .await
+                .map_err(|e| e.into_storage(&name))?;
+        }
         if !acked.contiguous {
             warn!(partition = %name, base = acked.base_offset, last = acked.last_offset, "another publisher interleaved with this batch; its offsets are not contiguous");
         }
-        state.advance(acked.last_offset + 1);
         Ok(AppendOutcome {
             base_offset: acked.base_offset,
             log_append_time_ms: if log_append { append_time } else { -1 },
@@ -389,9 +441,9 @@ impl Storage for SeaweedStorage {
         &self,
         tp: &TopicPartition,
         batch: Bytes,
-        _durability: Durability,
+        durability: Durability,
     ) -> Result<AppendOutcome> {
-        self.inner.append_batch(tp, batch).await
+        self.inner.append_batch(tp, batch, durability).await
     }
 
     async fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> Result<ReadOutcome> {

@@ -155,6 +155,8 @@ impl WeedCluster {
             format!("-port={}", self.broker_port),
             format!("-master={}", self.master),
             "-ip=127.0.0.1".into(),
+            // acks=all appends wait for the flush checkpoint (see `durability`).
+            "-logFlushInterval=1".into(),
         ];
         self.broker = Some(spawn(&weed, &args, &self.dir.path().join("broker.log"))?);
         Ok(())

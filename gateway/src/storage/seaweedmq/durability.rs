@@ -1,0 +1,184 @@
+//! When is an acknowledged SMQ message durable?
+//!
+//! A `PublishMessage` ack only means the message is in the broker's in-memory log buffer. The
+//! buffer reaches the filer every `-logFlushInterval` seconds (default 5), and with each flush
+//! the broker writes the partition's last flushed offset to `checkpoint.offset` in the partition
+//! directory. On a restart the broker continues offsets after that checkpoint; everything
+//! acknowledged after it is gone, and offsets restart below what was acknowledged (SeaweedMQ
+//! 4.48, observed on a real broker). A message is therefore durable once the checkpoint has
+//! reached its offset, and appends with [`Durability::Durable`](crate::storage::Durability)
+//! (acks=all) are answered only then.
+//!
+//! One poller per partition reads the checkpoint while appends wait for it and publishes it on
+//! the partition's `durable` watch (the next offset not known to be durable).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::debug;
+
+use super::client::{SmqClient, TOPICS_DIR};
+use super::error::{SmqError, SmqResult};
+use super::partition::PartitionState;
+use super::pb::filer_pb::LookupDirectoryEntryRequest;
+use super::pb::schema_pb::Partition;
+use crate::storage::{Offset, TopicPartition};
+
+/// The broker's checkpoint file in each partition directory.
+const CHECKPOINT_FILE: &str = "checkpoint.offset";
+/// How often a waited-on checkpoint is read.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The filer directory of an SMQ partition: `/topics/kafka/<topic>/vYYYY-MM-DD-HH-MM-SS/RRRR-SSSS`
+/// (the generation's time in UTC, then the ring range), as the broker names it.
+pub fn partition_dir(topic: &str, p: &Partition) -> String {
+    let secs = p.unix_time_ns.div_euclid(1_000_000_000);
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{TOPICS_DIR}/{topic}/v{y:04}-{mo:02}-{d:02}-{:02}-{:02}-{:02}/{:04}-{:04}",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60,
+        p.range_start,
+        p.range_stop
+    )
+}
+
+impl SmqClient {
+    /// The last offset the broker checkpointed for Kafka partition `index` (-1 when none).
+    ///
+    /// # Errors
+    /// [`SmqError`] when the layout or the filer cannot be read, or the file is malformed.
+    pub async fn checkpoint(&self, name: &str, index: i32) -> SmqResult<Offset> {
+        let layout = self.layout(name, false).await?;
+        let Some((partition, _)) = layout.get(index) else {
+            return Err(SmqError::Protocol(format!(
+                "topic {name} has no partition {index}"
+            )));
+        };
+        let addr = self.discovery().filer().await?;
+        let mut c = self.discovery().channels().filer(&addr)?;
+        let request = LookupDirectoryEntryRequest {
+            directory: partition_dir(name, partition),
+            name: CHECKPOINT_FILE.to_string(),
+        };
+        let entry = match c.lookup_directory_entry(request).await {
+            Ok(r) => r.into_inner().entry,
+            Err(s) if s.code() == tonic::Code::NotFound || s.message().contains("not found") => None,
+            Err(s) => return Err(SmqError::rpc("LookupDirectoryEntry", &addr, s)),
+        };
+        let Some(entry) = entry else {
+            return Ok(-1);
+        };
+        let bytes: [u8; 8] = entry.content.as_ref().try_into().map_err(|_| {
+            SmqError::Protocol(format!(
+                "{CHECKPOINT_FILE} of {name}-{index} holds {} bytes, not 8",
+                entry.content.len()
+            ))
+        })?;
+        Ok(i64::from_be_bytes(bytes))
+    }
+}
+
+impl PartitionState {
+    /// Raises the known durable offset (the next offset not known to be durable).
+    pub fn advance_durable(&self, next: Offset) {
+        self.durable.send_if_modified(|cur| {
+            if next > *cur {
+                *cur = next;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Waits until every offset below `end` is checkpointed, or `deadline` passes.
+    ///
+    /// # Errors
+    /// [`SmqError::Unavailable`] when the checkpoint does not reach `end` in time.
+    pub async fn wait_durable(
+        self: &Arc<Self>,
+        client: &Arc<SmqClient>,
+        tp: &TopicPartition,
+        end: Offset,
+        deadline: Duration,
+    ) -> SmqResult<()> {
+        let mut rx = self.durable.subscribe();
+        if *rx.borrow_and_update() >= end {
+            return Ok(());
+        }
+        self.ensure_durable_poller(Arc::clone(client), tp.clone());
+        let reached = matches!(
+            tokio::time::timeout(deadline, rx.wait_for(|d| *d >= end)).await,
+            Ok(Ok(_))
+        );
+        match reached {
+            true => Ok(()),
+            false => Err(SmqError::Unavailable(format!(
+                "{tp}: the broker has not flushed offsets below {end} within {deadline:?} (checkpoint at {})",
+                *self.durable.borrow()
+            ))),
+        }
+    }
+
+    /// Starts the checkpoint poller unless one runs; it exits once nobody waits.
+    fn ensure_durable_poller(self: &Arc<Self>, client: Arc<SmqClient>, tp: TopicPartition) {
+        if self.durable_poller.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            while me.durable.receiver_count() > 0 {
+                match client.checkpoint(&tp.topic, tp.partition).await {
+                    Ok(last) => me.advance_durable(last + 1),
+                    Err(e) => debug!(partition = %tp, error = %e, "checkpoint read failed"),
+                }
+                tokio::time::sleep(POLL).await;
+            }
+            me.durable_poller.store(false, Ordering::Release);
+            if me.durable.receiver_count() > 0 {
+                me.ensure_durable_poller(client, tp);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_dirs_are_named_like_the_broker_names_them() {
+        let p = Partition {
+            ring_size: 2520,
+            range_start: 0,
+            range_stop: 1260,
+            // 2026-11-22T07:53:56.123Z
+            unix_time_ns: 1_795_334_036_123_456_789,
+        };
+        assert_eq!(
+            partition_dir("orders", &p),
+            "/topics/kafka/orders/v2026-11-22-07-53-56/0000-1260"
+        );
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+}
