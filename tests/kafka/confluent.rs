@@ -21,6 +21,9 @@ backend_tests!(
     confluent_admin_create_describe_alter_delete,
     confluent_all_codecs_round_trip_byte_for_byte,
     confluent_keys_values_headers_timestamps_offsets_delete_records,
+    #[seaweedmq_ignore = "gateway bug: on SeaweedMQ the idempotent producer (5 in flight) intermittently stalls, \
+        one partition's 1500 records never acknowledged within 30 s; suspected the same Produce reordering \
+        that breaks the kcat and kafka-python SMQ runs"]
     confluent_idempotent_producer_exactly_once_in_order,
 );
 
