@@ -8,6 +8,8 @@ mod error;
 mod limits;
 mod produce;
 mod report;
+mod smq;
+mod smq_cmd;
 
 use std::time::Duration;
 
@@ -36,6 +38,12 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
+    /// Produce and consume directly on SeaweedMQ with the gateway's own SMQ client (the ceiling).
+    SmqDirect(smq_cmd::DirectArgs),
+    /// Create a Kafka topic as SMQ topic `kafka/<name>` (for gateways that cannot create it).
+    SmqCreateTopic(smq_cmd::CreateArgs),
+    /// Print the SeaweedMQ comparison: rows, CPU and ratios to the seed and to the ceiling.
+    SmqReport(smq_cmd::ReportArgs),
     /// Print every row of a results file and the ratio table of two peers.
     Compare {
         /// JSON-lines file written by `run --results-file`.
@@ -92,6 +100,9 @@ struct RunArgs {
     /// Broker process to sample CPU time of (/proc/PID/stat).
     #[arg(long)]
     gateway_pid: Option<u32>,
+    /// Storage backend process (repeatable; their CPU times are summed), e.g. SeaweedMQ's.
+    #[arg(long = "backend-pid")]
+    backend_pids: Vec<u32>,
     /// Peer name printed in the row.
     #[arg(long, default_value = "broker")]
     label: String,
@@ -138,6 +149,15 @@ fn main() -> anyhow::Result<()> {
             println!();
             print!("{}", report::ratio_table(&results, &ours, &baseline));
         }
+        Command::SmqDirect(args) => {
+            let result = smq_cmd::direct(&args)?;
+            println!("{}", result.markdown_row());
+            if let Some(path) = &args.results_file {
+                result.append_to(path)?;
+            }
+        }
+        Command::SmqCreateTopic(args) => smq_cmd::create_topic(&args)?,
+        Command::SmqReport(args) => print!("{}", smq_cmd::report(&args)?),
         Command::Run(args) => {
             let result = run(&args)?;
             println!("{}", result.markdown_row());
@@ -168,8 +188,22 @@ fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
     }
     let cpu = args.gateway_pid.map(ProcessCpu::new).transpose()?;
     let client = ProcessCpu::new(std::process::id())?;
-    let sample = || -> anyhow::Result<(Option<f64>, Option<f64>)> {
-        Ok((cpu.map(|c| c.seconds()).transpose()?, Some(client.seconds()?)))
+    let backend = args
+        .backend_pids
+        .iter()
+        .map(|&pid| ProcessCpu::new(pid))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sample = || -> anyhow::Result<(Option<f64>, Option<f64>, Option<f64>)> {
+        let backend_seconds = if backend.is_empty() {
+            None
+        } else {
+            Some(backend.iter().map(ProcessCpu::seconds).sum::<Result<f64, _>>()?)
+        };
+        Ok((
+            cpu.map(|c| c.seconds()).transpose()?,
+            Some(client.seconds()?),
+            backend_seconds,
+        ))
     };
     let mut result = RunResult {
         scenario: args.scenario.clone().unwrap_or_else(|| default_scenario(args)),
@@ -207,6 +241,7 @@ fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
         result.max_ms = Some(stats.latency_ms(1.0));
         result.cpu_s_per_gb_produce = cpu_per_gb(before.0, after.0, stats.bytes);
         result.client_cpu_s_per_gb_produce = cpu_per_gb(before.1, after.1, stats.bytes);
+        result.backend_cpu_s_per_gb_produce = cpu_per_gb(before.2, after.2, stats.bytes);
         eprintln!(
             "produced {} messages, {} bytes in {secs:.2}s",
             stats.messages, stats.bytes
@@ -230,6 +265,7 @@ fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
         result.consume_msgs_s = Some(stats.messages as f64 / secs);
         result.cpu_s_per_gb_consume = cpu_per_gb(before.0, after.0, stats.bytes);
         result.client_cpu_s_per_gb_consume = cpu_per_gb(before.1, after.1, stats.bytes);
+        result.backend_cpu_s_per_gb_consume = cpu_per_gb(before.2, after.2, stats.bytes);
         eprintln!(
             "consumed {} messages, {} bytes in {secs:.2}s",
             stats.messages, stats.bytes

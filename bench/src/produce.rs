@@ -215,7 +215,7 @@ fn send_one(
 }
 
 /// A deterministic, incompressible-looking payload (xorshift bytes).
-fn payload(size: usize) -> Vec<u8> {
+pub(crate) fn payload(size: usize) -> Vec<u8> {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     (0..size)
         .map(|_| {

@@ -45,6 +45,12 @@ pub struct RunResult {
     /// Bench client (librdkafka) CPU seconds per 10^9 payload bytes consumed.
     #[serde(default)]
     pub client_cpu_s_per_gb_consume: Option<f64>,
+    /// Storage backend (e.g. SeaweedMQ broker and server) CPU seconds per 10^9 bytes produced.
+    #[serde(default)]
+    pub backend_cpu_s_per_gb_produce: Option<f64>,
+    /// Storage backend CPU seconds per 10^9 bytes consumed.
+    #[serde(default)]
+    pub backend_cpu_s_per_gb_consume: Option<f64>,
 }
 
 const COLUMNS: [&str; 16] = [
@@ -72,7 +78,7 @@ pub fn markdown_header() -> String {
     format!("| {} |\n| {} |", COLUMNS.join(" | "), separator.join(" | "))
 }
 
-fn cell(value: Option<f64>) -> String {
+pub(crate) fn cell(value: Option<f64>) -> String {
     match value {
         None => "-".to_string(),
         Some(v) if v >= 1000.0 => format!("{v:.0}"),
@@ -134,7 +140,7 @@ pub fn read_results(path: &str) -> Result<Vec<RunResult>> {
         .collect()
 }
 
-fn ratio(ours: Option<f64>, theirs: Option<f64>) -> String {
+pub(crate) fn ratio(ours: Option<f64>, theirs: Option<f64>) -> String {
     match (ours, theirs) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
         _ => "-".to_string(),

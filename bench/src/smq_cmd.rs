@@ -1,0 +1,275 @@
+//! The SeaweedMQ subcommands: the direct-publish ceiling, topic pre-creation, and the
+//! comparison report (our gateway vs the seed gateway vs the ceiling).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::cpu::ProcessCpu;
+use crate::report::{cell, ratio, read_results, RunResult};
+use crate::{cpu_per_gb, Mode, MB};
+
+/// Arguments of `smq-direct`.
+#[derive(Debug, clap::Args)]
+pub struct DirectArgs {
+    /// SeaweedFS masters, `host:httpPort` (gRPC = +10000), comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    masters: Vec<String>,
+    /// Topic (SMQ namespace `kafka`).
+    #[arg(long)]
+    topic: String,
+    /// Create the topic with this many partitions first.
+    #[arg(long, value_name = "PARTITIONS")]
+    create_topic: Option<i32>,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 1024)]
+    message_size: usize,
+    /// Messages to publish in total.
+    #[arg(long, default_value_t = 100_000)]
+    messages: u64,
+    /// Messages per submitted batch (the gateway submits one Kafka batch at a time).
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Unacknowledged batches per partition.
+    #[arg(long, default_value_t = 8)]
+    in_flight: usize,
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "both")]
+    mode: Mode,
+    /// SeaweedMQ processes to sample CPU time of (repeatable; summed).
+    #[arg(long = "backend-pid")]
+    backend_pids: Vec<u32>,
+    /// Peer name printed in the row.
+    #[arg(long, default_value = "smq-direct")]
+    label: String,
+    /// Scenario name printed in the row.
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Append the result as a JSON line to this file.
+    #[arg(long)]
+    pub results_file: Option<String>,
+}
+
+/// Arguments of `smq-create-topic`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// SeaweedFS masters, `host:httpPort`, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    masters: Vec<String>,
+    /// Topic name (created as `kafka/<name>`).
+    #[arg(long)]
+    topic: String,
+    /// Partition count.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+}
+
+/// Arguments of `smq-report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// JSON-lines file written by `run` and `smq-direct`.
+    #[arg(long)]
+    results_file: String,
+    /// Our gateway's peer label.
+    #[arg(long, default_value = "gateway-smq")]
+    ours: String,
+    /// The seed gateway's peer label.
+    #[arg(long, default_value = "seed-gateway")]
+    seed: String,
+    /// The direct-publish ceiling's peer label.
+    #[arg(long, default_value = "smq-direct")]
+    ceiling: String,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")
+}
+
+/// `smq-create-topic`: configures `kafka/<topic>` on the balancer.
+pub fn create_topic(args: &CreateArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let client = crate::smq::client(&args.masters);
+        crate::smq::create_topic(&client, &args.topic, args.partitions).await
+    })?;
+    eprintln!("created kafka/{} with {} partitions", args.topic, args.partitions);
+    Ok(())
+}
+
+/// `smq-direct`: publishes and/or fetches with the gateway's SMQ client and reports one row.
+pub fn direct(args: &DirectArgs) -> anyhow::Result<RunResult> {
+    let rt = runtime()?;
+    let client = crate::smq::client(&args.masters);
+    if let Some(n) = args.create_topic {
+        rt.block_on(crate::smq::create_topic(&client, &args.topic, n))?;
+    }
+    let me = ProcessCpu::new(std::process::id())?;
+    let backend = args
+        .backend_pids
+        .iter()
+        .map(|&pid| ProcessCpu::new(pid))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sample = || -> anyhow::Result<(Option<f64>, Option<f64>)> {
+        let b = if backend.is_empty() {
+            None
+        } else {
+            Some(backend.iter().map(ProcessCpu::seconds).sum::<Result<f64, _>>()?)
+        };
+        Ok((Some(me.seconds()?), b))
+    };
+    let mut result = RunResult {
+        scenario: args
+            .scenario
+            .clone()
+            .unwrap_or_else(|| format!("{}B-direct", args.message_size)),
+        peer: args.label.clone(),
+        message_size: args.message_size,
+        acks: "all".into(),
+        ..RunResult::default()
+    };
+    let publishers = rt.block_on(crate::smq::open_publishers(&client, &args.topic))?;
+    if args.mode != Mode::Consume {
+        let spec = crate::smq::PublishSpec {
+            message_size: args.message_size,
+            messages: args.messages,
+            batch: args.batch,
+            in_flight: args.in_flight,
+        };
+        let before = sample()?;
+        let stats = rt.block_on(crate::smq::publish(&publishers, &spec))?;
+        let after = sample()?;
+        let secs = stats.elapsed.as_secs_f64();
+        result.produce_mb_s = Some(stats.bytes as f64 / MB / secs);
+        result.produce_msgs_s = Some(stats.messages as f64 / secs);
+        let q = |q: f64| quantile_ms(&stats.batch_latencies_us, q);
+        (result.p50_ms, result.p99_ms, result.max_ms) = (q(0.5), q(0.99), q(1.0));
+        result.client_cpu_s_per_gb_produce = cpu_per_gb(before.0, after.0, stats.bytes);
+        result.backend_cpu_s_per_gb_produce = cpu_per_gb(before.1, after.1, stats.bytes);
+        eprintln!(
+            "published {} messages, {} bytes in {secs:.2}s",
+            stats.messages, stats.bytes
+        );
+    }
+    if args.mode != Mode::Produce {
+        let before = sample()?;
+        let stats = rt.block_on(crate::smq::fetch_all(
+            std::sync::Arc::clone(&client),
+            &args.topic,
+            8 * 1024 * 1024,
+            Duration::from_secs(30),
+        ))?;
+        let after = sample()?;
+        let secs = stats.elapsed.as_secs_f64();
+        result.consume_mb_s = Some(stats.bytes as f64 / MB / secs);
+        result.consume_msgs_s = Some(stats.messages as f64 / secs);
+        result.client_cpu_s_per_gb_consume = cpu_per_gb(before.0, after.0, stats.bytes);
+        result.backend_cpu_s_per_gb_consume = cpu_per_gb(before.1, after.1, stats.bytes);
+        eprintln!(
+            "fetched {} messages, {} bytes in {secs:.2}s ({} subscription fallbacks)",
+            stats.messages, stats.bytes, stats.fallbacks
+        );
+    }
+    // Dropped inside the runtime: the streams' tasks end with it.
+    rt.block_on(async move { drop(publishers) });
+    Ok(result)
+}
+
+fn quantile_ms(sorted_us: &[u32], q: f64) -> Option<f64> {
+    if sorted_us.is_empty() {
+        return None;
+    }
+    let rank = ((sorted_us.len() as f64 * q).ceil() as usize).clamp(1, sorted_us.len());
+    Some(f64::from(sorted_us[rank - 1]) / 1000.0)
+}
+
+const COLUMNS: [&str; 13] = [
+    "scenario",
+    "peer",
+    "msg B",
+    "prod msg/s",
+    "prod MB/s",
+    "cons msg/s",
+    "cons MB/s",
+    "gateway CPU s/GB prod",
+    "SMQ CPU s/GB prod",
+    "client CPU s/GB prod",
+    "gateway CPU s/GB cons",
+    "SMQ CPU s/GB cons",
+    "client CPU s/GB cons",
+];
+
+fn row(r: &RunResult) -> String {
+    let cells = [
+        r.scenario.clone(),
+        r.peer.clone(),
+        r.message_size.to_string(),
+        cell(r.produce_msgs_s),
+        cell(r.produce_mb_s),
+        cell(r.consume_msgs_s),
+        cell(r.consume_mb_s),
+        cell(r.cpu_s_per_gb_produce),
+        cell(r.backend_cpu_s_per_gb_produce),
+        cell(r.client_cpu_s_per_gb_produce),
+        cell(r.cpu_s_per_gb_consume),
+        cell(r.backend_cpu_s_per_gb_consume),
+        cell(r.client_cpu_s_per_gb_consume),
+    ];
+    format!("| {} |", cells.join(" | "))
+}
+
+/// `smq-report`: every row, then per scenario the ratios to the seed and to the ceiling and
+/// whether the targets (produce ≥ 10x the seed, ≥ 80% of the ceiling) are met.
+pub fn report(args: &ReportArgs) -> anyhow::Result<String> {
+    let results = read_results(&args.results_file)?;
+    let mut out = String::new();
+    let separator: Vec<&str> = COLUMNS.iter().map(|_| "---").collect();
+    let _ = writeln!(out, "| {} |\n| {} |", COLUMNS.join(" | "), separator.join(" | "));
+    for r in &results {
+        let _ = writeln!(out, "{}", row(r));
+    }
+    let mut by_size: BTreeMap<usize, [Option<&RunResult>; 3]> = BTreeMap::new();
+    for r in &results {
+        let slot = by_size.entry(r.message_size).or_default();
+        let i = if r.peer == args.ours {
+            0
+        } else if r.peer == args.seed {
+            1
+        } else if r.peer == args.ceiling {
+            2
+        } else {
+            continue;
+        };
+        slot[i] = Some(r);
+    }
+    let (o, s, c) = (&args.ours, &args.seed, &args.ceiling);
+    let _ = writeln!(
+        out,
+        "\n| msg B | prod {o}/{s} (target ≥ 10x) | prod {o}/{c} (target ≥ 0.80x) | cons {o}/{s} | cons {o}/{c} |\n| --- | --- | --- | --- | --- |"
+    );
+    for (size, [ours, seed, ceiling]) in by_size {
+        let Some(ours) = ours else { continue };
+        let get = |r: Option<&RunResult>, f: fn(&RunResult) -> Option<f64>| r.and_then(f);
+        let prod = |r: &RunResult| r.produce_msgs_s;
+        let cons = |r: &RunResult| r.consume_msgs_s;
+        let verdict = |a: Option<f64>, b: Option<f64>, target: f64| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => {
+                let met = if a / b >= target { "met" } else { "missed" };
+                format!("{} ({met})", ratio(Some(a), Some(b)))
+            }
+            _ => "-".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "| {size} | {} | {} | {} | {} |",
+            verdict(prod(ours), get(seed, prod), 10.0),
+            verdict(prod(ours), get(ceiling, prod), 0.8),
+            ratio(cons(ours), get(seed, cons)),
+            ratio(cons(ours), get(ceiling, cons)),
+        );
+    }
+    Ok(out)
+}

