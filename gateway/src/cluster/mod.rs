@@ -88,5 +88,8 @@ impl fmt::Display for ClusterNode {
 pub(crate) mod test_support;
 
 #[cfg(test)]
+mod groups_test;
+
+#[cfg(test)]
 #[path = "cluster_test.rs"]
 mod cluster_test;

@@ -93,7 +93,7 @@ impl ClusterState {
         match command {
             Command::ClaimGroup { group_id } => self.claim(group_id),
             Command::GroupWrite { owner, epoch, record } => {
-                self.group_write(*owner, *epoch, std::slice::from_ref(record))
+                self.group_write(*owner, *epoch, record.group_id(), std::slice::from_ref(record))
             }
             Command::GroupWrites {
                 owner,
@@ -106,7 +106,7 @@ impl ClusterState {
                         reason: "a group write batch mixes groups".into(),
                     };
                 }
-                self.group_write(*owner, *epoch, records)
+                self.group_write(*owner, *epoch, group_id, records)
             }
             Command::SetClusterId { cluster_id } => {
                 if self.cluster_id.is_empty() {
@@ -180,11 +180,14 @@ impl ClusterState {
         CommandResponse::Owner { owner, epoch: 1 }
     }
 
-    fn group_write(&mut self, owner: NodeId, epoch: u64, records: &[GroupRecord]) -> CommandResponse {
-        let Some(first) = records.first() else {
-            return CommandResponse::Written;
-        };
-        let Some(g) = self.groups.get_mut(first.group_id()) else {
+    fn group_write(
+        &mut self,
+        owner: NodeId,
+        epoch: u64,
+        group_id: &str,
+        records: &[GroupRecord],
+    ) -> CommandResponse {
+        let Some(g) = self.groups.get_mut(group_id) else {
             return CommandResponse::Fenced {
                 owner: None,
                 epoch: 0,
