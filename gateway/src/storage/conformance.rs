@@ -99,7 +99,11 @@ pub async fn topic_lifecycle<S: Storage>(s: &S) {
         Err(StorageError::UnknownTopicOrPartition(_))
     ));
     let gone = s
-        .append(&tp("conf-life", 0), plain(&[b"x"], 1).freeze(), Durability::Durable)
+        .append(
+            &tp("conf-life", 0),
+            plain(&[b"x"], 1).freeze(),
+            Durability::Durable,
+        )
         .await;
     assert!(
         matches!(gone, Err(StorageError::UnknownTopicOrPartition(_))),
@@ -121,7 +125,10 @@ pub async fn append_read_round_trip<S: Storage>(s: &S) {
         let mut stored = b.clone();
         records::set_base_offset(&mut stored, next);
         expected.extend_from_slice(&stored);
-        let outcome = s.append(&p, b.freeze(), Durability::Durable).await.expect("append");
+        let outcome = s
+            .append(&p, b.freeze(), Durability::Durable)
+            .await
+            .expect("append");
         assert_eq!(outcome.base_offset, next, "offsets are dense");
         assert!(!outcome.duplicate);
         assert_eq!(outcome.log_append_time_ms, -1);
@@ -255,7 +262,10 @@ pub async fn idempotent_producer<S: Storage>(s: &S) {
     let first = batch(&[b"a", b"b"], 1, 4000, 0, 0);
     assert_eq!(append(s, &p, first.clone()).await, 0);
     assert_eq!(append(s, &p, batch(&[b"c"], 1, 4000, 0, 2)).await, 2);
-    let retry = s.append(&p, first.freeze(), Durability::Durable).await.expect("retry");
+    let retry = s
+        .append(&p, first.freeze(), Durability::Durable)
+        .await
+        .expect("retry");
     assert!(
         retry.duplicate && retry.base_offset == 0,
         "retry is a duplicate of offset 0: {retry:?}"
@@ -352,6 +362,45 @@ pub async fn create_partitions<S: Storage>(s: &S) {
     );
 }
 
+/// A backend that cannot add partitions refuses with [`StorageError::Unsupported`] (Kafka
+/// INVALID_REQUEST with the reason), for validate-only requests too, and leaves the topic as it
+/// was; shrinking and unknown topics get the usual errors.
+pub async fn create_partitions_refused<S: Storage>(s: &S) {
+    create(s, "conf-nogrow", 1, TopicConfig::default()).await;
+    for validate_only in [true, false] {
+        let r = s.create_partitions("conf-nogrow", 3, validate_only).await;
+        match r {
+            Err(e @ StorageError::Unsupported(_)) => assert_eq!(
+                e.response_error(),
+                kafka_protocol::ResponseError::InvalidRequest,
+                "refusal is a non-retriable Kafka error"
+            ),
+            other => panic!("growing (validate_only {validate_only}) must be refused: {other:?}"),
+        }
+    }
+    assert_eq!(
+        s.describe_topic("conf-nogrow")
+            .await
+            .unwrap()
+            .map(|t| t.partitions),
+        Some(1),
+        "a refused grow changes nothing"
+    );
+    assert_eq!(append(s, &tp("conf-nogrow", 0), plain(&[b"x"], 1)).await, 0);
+    for total in [1, 0] {
+        let r = s.create_partitions("conf-nogrow", total, false).await;
+        assert!(
+            matches!(r, Err(StorageError::InvalidPartitions(_))),
+            "grow to {total}: {r:?}"
+        );
+    }
+    let r = s.create_partitions("conf-missing", 2, false).await;
+    assert!(
+        matches!(r, Err(StorageError::UnknownTopicOrPartition(_))),
+        "{r:?}"
+    );
+}
+
 /// Topic config changes are visible to describe and to appends.
 pub async fn alter_config<S: Storage>(s: &S) {
     create(s, "conf-alter", 1, TopicConfig::default()).await;
@@ -374,7 +423,9 @@ pub async fn alter_config<S: Storage>(s: &S) {
         s.describe_topic("conf-alter").await.unwrap().map(|t| t.config),
         Some(small)
     );
-    let big = s.append(&p, plain(&[&[0u8; 200]], 1).freeze(), Durability::Durable).await;
+    let big = s
+        .append(&p, plain(&[&[0u8; 200]], 1).freeze(), Durability::Durable)
+        .await;
     assert!(
         matches!(big, Err(StorageError::BatchTooLarge { max: 100, .. })),
         "{big:?}"
@@ -410,8 +461,29 @@ pub async fn log_append_time<S: Storage>(s: &S) {
     records::split_and_validate(BytesMut::from(&out.records[..]).freeze()).expect("crc still valid");
 }
 
-/// Runs every scenario against one storage instance.
+/// What a backend supports beyond the contract every backend meets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Partitions can be added to an existing topic ([`create_partitions`]); without it the
+    /// backend must refuse clearly ([`create_partitions_refused`]).
+    pub grow_partitions: bool,
+}
+
+impl Capabilities {
+    /// Everything supported.
+    pub const ALL: Self = Self {
+        grow_partitions: true,
+    };
+}
+
+/// Runs every scenario against one storage instance that supports everything.
 pub async fn run_all<S: Storage>(s: &S) {
+    run_with(s, Capabilities::ALL).await;
+}
+
+/// Runs every scenario against one storage instance, the partition-growth one according to
+/// `caps`.
+pub async fn run_with<S: Storage>(s: &S, caps: Capabilities) {
     topic_lifecycle(s).await;
     append_read_round_trip(s).await;
     read_positions_and_limits(s).await;
@@ -419,7 +491,11 @@ pub async fn run_all<S: Storage>(s: &S) {
     delete_records(s).await;
     idempotent_producer(s).await;
     watch_high_watermark(s).await;
-    create_partitions(s).await;
+    if caps.grow_partitions {
+        create_partitions(s).await;
+    } else {
+        create_partitions_refused(s).await;
+    }
     alter_config(s).await;
     log_append_time(s).await;
 }

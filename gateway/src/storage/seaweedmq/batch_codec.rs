@@ -290,55 +290,113 @@ fn decode_record(r: &mut Reader<'_>, base_timestamp: i64) -> Result<Record, Wire
     })
 }
 
+/// The header fields of a batch to encode, besides its base offset and records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchMeta {
+    /// Attributes; the compression bits must be clear (the records are written uncompressed).
+    pub attributes: i16,
+    /// Partition leader epoch field.
+    pub partition_leader_epoch: i32,
+    /// Timestamp the record deltas are relative to.
+    pub base_timestamp: i64,
+    /// Max timestamp field.
+    pub max_timestamp: i64,
+    /// Producer id or -1.
+    pub producer_id: i64,
+    /// Producer epoch or -1.
+    pub producer_epoch: i16,
+    /// Base sequence or -1.
+    pub base_sequence: i32,
+}
+
+impl BatchMeta {
+    /// The header of a batch built from `records` alone: base timestamp of the first record,
+    /// the largest timestamp, no producer, partition leader epoch 0, and the timestamp-type
+    /// attribute when `log_append_time`. `records` must not be empty.
+    pub fn derived(records: &[RecordOut], log_append_time: bool) -> Self {
+        let base_timestamp = records.first().map_or(-1, |r| r.timestamp_ms);
+        Self {
+            attributes: if log_append_time { ATTR_TIMESTAMP_TYPE } else { 0 },
+            partition_leader_epoch: 0,
+            base_timestamp,
+            max_timestamp: records
+                .iter()
+                .map(|r| r.timestamp_ms)
+                .max()
+                .unwrap_or(base_timestamp),
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+        }
+    }
+}
+
 /// Encodes `records` as one uncompressed v2 batch at `base_offset` with a valid CRC32C.
 ///
-/// The base timestamp is the first record's, the max timestamp the largest; producer id, epoch
-/// and base sequence are -1 and the partition leader epoch is 0. With `log_append_time` the
-/// timestamp-type attribute is set (clients then read every record's time from the max
-/// timestamp, so pass the append times as the records' timestamps). Offset deltas are written
-/// as given and the last one sets `last_offset_delta`; callers pass `0..n` for dense offsets.
-/// An empty slice yields an empty byte string, since Kafka batches hold at least one record.
-/// Callers bound the total size (fetch `max_bytes`); the format's length field is an `i32`.
+/// The header comes from [`BatchMeta::derived`]: base timestamp of the first record, max
+/// timestamp the largest; producer id, epoch and base sequence -1 and partition leader epoch 0.
+/// With `log_append_time` the timestamp-type attribute is set (clients then read every record's
+/// time from the max timestamp, so pass the append times as the records' timestamps). Offset
+/// deltas are written as given and the last one sets `last_offset_delta`; callers pass `0..n`
+/// for dense offsets. An empty slice yields an empty byte string, since Kafka batches hold at
+/// least one record. Callers bound the total size (fetch `max_bytes`); the format's length field
+/// is an `i32`.
 pub fn encode_batch(base_offset: i64, records: &[RecordOut], log_append_time: bool) -> Bytes {
-    let Some(first) = records.first() else {
+    if records.is_empty() {
         return Bytes::new();
-    };
-    let base_ts = first.timestamp_ms;
-    let max_ts = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(base_ts);
-    let last_delta = records.last().map_or(0, |r| r.offset_delta);
+    }
+    let meta = BatchMeta::derived(records, log_append_time);
+    let mut b = BytesMut::with_capacity(encoded_batch_len(&meta, records));
+    encode_batch_into(&mut b, base_offset, &meta, records);
+    b.freeze()
+}
+
+/// Bytes [`encode_batch_into`] appends for `records` under `meta`.
+pub fn encoded_batch_len(meta: &BatchMeta, records: &[RecordOut]) -> usize {
+    HEADER_LEN
+        + records
+            .iter()
+            .map(|r| encoded_record_len(r, meta.base_timestamp))
+            .sum::<usize>()
+}
+
+/// Appends one uncompressed v2 batch of `records` (at least one) with the header `meta` and a
+/// valid CRC32C; `last_offset_delta` is the last record's offset delta.
+pub fn encode_batch_into(b: &mut BytesMut, base_offset: i64, meta: &BatchMeta, records: &[RecordOut]) {
+    let start = b.len();
+    let base_ts = meta.base_timestamp;
     let body_len: usize = records.iter().map(|r| encoded_record_len(r, base_ts)).sum();
-    let mut b = BytesMut::with_capacity(HEADER_LEN + body_len);
+    b.reserve(HEADER_LEN + body_len);
     b.put_i64(base_offset);
     b.put_i32((HEADER_LEN - LOG_OVERHEAD + body_len) as i32);
-    b.put_i32(0);
+    b.put_i32(meta.partition_leader_epoch);
     b.put_i8(2);
     b.put_u32(0);
-    b.put_i16(if log_append_time { ATTR_TIMESTAMP_TYPE } else { 0 });
-    b.put_i32(last_delta);
+    b.put_i16(meta.attributes & !0x07);
+    b.put_i32(records.last().map_or(0, |r| r.offset_delta));
     b.put_i64(base_ts);
-    b.put_i64(max_ts);
-    b.put_i64(-1);
-    b.put_i16(-1);
-    b.put_i32(-1);
+    b.put_i64(meta.max_timestamp);
+    b.put_i64(meta.producer_id);
+    b.put_i16(meta.producer_epoch);
+    b.put_i32(meta.base_sequence);
     b.put_i32(records.len() as i32);
     for r in records {
         let inner = record_body_len(r, base_ts);
-        put_varint(&mut b, inner as i64);
+        put_varint(b, inner as i64);
         b.put_i8(0);
-        put_varint(&mut b, r.timestamp_ms.wrapping_sub(base_ts));
-        put_varint(&mut b, i64::from(r.offset_delta));
-        put_nullable_bytes(&mut b, r.key.as_ref());
-        put_nullable_bytes(&mut b, r.value.as_ref());
-        put_varint(&mut b, r.headers.len() as i64);
+        put_varint(b, r.timestamp_ms.wrapping_sub(base_ts));
+        put_varint(b, i64::from(r.offset_delta));
+        put_nullable_bytes(b, r.key.as_ref());
+        put_nullable_bytes(b, r.value.as_ref());
+        put_varint(b, r.headers.len() as i64);
         for (k, v) in &r.headers {
-            put_varint(&mut b, k.len() as i64);
+            put_varint(b, k.len() as i64);
             b.put_slice(k.as_bytes());
-            put_nullable_bytes(&mut b, v.as_ref());
+            put_nullable_bytes(b, v.as_ref());
         }
     }
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    b.freeze()
+    let crc = crc32c::crc32c(&b[start + 21..]);
+    b[start + 17..start + 21].copy_from_slice(&crc.to_be_bytes());
 }
 
 fn nullable_len(b: Option<&Bytes>) -> usize {
@@ -357,7 +415,8 @@ fn record_body_len(r: &Record, base_ts: i64) -> usize {
             .sum::<usize>()
 }
 
-fn encoded_record_len(r: &Record, base_ts: i64) -> usize {
+/// Bytes one record takes in a batch whose base timestamp is `base_ts` (length prefix included).
+pub fn encoded_record_len(r: &Record, base_ts: i64) -> usize {
     let inner = record_body_len(r, base_ts);
     varint_len(inner as i64) + inner
 }

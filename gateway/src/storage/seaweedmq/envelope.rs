@@ -2,14 +2,17 @@
 //!
 //! SMQ's `DataMessage` has proto3 `bytes` key and value (no null), a broker-rewritten `ts_ns`
 //! and no headers, so the gateway stores each record's Kafka view in a small versioned envelope
-//! in the value. `docs/seaweedmq-mapping.md` is the normative description; in short (v1):
+//! in the value. `docs/seaweedmq-mapping.md` is the normative description; in short:
 //!
 //! ```text
 //! 0      magic 0xC1 (never the first byte of UTF-8 text)
-//! 1      version (1)
+//! 1      version (1 or 2)
 //! 2..6   CRC32C, big-endian, over byte 1 and bytes 6..end
 //! 6      flags: bit 0 key present, bit 1 value present, bits 2-7 zero
 //! ...    varlong timestamp_ms, varlong producer_id, varint producer_epoch, varint sequence
+//! ...    v2 only: varint offset_delta, varint last_offset_delta; when offset_delta is 0 the
+//!        batch header: varint attributes, varlong base_timestamp, varlong max_timestamp,
+//!        varint partition_leader_epoch
 //! ...    if key present: uvarint length, key bytes
 //! ...    uvarint header count; per header: uvarint key length, UTF-8 key,
 //!        varint value length (-1 = null), value bytes
@@ -34,8 +37,10 @@ use super::batch_codec::wire::{
 /// First byte of every envelope. 0xC1 never starts valid UTF-8, so text values are never
 /// mistaken for envelopes, and it is not a common protobuf/Avro/Confluent first byte.
 pub const MAGIC: u8 = 0xC1;
-/// The envelope version this code writes and reads.
-pub const VERSION: u8 = 1;
+/// The envelope version this code writes (for records with a [`BatchPosition`]).
+pub const VERSION: u8 = 2;
+/// The first version, without batch positions; still read, and written for records without one.
+pub const VERSION_1: u8 = 1;
 /// Bytes before the flags: magic, version, CRC32C.
 const PREFIX_LEN: usize = 6;
 const FLAG_KEY: u8 = 0x01;
@@ -60,6 +65,46 @@ pub struct Envelope {
     pub producer_epoch: i16,
     /// The record's producer sequence (base sequence plus offset delta), or -1.
     pub sequence: i32,
+    /// Where the record sat in its produced batch (version 2); `None` for version 1 and raw
+    /// values.
+    pub batch: Option<BatchPosition>,
+}
+
+/// A record's place in the Kafka batch it was produced in, so reads rebuild that batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPosition {
+    /// The record's offset delta in its batch.
+    pub offset_delta: i32,
+    /// The batch's last offset delta (record count minus one).
+    pub last_offset_delta: i32,
+    /// The batch header, carried by the first record (offset delta 0) only.
+    pub header: Option<BatchFields>,
+}
+
+/// The batch header fields a rebuilt batch needs besides its records (producer id, epoch and
+/// base sequence come from the first record's own fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchFields {
+    /// Batch attributes as stored: compression bits clear (reads are uncompressed), the
+    /// timestamp-type bit set on LogAppendTime topics.
+    pub attributes: i16,
+    /// The batch's base timestamp.
+    pub base_timestamp: i64,
+    /// The batch's max timestamp (the append time on LogAppendTime topics).
+    pub max_timestamp: i64,
+    /// The partition leader epoch field as produced.
+    pub partition_leader_epoch: i32,
+}
+
+fn batch_len(b: &BatchPosition) -> usize {
+    varint_len(i64::from(b.offset_delta))
+        + varint_len(i64::from(b.last_offset_delta))
+        + b.header.as_ref().map_or(0, |h| {
+            varint_len(i64::from(h.attributes))
+                + varint_len(h.base_timestamp)
+                + varint_len(h.max_timestamp)
+                + varint_len(i64::from(h.partition_leader_epoch))
+        })
 }
 
 /// A value could not be decoded as an envelope.
@@ -130,17 +175,20 @@ pub fn encoded_len(e: &Envelope) -> usize {
         + varint_len(e.producer_id)
         + varint_len(i64::from(e.producer_epoch))
         + varint_len(i64::from(e.sequence))
+        + e.batch.as_ref().map_or(0, batch_len)
         + key
         + uvarint_len(e.headers.len() as u64)
         + headers
         + e.value.as_ref().map_or(0, Bytes::len)
 }
 
-/// Encodes `e` as a version-[`VERSION`] envelope.
+/// Encodes `e`: version [`VERSION`] with its batch position, version [`VERSION_1`] without.
+/// A position whose header presence does not match `offset_delta == 0` is written as given and
+/// read back as malformed, so callers build it with [`BatchPosition::new`].
 pub fn encode(e: &Envelope) -> Bytes {
     let mut b = BytesMut::with_capacity(encoded_len(e));
     b.put_u8(MAGIC);
-    b.put_u8(VERSION);
+    b.put_u8(if e.batch.is_some() { VERSION } else { VERSION_1 });
     b.put_u32(0);
     let mut flags = 0;
     if e.key.is_some() {
@@ -154,6 +202,16 @@ pub fn encode(e: &Envelope) -> Bytes {
     put_varint(&mut b, e.producer_id);
     put_varint(&mut b, i64::from(e.producer_epoch));
     put_varint(&mut b, i64::from(e.sequence));
+    if let Some(p) = &e.batch {
+        put_varint(&mut b, i64::from(p.offset_delta));
+        put_varint(&mut b, i64::from(p.last_offset_delta));
+        if let Some(h) = &p.header {
+            put_varint(&mut b, i64::from(h.attributes));
+            put_varint(&mut b, h.base_timestamp);
+            put_varint(&mut b, h.max_timestamp);
+            put_varint(&mut b, i64::from(h.partition_leader_epoch));
+        }
+    }
     if let Some(k) = &e.key {
         put_uvarint(&mut b, k.len() as u64);
         b.put_slice(k);
@@ -255,13 +313,14 @@ fn raw(key: Option<Bytes>, value: Bytes, timestamp_ms: i64) -> Envelope {
         producer_id: NONE,
         producer_epoch: NONE as i16,
         sequence: NONE as i32,
+        batch: None,
     }
 }
 
 /// Decodes an envelope whose magic and CRC were checked.
 fn decode_body(buf: &Bytes) -> Result<Envelope, EnvelopeError> {
     let version = buf[1];
-    if version != VERSION {
+    if version != VERSION && version != VERSION_1 {
         return Err(EnvelopeError::UnsupportedVersion(version));
     }
     let mut r = Reader::new(buf, PREFIX_LEN, buf.len());
@@ -277,6 +336,11 @@ fn decode_body(buf: &Bytes) -> Result<Envelope, EnvelopeError> {
     let producer_epoch =
         i16::try_from(epoch).map_err(|_| EnvelopeError::Malformed(format!("producer epoch {epoch}")))?;
     let sequence = r.varint()?;
+    let batch = if version == VERSION {
+        Some(batch_position(&mut r)?)
+    } else {
+        None
+    };
     let key = if flags & FLAG_KEY != 0 {
         Some(sized(&mut r)?)
     } else {
@@ -309,6 +373,46 @@ fn decode_body(buf: &Bytes) -> Result<Envelope, EnvelopeError> {
         producer_id,
         producer_epoch,
         sequence,
+        batch,
+    })
+}
+
+impl BatchPosition {
+    /// The position of record `offset_delta` of a batch; the header goes with delta 0 only.
+    pub fn new(offset_delta: i32, last_offset_delta: i32, header: BatchFields) -> Self {
+        Self {
+            offset_delta,
+            last_offset_delta,
+            header: (offset_delta == 0).then_some(header),
+        }
+    }
+}
+
+fn batch_position(r: &mut Reader<'_>) -> Result<BatchPosition, EnvelopeError> {
+    let offset_delta = r.varint()?;
+    let last_offset_delta = r.varint()?;
+    if offset_delta < 0 || offset_delta > last_offset_delta {
+        return Err(EnvelopeError::Malformed(format!(
+            "offset delta {offset_delta} outside 0..={last_offset_delta}"
+        )));
+    }
+    let header = if offset_delta == 0 {
+        let attributes = r.varint()?;
+        let attributes = i16::try_from(attributes)
+            .map_err(|_| EnvelopeError::Malformed(format!("batch attributes {attributes}")))?;
+        Some(BatchFields {
+            attributes,
+            base_timestamp: r.varlong()?,
+            max_timestamp: r.varlong()?,
+            partition_leader_epoch: r.varint()?,
+        })
+    } else {
+        None
+    };
+    Ok(BatchPosition {
+        offset_delta,
+        last_offset_delta,
+        header,
     })
 }
 

@@ -6,8 +6,8 @@
 //! - Each Kafka record is one SMQ message whose value is an [`envelope`] (key, value, headers,
 //!   timestamp, null flags, producer id/epoch/sequence); SMQ's key holds the Kafka key.
 //!   Values that are not envelopes (SMQ-native publishers, the seed gateway) read as raw values.
-//! - Reads rebuild one uncompressed v2 batch per fetch with the real offsets and timestamps
-//!   ([`batch_codec::encode_batch`]); producer batch boundaries are not preserved.
+//! - Reads rebuild the produced batches, uncompressed, from the batch positions the envelopes
+//!   carry ([`rebuild`]); messages without positions are grouped into derived batches.
 //! - SMQ holds the layout and retention (`retention.ms` ↔ `TopicRetention`); the gateway keeps
 //!   the topic id, the full config and DeleteRecords log starts in the filer ([`meta`]).
 //!
@@ -35,6 +35,8 @@ pub mod meta;
 pub mod partition;
 pub mod pb;
 pub mod publish;
+mod read_path;
+pub mod rebuild;
 mod storage_impl;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

@@ -111,8 +111,14 @@ impl PartitionState {
     }
 }
 
-/// The SMQ message of one Kafka record (the key also goes to SMQ's key for SMQ-native readers).
-pub fn message_of(record: &Record, timestamp_ms: i64, header: &BatchHeader) -> DataMessage {
+/// The SMQ message of one Kafka record (the key also goes to SMQ's key for SMQ-native readers),
+/// with its position in the produced batch so reads rebuild that batch.
+pub fn message_of(
+    record: &Record,
+    timestamp_ms: i64,
+    header: &BatchHeader,
+    fields: envelope::BatchFields,
+) -> DataMessage {
     let idempotent = header.is_idempotent() && header.base_sequence >= 0;
     let sequence = if idempotent {
         header.base_sequence.wrapping_add(record.offset_delta)
@@ -132,6 +138,11 @@ pub fn message_of(record: &Record, timestamp_ms: i64, header: &BatchHeader) -> D
         producer_id: if idempotent { header.producer_id } else { -1 },
         producer_epoch: if idempotent { header.producer_epoch } else { -1 },
         sequence,
+        batch: Some(envelope::BatchPosition::new(
+            record.offset_delta,
+            header.last_offset_delta,
+            fields,
+        )),
     };
     DataMessage {
         key: record.key.clone().unwrap_or_default(),
@@ -140,33 +151,11 @@ pub fn message_of(record: &Record, timestamp_ms: i64, header: &BatchHeader) -> D
     }
 }
 
-/// Decodes fetched messages (message `i` at offset `base + i`) into records of one batch.
-///
-/// # Errors
-/// [`envelope::EnvelopeError`] for an envelope this gateway cannot read.
-pub fn records_of(messages: Vec<DataMessage>) -> Result<Vec<Record>, envelope::EnvelopeError> {
-    messages
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let e = envelope::decode_message(m.key, m.value, m.ts_ns)?;
-            Ok(Record {
-                offset_delta: i32::try_from(i).unwrap_or(i32::MAX),
-                timestamp_ms: e.timestamp_ms,
-                key: e.key,
-                value: e.value,
-                headers: e.headers,
-            })
-        })
-        .collect()
-}
-
-/// Rebuilds a producer table from the envelopes of the partition's newest records: consecutive
-/// records of one producer and epoch with consecutive sequences count as one batch.
-///
-/// Gap: batch boundaries are not stored, so adjacent batches of a producer merge, and a retry of
-/// one of them after a gateway restart is answered OUT_OF_ORDER_SEQUENCE instead of as a
-/// duplicate. Producers whose records lie before the scanned window are unknown and accepted
+/// Rebuilds a producer table from the envelopes of the partition's newest records. Version-2
+/// envelopes name their batch exactly. For version 1, consecutive records of one producer and
+/// epoch with consecutive sequences count as one batch, so adjacent version-1 batches of a
+/// producer merge, and a retry of one of them after a gateway restart is answered
+/// OUT_OF_ORDER_SEQUENCE instead of as a duplicate. Producers whose records lie before the scanned window are unknown and accepted
 /// at any sequence (as after Kafka's producer expiry).
 ///
 /// # Errors
@@ -205,6 +194,19 @@ pub async fn rebuild_producers(
                 continue;
             };
             if e.producer_id < 0 || e.sequence < 0 {
+                continue;
+            }
+            if let Some(p) = e.batch {
+                // Version 2: the produced batch is known exactly.
+                if p.offset_delta == 0 {
+                    if let Some((h, base)) = run.take() {
+                        table.record(&h, base);
+                    }
+                    let mut h = header_for(e.producer_id, e.producer_epoch, e.sequence);
+                    h.last_offset_delta = p.last_offset_delta;
+                    h.record_count = p.last_offset_delta.saturating_add(1);
+                    table.record(&h, at);
+                }
                 continue;
             }
             let extends = run.as_ref().is_some_and(|(h, _)| {

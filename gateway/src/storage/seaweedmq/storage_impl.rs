@@ -7,11 +7,10 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tracing::{debug, error, warn};
 
-use super::batch_codec::{decode_batch, encode_batch};
-use super::error::SmqErrorKind;
-use super::fetch::{MAX_BYTES, MAX_MESSAGES};
+use super::batch_codec::decode_batch;
+use super::envelope::BatchFields;
 use super::meta::{smq_retention, GatewayMeta};
-use super::partition::{message_of, rebuild_producers, records_of, REBUILD_WINDOW};
+use super::partition::{message_of, rebuild_producers, REBUILD_WINDOW};
 use super::publish::Publisher;
 use super::{client, Inner, SeaweedStorage, TopicInfo, MAX_PARTITIONS};
 use crate::records::BatchHeader;
@@ -38,7 +37,7 @@ fn io(e: impl std::fmt::Display) -> StorageError {
 
 impl Inner {
     /// Earliest (gateway log start applied) and high watermark of a partition.
-    async fn range(&self, tp: &TopicPartition, info: &TopicInfo) -> Result<(Offset, Offset)> {
+    pub(super) async fn range(&self, tp: &TopicPartition, info: &TopicInfo) -> Result<(Offset, Offset)> {
         let ri = self
             .client
             .range_info(&tp.topic, tp.partition)
@@ -51,67 +50,6 @@ impl Inner {
                 .min(ri.high_watermark),
             ri.high_watermark,
         ))
-    }
-
-    /// Records from `offset` (message `i` at `offset + i`), FetchMessage first, the subscribe
-    /// fallback when it returns nothing below the high watermark.
-    async fn read_records(
-        &self,
-        tp: &TopicPartition,
-        info: &TopicInfo,
-        offset: Offset,
-        max_bytes: usize,
-    ) -> Result<(Vec<super::batch_codec::Record>, Offset, Offset)> {
-        let name = tp.to_string();
-        let gw_start = info.doc.log_start(tp.partition);
-        let out_of_range = |log_start, high_watermark| StorageError::OffsetOutOfRange {
-            offset,
-            log_start,
-            high_watermark,
-        };
-        if offset < gw_start {
-            let (start, hw) = self.range(tp, info).await?;
-            return Err(out_of_range(start, hw));
-        }
-        let max = i32::try_from(max_bytes).unwrap_or(MAX_BYTES).clamp(1, MAX_BYTES);
-        let fetched = match self
-            .client
-            .fetch(&tp.topic, tp.partition, offset, max, MAX_MESSAGES)
-            .await
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == SmqErrorKind::OffsetOutOfRange => {
-                let (start, hw) = self.range(tp, info).await?;
-                return Err(out_of_range(start, hw));
-            }
-            Err(e) => return Err(e.into_storage(&name)),
-        };
-        let (messages, start, hw) = if fetched.messages.is_empty() {
-            let (start, hw) = self.range(tp, info).await?;
-            if offset > hw || offset < start {
-                return Err(out_of_range(start, hw));
-            }
-            if offset == hw {
-                return Ok((Vec::new(), start, hw));
-            }
-            warn!(partition = %name, offset, high_watermark = hw, "FetchMessage returned nothing below the high watermark; reading by subscription");
-            let want = usize::try_from((hw - offset).min(1000)).unwrap_or(1000);
-            let msgs = self
-                .client
-                .subscribe_read(&tp.topic, tp.partition, offset, want)
-                .await
-                .map_err(|e| e.into_storage(&name))?;
-            (msgs, start, hw)
-        } else {
-            let n = i64::try_from(fetched.messages.len()).unwrap_or(0);
-            let state = self.partition_state(tp);
-            state.advance(offset + n);
-            let hw = fetched.high_watermark.max(offset + n).max(*state.hw.borrow());
-            (fetched.messages, fetched.log_start.max(gw_start), hw)
-        };
-        let records = records_of(messages)
-            .map_err(|e| StorageError::CorruptBatch(format!("stored record in {name}: {e}")))?;
-        Ok((records, start, hw))
     }
 
     async fn append_batch(
@@ -134,10 +72,31 @@ impl Inner {
         drop(batch);
         let log_append = info.meta.config.message_timestamp_type == TimestampType::LogAppendTime;
         let append_time = now_ms();
+        let fields = BatchFields {
+            attributes: if log_append {
+                header.attributes | 0x08
+            } else {
+                header.attributes
+            } & !0x07,
+            base_timestamp: if log_append {
+                append_time
+            } else {
+                header.base_timestamp
+            },
+            max_timestamp: if log_append {
+                append_time
+            } else {
+                header.max_timestamp
+            },
+            partition_leader_epoch: decoded.partition_leader_epoch,
+        };
         let messages: Vec<_> = decoded
             .records
             .iter()
-            .map(|r| message_of(r, if log_append { append_time } else { r.timestamp_ms }, &header))
+            .map(|r| {
+                let ts = if log_append { append_time } else { r.timestamp_ms };
+                message_of(r, ts, &header, fields)
+            })
             .collect();
         if messages.is_empty() {
             return Err(StorageError::CorruptBatch("record batch without records".into()));
@@ -255,38 +214,6 @@ impl Inner {
             log_start_offset: info.doc.log_start(tp.partition),
             duplicate: false,
         })
-    }
-
-    /// Scans `[start, hw)` for the first record with timestamp >= `at` (`Some(at)`) or the
-    /// record with the largest timestamp (`None`). Cost: reads the partition from its start.
-    async fn scan_timestamps(
-        &self,
-        tp: &TopicPartition,
-        info: &TopicInfo,
-        at: Option<i64>,
-    ) -> Result<Option<OffsetAndTimestamp>> {
-        let (mut offset, hw) = self.range(tp, info).await?;
-        let mut best: Option<OffsetAndTimestamp> = None;
-        while offset < hw {
-            let (records, _, _) = self.read_records(tp, info, offset, MAX_BYTES as usize).await?;
-            if records.is_empty() {
-                break;
-            }
-            for (i, r) in records.iter().enumerate() {
-                let found = OffsetAndTimestamp {
-                    offset: offset + i as i64,
-                    timestamp: r.timestamp_ms,
-                };
-                match at {
-                    Some(t) if r.timestamp_ms >= t => return Ok(Some(found)),
-                    Some(_) => {}
-                    None if best.is_none_or(|b| r.timestamp_ms > b.timestamp) => best = Some(found),
-                    None => {}
-                }
-            }
-            offset += records.len() as i64;
-        }
-        Ok(best)
     }
 }
 
@@ -446,16 +373,16 @@ impl Storage for SeaweedStorage {
         self.inner.append_batch(tp, batch, durability).await
     }
 
+    async fn wait_durable(&self, tp: &TopicPartition, end_offset: Offset) -> Result<()> {
+        self.inner
+            .partition_state(tp)
+            .wait_durable(&self.inner.client, tp, end_offset, DURABLE_DEADLINE)
+            .await
+            .map_err(|e| e.into_storage(&tp.to_string()))
+    }
+
     async fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> Result<ReadOutcome> {
-        let info = self.inner.partition_of(tp).await?;
-        let (records, log_start_offset, high_watermark) =
-            self.inner.read_records(tp, &info, offset, max_bytes).await?;
-        let log_append = info.meta.config.message_timestamp_type == TimestampType::LogAppendTime;
-        Ok(ReadOutcome {
-            records: encode_batch(offset, &records, log_append),
-            high_watermark,
-            log_start_offset,
-        })
+        self.inner.read_batches(tp, offset, max_bytes).await
     }
 
     async fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> Result<Option<OffsetAndTimestamp>> {

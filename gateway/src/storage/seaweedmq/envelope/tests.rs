@@ -12,6 +12,7 @@ fn sample() -> Envelope {
         producer_id: -1,
         producer_epoch: -1,
         sequence: -1,
+        batch: None,
     }
 }
 
@@ -24,6 +25,24 @@ fn random_envelope(rng: &mut XorShift) -> Envelope {
         producer_id: rng.i64(),
         producer_epoch: rng.next() as i16,
         sequence: rng.next() as i32,
+        batch: match rng.below(3) {
+            0 => None,
+            n => {
+                let last = rng.below(1000) as i32;
+                let delta = if n == 1 {
+                    0
+                } else {
+                    rng.below(last as u64 + 1) as i32
+                };
+                let header = BatchFields {
+                    attributes: rng.next() as i16,
+                    base_timestamp: rng.i64(),
+                    max_timestamp: rng.i64(),
+                    partition_leader_epoch: rng.next() as i32,
+                };
+                Some(BatchPosition::new(delta, last, header))
+            }
+        },
     }
 }
 
@@ -46,12 +65,73 @@ fn format_v1_is_pinned_byte_for_byte() {
         0x02, 0x01, b'h', 0x01, 0x01, b'h', 0x00, // two headers: h=null, h=""
         b'v', // value = rest
     ];
-    let mut want = vec![MAGIC, VERSION, 0, 0, 0, 0];
+    let mut want = vec![MAGIC, VERSION_1, 0, 0, 0, 0];
     want.extend_from_slice(body);
     let crc = checksum(&want);
     want[2..6].copy_from_slice(&crc.to_be_bytes());
     assert_eq!(&got[..], &want[..]);
     assert_eq!(encoded_len(&sample()), want.len());
+}
+
+fn fields() -> BatchFields {
+    BatchFields {
+        attributes: 0x08,
+        base_timestamp: 1_700_000_000_000,
+        max_timestamp: 1_700_000_000_002,
+        partition_leader_epoch: -1,
+    }
+}
+
+#[test]
+fn format_v2_is_pinned_byte_for_byte() {
+    // A storage contract: changing this layout needs a new VERSION, not an edit here.
+    let first = Envelope {
+        batch: Some(BatchPosition::new(0, 2, fields())),
+        ..sample()
+    };
+    let body: &[u8] = &[
+        0x03, // flags: key and value present
+        0x80, 0xa0, 0xab, 0xfe, 0xf9, 0x62, // varlong 1_700_000_000_000
+        0x01, 0x01, 0x01, // producer id, epoch, sequence = -1
+        0x00, 0x04, // offset delta 0, last offset delta 2
+        0x10, // attributes 0x08
+        0x80, 0xa0, 0xab, 0xfe, 0xf9, 0x62, // base timestamp
+        0x84, 0xa0, 0xab, 0xfe, 0xf9, 0x62, // max timestamp (+2)
+        0x01, // partition leader epoch -1
+        0x01, b'k', // key
+        0x02, 0x01, b'h', 0x01, 0x01, b'h', 0x00, // two headers: h=null, h=""
+        b'v', // value = rest
+    ];
+    let mut want = vec![MAGIC, VERSION, 0, 0, 0, 0];
+    want.extend_from_slice(body);
+    let crc = checksum(&want);
+    want[2..6].copy_from_slice(&crc.to_be_bytes());
+    assert_eq!(&encode(&first)[..], &want[..]);
+    assert_eq!(encoded_len(&first), want.len());
+    // Later records carry only their deltas.
+    let later = Envelope {
+        batch: Some(BatchPosition::new(1, 2, fields())),
+        ..sample()
+    };
+    let got = encode(&later);
+    assert_eq!(got.len(), want.len() - 14);
+    assert_eq!(decode(got).unwrap(), later);
+    assert_eq!(decode(Bytes::from(want)).unwrap(), first);
+}
+
+#[test]
+fn impossible_batch_positions_are_malformed() {
+    for (delta, last) in [(3, 2), (-1, 2)] {
+        let e = Envelope {
+            batch: Some(BatchPosition {
+                offset_delta: delta,
+                last_offset_delta: last,
+                header: None,
+            }),
+            ..sample()
+        };
+        assert!(matches!(decode(encode(&e)), Err(EnvelopeError::Malformed(_))));
+    }
 }
 
 #[test]
@@ -203,11 +283,11 @@ fn sealed_but_malformed_bodies_are_errors_not_panics() {
 #[test]
 fn newer_versions_are_recognised_not_read_raw() {
     let mut b = BytesMut::from(&encode(&sample())[..]);
-    b[1] = 2;
+    b[1] = 3;
     let b = reseal(b);
     assert!(is_envelope(&b));
-    assert_eq!(decode(b.clone()), Err(EnvelopeError::UnsupportedVersion(2)));
-    assert_eq!(decode_strict(b), Err(EnvelopeError::UnsupportedVersion(2)));
+    assert_eq!(decode(b.clone()), Err(EnvelopeError::UnsupportedVersion(3)));
+    assert_eq!(decode_strict(b), Err(EnvelopeError::UnsupportedVersion(3)));
 }
 
 #[test]

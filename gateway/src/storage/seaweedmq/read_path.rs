@@ -1,0 +1,164 @@
+//! The read side of [`SeaweedStorage`](super::SeaweedStorage): messages by offset, rebuilt
+//! into the produced record batches, and timestamp scans.
+
+use tracing::{debug, warn};
+
+use super::error::SmqErrorKind;
+use super::fetch::{MAX_BYTES, MAX_MESSAGES};
+use super::rebuild::{
+    decode_messages, encode_batches, offset_delta_of_first, starts_with_whole_batch, Stored,
+};
+use super::{Inner, TopicInfo};
+use crate::storage::{
+    Offset, OffsetAndTimestamp, ReadOutcome, Result, StorageError, TimestampType, TopicPartition,
+};
+
+/// Messages asked of SMQ per read at least, so one whole produced batch usually arrives even
+/// when the Kafka fetch allows fewer bytes (Kafka returns at least one whole batch).
+const MIN_FETCH_BYTES: usize = 1 << 20;
+/// Most FetchMessage calls one read continues with after the first.
+const MAX_ROUNDS: usize = 8;
+
+impl Inner {
+    /// Records from `offset` (message `i` at `offset + i`), FetchMessage first, the subscribe
+    /// fallback when it returns nothing below the high watermark.
+    pub(super) async fn read_records(
+        &self,
+        tp: &TopicPartition,
+        info: &TopicInfo,
+        offset: Offset,
+        max_bytes: usize,
+    ) -> Result<(Vec<Stored>, Offset, Offset)> {
+        let name = tp.to_string();
+        let gw_start = info.doc.log_start(tp.partition);
+        let out_of_range = |log_start, high_watermark| StorageError::OffsetOutOfRange {
+            offset,
+            log_start,
+            high_watermark,
+        };
+        if offset < gw_start {
+            let (start, hw) = self.range(tp, info).await?;
+            return Err(out_of_range(start, hw));
+        }
+        let max = i32::try_from(max_bytes).unwrap_or(MAX_BYTES).clamp(1, MAX_BYTES);
+        let fetched = match self
+            .client
+            .fetch(&tp.topic, tp.partition, offset, max, MAX_MESSAGES)
+            .await
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == SmqErrorKind::OffsetOutOfRange => {
+                let (start, hw) = self.range(tp, info).await?;
+                return Err(out_of_range(start, hw));
+            }
+            Err(e) => return Err(e.into_storage(&name)),
+        };
+        let (messages, start, hw) = if fetched.messages.is_empty() {
+            let (start, hw) = self.range(tp, info).await?;
+            if offset > hw || offset < start {
+                return Err(out_of_range(start, hw));
+            }
+            if offset == hw {
+                return Ok((Vec::new(), start, hw));
+            }
+            warn!(partition = %name, offset, high_watermark = hw, "FetchMessage returned nothing below the high watermark; reading by subscription");
+            let want = usize::try_from((hw - offset).min(1000)).unwrap_or(1000);
+            let msgs = self
+                .client
+                .subscribe_read(&tp.topic, tp.partition, offset, want)
+                .await
+                .map_err(|e| e.into_storage(&name))?;
+            (msgs, start, hw)
+        } else {
+            let n = i64::try_from(fetched.messages.len()).unwrap_or(0);
+            let state = self.partition_state(tp);
+            state.advance(offset + n);
+            let hw = fetched.high_watermark.max(offset + n).max(*state.hw.borrow());
+            (fetched.messages, fetched.log_start.max(gw_start), hw)
+        };
+        let records = decode_messages(messages)
+            .map_err(|e| StorageError::CorruptBatch(format!("stored record in {name}: {e}")))?;
+        Ok((records, start, hw))
+    }
+
+    /// Whole record batches from the batch holding `offset`, rebuilt as produced.
+    pub(super) async fn read_batches(
+        &self,
+        tp: &TopicPartition,
+        offset: Offset,
+        max_bytes: usize,
+    ) -> Result<ReadOutcome> {
+        let info = self.partition_of(tp).await?;
+        let want = max_bytes.max(MIN_FETCH_BYTES);
+        let (mut stored, mut log_start, mut hw) = self.read_records(tp, &info, offset, want).await?;
+        let mut base = offset;
+        // A read inside a produced batch starts at that batch, as Kafka's does.
+        let delta = offset_delta_of_first(&stored);
+        if delta > 0 && offset - delta >= log_start {
+            let from = offset - delta;
+            let (back, start, high) = self.read_records(tp, &info, from, want).await?;
+            if starts_with_whole_batch(&back, usize::try_from(delta).unwrap_or(usize::MAX) + 1) {
+                (stored, log_start, hw, base) = (back, start, high, from);
+            }
+        }
+        // FetchMessage stops at the end of a flushed file; continue up to max_bytes.
+        let mut next = base + stored.len() as i64;
+        let mut bytes: usize = stored.iter().map(Stored::approx_len).sum();
+        let mut rounds = 0;
+        while !stored.is_empty() && next < hw && bytes < max_bytes && rounds < MAX_ROUNDS {
+            rounds += 1;
+            let more = match self.read_records(tp, &info, next, want).await {
+                Ok((more, _, high)) if !more.is_empty() => {
+                    hw = hw.max(high);
+                    more
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    debug!(partition = %tp, offset = next, error = %e, "continuing a read failed; serving what was read");
+                    break;
+                }
+            };
+            next += more.len() as i64;
+            bytes += more.iter().map(Stored::approx_len).sum::<usize>();
+            stored.extend(more);
+        }
+        let log_append = info.meta.config.message_timestamp_type == TimestampType::LogAppendTime;
+        Ok(ReadOutcome {
+            records: encode_batches(base, stored, log_append, max_bytes),
+            high_watermark: hw,
+            log_start_offset: log_start,
+        })
+    }
+
+    /// Scans `[start, hw)` for the first record with timestamp >= `at` (`Some(at)`) or the
+    /// record with the largest timestamp (`None`). Cost: reads the partition from its start.
+    pub(super) async fn scan_timestamps(
+        &self,
+        tp: &TopicPartition,
+        info: &TopicInfo,
+        at: Option<i64>,
+    ) -> Result<Option<OffsetAndTimestamp>> {
+        let (mut offset, hw) = self.range(tp, info).await?;
+        let mut best: Option<OffsetAndTimestamp> = None;
+        while offset < hw {
+            let (records, _, _) = self.read_records(tp, info, offset, MAX_BYTES as usize).await?;
+            if records.is_empty() {
+                break;
+            }
+            for (i, r) in records.iter().enumerate() {
+                let found = OffsetAndTimestamp {
+                    offset: offset + i as i64,
+                    timestamp: r.record.timestamp_ms,
+                };
+                match at {
+                    Some(t) if r.record.timestamp_ms >= t => return Ok(Some(found)),
+                    Some(_) => {}
+                    None if best.is_none_or(|b| r.record.timestamp_ms > b.timestamp) => best = Some(found),
+                    None => {}
+                }
+            }
+            offset += records.len() as i64;
+        }
+        Ok(best)
+    }
+}
