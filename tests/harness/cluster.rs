@@ -24,6 +24,8 @@ use super::weed::shared_cluster;
 
 /// Interval between polls of a cluster condition.
 const POLL: Duration = Duration::from_millis(100);
+/// `--shutdown-grace-seconds` of every node (below the harness's 30 s stop deadline).
+const SHUTDOWN_GRACE_SECONDS: u64 = 5;
 /// Timeout of one admin HTTP request.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -134,6 +136,15 @@ pub fn poll_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Resul
     }
 }
 
+/// How [`Cluster::start`] starts the initial nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boot {
+    /// All processes at once: the joiners race each other into the cluster.
+    Together,
+    /// Node 0 first (it initializes the cluster alone), then each next one once ready.
+    OneByOne,
+}
+
 /// A raft cluster of gateways on one shared SeaweedMQ.
 #[derive(Debug)]
 pub struct Cluster {
@@ -152,12 +163,12 @@ pub fn node_ip(id: i32) -> Result<Ipv4Addr> {
 }
 
 impl Cluster {
-    /// Starts nodes `0..n` at once (none can be ready before a quorum is up) and waits until
-    /// every one reports ready and all agree on a leader and on live voting membership.
+    /// Starts nodes `0..n` (all with the same peer list) as `boot` says and waits until every
+    /// one reports ready and all agree on a leader and on live voting membership.
     ///
     /// # Errors
     /// SeaweedMQ or a gateway failing to start, or the cluster not converging in 60 s.
-    pub fn start(name: &str, n: i32, proxied: bool) -> Result<Self> {
+    pub fn start(name: &str, n: i32, proxied: bool, boot: Boot) -> Result<Self> {
         phase(format!(
             "start {n}-node cluster {name}{}",
             if proxied { " (proxied peers)" } else { "" }
@@ -176,23 +187,16 @@ impl Cluster {
             .iter()
             .map(|(id, ip, addr)| cluster.options(*id, *ip, *addr))
             .collect::<Result<_>>()?;
-        let started: Vec<Result<Gateway>> = std::thread::scope(|s| {
-            let handles: Vec<_> = opts
-                .into_iter()
-                .enumerate()
-                .map(|(i, o)| {
-                    let label = format!("{name}-n{i}");
-                    s.spawn(move || Gateway::start(&label, o))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow!("gateway start thread panicked")))
-                })
-                .collect()
-        });
+        let started: Vec<Result<Gateway>> = match boot {
+            Boot::OneByOne => {
+                let mut started = Vec::new();
+                for (i, o) in opts.into_iter().enumerate() {
+                    started.push(Ok(Gateway::start(&format!("{name}-n{i}"), o)?));
+                }
+                started
+            }
+            Boot::Together => Self::start_together(name, opts),
+        };
         for ((id, ip, cluster_addr), gw) in planned.into_iter().zip(started) {
             let peer_addr = cluster.peers[&id];
             cluster.nodes.insert(
@@ -208,6 +212,28 @@ impl Cluster {
         }
         cluster.wait_converged(Duration::from_secs(60))?;
         Ok(cluster)
+    }
+
+    /// Starts every gateway at once, each on its own thread (none of them may be ready before
+    /// the others answer).
+    fn start_together(name: &str, opts: Vec<GatewayOptions>) -> Vec<Result<Gateway>> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = opts
+                .into_iter()
+                .enumerate()
+                .map(|(i, o)| {
+                    let label = format!("{name}-n{i}");
+                    s.spawn(move || Gateway::start(&label, o))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow!("gateway start thread panicked")))
+                })
+                .collect()
+        })
     }
 
     /// Reserves node `id`'s peer port (and proxy) and lists it in the peer list.
@@ -234,7 +260,10 @@ impl Cluster {
             .bind_ip(ip)
             .arg("--node-id", &id.to_string())
             .arg("--cluster-listen", &cluster_addr.to_string())
-            .arg("--peers", &peers);
+            .arg("--peers", &peers)
+            // Kafka clients keep idle connections to every broker open, and the gateway drains
+            // them for the whole grace period on SIGTERM; a short grace keeps stops bounded.
+            .arg("--shutdown-grace-seconds", &SHUTDOWN_GRACE_SECONDS.to_string());
         if std::env::var_os("RUST_LOG").is_none() {
             opts = opts.env("RUST_LOG", "info,openraft=warn");
         }

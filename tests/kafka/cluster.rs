@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use tests::harness::cluster::{poll_until, Cluster};
+use tests::harness::cluster::{poll_until, Boot, Cluster};
 use tests::harness::cluster_probe::{COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR};
 use tests::harness::gateway::{binary_path, free_addr_on};
 use tests::harness::phase::note;
@@ -95,7 +95,7 @@ fn check_metadata(c: &mut Cluster, topic: &str) -> Result<BTreeSet<i32>> {
 
 #[test]
 fn three_nodes_serve_one_cluster_with_spread_leaders_and_coordinators() -> Result<()> {
-    let mut c = Cluster::start("cl-three", 3, false)?;
+    let mut c = Cluster::start("cl-three", 3, false, Boot::Together)?;
     for id in 0..3 {
         let view = c.view(id)?;
         let ip = c.node(id)?.ip;
@@ -209,7 +209,7 @@ fn three_nodes_serve_one_cluster_with_spread_leaders_and_coordinators() -> Resul
 #[test]
 fn coordinator_and_leader_kill9_failover_keeps_committed_offsets() -> Result<()> {
     let (topic, group) = ("clf-data", "clf-group");
-    let mut c = Cluster::start("cl-failover", 3, false)?;
+    let mut c = Cluster::start("cl-failover", 3, false, Boot::OneByOne)?;
     create_topic(c.node(0)?.gw.kafka_addr(), topic, 3)?;
     let wl = Workload::start(&c.bootstrap(), topic, group, 3, 50)?;
     wl.wait("first commits", RECOVERY, |ev| ev.commits.len() >= 3)?;
@@ -272,7 +272,7 @@ fn coordinator_and_leader_kill9_failover_keeps_committed_offsets() -> Result<()>
 #[test]
 fn add_and_remove_members_under_load() -> Result<()> {
     let (topic, group) = ("clm-data", "clm-group");
-    let mut c = Cluster::start("cl-members", 3, false)?;
+    let mut c = Cluster::start("cl-members", 3, false, Boot::OneByOne)?;
     create_topic(c.node(0)?.gw.kafka_addr(), topic, 3)?;
     let wl = Workload::start(&c.bootstrap(), topic, group, 3, 50)?;
     wl.wait("first commits", RECOVERY, |ev| ev.commits.len() >= 3)?;
@@ -315,7 +315,7 @@ fn add_and_remove_members_under_load() -> Result<()> {
 #[test]
 fn partitioned_owner_is_fenced_and_the_group_moves() -> Result<()> {
     let (topic, group) = ("clp-data", "clp-group");
-    let mut c = Cluster::start("cl-partition", 3, true)?;
+    let mut c = Cluster::start("cl-partition", 3, true, Boot::OneByOne)?;
     create_topic(c.node(0)?.gw.kafka_addr(), topic, 3)?;
     let wl = Workload::start(&c.bootstrap(), topic, group, 3, 50)?;
     wl.wait("first commits", RECOVERY, |ev| ev.commits.len() >= 3)?;
