@@ -266,7 +266,7 @@ impl SmqClient {
                     kind: SmqErrorKind::PartitionNotFound,
                 })
             } else {
-                f(leader.to_string(), partition.clone()).await
+                f(leader.to_string(), *partition).await
             };
             match result {
                 Err(e) if e.kind().needs_relookup() && attempt < ATTEMPTS => {

@@ -37,7 +37,7 @@ fn free_port_pair() -> std::io::Result<u16> {
     for _ in 0..200 {
         let l = TcpListener::bind("127.0.0.1:0")?;
         let port = l.local_addr()?.port();
-        if port >= 55_000 || port < 1024 {
+        if !(1024..55_000).contains(&port) {
             continue;
         }
         if TcpListener::bind(("127.0.0.1", port + GRPC_PORT_OFFSET)).is_ok() {

@@ -39,7 +39,7 @@ async fn client_publishes_pipelined_batches_with_contiguous_offsets_and_fetches_
         client.discovery().channels(),
         leader,
         client::smq_topic("client-pub"),
-        partition.clone(),
+        *partition,
     )
     .await
     .expect("open publisher");
