@@ -42,6 +42,7 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+pub mod produce_order;
 mod sync_group;
 
 /// Identity of this broker as advertised to clients.
@@ -123,11 +124,23 @@ impl Context {
     }
 }
 
-/// Who sent a request, beyond its header.
-#[derive(Debug, Clone)]
+/// Who sent a request, beyond its header: one per connection.
+#[derive(Debug, Default)]
 pub struct Client {
     /// The peer's IP address (DescribeGroups shows it as the member's host).
     pub host: String,
+    /// Keeps this connection's Produce requests appending in request order.
+    pub produce_order: produce_order::ProduceOrder,
+}
+
+impl Client {
+    /// The client of a new connection from `host`.
+    pub fn new(host: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
+            produce_order: produce_order::ProduceOrder::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for dyn Storage {
@@ -161,7 +174,7 @@ pub async fn dispatch(
     let reply = match body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, v, r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, v, r).await),
-        RequestKind::Produce(r) => return Ok(produce::handle(ctx, v, r).await.map(ResponseKind::Produce)),
+        RequestKind::Produce(r) => return Ok(produce::handle(ctx, client, v, r).await.map(ResponseKind::Produce)),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, v, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, v, r).await),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(ctx, v, r).await),

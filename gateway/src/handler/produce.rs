@@ -1,7 +1,9 @@
 //! Produce: validate each v2 batch, append it as received, answer with the assigned offsets.
 //!
-//! Partitions of one request are appended concurrently so an acks=all request waits for one
-//! group-committed fsync, not one per partition. acks=0 requests get no response frame.
+//! Requests of one connection append in request order ([`super::produce_order`]). Partitions of
+//! one request are appended concurrently, and acks=all waits for durability after the
+//! connection's turn is released, so pipelined requests and partitions share one group-committed
+//! flush. acks=0 requests get no response frame.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,9 +16,9 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tracing::debug;
 
-use super::Context;
+use super::{Client, Context};
 use crate::records::{split_and_validate, BatchError};
-use crate::storage::{AppendOutcome, Durability, StorageError, TopicMeta, TopicPartition};
+use crate::storage::{AppendOutcome, Durability, Offset, StorageError, TopicMeta, TopicPartition};
 
 /// One partition's work, detached from the request so the record bytes can be owned uniquely.
 struct Item {
@@ -25,13 +27,15 @@ struct Item {
     records: Option<Bytes>,
 }
 
-pub(super) async fn handle(ctx: &Context, version: i16, req: ProduceRequest) -> Option<ProduceResponse> {
+pub(super) async fn handle(
+    ctx: &Context,
+    client: &Client,
+    version: i16,
+    req: ProduceRequest,
+) -> Option<ProduceResponse> {
+    // Taken before the first await, so in the order the connection sent the requests.
+    let mut ticket = client.produce_order.ticket();
     let acks = req.acks;
-    let durability = if acks == -1 {
-        Durability::Durable
-    } else {
-        Durability::Accepted
-    };
     let mut topics: Vec<(TopicName, uuid::Uuid, Result<TopicMeta, ResponseError>)> = Vec::new();
     let mut items = Vec::new();
     let mut resolved: HashMap<String, Result<TopicMeta, ResponseError>> = HashMap::new();
@@ -67,7 +71,8 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: ProduceRequest) -> 
     }
     let transactional = req.transactional_id.is_some();
     let invalid_acks = !matches!(acks, -1 | 0 | 1);
-    let results = join_all(items.into_iter().map(|item| {
+    ticket.turn().await;
+    let appended = join_all(items.into_iter().map(|item| {
         let meta = topics[item.topic_index].2.clone();
         async move {
             let outcome = if invalid_acks {
@@ -79,7 +84,7 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: ProduceRequest) -> 
                 ))
             } else {
                 match meta {
-                    Ok(meta) => append_partition(ctx, &meta, item.partition, item.records, durability).await,
+                    Ok(meta) => append_partition(ctx, &meta, item.partition, item.records).await,
                     Err(e) => Err((e, None)),
                 }
             };
@@ -87,6 +92,27 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: ProduceRequest) -> 
         }
     }))
     .await;
+    drop(ticket);
+    let results: Vec<(usize, i32, Result<AppendOutcome, PartitionError>)> = if acks == -1 {
+        join_all(appended.into_iter().map(|(ti, partition, outcome)| async move {
+            let outcome = match outcome {
+                Ok(a) => ctx
+                    .storage
+                    .wait_durable(&a.tp, a.end_offset)
+                    .await
+                    .map(|()| a.outcome)
+                    .map_err(storage_error),
+                Err(e) => Err(e),
+            };
+            (ti, partition, outcome)
+        }))
+        .await
+    } else {
+        appended
+            .into_iter()
+            .map(|(ti, p, o)| (ti, p, o.map(|a| a.outcome)))
+            .collect()
+    };
     if acks == 0 {
         return None;
     }
@@ -124,13 +150,21 @@ async fn lookup(ctx: &Context, name: &str) -> Result<TopicMeta, ResponseError> {
 
 type PartitionError = (ResponseError, Option<String>);
 
+/// A partition's appended batches: the first batch's outcome (the answer) and the end offset
+/// of the last (what acks=all waits for).
+struct Appended {
+    outcome: AppendOutcome,
+    tp: TopicPartition,
+    end_offset: Offset,
+}
+
+/// Appends a partition's batches in order with [`Durability::Accepted`].
 async fn append_partition(
     ctx: &Context,
     meta: &TopicMeta,
     partition: i32,
     records: Option<Bytes>,
-    durability: Durability,
-) -> Result<AppendOutcome, PartitionError> {
+) -> Result<Appended, PartitionError> {
     if partition < 0 || partition >= meta.partitions {
         return Err((ResponseError::UnknownTopicOrPartition, None));
     }
@@ -161,14 +195,16 @@ async fn append_partition(
         partition,
     };
     let mut first: Option<AppendOutcome> = None;
+    let mut end_offset = 0;
     let mut records_count = 0i64;
     for (header, batch) in batches {
         records_count += i64::from(header.record_count);
         let outcome = ctx
             .storage
-            .append(&tp, batch, durability)
+            .append(&tp, batch, Durability::Accepted)
             .await
             .map_err(storage_error)?;
+        end_offset = outcome.base_offset + header.offset_count();
         first.get_or_insert(outcome);
     }
     let label = ctx.metrics.topic_label(&meta.name);
@@ -180,7 +216,12 @@ async fn append_partition(
         .produce_records
         .with_label_values(&[label])
         .inc_by(records_count as u64);
-    first.ok_or((ResponseError::InvalidRecord, None))
+    let outcome = first.ok_or((ResponseError::InvalidRecord, None))?;
+    Ok(Appended {
+        outcome,
+        tp,
+        end_offset,
+    })
 }
 
 fn storage_error(e: StorageError) -> PartitionError {

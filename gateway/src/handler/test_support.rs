@@ -69,7 +69,5 @@ pub(crate) async fn context() -> TestContext {
 
 /// The client identity tests send requests as.
 pub(crate) fn client() -> Client {
-    Client {
-        host: "127.0.0.1".into(),
-    }
+    Client::new("127.0.0.1")
 }

@@ -50,7 +50,7 @@ impl SessionError {
 /// Serves one connection until the peer closes, an error, idleness, or shutdown.
 pub(super) async fn run(stream: TcpStream, ctx: Arc<Context>, opts: Arc<ServerOptions>, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
-    let client = Arc::new(Client { host: stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default() });
+    let client = Arc::new(Client::new(stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()));
     let (read_half, write_half) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, FrameError>>(opts.max_in_flight.max(1));
     let reader_stop = shutdown.child_token();

@@ -31,7 +31,7 @@ use crate::records::BatchHeader;
 /// Default cap on exported per-partition series.
 pub const DEFAULT_MAX_PARTITION_SERIES: usize = 1000;
 
-const METHODS: [&str; 11] = [
+const METHODS: [&str; 12] = [
     "create_topic",
     "delete_topic",
     "list_topics",
@@ -43,6 +43,7 @@ const METHODS: [&str; 11] = [
     "list_offset",
     "delete_records",
     "flush",
+    "wait_durable",
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +59,7 @@ enum Method {
     ListOffset,
     DeleteRecords,
     Flush,
+    WaitDurable,
 }
 
 #[derive(Debug)]
@@ -295,6 +297,11 @@ impl<S: Storage> Storage for Metered<S> {
         r
     }
 
+    async fn wait_durable(&self, tp: &TopicPartition, end_offset: Offset) -> Result<()> {
+        self.observe(Method::WaitDurable, self.inner.wait_durable(tp, end_offset))
+            .await
+    }
+
     async fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> Result<ReadOutcome> {
         let r = self
             .observe(Method::Read, self.inner.read(tp, offset, max_bytes))
@@ -363,9 +370,13 @@ mod tests {
             .await
             .unwrap();
         let tp0 = TopicPartition::new("m", 0);
-        s.append(&tp0, batch(&[b"a", b"b"], 1, -1, -1, -1).freeze(), Durability::Durable)
-            .await
-            .unwrap();
+        s.append(
+            &tp0,
+            batch(&[b"a", b"b"], 1, -1, -1, -1).freeze(),
+            Durability::Durable,
+        )
+        .await
+        .unwrap();
         s.append(
             &TopicPartition::new("m", 1),
             batch(&[b"a"], 1, -1, -1, -1).freeze(),

@@ -301,6 +301,12 @@ pub trait Storage: Send + Sync + 'static {
     /// the records are never copied.
     async fn append(&self, tp: &TopicPartition, batch: Bytes, durability: Durability) -> Result<AppendOutcome>;
 
+    /// Waits until every record of `tp` below `end_offset` is durable by the backend's rule
+    /// (what [`Durability::Durable`] waits for). Produce appends with [`Durability::Accepted`]
+    /// while it holds its connection's turn (so appends keep request order), then waits here
+    /// for acks=all outside the turn (so pipelined requests share one flush).
+    async fn wait_durable(&self, tp: &TopicPartition, end_offset: Offset) -> Result<()>;
+
     /// Reads whole stored batches starting at the batch containing `offset`, up to `max_bytes`
     /// (at least one batch if any exists at or after `offset`).
     async fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> Result<ReadOutcome>;
@@ -349,6 +355,9 @@ impl<T: Storage + ?Sized> Storage for Arc<T> {
     }
     async fn append(&self, tp: &TopicPartition, batch: Bytes, durability: Durability) -> Result<AppendOutcome> {
         (**self).append(tp, batch, durability).await
+    }
+    async fn wait_durable(&self, tp: &TopicPartition, end_offset: Offset) -> Result<()> {
+        (**self).wait_durable(tp, end_offset).await
     }
     async fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> Result<ReadOutcome> {
         (**self).read(tp, offset, max_bytes).await

@@ -199,6 +199,14 @@ impl Storage for LocalStorage {
         Ok(appended.outcome)
     }
 
+    async fn wait_durable(&self, tp: &TopicPartition, end_offset: Offset) -> Result<()> {
+        if self.inner.options.fsync != FsyncMode::Always {
+            return Ok(());
+        }
+        let (_, partition) = self.inner.partition(tp)?;
+        partition.wait_durable(end_offset).await
+    }
+
     async fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> Result<ReadOutcome> {
         let (_, partition) = self.inner.partition(tp)?;
         let plan = partition.plan_read(offset)?;
