@@ -107,11 +107,16 @@ impl Coordinator {
         }
     }
 
-    /// True once this node is a member of an initialized cluster and has applied the log up
-    /// to the entry that made it one.
+    /// True once this node is a voter of an initialized cluster and has applied the log up to
+    /// the entry that made it one. A learner has not finished joining: its promotion may have
+    /// been refused (another membership change in progress) and is retried.
     pub fn joined(&self) -> bool {
         let applied = self.inner.applied.read();
-        applied.state.members.contains_key(&self.inner.node_id)
+        applied
+            .state
+            .members
+            .get(&self.inner.node_id)
+            .is_some_and(|m| m.voter)
     }
 }
 
