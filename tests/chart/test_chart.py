@@ -397,7 +397,8 @@ class Dashboard(unittest.TestCase):
                 self.assertIn(base, known, f"{name} in {expr!r} is not registered by the gateway or operator")
                 used.add(base)
         for needed in ("kafka_gateway_bytes_in_total", "kafka_gateway_request_duration_seconds",
-                       "kafka_gateway_consumer_group_lag", "kafka_gateway_operator_reconcile_failures_total"):
+                       "kafka_gateway_consumer_group_lag", "kafka_gateway_operator_reconcile_failures_total",
+                       "kafka_gateway_raft_term", "kafka_gateway_raft_commit_index", "kafka_gateway_groups_owned"):
             self.assertIn(needed, used)
         rows = [p["title"] for p in dash["panels"] if p["type"] == "row"]
         self.assertEqual(rows, ["Throughput", "Latency", "Consumer lag", "Cluster and raft health"])
