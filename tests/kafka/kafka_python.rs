@@ -4,11 +4,7 @@
 use anyhow::{ensure, Result};
 use tests::{backend_tests, phase, Backend, ClientCommand, GatewayOptions};
 
-backend_tests!(
-    #[seaweedmq_ignore = "gateway bug on SeaweedMQ: pipelined Produce requests to one partition are \
-        appended out of request order (each first awaits a fresh describe_topic round trip to SMQ)"]
-    kafka_python_admin_produce_assign_seek_round_trip
-);
+backend_tests!(kafka_python_admin_produce_assign_seek_round_trip);
 
 fn kafka_python_admin_produce_assign_seek_round_trip(backend: Backend) -> Result<()> {
     let gw = backend.gateway("kafka-python", GatewayOptions::default())?;

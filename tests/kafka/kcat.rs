@@ -16,8 +16,6 @@ fn json_lines(out: &str) -> Result<Vec<Value>> {
 
 backend_tests!(
     kcat_produce_consume_keys_and_headers,
-    #[seaweedmq_ignore = "gateway bug on SeaweedMQ: pipelined Produce requests to one partition are \
-        appended out of request order (each first awaits a fresh describe_topic round trip to SMQ)"]
     kcat_many_lines_with_compression_round_trip,
     kcat_metadata_lists_topic_and_advertised_broker,
 );

@@ -16,7 +16,7 @@ use tests::{phase, Backend, ClientCommand, Gateway, GatewayOptions};
 use crate::durability::{ack_lines, producer, topic_partitions, verify};
 
 /// Acks the streaming producer must report after a broker restart to show producing continues.
-const ACKS_AFTER_RESTART: usize = 500;
+const ACKS_AFTER_RESTART: usize = 300;
 
 /// Parses kcat `-J` output lines into `(offset, key, payload)`.
 fn kcat_records(out: &str) -> Result<Vec<(u64, String, String)>> {
@@ -62,9 +62,6 @@ fn records_outlive_the_gateway_data_dir_and_are_shared_by_gateways() -> Result<(
 }
 
 #[test]
-#[ignore = "SeaweedMQ 4.48: a restarted broker assigns offsets from 0 again (acknowledged records at reused offsets \
-            are overwritten), and records acknowledged within the broker's 5 s log flush are lost even on a graceful \
-            SIGTERM restart"]
 fn broker_restart_loses_no_acknowledged_record_and_producing_continues() -> Result<()> {
     const TOPIC: &str = "smq-broker-restart";
     let mut weed = WeedHandle::start()?;
@@ -88,7 +85,7 @@ fn broker_restart_loses_no_acknowledged_record_and_producing_continues() -> Resu
     let mut before = 0;
     streaming.wait_for_line(Duration::from_secs(120), |line| {
         before += usize::from(line.starts_with("{\"i\""));
-        before >= 2_000
+        before >= 1_000
     })?;
     weed.restart_broker()?;
     phase("producing continues after the restart");
