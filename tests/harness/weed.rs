@@ -223,13 +223,13 @@ impl Reaper {
         let mut groups = Vec::new();
         let mut data_dir = None;
         for (pid, args) in weed_children()? {
-            if args.iter().any(|a| *a == server_flag) {
+            if args.contains(&server_flag) {
                 groups.push(pid);
                 data_dir = args
                     .iter()
                     .find_map(|a| a.strip_prefix("-dir="))
                     .map(PathBuf::from);
-            } else if args.iter().any(|a| *a == broker_flag) {
+            } else if args.contains(&broker_flag) {
                 groups.push(pid);
             }
         }
