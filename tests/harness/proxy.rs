@@ -6,8 +6,10 @@
 //! - `k`'s own proxy refuses and closes every connection (nobody reaches `k`);
 //! - every other proxy refuses and closes the connections opened by `k`'s process (`k` reaches
 //!   nobody). Connections are attributed to a process through `/proc`: the client end's socket
-//!   inode (from `/proc/net/tcp`) among the process's file descriptors, because all nodes connect
-//!   from 127.0.0.1 and cannot be told apart by address.
+//!   inode (from `/proc/net/tcp`, matched on both ends of the connection: one ephemeral port may
+//!   serve connections to several proxies, and closed ones linger in TIME_WAIT with inode 0) among
+//!   the process's file descriptors, because all nodes connect from 127.0.0.1 and cannot be told
+//!   apart by address.
 //!
 //! Invariants: while a cut is active no byte is forwarded on a connection that the cut covers
 //! (existing ones are shut down when the cut starts, new ones are closed at accept); healing
@@ -39,6 +41,8 @@ struct Cut {
 struct Conn {
     /// The client end's address (the connecting gateway's socket).
     peer: SocketAddr,
+    /// The proxy end's address.
+    local: SocketAddr,
     client: TcpStream,
     upstream: TcpStream,
 }
@@ -104,7 +108,7 @@ impl PeerProxies {
         for proxy in self.proxies.values() {
             let conns = lock(&proxy.conns);
             for conn in conns.values() {
-                if covered(cut, proxy.node, conn.peer) {
+                if covered(cut, proxy.node, conn.peer, conn.local) {
                     let _ = conn.client.shutdown(Shutdown::Both);
                     let _ = conn.upstream.shutdown(Shutdown::Both);
                 }
@@ -133,9 +137,9 @@ impl Drop for PeerProxies {
     }
 }
 
-/// Whether a connection from `peer` to the proxy of `proxy_node` is covered by `cut`.
-fn covered(cut: Cut, proxy_node: i32, peer: SocketAddr) -> bool {
-    proxy_node == cut.node || socket_owned_by(peer, cut.pid)
+/// Whether the connection `peer` -> `local` to the proxy of `proxy_node` is covered by `cut`.
+fn covered(cut: Cut, proxy_node: i32, peer: SocketAddr, local: SocketAddr) -> bool {
+    proxy_node == cut.node || socket_owned_by(peer, local, cut.pid)
 }
 
 fn accept_loop(
@@ -150,9 +154,11 @@ fn accept_loop(
             return;
         }
         let Ok(client) = stream else { continue };
-        let Ok(peer) = client.peer_addr() else { continue };
+        let (Ok(peer), Ok(local)) = (client.peer_addr(), client.local_addr()) else {
+            continue;
+        };
         let cut = *lock(&shared.cut);
-        if cut.is_some_and(|c| covered(c, node, peer)) {
+        if cut.is_some_and(|c| covered(c, node, peer, local)) {
             let _ = client.shutdown(Shutdown::Both);
             continue;
         }
@@ -175,12 +181,13 @@ fn accept_loop(
             id,
             Conn {
                 peer,
+                local,
                 client,
                 upstream,
             },
         );
         // A cut that began between the check above and the registration must cover this one too.
-        if lock(&shared.cut).is_some_and(|c| covered(c, node, peer)) {
+        if lock(&shared.cut).is_some_and(|c| covered(c, node, peer, local)) {
             let _ = c2.shutdown(Shutdown::Both);
             let _ = u2.shutdown(Shutdown::Both);
         }
@@ -218,9 +225,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream) {
     let _ = to.shutdown(Shutdown::Both);
 }
 
-/// Whether the TCP socket whose local address is `addr` belongs to process `pid`.
-fn socket_owned_by(addr: SocketAddr, pid: i32) -> bool {
-    let Some(inode) = socket_inode(addr) else {
+/// Whether the TCP socket connected from `addr` to `remote` belongs to process `pid`.
+fn socket_owned_by(addr: SocketAddr, remote: SocketAddr, pid: i32) -> bool {
+    let Some(inode) = socket_inode(addr, remote) else {
         return false;
     };
     let want = format!("socket:[{inode}]");
@@ -231,18 +238,19 @@ fn socket_owned_by(addr: SocketAddr, pid: i32) -> bool {
         .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == want.as_str()))
 }
 
-/// The inode of the IPv4 TCP socket bound locally to `addr`, from `/proc/net/tcp`.
-fn socket_inode(addr: SocketAddr) -> Option<String> {
-    let SocketAddr::V4(v4) = addr else {
+/// The inode of the open IPv4 TCP socket connected from `addr` to `remote`, from
+/// `/proc/net/tcp` (entries with inode 0, such as TIME_WAIT, belong to no process).
+fn socket_inode(addr: SocketAddr, remote: SocketAddr) -> Option<String> {
+    let (SocketAddr::V4(local), SocketAddr::V4(remote)) = (addr, remote) else {
         return None;
     };
-    let want = proc_net_addr(v4);
+    let (local, remote) = (proc_net_addr(local), proc_net_addr(remote));
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(1) == Some(&want.as_str()))
-            .then(|| fields.get(9).map(|s| (*s).to_owned()))
-            .flatten()
+        let inode = fields.get(9).copied().filter(|i| *i != "0")?;
+        (fields.get(1) == Some(&local.as_str()) && fields.get(2) == Some(&remote.as_str()))
+            .then(|| inode.to_owned())
     })
 }
 
@@ -263,12 +271,15 @@ mod tests {
     fn finds_the_process_owning_a_client_socket() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (_server, peer) = listener.accept().unwrap();
+        let (server, peer) = listener.accept().unwrap();
         assert_eq!(client.local_addr().unwrap(), peer);
+        let local = server.local_addr().unwrap();
         let me = i32::try_from(std::process::id()).unwrap();
-        assert!(socket_owned_by(peer, me));
+        assert!(socket_owned_by(peer, local, me));
         // pid 1 is never this test process.
-        assert!(!socket_owned_by(peer, 1));
+        assert!(!socket_owned_by(peer, local, 1));
+        // The proxy end of the connection is not the client's socket.
+        assert!(!socket_owned_by(local, peer, 1));
     }
 
     #[test]
