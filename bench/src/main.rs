@@ -112,6 +112,9 @@ struct RunArgs {
     /// Append the result as a JSON line to this file.
     #[arg(long)]
     results_file: Option<String>,
+    /// Pause between the produce and the consume phase, e.g. to let a backend flush.
+    #[arg(long, default_value_t = 0)]
+    consume_delay_seconds: u64,
     /// Extra librdkafka producer property, `key=value` (repeatable).
     #[arg(long = "producer-property", value_parser = parse_property)]
     producer_properties: Vec<(String, String)>,
@@ -163,6 +166,9 @@ fn main() -> anyhow::Result<()> {
             println!("{}", result.markdown_row());
             if let Some(path) = &args.results_file {
                 result.append_to(path)?;
+            }
+            if let Some(error) = &result.error {
+                bail!("{error}");
             }
         }
     }
@@ -249,6 +255,7 @@ fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
         produced = Some(stats.messages);
     }
     if args.mode != Mode::Produce {
+        std::thread::sleep(Duration::from_secs(args.consume_delay_seconds));
         let spec = consume::ConsumeSpec {
             bootstrap: args.bootstrap.clone(),
             topic: args.topic.clone(),
@@ -258,7 +265,15 @@ fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
             extra: args.consumer_properties.clone(),
         };
         let before = sample()?;
-        let stats = consume::run(&spec).context("consume phase")?;
+        let stats = match consume::run(&spec) {
+            Ok(stats) => stats,
+            Err(e) if produced.is_some() => {
+                // Keep the produce figures: the row is written, then the run fails.
+                result.error = Some(format!("consume phase: {e}"));
+                return Ok(result);
+            }
+            Err(e) => return Err(e).context("consume phase"),
+        };
         let after = sample()?;
         let secs = stats.elapsed.as_secs_f64();
         result.consume_mb_s = Some(stats.bytes as f64 / MB / secs);

@@ -51,6 +51,9 @@ pub struct RunResult {
     /// Storage backend CPU seconds per 10^9 bytes consumed.
     #[serde(default)]
     pub backend_cpu_s_per_gb_consume: Option<f64>,
+    /// Why a later phase failed after the earlier ones were measured (e.g. a consume stall).
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 const COLUMNS: [&str; 16] = [

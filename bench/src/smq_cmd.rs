@@ -38,6 +38,9 @@ pub struct DirectArgs {
     /// What to measure.
     #[arg(long, value_enum, default_value = "both")]
     mode: Mode,
+    /// Pause between publishing and fetching (the publish streams stay open meanwhile).
+    #[arg(long, default_value_t = 0)]
+    consume_delay_seconds: u64,
     /// SeaweedMQ processes to sample CPU time of (repeatable; summed).
     #[arg(long = "backend-pid")]
     backend_pids: Vec<u32>,
@@ -155,6 +158,7 @@ pub fn direct(args: &DirectArgs) -> anyhow::Result<RunResult> {
         );
     }
     if args.mode != Mode::Produce {
+        std::thread::sleep(Duration::from_secs(args.consume_delay_seconds));
         let before = sample()?;
         let stats = rt.block_on(crate::smq::fetch_all(
             std::sync::Arc::clone(&client),
@@ -221,15 +225,54 @@ fn row(r: &RunResult) -> String {
     format!("| {} |", cells.join(" | "))
 }
 
+/// Joins the separate produce and consume rows of one peer and scenario into one row (the first
+/// value of each figure wins), keeping the order in which peers first appear.
+fn merge_phases(results: Vec<RunResult>) -> Vec<RunResult> {
+    let mut merged: Vec<RunResult> = Vec::new();
+    for r in results {
+        let Some(m) = merged
+            .iter_mut()
+            .find(|m| m.peer == r.peer && m.scenario == r.scenario)
+        else {
+            merged.push(r);
+            continue;
+        };
+        macro_rules! fill {
+            ($($field:ident),*) => { $( m.$field = m.$field.take().or(r.$field); )* };
+        }
+        fill!(
+            produce_mb_s,
+            produce_msgs_s,
+            p50_ms,
+            p99_ms,
+            max_ms,
+            consume_mb_s,
+            consume_msgs_s,
+            cpu_s_per_gb_produce,
+            cpu_s_per_gb_consume,
+            client_cpu_s_per_gb_produce,
+            client_cpu_s_per_gb_consume,
+            backend_cpu_s_per_gb_produce,
+            backend_cpu_s_per_gb_consume,
+            error
+        );
+    }
+    merged
+}
+
 /// `smq-report`: every row, then per scenario the ratios to the seed and to the ceiling and
 /// whether the targets (produce ≥ 10x the seed, ≥ 80% of the ceiling) are met.
 pub fn report(args: &ReportArgs) -> anyhow::Result<String> {
-    let results = read_results(&args.results_file)?;
+    let results = merge_phases(read_results(&args.results_file)?);
     let mut out = String::new();
     let separator: Vec<&str> = COLUMNS.iter().map(|_| "---").collect();
     let _ = writeln!(out, "| {} |\n| {} |", COLUMNS.join(" | "), separator.join(" | "));
     for r in &results {
         let _ = writeln!(out, "{}", row(r));
+    }
+    for r in results.iter().filter(|r| r.error.is_some()) {
+        let error = r.error.as_deref().unwrap_or_default();
+        let _ = writeln!(out, "\n{} / {}: {error}", r.peer, r.scenario);
     }
     let mut by_size: BTreeMap<usize, BTreeMap<&str, &RunResult>> = BTreeMap::new();
     for r in &results {
@@ -270,4 +313,33 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(peer: &str, produce: Option<f64>, consume: Option<f64>) -> RunResult {
+        RunResult {
+            scenario: "1KiB".into(),
+            peer: peer.into(),
+            message_size: 1024,
+            produce_msgs_s: produce,
+            consume_msgs_s: consume,
+            ..RunResult::default()
+        }
+    }
+
+    #[test]
+    fn produce_and_consume_rows_of_a_peer_merge() {
+        let merged = merge_phases(vec![
+            result("a", Some(10.0), None),
+            result("b", Some(1.0), Some(2.0)),
+            result("a", None, Some(20.0)),
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].peer, "a");
+        assert_eq!(merged[0].produce_msgs_s, Some(10.0));
+        assert_eq!(merged[0].consume_msgs_s, Some(20.0));
+    }
 }
