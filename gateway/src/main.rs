@@ -118,7 +118,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         groups: groups.clone(),
         cluster: coordinator.clone(),
     });
-    tokio::spawn(publish_lag(groups, Arc::clone(&storage), shutdown.clone()));
+    tokio::spawn(publish_lag(groups.clone(), Arc::clone(&storage), shutdown.clone()));
 
     let ready = Arc::new(AtomicBool::new(false));
     let admin_listener = TcpListener::bind(config.admin_listen)
@@ -172,9 +172,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         shutdown_grace: config.shutdown_grace,
     };
     let ready_flag = Arc::clone(&ready);
+    let stopping_groups = groups.clone();
     server::run(listener, ctx, opts, async move {
         shutdown_signal().await;
         ready_flag.store(false, Ordering::Release);
+        stopping_groups.release_all();
         info!("shutdown requested");
     })
     .await;

@@ -152,8 +152,11 @@ pub enum ForwardResponse {
 }
 
 /// Why the leader could not carry out a [`ForwardRequest`].
+///
+/// Externally tagged on the wire: serde cannot write an internally tagged variant that wraps a
+/// bare string.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum ForwardError {
     /// The receiver is not (or no longer) the leader.
     #[error("not the leader (leader: {leader:?})")]
@@ -167,4 +170,30 @@ pub enum ForwardError {
     /// Raft failed on the receiver.
     #[error("raft failed: {0}")]
     Fatal(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_errors_and_answers_survive_the_wire_encoding() {
+        for e in [
+            ForwardError::NotLeader { leader: Some(2) },
+            ForwardError::Membership("already undergoing a configuration change".into()),
+            ForwardError::Fatal("stopped".into()),
+        ] {
+            let json = serde_json::to_vec(&e).expect("encode");
+            assert_eq!(serde_json::from_slice::<ForwardError>(&json).expect("decode"), e);
+        }
+        let status = ForwardResponse::Status {
+            initialized: true,
+            leader: Some(0),
+        };
+        let json = serde_json::to_vec(&status).expect("encode");
+        assert_eq!(
+            serde_json::from_slice::<ForwardResponse>(&json).expect("decode"),
+            status
+        );
+    }
 }

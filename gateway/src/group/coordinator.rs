@@ -413,6 +413,16 @@ impl GroupCoordinator {
         self.inner.metrics.set_lag(series);
     }
 
+    /// Stops coordinating every group held in memory (at shutdown): pending JoinGroup and
+    /// SyncGroup calls are answered COORDINATOR_NOT_AVAILABLE at once, so clients look for the
+    /// coordinator elsewhere instead of holding the connection until the shutdown grace ends.
+    pub fn release_all(&self) {
+        let ids: Vec<String> = self.inner.groups.lock().keys().cloned().collect();
+        for id in ids {
+            self.inner.evict(&id);
+        }
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &GroupConfig {
         &self.inner.config

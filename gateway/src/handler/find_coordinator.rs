@@ -35,6 +35,12 @@ async fn lookup(ctx: &Context, key_type: i8, key: &str) -> Lookup {
         )),
         KEY_TYPE_GROUP => {
             let unavailable = |why: &str| (ResponseError::CoordinatorNotAvailable, why.to_owned());
+            // A node cut off from the quorum cannot know the current owner: clients ask another.
+            if !ctx.cluster.in_quorum() {
+                return Err(unavailable(
+                    "this gateway is not in contact with the cluster quorum",
+                ));
+            }
             let (owner, _) = ctx
                 .cluster
                 .group_owner(key)
