@@ -1,16 +1,26 @@
 //! When is an acknowledged SMQ message durable?
 //!
-//! A `PublishMessage` ack only means the message is in the broker's in-memory log buffer. The
-//! buffer reaches the filer every `-logFlushInterval` seconds (default 5), and with each flush
-//! the broker writes the partition's last flushed offset to `checkpoint.offset` in the partition
-//! directory. On a restart the broker continues offsets after that checkpoint; everything
-//! acknowledged after it is gone, and offsets restart below what was acknowledged (SeaweedMQ
-//! 4.48, observed on a real broker). A message is therefore durable once the checkpoint has
-//! reached its offset, and appends with [`Durability::Durable`](crate::storage::Durability)
-//! (acks=all) are answered only then.
+//! A `PublishMessage` ack only means the message is in the broker's in-memory log buffer. Two
+//! independent things happen later (SeaweedMQ 4.48, observed on a real broker):
 //!
-//! One poller per partition reads the checkpoint while appends wait for it and publishes it on
-//! the partition's `durable` watch (the next offset not known to be durable).
+//! * every `-logFlushInterval` seconds (default 5) the buffer is written to the filer as a log
+//!   file in the partition directory, whose `offset_max` extended attribute (8 bytes big-endian)
+//!   names the last offset it holds;
+//! * about every 2 s, whatever the flush interval, the broker writes its offset counter to
+//!   `checkpoint.offset` in the same directory. A restarted broker continues offsets after that
+//!   checkpoint.
+//!
+//! The checkpoint regularly runs ahead of the flushed files (messages it covers may still be in
+//! memory only), and flushed files can run ahead of the checkpoint (their offsets would be handed
+//! out again after a restart). A message is therefore durable once **both** the checkpoint and a
+//! flushed file have reached its offset, and appends with
+//! [`Durability::Durable`](crate::storage::Durability) (acks=all) are answered only then: after
+//! at most the larger of the two periods plus one poll.
+//!
+//! One poller per partition reads both while appends wait and publishes the lower one on the
+//! partition's `durable` watch (the next offset not known to be durable). The directory is listed
+//! incrementally from the last log file seen ([`FlushCursor`]); log files are named by their
+//! start time, so they list in flush order.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,7 +31,7 @@ use tracing::debug;
 use super::client::{SmqClient, TOPICS_DIR};
 use super::error::{SmqError, SmqResult};
 use super::partition::PartitionState;
-use super::pb::filer_pb::LookupDirectoryEntryRequest;
+use super::pb::filer_pb::{ListEntriesRequest, LookupDirectoryEntryRequest};
 use super::pb::schema_pb::Partition;
 use crate::storage::{Offset, TopicPartition};
 
@@ -29,6 +39,30 @@ use crate::storage::{Offset, TopicPartition};
 const CHECKPOINT_FILE: &str = "checkpoint.offset";
 /// How often a waited-on checkpoint is read.
 const POLL: Duration = Duration::from_millis(100);
+/// The extended attribute of a flushed log file naming its last offset.
+const OFFSET_MAX_ATTR: &str = "offset_max";
+/// The extended attribute of a flushed log file naming the offset after its last message.
+const BUFFER_START_ATTR: &str = "buffer_start";
+/// Entries read per directory listing; a longer directory continues on the next poll.
+const LIST_LIMIT: u32 = 10_000;
+
+/// How far a partition directory's flushed log files were listed.
+#[derive(Debug, Clone)]
+pub struct FlushCursor {
+    /// The newest log file seen (listed again inclusively: a flush may append to it).
+    last_file: String,
+    /// The highest `offset_max` seen (-1 when none).
+    max_offset: Offset,
+}
+
+impl Default for FlushCursor {
+    fn default() -> Self {
+        Self {
+            last_file: String::new(),
+            max_offset: -1,
+        }
+    }
+}
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -61,21 +95,27 @@ pub fn partition_dir(topic: &str, p: &Partition) -> String {
 }
 
 impl SmqClient {
-    /// The last offset the broker checkpointed for Kafka partition `index` (-1 when none).
-    ///
-    /// # Errors
-    /// [`SmqError`] when the layout or the filer cannot be read, or the file is malformed.
-    pub async fn checkpoint(&self, name: &str, index: i32) -> SmqResult<Offset> {
+    /// The filer directory of Kafka partition `index` of topic `name`.
+    async fn partition_dir_of(&self, name: &str, index: i32) -> SmqResult<String> {
         let layout = self.layout(name, false).await?;
         let Some((partition, _)) = layout.get(index) else {
             return Err(SmqError::Protocol(format!(
                 "topic {name} has no partition {index}"
             )));
         };
+        Ok(partition_dir(name, partition))
+    }
+
+    /// The last offset the broker checkpointed for Kafka partition `index` (-1 when none).
+    ///
+    /// # Errors
+    /// [`SmqError`] when the layout or the filer cannot be read, or the file is malformed.
+    pub async fn checkpoint(&self, name: &str, index: i32) -> SmqResult<Offset> {
+        let directory = self.partition_dir_of(name, index).await?;
         let addr = self.discovery().filer().await?;
         let mut c = self.discovery().channels().filer(&addr)?;
         let request = LookupDirectoryEntryRequest {
-            directory: partition_dir(name, partition),
+            directory,
             name: CHECKPOINT_FILE.to_string(),
         };
         let entry = match c.lookup_directory_entry(request).await {
@@ -94,6 +134,81 @@ impl SmqClient {
         })?;
         Ok(i64::from_be_bytes(bytes))
     }
+
+    /// Advances `cursor` over the log files flushed to Kafka partition `index` since it was
+    /// last called and returns the highest flushed offset (-1 when none). A file names its last
+    /// offset in `offset_max`, or, the partition's first file only, as `buffer_start - 1`; files
+    /// with neither are skipped.
+    ///
+    /// # Errors
+    /// [`SmqError`] when the layout or the filer cannot be read.
+    pub async fn flushed(&self, name: &str, index: i32, cursor: &mut FlushCursor) -> SmqResult<Offset> {
+        let directory = self.partition_dir_of(name, index).await?;
+        let addr = self.discovery().filer().await?;
+        let mut c = self.discovery().channels().filer(&addr)?;
+        let request = ListEntriesRequest {
+            directory,
+            prefix: String::new(),
+            start_from_file_name: cursor.last_file.clone(),
+            inclusive_start_from: true,
+            limit: LIST_LIMIT,
+        };
+        let mut entries = match c.list_entries(request).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == tonic::Code::NotFound || s.message().contains("not found") => {
+                return Ok(cursor.max_offset)
+            }
+            Err(s) => return Err(SmqError::rpc("ListEntries", &addr, s)),
+        };
+        while let Some(r) = entries
+            .message()
+            .await
+            .map_err(|s| SmqError::rpc("ListEntries", &addr, s))?
+        {
+            let Some(entry) = r.entry else { continue };
+            if entry.is_directory || entry.name == CHECKPOINT_FILE {
+                continue;
+            }
+            let attr = |name: &str| {
+                entry
+                    .extended
+                    .get(name)
+                    .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                    .map(i64::from_be_bytes)
+            };
+            // A partition's first log file carries only `buffer_start`, the offset after its
+            // last message (every later file has `buffer_start == offset_max + 1`).
+            let offset_max = attr(OFFSET_MAX_ATTR).or_else(|| attr(BUFFER_START_ATTR).map(|b| b - 1));
+            if let Some(max) = offset_max {
+                cursor.max_offset = cursor.max_offset.max(max);
+            }
+            if entry.name > cursor.last_file {
+                cursor.last_file = entry.name;
+            }
+        }
+        Ok(cursor.max_offset)
+    }
+
+    /// The last offset that is both checkpointed and flushed (-1 when none); `cursor` as in
+    /// [`SmqClient::flushed`]. The directory is listed only while the flushed files lag the
+    /// checkpoint.
+    ///
+    /// # Errors
+    /// As [`SmqClient::checkpoint`] and [`SmqClient::flushed`].
+    pub async fn durable_through(
+        &self,
+        name: &str,
+        index: i32,
+        cursor: &mut FlushCursor,
+    ) -> SmqResult<Offset> {
+        let checkpoint = self.checkpoint(name, index).await?;
+        let flushed = if cursor.max_offset >= checkpoint {
+            cursor.max_offset
+        } else {
+            self.flushed(name, index, cursor).await?
+        };
+        Ok(checkpoint.min(flushed))
+    }
 }
 
 impl PartitionState {
@@ -109,7 +224,7 @@ impl PartitionState {
         });
     }
 
-    /// Waits until every offset below `end` is checkpointed, or `deadline` passes.
+    /// Waits until every offset below `end` is flushed and checkpointed, or `deadline` passes.
     ///
     /// # Errors
     /// [`SmqError::Unavailable`] when the checkpoint does not reach `end` in time.
@@ -132,7 +247,7 @@ impl PartitionState {
         match reached {
             true => Ok(()),
             false => Err(SmqError::Unavailable(format!(
-                "{tp}: the broker has not flushed offsets below {end} within {deadline:?} (checkpoint at {})",
+                "{tp}: the broker has not flushed and checkpointed offsets below {end} within {deadline:?} (durable below {})",
                 *self.durable.borrow()
             ))),
         }
@@ -146,10 +261,12 @@ impl PartitionState {
         let me = Arc::clone(self);
         tokio::spawn(async move {
             while me.durable.receiver_count() > 0 {
-                match client.checkpoint(&tp.topic, tp.partition).await {
+                let mut cursor = me.flushed.lock().clone();
+                match client.durable_through(&tp.topic, tp.partition, &mut cursor).await {
                     Ok(last) => me.advance_durable(last + 1),
-                    Err(e) => debug!(partition = %tp, error = %e, "checkpoint read failed"),
+                    Err(e) => debug!(partition = %tp, error = %e, "durability poll failed"),
                 }
+                *me.flushed.lock() = cursor;
                 tokio::time::sleep(POLL).await;
             }
             me.durable_poller.store(false, Ordering::Release);

@@ -42,9 +42,12 @@ pub struct PartitionState {
     /// High watermark as last seen (own acks, fetches, range info).
     pub hw: watch::Sender<Offset>,
     poller: AtomicBool,
-    /// The next offset not known to be durable (the broker's checkpoint plus one).
+    /// The next offset not known to be durable (the lower of the broker's checkpoint and its
+    /// last flushed offset, plus one).
     pub durable: watch::Sender<Offset>,
     pub(super) durable_poller: AtomicBool,
+    /// How far the partition directory's flushed log files were listed (used by the poller).
+    pub(super) flushed: parking_lot::Mutex<super::durability::FlushCursor>,
 }
 
 impl Default for PartitionState {
@@ -55,6 +58,7 @@ impl Default for PartitionState {
             poller: AtomicBool::new(false),
             durable: watch::channel(0).0,
             durable_poller: AtomicBool::new(false),
+            flushed: parking_lot::Mutex::new(super::durability::FlushCursor::default()),
         }
     }
 }

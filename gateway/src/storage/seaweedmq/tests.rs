@@ -237,3 +237,111 @@ async fn topic_ids_are_stable_across_gateways() {
         .expect("exists");
     assert_eq!(meta.id, created.id, "topic id is stable");
 }
+
+/// An idempotent producer pipelining acks=all requests over two partitions, as the Produce
+/// handler runs them: each batch is appended with `Accepted` in order, and the wait for
+/// durability runs outside the append (up to five outstanding per partition). Every wait
+/// returns (no deadline error), offsets are dense and in send order, a retried batch is answered
+/// as the duplicate of the original, and when a wait returns the batch is both checkpointed and
+/// in a flushed log file (the broker's checkpoint alone runs ahead of its flushes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_idempotent_appends_become_durable_on_every_partition() {
+    use std::sync::Arc;
+
+    use futures::stream::{FuturesOrdered, StreamExt};
+
+    use super::durability::FlushCursor;
+    use crate::storage::{Durability, Storage, TopicConfig, TopicPartition};
+
+    const BATCHES: i32 = 12;
+    const RECORDS: i32 = 20;
+    const IN_FLIGHT: usize = 5;
+    let weed = cluster().await;
+    let storage = Arc::new(SeaweedStorage::connect(weed.options()).await.expect("connect"));
+    storage
+        .create_topic("idem-durable", 2, TopicConfig::default(), false)
+        .await
+        .expect("create");
+    let producer = |partition: i32| {
+        let storage = Arc::clone(&storage);
+        async move {
+            let tp = TopicPartition::new("idem-durable", partition);
+            let client = Arc::clone(storage.client());
+            let batch_of = |b: i32| {
+                let values: Vec<Vec<u8>> = (0..RECORDS)
+                    .map(|r| format!("p{partition}-b{b}-r{r}").into_bytes())
+                    .collect();
+                let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+                crate::records::testing::batch(&refs, 1_700_000_000_000, 7, 0, b * RECORDS).freeze()
+            };
+            let mut waits = FuturesOrdered::new();
+            let mut slowest = std::time::Duration::ZERO;
+            for b in 0..BATCHES {
+                let outcome = storage
+                    .append(&tp, batch_of(b), Durability::Accepted)
+                    .await
+                    .expect("append");
+                let expected = i64::from(b * RECORDS);
+                assert_eq!(
+                    (outcome.base_offset, outcome.duplicate),
+                    (expected, false),
+                    "dense offsets in send order"
+                );
+                let end = expected + i64::from(RECORDS);
+                let storage = Arc::clone(&storage);
+                let waited = tp.clone();
+                waits.push_back(async move {
+                    let started = std::time::Instant::now();
+                    storage
+                        .wait_durable(&waited, end)
+                        .await
+                        .map(|()| (end, started.elapsed()))
+                });
+                while waits.len() >= IN_FLIGHT || (b == BATCHES - 1 && !waits.is_empty()) {
+                    let Some(done) = waits.next().await else { break };
+                    let (end, took) = done.expect("durable before the deadline");
+                    slowest = slowest.max(took);
+                    let checkpoint = client
+                        .checkpoint("idem-durable", partition)
+                        .await
+                        .expect("checkpoint");
+                    let flushed = client
+                        .flushed("idem-durable", partition, &mut FlushCursor::default())
+                        .await
+                        .expect("flushed");
+                    assert!(
+                        checkpoint >= end - 1 && flushed >= end - 1,
+                        "{tp}: durable below {end}, but checkpoint {checkpoint}, flushed {flushed}"
+                    );
+                }
+            }
+            // A retry of a recent acknowledged batch is its duplicate, at the original's offsets.
+            let retry = storage
+                .append(&tp, batch_of(BATCHES - 2), Durability::Accepted)
+                .await
+                .expect("retried append");
+            assert_eq!(
+                (retry.base_offset, retry.duplicate),
+                (i64::from((BATCHES - 2) * RECORDS), true)
+            );
+            storage
+                .wait_durable(&tp, retry.base_offset + i64::from(RECORDS))
+                .await
+                .expect("duplicate durable");
+            slowest
+        }
+    };
+    let (a, b) = tokio::join!(producer(0), producer(1));
+    eprintln!("slowest acks=all wait: partition 0 {a:?}, partition 1 {b:?}");
+    for p in 0..2 {
+        let out = storage
+            .list_offset(
+                &TopicPartition::new("idem-durable", p),
+                crate::storage::OffsetSpec::Latest,
+            )
+            .await
+            .expect("latest")
+            .expect("offset");
+        assert_eq!(out.offset, i64::from(BATCHES * RECORDS), "nothing appended twice");
+    }
+}
