@@ -21,8 +21,9 @@ use crate::storage::{
     StorageError, TimestampType, TopicConfig, TopicMeta, TopicPartition,
 };
 
-/// How long an acks=all append waits for the broker to flush it (`-logFlushInterval`, 5 s by
-/// default, bounds the usual wait).
+/// How long an acks=all append waits for the broker to flush and checkpoint it (the usual wait
+/// is bounded by the longer of `-logFlushInterval`, 5 s by default, and the ~2 s checkpoint
+/// period; see `durability`).
 const DURABLE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(25);
 
 fn now_ms() -> i64 {
