@@ -107,6 +107,23 @@ impl Coordinator {
         }
     }
 
+    /// Where a node cut off from the quorum sends clients looking for `group_id`'s coordinator:
+    /// the owner the others will pick once they declare this node dead (rendezvous over the
+    /// other voters). Clients such as librdkafka ask the last coordinator first, so answering
+    /// "not available" here would keep them knocking on the cut-off node; a wrong guess is
+    /// corrected by that node's NOT_COORDINATOR and its own, in-quorum, FindCoordinator answer.
+    pub fn owner_without_me(&self, group_id: &str) -> Option<NodeId> {
+        let applied = self.inner.applied.read();
+        let others: Vec<NodeId> = applied
+            .state
+            .members
+            .iter()
+            .filter(|(id, m)| m.voter && **id != self.inner.node_id)
+            .map(|(id, _)| *id)
+            .collect();
+        super::state::rendezvous(group_id, &others)
+    }
+
     /// True once this node is a voter of an initialized cluster and has applied the log up to
     /// the entry that made it one. A learner has not finished joining: its promotion may have
     /// been refused (another membership change in progress) and is retried.

@@ -35,11 +35,14 @@ async fn lookup(ctx: &Context, key_type: i8, key: &str) -> Lookup {
         )),
         KEY_TYPE_GROUP => {
             let unavailable = |why: &str| (ResponseError::CoordinatorNotAvailable, why.to_owned());
-            // A node cut off from the quorum cannot know the current owner: clients ask another.
+            // A node cut off from the quorum cannot know the current owner: it points the client
+            // at the member that will own the group once this node is declared dead.
             if !ctx.cluster.in_quorum() {
-                return Err(unavailable(
-                    "this gateway is not in contact with the cluster quorum",
-                ));
+                return ctx
+                    .cluster
+                    .owner_without_me(key)
+                    .and_then(|id| ctx.cluster.broker(id))
+                    .ok_or_else(|| unavailable("this gateway is not in contact with the cluster quorum"));
             }
             let (owner, _) = ctx
                 .cluster
