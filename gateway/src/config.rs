@@ -484,7 +484,7 @@ mod tests {
         assert_eq!(c.cluster_advertised(), "b:1");
         let c = parse(&["--listen", "127.0.0.2:9092", "--cluster-listen", "0.0.0.0:9645"]).unwrap();
         assert_eq!(c.cluster_advertised(), "127.0.0.2:9645");
-        assert!(parse(&["--node-id", "-1"])
+        assert!(parse(&["--node-id=-1"])
             .unwrap_err()
             .to_string()
             .contains("node-id"));
