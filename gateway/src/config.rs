@@ -125,7 +125,8 @@ pub struct Flags {
     /// Connections served at once [default: 10000].
     #[arg(long, env = "KAFKA_GATEWAY_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
-    /// Requests of one connection processed concurrently [default: 16].
+    /// Requests of one connection processed concurrently; together they hold at most
+    /// --max-request-bytes of request frames [default: 1024].
     #[arg(long, env = "KAFKA_GATEWAY_MAX_IN_FLIGHT_REQUESTS")]
     pub max_in_flight_requests: Option<usize>,
     /// Upper bound on a fetch response (`fetch.max.bytes`) [default: 57671680].
@@ -312,7 +313,7 @@ impl Config {
                 pick!(connections_max_idle_ms, 540_000) as usize,
             )? as u64),
             max_connections: positive("max-connections", pick!(max_connections, 10_000))?,
-            max_in_flight_requests: positive("max-in-flight-requests", pick!(max_in_flight_requests, 16))?,
+            max_in_flight_requests: positive("max-in-flight-requests", pick!(max_in_flight_requests, 1024))?,
             fetch_max_bytes: positive("fetch-max-bytes", pick!(fetch_max_bytes, 57_671_680))?,
             shutdown_grace: Duration::from_secs(pick!(shutdown_grace_seconds, 30)),
             max_topic_labels: pick!(max_topic_labels, 1000),

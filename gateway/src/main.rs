@@ -118,7 +118,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         groups: groups.clone(),
         cluster: coordinator.clone(),
     });
-    tokio::spawn(publish_lag(groups.clone(), Arc::clone(&storage), shutdown.clone()));
+    tokio::spawn(publish_lag(
+        groups.clone(),
+        Arc::clone(&storage),
+        shutdown.clone(),
+    ));
 
     let ready = Arc::new(AtomicBool::new(false));
     let admin_listener = TcpListener::bind(config.admin_listen)
@@ -168,6 +172,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         max_connections: config.max_connections,
         max_frame_bytes: config.max_request_bytes,
         max_in_flight: config.max_in_flight_requests,
+        // Bounds a connection's memory by the largest request it may send.
+        max_in_flight_bytes: config.max_request_bytes,
         idle_timeout: config.connections_max_idle,
         shutdown_grace: config.shutdown_grace,
     };

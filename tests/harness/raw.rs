@@ -92,6 +92,15 @@ impl RawClient {
     pub fn send<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
         let (correlation_id, frame) = self.encode_request(request, version)?;
         self.write_all(&frame)?;
+        self.recv::<R>(correlation_id, version)
+    }
+
+    /// Reads the next response frame and decodes it as the answer to `correlation_id` (for
+    /// requests pipelined with [`RawClient::encode_request`] and [`RawClient::write_all`]).
+    ///
+    /// # Errors
+    /// As [`RawClient::send`].
+    pub fn recv<R: Request>(&mut self, correlation_id: i32, version: i16) -> Result<R::Response> {
         let mut payload = self
             .read_frame()?
             .ok_or_else(|| anyhow!("connection closed before the response to api key {}", R::KEY))?;
@@ -99,7 +108,7 @@ impl RawClient {
             .context("decode response header")?;
         if header.correlation_id != correlation_id {
             bail!(
-                "correlation id {} != request's {correlation_id}",
+                "correlation id {} != expected {correlation_id}",
                 header.correlation_id
             );
         }

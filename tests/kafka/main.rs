@@ -12,4 +12,5 @@ mod groups;
 mod kafka_python;
 mod kafkajs;
 mod kcat;
+mod pipelining;
 mod seaweedmq;

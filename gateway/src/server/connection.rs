@@ -47,7 +47,10 @@ pub struct FrameReader<R> {
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Wraps a read half.
     pub fn new(inner: R, max_frame_bytes: usize) -> Self {
-        Self { inner: BufReader::with_capacity(64 * 1024, inner), max_frame_bytes }
+        Self {
+            inner: BufReader::with_capacity(64 * 1024, inner),
+            max_frame_bytes,
+        }
     }
 
     /// Reads the next frame body (without its size prefix). `Ok(None)` on a clean close between
@@ -67,7 +70,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         let size = i32::from_be_bytes(len);
         if size < 0 || size as usize > self.max_frame_bytes {
-            return Err(FrameError::TooLarge { size: i64::from(size), max: self.max_frame_bytes });
+            return Err(FrameError::TooLarge {
+                size: i64::from(size),
+                max: self.max_frame_bytes,
+            });
         }
         // Filled through `read_buf` so the buffer is never zeroed first.
         let size = size as usize;
@@ -92,7 +98,9 @@ pub struct FrameWriter<W: AsyncWrite> {
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Wraps a write half.
     pub fn new(inner: W) -> Self {
-        Self { inner: BufWriter::with_capacity(64 * 1024, inner) }
+        Self {
+            inner: BufWriter::with_capacity(64 * 1024, inner),
+        }
     }
 
     /// Queues an encoded frame (size prefix included).
@@ -129,14 +137,26 @@ mod tests {
 
         let big = 1000i32.to_be_bytes();
         let mut r = FrameReader::new(&big[..], 100);
-        assert!(matches!(r.read_frame().await, Err(FrameError::TooLarge { size: 1000, max: 100 })));
+        assert!(matches!(
+            r.read_frame().await,
+            Err(FrameError::TooLarge { size: 1000, max: 100 })
+        ));
 
         let neg = (-5i32).to_be_bytes();
-        assert!(matches!(FrameReader::new(&neg[..], 100).read_frame().await, Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            FrameReader::new(&neg[..], 100).read_frame().await,
+            Err(FrameError::TooLarge { .. })
+        ));
 
         let mut short = 10i32.to_be_bytes().to_vec();
         short.extend_from_slice(b"abc");
-        assert!(matches!(FrameReader::new(&short[..], 100).read_frame().await, Err(FrameError::Truncated)));
-        assert!(matches!(FrameReader::new(&b"\x00\x00"[..], 100).read_frame().await, Err(FrameError::Truncated)));
+        assert!(matches!(
+            FrameReader::new(&short[..], 100).read_frame().await,
+            Err(FrameError::Truncated)
+        ));
+        assert!(matches!(
+            FrameReader::new(&b"\x00\x00"[..], 100).read_frame().await,
+            Err(FrameError::Truncated)
+        ));
     }
 }

@@ -29,6 +29,8 @@ pub struct ServerOptions {
     pub max_frame_bytes: usize,
     /// Requests of one connection processed concurrently (responses stay in order).
     pub max_in_flight: usize,
+    /// Request bytes one connection may hold in flight (one request always fits).
+    pub max_in_flight_bytes: usize,
     /// Close connections without requests for this long (`connections.max.idle.ms`).
     pub idle_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
@@ -36,7 +38,12 @@ pub struct ServerOptions {
 }
 
 /// Serves Kafka connections on `listener` until `shutdown` resolves, then drains.
-pub async fn run(listener: TcpListener, ctx: Arc<Context>, opts: ServerOptions, shutdown: impl Future<Output = ()>) {
+pub async fn run(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    opts: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) {
     let opts = Arc::new(opts);
     let limit = Arc::new(Semaphore::new(opts.max_connections));
     let tracker = TaskTracker::new();
@@ -79,10 +86,19 @@ pub async fn run(listener: TcpListener, ctx: Arc<Context>, opts: ServerOptions, 
         );
     }
     drop(listener);
-    info!(connections = tracker.len(), "listener closed, draining connections");
+    info!(
+        connections = tracker.len(),
+        "listener closed, draining connections"
+    );
     token.cancel();
     tracker.close();
-    if tokio::time::timeout(opts.shutdown_grace, tracker.wait()).await.is_err() {
-        warn!(remaining = tracker.len(), "shutdown grace period over, aborting connections");
+    if tokio::time::timeout(opts.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            remaining = tracker.len(),
+            "shutdown grace period over, aborting connections"
+        );
     }
 }

@@ -2,7 +2,11 @@
 //!
 //! A reader task turns the socket into a bounded channel of frames (so reading is never
 //! cancelled mid-frame); the session loop decodes each frame, runs up to `max_in_flight`
-//! requests concurrently in a `FuturesOrdered`, and writes responses in request order. Protocol
+//! requests holding at most `max_in_flight_bytes` of request frames (always at least one)
+//! concurrently in a `FuturesOrdered`, and writes responses in request order. The window is
+//! wide because an acks=all Produce can wait seconds for its storage to become durable while the
+//! client keeps pipelining (librdkafka sends up to a million requests per connection): a narrow
+//! window would cap such a connection at window/durability-latency requests per second. Protocol
 //! errors (bad frames, unknown APIs, malformed bodies) are logged once and close only this
 //! connection. On shutdown the loop stops taking requests, finishes those in flight, flushes
 //! and closes.
@@ -11,6 +15,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
+use futures::FutureExt;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseKind};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -48,11 +53,18 @@ impl SessionError {
 }
 
 /// Serves one connection until the peer closes, an error, idleness, or shutdown.
-pub(super) async fn run(stream: TcpStream, ctx: Arc<Context>, opts: Arc<ServerOptions>, shutdown: CancellationToken) {
+pub(super) async fn run(
+    stream: TcpStream,
+    ctx: Arc<Context>,
+    opts: Arc<ServerOptions>,
+    shutdown: CancellationToken,
+) {
     let _ = stream.set_nodelay(true);
-    let client = Arc::new(Client::new(stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()));
+    let client = Arc::new(Client::new(
+        stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+    ));
     let (read_half, write_half) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Result<Bytes, FrameError>>(opts.max_in_flight.max(1));
+    let (tx, mut rx) = mpsc::channel::<Result<Bytes, FrameError>>(READ_AHEAD);
     let reader_stop = shutdown.child_token();
     let reader = {
         let stop = reader_stop.clone();
@@ -84,7 +96,10 @@ pub(super) async fn run(stream: TcpStream, ctx: Arc<Context>, opts: Arc<ServerOp
     reader_stop.cancel();
     let _ = reader.await;
     if let Err(e) = result {
-        ctx.metrics.connection_errors.with_label_values(&[e.metric_label()]).inc();
+        ctx.metrics
+            .connection_errors
+            .with_label_values(&[e.metric_label()])
+            .inc();
         match &e {
             SessionError::Frame(FrameError::Io(_) | FrameError::Truncated) | SessionError::Write(_) => {
                 debug!(error = %e, "connection closed")
@@ -94,7 +109,21 @@ pub(super) async fn run(stream: TcpStream, ctx: Arc<Context>, opts: Arc<ServerOp
     }
 }
 
-type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<BytesMut>, SessionError>> + Send>>;
+/// Frames read ahead of the in-flight window (their bytes are not counted against it).
+const READ_AHEAD: usize = 8;
+
+type Pending =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<BytesMut>, SessionError>> + Send>>;
+
+/// The in-flight window: a request future plus the size of the frame it holds.
+type InFlight = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (usize, Result<Option<BytesMut>, SessionError>)> + Send>,
+>;
+
+/// True while another request may start: under both bounds, and always when nothing runs.
+fn window_open(requests: usize, bytes: usize, opts: &ServerOptions) -> bool {
+    requests == 0 || (requests < opts.max_in_flight && bytes < opts.max_in_flight_bytes)
+}
 
 async fn serve(
     rx: &mut mpsc::Receiver<Result<Bytes, FrameError>>,
@@ -104,7 +133,8 @@ async fn serve(
     opts: &ServerOptions,
     shutdown: &CancellationToken,
 ) -> Result<(), SessionError> {
-    let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();
+    let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
+    let mut in_flight_bytes = 0usize;
     let mut reading = true;
     let mut last_activity = Instant::now();
     loop {
@@ -115,25 +145,37 @@ async fn serve(
         let idle_deadline = last_activity + opts.idle_timeout;
         tokio::select! {
             biased;
-            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((size, done)) = in_flight.next(), if !in_flight.is_empty() => {
+                in_flight_bytes -= size;
                 if let Some(frame) = done? {
                     writer.write_frame(&frame).await?;
                 }
-                if in_flight.is_empty() {
-                    writer.flush().await?;
+                // Answers already complete share the write; then everything written goes out,
+                // so a pipelining client never waits on an answer held behind a slower request
+                // (an acks=all Produce or a long-polling Fetch).
+                while let Some(Some((size, done))) = in_flight.next().now_or_never() {
+                    in_flight_bytes -= size;
+                    if let Some(frame) = done? {
+                        writer.write_frame(&frame).await?;
+                    }
                 }
+                writer.flush().await?;
                 last_activity = Instant::now();
             }
             _ = shutdown.cancelled(), if reading => {
                 debug!("shutdown: finishing in-flight requests");
                 reading = false;
             }
-            frame = rx.recv(), if reading && in_flight.len() < opts.max_in_flight => {
+            frame = rx.recv(), if reading && window_open(in_flight.len(), in_flight_bytes, opts) => {
                 match frame {
                     None => reading = false,
                     Some(frame) => {
                         last_activity = Instant::now();
-                        in_flight.push_back(start_request(frame?, Arc::clone(ctx), Arc::clone(client))?);
+                        let frame = frame?;
+                        let size = frame.len();
+                        let request = start_request(frame, Arc::clone(ctx), Arc::clone(client))?;
+                        in_flight_bytes += size;
+                        in_flight.push_back(Box::pin(async move { (size, request.await) }));
                     }
                 }
             }
@@ -150,7 +192,10 @@ fn start_request(frame: Bytes, ctx: Arc<Context>, client: Arc<Client>) -> Result
     let started = Instant::now();
     match protocol::decode_request(frame)? {
         Decoded::ApiVersionsUnsupported { correlation_id } => {
-            debug!(correlation_id, "api versions at unsupported version: answering v0");
+            debug!(
+                correlation_id,
+                "api versions at unsupported version: answering v0"
+            );
             let frame = protocol::encode_api_versions_unsupported(correlation_id)?;
             Ok(Box::pin(async move { Ok(Some(frame)) }))
         }
@@ -184,10 +229,16 @@ fn start_request(frame: Bytes, ctx: Arc<Context>, client: Arc<Client>) -> Result
 
 fn record(ctx: &Context, api: ApiKey, header: &RequestHeader, body: Option<&ResponseKind>, started: Instant) {
     let name = api_name(api);
-    ctx.metrics.request_duration.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .request_duration
+        .with_label_values(&[name])
+        .observe(started.elapsed().as_secs_f64());
     let version = header.request_api_version.to_string();
     let code = body.map_or(0, protocol::first_error_code).to_string();
-    ctx.metrics.requests.with_label_values(&[name, version.as_str(), code.as_str()]).inc();
+    ctx.metrics
+        .requests
+        .with_label_values(&[name, version.as_str(), code.as_str()])
+        .inc();
 }
 
 /// A stable snake_case-free label for an API (its Rust variant name).

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use tracing::{debug, warn};
 
 use super::discovery::{Discovery, Seeds};
-use super::error::{SmqError, SmqErrorKind, SmqResult};
+use super::error::{filer_not_found, SmqError, SmqErrorKind, SmqResult};
 use super::pb::filer_pb::{DeleteEntryRequest, KvGetRequest, KvPutRequest, LookupDirectoryEntryRequest};
 use super::pb::messaging_pb::{
     BrokerPartitionAssignment, ConfigureTopicRequest, GetPartitionRangeInfoRequest,
@@ -384,7 +384,7 @@ impl SmqClient {
         };
         match c.lookup_directory_entry(request).await {
             Ok(r) => Ok(r.into_inner().entry.is_some()),
-            Err(s) if s.code() == tonic::Code::NotFound || s.message().contains("not found") => Ok(false),
+            Err(s) if filer_not_found(&s) => Ok(false),
             Err(s) => Err(SmqError::rpc("LookupDirectoryEntry", &addr, s)),
         }
     }

@@ -26,10 +26,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::debug;
+use tracing::{debug, trace};
 
 use super::client::{SmqClient, TOPICS_DIR};
-use super::error::{SmqError, SmqResult};
+use super::error::{filer_not_found, SmqError, SmqResult};
 use super::partition::PartitionState;
 use super::pb::filer_pb::{ListEntriesRequest, LookupDirectoryEntryRequest};
 use super::pb::schema_pb::Partition;
@@ -120,7 +120,7 @@ impl SmqClient {
         };
         let entry = match c.lookup_directory_entry(request).await {
             Ok(r) => r.into_inner().entry,
-            Err(s) if s.code() == tonic::Code::NotFound || s.message().contains("not found") => None,
+            Err(s) if filer_not_found(&s) => None,
             Err(s) => return Err(SmqError::rpc("LookupDirectoryEntry", &addr, s)),
         };
         let Some(entry) = entry else {
@@ -155,9 +155,7 @@ impl SmqClient {
         };
         let mut entries = match c.list_entries(request).await {
             Ok(r) => r.into_inner(),
-            Err(s) if s.code() == tonic::Code::NotFound || s.message().contains("not found") => {
-                return Ok(cursor.max_offset)
-            }
+            Err(s) if filer_not_found(&s) => return Ok(cursor.max_offset),
             Err(s) => return Err(SmqError::rpc("ListEntries", &addr, s)),
         };
         while let Some(r) = entries
@@ -207,6 +205,13 @@ impl SmqClient {
         } else {
             self.flushed(name, index, cursor).await?
         };
+        trace!(
+            topic = name,
+            partition = index,
+            checkpoint,
+            flushed,
+            "durability poll"
+        );
         Ok(checkpoint.min(flushed))
     }
 }

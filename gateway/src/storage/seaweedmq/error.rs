@@ -98,6 +98,14 @@ pub enum SmqError {
     Protocol(String),
 }
 
+/// True when a filer lookup failed only because the entry does not exist. The filer answers
+/// `LookupDirectoryEntry` for a missing entry with code Unknown and "filer: no entry is found
+/// in filer store", not with NotFound.
+pub fn filer_not_found(status: &tonic::Status) -> bool {
+    let msg = status.message();
+    status.code() == tonic::Code::NotFound || msg.contains("not found") || msg.contains("no entry")
+}
+
 impl SmqError {
     /// Wraps a gRPC status.
     pub fn rpc(op: &'static str, addr: &str, status: tonic::Status) -> Self {
