@@ -273,3 +273,60 @@ async fn metadata_reports_authorized_operations_only_when_asked() {
         }
     }
 }
+
+#[tokio::test]
+async fn fetch_limit_applies_in_partition_order_after_concurrent_reads() {
+    let t = context().await;
+    let ctx = &t.ctx;
+    ctx.storage
+        .create_topic("lim", 3, TopicConfig::default(), false)
+        .await
+        .unwrap();
+    let one = batch(&[b"0123456789"], 1, -1, -1, -1).freeze();
+    let size = one.len();
+    for p in 0..3 {
+        let tp = crate::storage::TopicPartition::new("lim", p);
+        for _ in 0..2 {
+            ctx.storage
+                .append(&tp, one.clone(), crate::storage::Durability::Accepted)
+                .await
+                .unwrap();
+        }
+    }
+    let fetch = |max_bytes: i32| {
+        FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(max_bytes)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name("lim"))
+                .with_partitions(
+                    (0..3)
+                        .map(|p| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_fetch_offset(0)
+                                .with_partition_max_bytes(1 << 20)
+                        })
+                        .collect(),
+                )])
+    };
+    let sizes = |r: &FetchResponse| -> Vec<(usize, i64)> {
+        r.responses[0]
+            .partitions
+            .iter()
+            .map(|p| (p.records.as_ref().map_or(0, |b| b.len()), p.high_watermark))
+            .collect()
+    };
+    // Room for three batches: partition 0 takes two, partition 1 one, partition 2 none.
+    let ResponseKind::Fetch(r) =
+        run(ctx, ApiKey::Fetch, 12, RequestKind::Fetch(fetch(3 * size as i32))).await
+    else {
+        panic!()
+    };
+    assert_eq!(sizes(&r), vec![(2 * size, 2), (size, 2), (0, 2)]);
+    // A limit below one batch still returns the first partition's first batch (KIP-74).
+    let ResponseKind::Fetch(r) = run(ctx, ApiKey::Fetch, 12, RequestKind::Fetch(fetch(1))).await else {
+        panic!()
+    };
+    assert_eq!(sizes(&r), vec![(size, 2), (0, 2), (0, 2)]);
+}

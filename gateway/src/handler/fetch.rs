@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::select_all;
+use futures::future::{join_all, select_all};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -37,7 +37,7 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: FetchRequest) -> Fe
         let meta = if version >= 13 {
             super::topic_by_id(ctx, t.topic_id).await
         } else {
-            ctx.storage.describe_topic(&t.topic.0).await.ok().flatten()
+            ctx.storage.lookup_topic(&t.topic.0).await.ok().flatten()
         };
         let missing = if version >= 13 {
             ResponseError::UnknownTopicId
@@ -103,61 +103,64 @@ async fn wait_for_change(watches: &mut [watch::Receiver<Offset>], deadline: Inst
 
 type PartResult = Result<crate::storage::ReadOutcome, StorageError>;
 
+/// Reads every requested partition at once (on a remote backend each read is a round trip),
+/// then applies the response limit in request order as if they had been read one by one:
+/// KIP-74 lets the first non-empty partition exceed it by one batch; every later partition keeps
+/// only the whole batches that still fit.
 async fn read_all(
     ctx: &Context,
     wanted: &[Wanted],
     max_bytes: usize,
 ) -> (Vec<Option<PartResult>>, usize, bool) {
-    let mut out = Vec::with_capacity(wanted.len());
+    let limit = max_bytes.max(1);
+    let reads = join_all(wanted.iter().map(|w| async move {
+        let tp = w.tp.as_ref()?;
+        Some(
+            ctx.storage
+                .read(tp, w.offset, w.max_bytes.min(limit).max(1))
+                .await,
+        )
+    }))
+    .await;
     let mut total = 0usize;
     let mut any_error = false;
-    for w in wanted {
-        let Some(tp) = &w.tp else {
-            any_error = true;
-            out.push(None);
-            continue;
-        };
-        // KIP-74: the first non-empty partition may exceed the response limit by one batch.
-        let budget = if total == 0 {
-            w.max_bytes.min(max_bytes.max(1))
-        } else {
-            w.max_bytes.min(max_bytes.saturating_sub(total))
-        };
-        if budget == 0 && total > 0 {
-            out.push(Some(Ok(empty_outcome(ctx, tp).await)));
-            continue;
-        }
-        let r = ctx.storage.read(tp, w.offset, budget.max(1)).await;
-        match &r {
-            Ok(o) => total += o.records.len(),
-            Err(_) => any_error = true,
-        }
-        out.push(Some(r));
-    }
+    let out = reads
+        .into_iter()
+        .map(|r| {
+            let mut outcome = match r {
+                None => {
+                    any_error = true;
+                    return None;
+                }
+                Some(Err(e)) => {
+                    any_error = true;
+                    return Some(Err(e));
+                }
+                Some(Ok(o)) => o,
+            };
+            if total > 0 {
+                let keep = whole_batches_within(&outcome.records, max_bytes.saturating_sub(total));
+                outcome.records.truncate(keep);
+            }
+            total += outcome.records.len();
+            Some(Ok(outcome))
+        })
+        .collect();
     (out, total, any_error)
 }
 
-async fn empty_outcome(ctx: &Context, tp: &TopicPartition) -> crate::storage::ReadOutcome {
-    use crate::storage::OffsetSpec;
-    let hw = ctx
-        .storage
-        .list_offset(tp, OffsetSpec::Latest)
-        .await
-        .ok()
-        .flatten()
-        .map_or(-1, |o| o.offset);
-    let ls = ctx
-        .storage
-        .list_offset(tp, OffsetSpec::Earliest)
-        .await
-        .ok()
-        .flatten()
-        .map_or(-1, |o| o.offset);
-    crate::storage::ReadOutcome {
-        records: bytes::Bytes::new(),
-        high_watermark: hw,
-        log_start_offset: ls,
+/// The length of the longest prefix of `records` made of whole batches and at most `limit` long.
+fn whole_batches_within(records: &[u8], limit: usize) -> usize {
+    let mut end = 0;
+    for item in iter_headers(records) {
+        let Ok((header, pos)) = item else { break };
+        let next = pos + header.total_len();
+        if next > limit {
+            break;
+        }
+        end = next;
     }
+    end
 }
 
 fn build(

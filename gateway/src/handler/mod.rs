@@ -174,7 +174,11 @@ pub async fn dispatch(
     let reply = match body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, v, r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, v, r).await),
-        RequestKind::Produce(r) => return Ok(produce::handle(ctx, client, v, r).await.map(ResponseKind::Produce)),
+        RequestKind::Produce(r) => {
+            return Ok(produce::handle(ctx, client, v, r)
+                .await
+                .map(ResponseKind::Produce))
+        }
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, v, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, v, r).await),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(ctx, v, r).await),
@@ -262,12 +266,7 @@ pub(crate) async fn topic_by_id(ctx: &Context, id: uuid::Uuid) -> Option<crate::
     if id.is_nil() {
         return None;
     }
-    ctx.storage
-        .list_topics()
-        .await
-        .ok()?
-        .into_iter()
-        .find(|t| t.id == id)
+    ctx.storage.lookup_topic_id(id).await.ok().flatten()
 }
 
 #[cfg(test)]

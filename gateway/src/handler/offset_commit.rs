@@ -30,7 +30,7 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: OffsetCommitRequest
     for topic in req.topics {
         let name = topic.name.0.to_string();
         if !partition_counts.contains_key(&name) {
-            let count = match ctx.storage.describe_topic(&name).await {
+            let count = match ctx.storage.lookup_topic(&name).await {
                 Ok(meta) => meta.map(|m| m.partitions),
                 Err(e) => {
                     debug!(topic = %name, error = %e, "offset commit could not describe topic");

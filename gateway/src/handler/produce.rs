@@ -141,7 +141,7 @@ pub(super) async fn handle(
 }
 
 async fn lookup(ctx: &Context, name: &str) -> Result<TopicMeta, ResponseError> {
-    match ctx.storage.describe_topic(name).await {
+    match ctx.storage.lookup_topic(name).await {
         Ok(Some(meta)) => Ok(meta),
         Ok(None) => Err(ResponseError::UnknownTopicOrPartition),
         Err(e) => Err(e.response_error()),

@@ -31,11 +31,13 @@ use crate::records::BatchHeader;
 /// Default cap on exported per-partition series.
 pub const DEFAULT_MAX_PARTITION_SERIES: usize = 1000;
 
-const METHODS: [&str; 12] = [
+const METHODS: [&str; 14] = [
     "create_topic",
     "delete_topic",
     "list_topics",
     "describe_topic",
+    "lookup_topic",
+    "lookup_topic_id",
     "create_partitions",
     "alter_topic_config",
     "append",
@@ -52,6 +54,8 @@ enum Method {
     DeleteTopic,
     ListTopics,
     DescribeTopic,
+    LookupTopic,
+    LookupTopicId,
     CreatePartitions,
     AlterTopicConfig,
     Append,
@@ -261,6 +265,16 @@ impl<S: Storage> Storage for Metered<S> {
 
     async fn describe_topic(&self, name: &str) -> Result<Option<TopicMeta>> {
         self.observe(Method::DescribeTopic, self.inner.describe_topic(name))
+            .await
+    }
+
+    async fn lookup_topic(&self, name: &str) -> Result<Option<TopicMeta>> {
+        self.observe(Method::LookupTopic, self.inner.lookup_topic(name))
+            .await
+    }
+
+    async fn lookup_topic_id(&self, id: uuid::Uuid) -> Result<Option<TopicMeta>> {
+        self.observe(Method::LookupTopicId, self.inner.lookup_topic_id(id))
             .await
     }
 

@@ -288,6 +288,20 @@ pub trait Storage: Send + Sync + 'static {
     /// Describes one topic, or `None` if it does not exist.
     async fn describe_topic(&self, name: &str) -> Result<Option<TopicMeta>>;
 
+    /// Describes a topic for the data path (Produce, Fetch, OffsetCommit). A backend whose
+    /// lookups cost round trips may answer from a cache a few seconds old, so a topic created or
+    /// deleted through another gateway shows up here with that delay; admin APIs use
+    /// [`Storage::describe_topic`].
+    async fn lookup_topic(&self, name: &str) -> Result<Option<TopicMeta>> {
+        self.describe_topic(name).await
+    }
+
+    /// The topic with this id, for the data path (requests naming topics by id), with the same
+    /// freshness as [`Storage::lookup_topic`]. Default: a search of [`Storage::list_topics`].
+    async fn lookup_topic_id(&self, id: uuid::Uuid) -> Result<Option<TopicMeta>> {
+        Ok(self.list_topics().await?.into_iter().find(|t| t.id == id))
+    }
+
     /// Grows a topic to `total` partitions (never shrinks).
     async fn create_partitions(&self, name: &str, total: i32, validate_only: bool) -> Result<TopicMeta>;
 
@@ -346,6 +360,12 @@ impl<T: Storage + ?Sized> Storage for Arc<T> {
     }
     async fn describe_topic(&self, name: &str) -> Result<Option<TopicMeta>> {
         (**self).describe_topic(name).await
+    }
+    async fn lookup_topic(&self, name: &str) -> Result<Option<TopicMeta>> {
+        (**self).lookup_topic(name).await
+    }
+    async fn lookup_topic_id(&self, id: uuid::Uuid) -> Result<Option<TopicMeta>> {
+        (**self).lookup_topic_id(id).await
     }
     async fn create_partitions(&self, name: &str, total: i32, validate_only: bool) -> Result<TopicMeta> {
         (**self).create_partitions(name, total, validate_only).await

@@ -132,6 +132,15 @@ impl SeaweedStorage {
 }
 
 impl Inner {
+    /// The cached description (younger than [`TOPIC_TTL`]) of the topic with this id.
+    pub(crate) fn cached_topic_id(&self, id: uuid::Uuid) -> Option<TopicMeta> {
+        self.topics
+            .lock()
+            .values()
+            .find(|(at, info)| info.meta.id == id && at.elapsed() < TOPIC_TTL)
+            .map(|(_, info)| info.meta.clone())
+    }
+
     /// The described topic, cached for [`TOPIC_TTL`]; `None` when it does not exist.
     pub(crate) async fn topic(&self, name: &str, fresh: bool) -> Result<Option<Arc<TopicInfo>>> {
         if !fresh {

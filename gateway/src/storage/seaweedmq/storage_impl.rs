@@ -323,6 +323,19 @@ impl Storage for SeaweedStorage {
         Ok(self.inner.topic(name, true).await?.map(|i| i.meta.clone()))
     }
 
+    /// From the topic cache (at most `TOPIC_TTL` old): a fresh description costs two round
+    /// trips (topic configuration and the gateway's metadata document), too many per Produce.
+    async fn lookup_topic(&self, name: &str) -> Result<Option<TopicMeta>> {
+        Ok(self.inner.topic(name, false).await?.map(|i| i.meta.clone()))
+    }
+
+    async fn lookup_topic_id(&self, id: uuid::Uuid) -> Result<Option<TopicMeta>> {
+        if let Some(meta) = self.inner.cached_topic_id(id) {
+            return Ok(Some(meta));
+        }
+        Ok(self.list_topics().await?.into_iter().find(|t| t.id == id))
+    }
+
     async fn create_partitions(&self, name: &str, total: i32, _validate_only: bool) -> Result<TopicMeta> {
         let info = self
             .inner
