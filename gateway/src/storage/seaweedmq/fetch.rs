@@ -85,6 +85,7 @@ impl SmqClient {
                 });
             }
             let served = i64::try_from(r.messages.len()).unwrap_or(i64::MAX);
+            tracing::trace!(topic = name, partition = index, offset, served, next_offset = r.next_offset, "FetchMessage");
             if served > 0 && r.next_offset != offset.saturating_add(served) {
                 // A restarted broker that cannot locate flushed offsets serves newer in-memory
                 // messages for older offsets. Numbering them from `offset` would misplace them.

@@ -35,6 +35,7 @@ pub mod meta;
 pub mod partition;
 pub mod pb;
 pub mod publish;
+mod read_ahead;
 mod read_path;
 pub mod rebuild;
 mod storage_impl;
@@ -80,6 +81,8 @@ pub(crate) struct Inner {
     pub(crate) client: Arc<SmqClient>,
     topics: Mutex<HashMap<String, (Instant, Arc<TopicInfo>)>>,
     partitions: Mutex<HashMap<TopicPartition, Arc<PartitionState>>>,
+    /// Bytes held by all partitions' read-ahead slots.
+    read_ahead_budget: read_ahead::Budget,
 }
 
 /// Kafka storage on SeaweedMQ. Cheap to clone.
@@ -121,6 +124,7 @@ impl SeaweedStorage {
                 client,
                 topics: Mutex::new(HashMap::new()),
                 partitions: Mutex::new(HashMap::new()),
+                read_ahead_budget: read_ahead::Budget::default(),
             }),
         }
     }
@@ -223,7 +227,13 @@ impl Inner {
 
     pub(crate) fn forget_topic(&self, name: &str) {
         self.topics.lock().remove(name);
-        self.partitions.lock().retain(|tp, _| tp.topic.as_ref() != name);
+        self.partitions.lock().retain(|tp, state| {
+            let keep = tp.topic.as_ref() != name;
+            if !keep {
+                state.read_ahead.clear(&self.read_ahead_budget);
+            }
+            keep
+        });
         self.client.forget_layout(name);
     }
 

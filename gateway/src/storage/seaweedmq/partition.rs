@@ -48,6 +48,8 @@ pub struct PartitionState {
     pub(super) durable_poller: AtomicBool,
     /// How far the partition directory's flushed log files were listed (used by the poller).
     pub(super) flushed: parking_lot::Mutex<super::durability::FlushCursor>,
+    /// Records read past the last fetch answer.
+    pub(super) read_ahead: super::read_ahead::ReadAheadSlot,
 }
 
 impl Default for PartitionState {
@@ -59,6 +61,7 @@ impl Default for PartitionState {
             durable: watch::channel(0).0,
             durable_poller: AtomicBool::new(false),
             flushed: parking_lot::Mutex::new(super::durability::FlushCursor::default()),
+            read_ahead: super::read_ahead::ReadAheadSlot::default(),
         }
     }
 }

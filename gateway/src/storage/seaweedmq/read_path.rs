@@ -5,6 +5,7 @@ use tracing::{debug, warn};
 
 use super::error::SmqErrorKind;
 use super::fetch::{MAX_BYTES, MAX_MESSAGES};
+use super::read_ahead::{Cached, READ_AHEAD_BYTES};
 use super::rebuild::{
     decode_messages, encode_batches, offset_delta_of_first, starts_with_whole_batch, Stored,
 };
@@ -13,9 +14,6 @@ use crate::storage::{
     Offset, OffsetAndTimestamp, ReadOutcome, Result, StorageError, TimestampType, TopicPartition,
 };
 
-/// Messages asked of SMQ per read at least, so one whole produced batch usually arrives even
-/// when the Kafka fetch allows fewer bytes (Kafka returns at least one whole batch).
-const MIN_FETCH_BYTES: usize = 1 << 20;
 /// Most FetchMessage calls one read continues with after the first.
 const MAX_ROUNDS: usize = 8;
 
@@ -81,7 +79,9 @@ impl Inner {
         Ok((records, start, hw))
     }
 
-    /// Whole record batches from the batch holding `offset`, rebuilt as produced.
+    /// Whole record batches from the batch holding `offset`, rebuilt as produced. Reads ask the
+    /// broker for [`READ_AHEAD_BYTES`]; what the answer leaves out is kept for the next read
+    /// at the following offset ([`super::read_ahead`]).
     pub(super) async fn read_batches(
         &self,
         tp: &TopicPartition,
@@ -89,18 +89,20 @@ impl Inner {
         max_bytes: usize,
     ) -> Result<ReadOutcome> {
         let info = self.partition_of(tp).await?;
-        let want = max_bytes.max(MIN_FETCH_BYTES);
-        let (mut stored, mut log_start, mut hw) = self.read_records(tp, &info, offset, want).await?;
-        let mut base = offset;
-        // A read inside a produced batch starts at that batch, as Kafka's does.
-        let delta = offset_delta_of_first(&stored);
-        if delta > 0 && offset - delta >= log_start {
-            let from = offset - delta;
-            let (back, start, high) = self.read_records(tp, &info, from, want).await?;
-            if starts_with_whole_batch(&back, usize::try_from(delta).unwrap_or(usize::MAX) + 1) {
-                (stored, log_start, hw, base) = (back, start, high, from);
+        let state = self.partition_state(tp);
+        let want = max_bytes.max(READ_AHEAD_BYTES);
+        let cached = if offset >= info.doc.log_start(tp.partition) {
+            state.read_ahead.take(offset, &self.read_ahead_budget)
+        } else {
+            None
+        };
+        let (mut stored, mut log_start, mut hw, base) = match cached {
+            Some(c) => {
+                let hw = c.high_watermark.max(*state.hw.borrow());
+                (c.records, c.log_start, hw, offset)
             }
-        }
+            None => self.read_from(tp, &info, offset, want).await?,
+        };
         // FetchMessage stops at the end of a flushed file; continue up to max_bytes.
         let mut next = base + stored.len() as i64;
         let mut bytes: usize = stored.iter().map(Stored::approx_len).sum();
@@ -108,8 +110,9 @@ impl Inner {
         while !stored.is_empty() && next < hw && bytes < max_bytes && rounds < MAX_ROUNDS {
             rounds += 1;
             let more = match self.read_records(tp, &info, next, want).await {
-                Ok((more, _, high)) if !more.is_empty() => {
+                Ok((more, start, high)) if !more.is_empty() => {
                     hw = hw.max(high);
+                    log_start = log_start.max(start);
                     more
                 }
                 Ok(_) => break,
@@ -123,11 +126,38 @@ impl Inner {
             stored.extend(more);
         }
         let log_append = info.meta.config.message_timestamp_type == TimestampType::LogAppendTime;
+        let (records, rest) = encode_batches(base, stored, log_append, max_bytes);
+        let served = next - rest.len() as i64;
+        state
+            .read_ahead
+            .put(Cached::new(served, rest, log_start, hw), &self.read_ahead_budget);
         Ok(ReadOutcome {
-            records: encode_batches(base, stored, log_append, max_bytes),
+            records,
             high_watermark: hw,
             log_start_offset: log_start,
         })
+    }
+
+    /// The first read of [`Inner::read_batches`]: from `offset`, stepping back to the start of
+    /// the produced batch holding it, as Kafka's reads do. Returns the records, log start, high
+    /// watermark and the offset of the first record.
+    async fn read_from(
+        &self,
+        tp: &TopicPartition,
+        info: &TopicInfo,
+        offset: Offset,
+        want: usize,
+    ) -> Result<(Vec<Stored>, Offset, Offset, Offset)> {
+        let (stored, log_start, hw) = self.read_records(tp, info, offset, want).await?;
+        let delta = offset_delta_of_first(&stored);
+        if delta > 0 && offset - delta >= log_start {
+            let from = offset - delta;
+            let (back, start, high) = self.read_records(tp, info, from, want).await?;
+            if starts_with_whole_batch(&back, usize::try_from(delta).unwrap_or(usize::MAX) + 1) {
+                return Ok((back, start, high, from));
+            }
+        }
+        Ok((stored, log_start, hw, offset))
     }
 
     /// Scans `[start, hw)` for the first record with timestamp >= `at` (`Some(at)`) or the

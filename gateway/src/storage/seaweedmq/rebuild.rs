@@ -114,8 +114,14 @@ pub fn offset_delta_of_first(stored: &[Stored]) -> i64 {
 /// Encodes `stored` (message `i` at `base + i`) as record batches, whole batches only and at
 /// most `max_bytes` of them unless the first alone is larger. A produced batch cut off by the
 /// end of the fetched messages is left out, unless it is the first, which is served as far as
-/// it was fetched.
-pub fn encode_batches(base: i64, mut stored: Vec<Stored>, log_append_time: bool, max_bytes: usize) -> Bytes {
+/// it was fetched. Returns the encoded batches and the records left out (they start a produced
+/// batch, at `base` plus the number encoded).
+pub fn encode_batches(
+    base: i64,
+    mut stored: Vec<Stored>,
+    log_append_time: bool,
+    max_bytes: usize,
+) -> (Bytes, Vec<Stored>) {
     let mut groups: Vec<(usize, usize, Option<BatchMeta>)> = Vec::new();
     let mut at = 0;
     let mut total = 0;
@@ -155,7 +161,7 @@ pub fn encode_batches(base: i64, mut stored: Vec<Stored>, log_append_time: bool,
         groups.push((at, len, meta));
         at += len;
     }
-    stored.truncate(at);
+    let rest = stored.split_off(at);
     let records: Vec<Record> = stored.into_iter().map(|s| s.record).collect();
     let mut out = BytesMut::with_capacity(total);
     for (start, len, meta) in groups {
@@ -163,7 +169,7 @@ pub fn encode_batches(base: i64, mut stored: Vec<Stored>, log_append_time: bool,
         let meta = meta.unwrap_or_else(|| BatchMeta::derived(slice, log_append_time));
         encode_batch_into(&mut out, base + start as i64, &meta, slice);
     }
-    out.freeze()
+    (out.freeze(), rest)
 }
 
 /// Encoded size of a group: the batch header and its records against the base timestamp.
