@@ -14,10 +14,10 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
 use tracing::{debug, warn};
 
 use super::discovery::Channels;
@@ -83,7 +83,7 @@ impl Publisher {
         partition: Partition,
     ) -> SmqResult<Self> {
         let generation = partition.unix_time_ns;
-        let (frames_tx, frames_rx) = mpsc::channel::<PublishMessageRequest>(256);
+        let (frames_tx, frames_rx) = mpsc::channel::<Vec<PublishMessageRequest>>(64);
         let init = PublishMessageRequest {
             message: Some(Message::Init(InitMessage {
                 topic: Some(topic.clone()),
@@ -94,12 +94,12 @@ impl Publisher {
             })),
         };
         frames_tx
-            .send(init)
+            .send(vec![init])
             .await
             .map_err(|_| SmqError::Protocol("publish request stream closed before init".into()))?;
         let mut client = channels.broker(leader)?;
         let mut acks = client
-            .publish_message(ReceiverStream::new(frames_rx))
+            .publish_message(ReceiverStream::new(frames_rx).flat_map(futures::stream::iter))
             .await
             .map_err(|s| SmqError::rpc("PublishMessage", leader, s))?
             .into_inner();
@@ -204,7 +204,7 @@ fn fail_all(pending: &Mutex<VecDeque<Pending>>, closed: &AtomicBool, why: &SmqEr
 
 async fn write_loop(
     mut jobs: mpsc::Receiver<Job>,
-    frames: mpsc::Sender<PublishMessageRequest>,
+    frames: mpsc::Sender<Vec<PublishMessageRequest>>,
     pending: Arc<Mutex<VecDeque<Pending>>>,
     window: Arc<Semaphore>,
     closed: Arc<AtomicBool>,
@@ -224,15 +224,23 @@ async fn write_loop(
             contiguous: true,
             done: job.done,
         });
-        for message in job.messages {
-            let Ok(permit) = window.acquire().await else {
+        // A batch goes out in chunks of at most the window, each handed to the request stream
+        // at once (one wake-up per chunk, not per message).
+        let mut messages = job.messages.into_iter().peekable();
+        while messages.peek().is_some() {
+            let chunk: Vec<PublishMessageRequest> = messages
+                .by_ref()
+                .take(WINDOW)
+                .map(|m| PublishMessageRequest {
+                    message: Some(Message::Data(m)),
+                })
+                .collect();
+            let permits = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+            let Ok(permit) = window.acquire_many(permits).await else {
                 return;
             };
             permit.forget();
-            let frame = PublishMessageRequest {
-                message: Some(Message::Data(message)),
-            };
-            if frames.send(frame).await.is_err() {
+            if frames.send(chunk).await.is_err() {
                 fail_all(
                     &pending,
                     &closed,
@@ -251,43 +259,64 @@ async fn read_loop(
     closed: Arc<AtomicBool>,
     leader: String,
 ) {
-    let why = loop {
-        let ack = match acks.next().await {
-            Some(Ok(ack)) => ack,
-            Some(Err(s)) => break SmqError::rpc("PublishMessage", &leader, s),
-            None => break SmqError::Unavailable(format!("publish stream to {leader} ended")),
-        };
-        if let Err(e) = check_response(&ack) {
-            break e;
-        }
-        window.add_permits(1);
-        let mut queue = pending.lock();
-        let Some(front) = queue.front_mut() else {
-            break SmqError::Protocol(format!(
-                "ack for offset {} with nothing in flight",
-                ack.assigned_offset
-            ));
-        };
-        let offset = ack.assigned_offset;
-        match front.base {
-            None => front.base = Some(offset),
-            Some(_) if offset != front.last + 1 => front.contiguous = false,
-            Some(_) => {}
-        }
-        front.last = offset;
-        front.remaining -= 1;
-        if front.remaining == 0 {
-            if let Some(done) = queue.pop_front() {
-                let acked = Acked {
-                    base_offset: done.base.unwrap_or(offset),
-                    last_offset: done.last,
-                    contiguous: done.contiguous,
-                };
-                let _ = done.done.send(Ok(acked));
+    let why = 'stream: loop {
+        let first = acks.next().await;
+        // Every ack already received is matched before the window reopens (one wake-up of
+        // the writer per burst of acks, not per ack).
+        let mut burst = 0usize;
+        let mut next = first;
+        let why = loop {
+            let ack = match next {
+                Some(Ok(ack)) => ack,
+                Some(Err(s)) => break Some(SmqError::rpc("PublishMessage", &leader, s)),
+                None => break Some(SmqError::Unavailable(format!("publish stream to {leader} ended"))),
+            };
+            if let Err(e) = check_response(&ack) {
+                break Some(e);
             }
+            if let Err(e) = match_ack(&pending, ack.assigned_offset) {
+                break Some(e);
+            }
+            burst += 1;
+            match acks.next().now_or_never() {
+                Some(n) => next = n,
+                None => break None,
+            }
+        };
+        window.add_permits(burst);
+        if let Some(why) = why {
+            break 'stream why;
         }
     };
     warn!(leader = %leader, error = %why, "publish stream ended");
     fail_all(&pending, &closed, &why);
     window.close();
+}
+
+/// Matches one ack to the oldest batch in flight and answers the batch once it is complete.
+fn match_ack(pending: &Mutex<VecDeque<Pending>>, offset: i64) -> SmqResult<()> {
+    let mut queue = pending.lock();
+    let Some(front) = queue.front_mut() else {
+        return Err(SmqError::Protocol(format!(
+            "ack for offset {offset} with nothing in flight"
+        )));
+    };
+    match front.base {
+        None => front.base = Some(offset),
+        Some(_) if offset != front.last + 1 => front.contiguous = false,
+        Some(_) => {}
+    }
+    front.last = offset;
+    front.remaining -= 1;
+    if front.remaining == 0 {
+        if let Some(done) = queue.pop_front() {
+            let acked = Acked {
+                base_offset: done.base.unwrap_or(offset),
+                last_offset: done.last,
+                contiguous: done.contiguous,
+            };
+            let _ = done.done.send(Ok(acked));
+        }
+    }
+    Ok(())
 }
