@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
@@ -17,6 +18,10 @@ use kafka_protocol::messages::{
     RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID, NO_SEQUENCE,
+};
 
 /// Per-operation socket timeout.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -256,4 +261,41 @@ pub fn topic_name(name: &str) -> TopicName {
 /// As [`RawClient::create_topic`].
 pub fn create_topic(addr: SocketAddr, name: &str, partitions: i32) -> Result<()> {
     RawClient::connect(addr)?.create_topic(name, partitions)
+}
+
+/// One uncompressed v2 record batch of `values` (keys `key-0`, `key-1`, ..., no producer id).
+///
+/// # Errors
+/// Encoding failure.
+pub fn record_batch(values: &[&'static [u8]]) -> Result<Bytes> {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: NO_SEQUENCE,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: Some(Bytes::from(format!("key-{i}"))),
+            value: Some(Bytes::from_static(v)),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .context("encode batch")?;
+    Ok(buf.freeze())
 }

@@ -6,16 +6,11 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiVersionsResponse, ProduceRequest, ResponseHeader};
 use kafka_protocol::protocol::Decodable;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PRODUCER_EPOCH,
-    NO_PRODUCER_ID, NO_SEQUENCE,
-};
 use tests::harness::phase::note;
-use tests::harness::raw::{frame, topic_name, CloseOutcome, RawClient};
+use tests::harness::raw::{frame, record_batch, topic_name, CloseOutcome, RawClient};
 use tests::{phase, Gateway, GatewayOptions};
 
 const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
@@ -200,39 +195,6 @@ fn unsupported_api_versions_version_gets_v0_error_with_ranges() -> Result<()> {
     assert_still_serving(&mut gw)
 }
 
-fn batch(values: &[&'static [u8]]) -> Result<Bytes> {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: NO_PRODUCER_EPOCH,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: NO_SEQUENCE,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: Some(Bytes::from(format!("key-{i}"))),
-            value: Some(Bytes::from_static(v)),
-            headers: IndexMap::new(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .context("encode batch")?;
-    Ok(buf.freeze())
-}
-
 fn produce(client: &mut RawClient, topic: &str, records: Bytes) -> Result<(i16, i64)> {
     let request = ProduceRequest::default()
         .with_acks(-1)
@@ -260,7 +222,7 @@ fn crc_corrupted_batch_is_rejected_with_corrupt_message() -> Result<()> {
     client.create_topic("crc", 1)?;
 
     phase("produce a batch whose last byte was flipped after the CRC was computed");
-    let good = batch(&[b"one", b"two", b"three"])?;
+    let good = record_batch(&[b"one", b"two", b"three"])?;
     let mut corrupt = BytesMut::from(&good[..]);
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xFF;

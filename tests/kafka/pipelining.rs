@@ -7,15 +7,11 @@
 
 use anyhow::{ensure, Context, Result};
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{FetchRequest, ProduceRequest};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
-};
-use tests::harness::raw::{topic_name, RawClient};
+use kafka_protocol::records::RecordBatchDecoder;
+use tests::harness::raw::{record_batch, topic_name, RawClient};
 use tests::{phase, Gateway, GatewayOptions};
 
 const FETCH_VERSION: i16 = 12;
@@ -36,35 +32,6 @@ fn long_fetch(topic: &str) -> FetchRequest {
                 .with_partition(0)
                 .with_fetch_offset(0)
                 .with_partition_max_bytes(1 << 20)])])
-}
-
-fn one_record_batch(value: &'static [u8]) -> Result<Bytes> {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: NO_PRODUCER_ID,
-        producer_epoch: NO_PRODUCER_EPOCH,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: NO_SEQUENCE,
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(Bytes::from_static(value)),
-        headers: IndexMap::new(),
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &[record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .context("encode batch")?;
-    Ok(buf.freeze())
 }
 
 #[test]
@@ -122,7 +89,7 @@ fn many_long_polls_in_flight_do_not_block_a_later_produce() -> Result<()> {
             .with_name(topic_name("pipe-window"))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
-                .with_records(Some(one_record_batch(b"wake up")?))])]);
+                .with_records(Some(record_batch(&[b"wake up"])?))])]);
     let (produce_id, p) = client.encode_request(&produce, PRODUCE_VERSION)?;
     frames.extend_from_slice(&p);
     client.write_all(&frames)?;
