@@ -348,18 +348,7 @@ pub async fn create_partitions<S: Storage>(s: &S) {
         Some(3)
     );
     assert_eq!(append(s, &tp("conf-grow", 2), plain(&[b"x"], 1)).await, 0);
-    for total in [3, 2] {
-        let r = s.create_partitions("conf-grow", total, false).await;
-        assert!(
-            matches!(r, Err(StorageError::InvalidPartitions(_))),
-            "grow to {total}: {r:?}"
-        );
-    }
-    let r = s.create_partitions("conf-missing", 2, false).await;
-    assert!(
-        matches!(r, Err(StorageError::UnknownTopicOrPartition(_))),
-        "{r:?}"
-    );
+    refuses_shrinking_and_unknown_topics(s, "conf-grow", 3).await;
 }
 
 /// A backend that cannot add partitions refuses with [`StorageError::Unsupported`] (Kafka
@@ -387,11 +376,17 @@ pub async fn create_partitions_refused<S: Storage>(s: &S) {
         "a refused grow changes nothing"
     );
     assert_eq!(append(s, &tp("conf-nogrow", 0), plain(&[b"x"], 1)).await, 0);
-    for total in [1, 0] {
-        let r = s.create_partitions("conf-nogrow", total, false).await;
+    refuses_shrinking_and_unknown_topics(s, "conf-nogrow", 1).await;
+}
+
+/// Asking `topic` (with `current` partitions) for the same or fewer partitions is
+/// INVALID_PARTITIONS; growing a topic that does not exist is UNKNOWN_TOPIC_OR_PARTITION.
+async fn refuses_shrinking_and_unknown_topics<S: Storage>(s: &S, topic: &str, current: i32) {
+    for total in [current, current - 1] {
+        let r = s.create_partitions(topic, total, false).await;
         assert!(
             matches!(r, Err(StorageError::InvalidPartitions(_))),
-            "grow to {total}: {r:?}"
+            "{topic}: grow to {total}: {r:?}"
         );
     }
     let r = s.create_partitions("conf-missing", 2, false).await;
