@@ -23,6 +23,9 @@ use super::state_machine::{Applied, StateMachineStore};
 use super::{ClusterNode, NodeId, Raft};
 use crate::group::record::GroupRecord;
 
+/// How long shutdown waits for each cluster task and for the raft core.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Everything needed to start one raft node.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
@@ -175,8 +178,16 @@ impl Coordinator {
         let deadline = Instant::now() + self.inner.network.options().forward_timeout;
         let mut last = ClusterError::NoLeader;
         for _ in 0..10 {
+            // A write the raft core never answers (a quorum that stays unreachable) must not
+            // hold the caller past its deadline.
+            let local = tokio::time::timeout_at(
+                deadline.into(),
+                management::execute_local(&self.inner.raft, request.clone()),
+            )
+            .await
+            .map_err(|_| ClusterError::NoLeader)?;
             let (err, failed_leader) =
-                match management::execute_local(&self.inner.raft, request.clone()).await {
+                match local {
                     Ok(r) => return Ok(r),
                     Err(ForwardError::NotLeader { leader: Some(l) }) if l != self.inner.node_id => {
                         match self.forward_to(l, &request).await {
@@ -341,10 +352,16 @@ impl Coordinator {
         self.inner.stop.cancel();
         let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.inner.tasks.lock());
         for t in tasks {
-            let _ = t.await;
+            let abort = t.abort_handle();
+            if tokio::time::timeout(SHUTDOWN_GRACE, t).await.is_err() {
+                tracing::warn!("a cluster task did not stop on cancellation; aborting it");
+                abort.abort();
+            }
         }
-        if let Err(e) = self.inner.raft.shutdown().await {
-            tracing::warn!(error = %e, "raft shutdown");
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.inner.raft.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "raft shutdown"),
+            Err(_) => tracing::warn!("raft did not shut down within {SHUTDOWN_GRACE:?}"),
         }
     }
 }
