@@ -330,6 +330,8 @@ mod tests {
 
 #[cfg(test)]
 mod data_path_test;
+#[cfg(test)]
+mod produce_test;
 
 #[cfg(test)]
 mod group_flow_test;

@@ -1,9 +1,11 @@
 //! Produce: validate each v2 batch, append it as received, answer with the assigned offsets.
 //!
-//! Requests of one connection append in request order ([`super::produce_order`]). Partitions of
-//! one request are appended concurrently, and acks=all waits for durability after the
-//! connection's turn is released, so pipelined requests and partitions share one group-committed
-//! flush. acks=0 requests get no response frame.
+//! Requests of one connection append in request order ([`super::produce_order`]): under the
+//! connection's turn a request only hands its batches to storage
+//! ([`Storage::start_append`](crate::storage::Storage::start_append)), which fixes their order.
+//! It awaits the appends, and for acks=all their durability, after the turn passed on, so
+//! pipelined requests overlap their backend round trips and share one group-committed flush.
+//! Partitions of one request are appended concurrently. acks=0 requests get no response frame.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use tracing::debug;
 
 use super::{Client, Context};
 use crate::records::{split_and_validate, BatchError};
-use crate::storage::{AppendOutcome, Durability, Offset, StorageError, TopicMeta, TopicPartition};
+use crate::storage::{AppendOutcome, PendingAppend, StorageError, TopicMeta, TopicPartition};
 
 /// One partition's work, detached from the request so the record bytes can be owned uniquely.
 struct Item {
@@ -72,10 +74,12 @@ pub(super) async fn handle(
     let transactional = req.transactional_id.is_some();
     let invalid_acks = !matches!(acks, -1 | 0 | 1);
     ticket.turn().await;
-    let appended = join_all(items.into_iter().map(|item| {
+    // Under the turn, each partition's batches are only handed to storage (their order is then
+    // fixed); the answers are awaited after the turn passes to the next request.
+    let started = join_all(items.into_iter().map(|item| {
         let meta = topics[item.topic_index].2.clone();
         async move {
-            let outcome = if invalid_acks {
+            let started = if invalid_acks {
                 Err((ResponseError::InvalidRequiredAcks, None))
             } else if transactional {
                 Err((
@@ -84,35 +88,24 @@ pub(super) async fn handle(
                 ))
             } else {
                 match meta {
-                    Ok(meta) => append_partition(ctx, &meta, item.partition, item.records).await,
+                    Ok(meta) => start_partition(ctx, &meta, item.partition, item.records).await,
                     Err(e) => Err((e, None)),
                 }
             };
-            (item.topic_index, item.partition, outcome)
+            (item.topic_index, item.partition, started)
         }
     }))
     .await;
     drop(ticket);
-    let results: Vec<(usize, i32, Result<AppendOutcome, PartitionError>)> = if acks == -1 {
-        join_all(appended.into_iter().map(|(ti, partition, outcome)| async move {
-            let outcome = match outcome {
-                Ok(a) => ctx
-                    .storage
-                    .wait_durable(&a.tp, a.end_offset)
-                    .await
-                    .map(|()| a.outcome)
-                    .map_err(storage_error),
+    let results: Vec<(usize, i32, Result<AppendOutcome, PartitionError>)> =
+        join_all(started.into_iter().map(|(ti, partition, started)| async move {
+            let outcome = match started {
+                Ok(started) => finish_partition(ctx, started, acks == -1).await,
                 Err(e) => Err(e),
             };
             (ti, partition, outcome)
         }))
-        .await
-    } else {
-        appended
-            .into_iter()
-            .map(|(ti, p, o)| (ti, p, o.map(|a| a.outcome)))
-            .collect()
-    };
+        .await;
     if acks == 0 {
         return None;
     }
@@ -150,28 +143,29 @@ async fn lookup(ctx: &Context, name: &str) -> Result<TopicMeta, ResponseError> {
 
 type PartitionError = (ResponseError, Option<String>);
 
-/// A partition's appended batches: the first batch's outcome (the answer) and the end offset
-/// of the last (what acks=all waits for).
-struct Appended {
-    outcome: AppendOutcome,
+/// A partition's batches, handed to storage in order and not yet answered.
+struct Started {
     tp: TopicPartition,
-    end_offset: Offset,
+    /// Each batch's pending append and its offset count.
+    appends: Vec<(PendingAppend, i64)>,
+    bytes: usize,
+    records: i64,
 }
 
-/// Appends a partition's batches in order with [`Durability::Accepted`].
-async fn append_partition(
+/// Validates a partition's batches and starts appending them, in order.
+async fn start_partition(
     ctx: &Context,
     meta: &TopicMeta,
     partition: i32,
     records: Option<Bytes>,
-) -> Result<Appended, PartitionError> {
+) -> Result<Started, PartitionError> {
     if partition < 0 || partition >= meta.partitions {
         return Err((ResponseError::UnknownTopicOrPartition, None));
     }
     let records = records
         .filter(|r| !r.is_empty())
         .ok_or((ResponseError::InvalidRecord, None))?;
-    let size = records.len();
+    let bytes = records.len();
     // Batches stay views of the received frame: storage rewrites only their headers.
     let batches = split_and_validate(records).map_err(|e| {
         debug!(topic = %meta.name, partition, error = %e, "rejecting record batch");
@@ -194,34 +188,56 @@ async fn append_partition(
         topic: Arc::clone(&meta.name),
         partition,
     };
-    let mut first: Option<AppendOutcome> = None;
-    let mut end_offset = 0;
-    let mut records_count = 0i64;
+    let mut appends = Vec::with_capacity(batches.len());
+    let mut records = 0i64;
     for (header, batch) in batches {
-        records_count += i64::from(header.record_count);
-        let outcome = ctx
+        records += i64::from(header.record_count);
+        let pending = ctx
             .storage
-            .append(&tp, batch, Durability::Accepted)
+            .start_append(&tp, batch)
             .await
             .map_err(storage_error)?;
-        end_offset = outcome.base_offset + header.offset_count();
+        appends.push((pending, header.offset_count()));
+    }
+    Ok(Started {
+        tp,
+        appends,
+        bytes,
+        records,
+    })
+}
+
+/// Awaits a partition's appends (and, for acks=all, their durability); the answer is the first
+/// batch's outcome.
+async fn finish_partition(
+    ctx: &Context,
+    started: Started,
+    durable: bool,
+) -> Result<AppendOutcome, PartitionError> {
+    let mut first: Option<AppendOutcome> = None;
+    let mut end_offset = 0;
+    for (pending, offset_count) in started.appends {
+        let outcome = pending.await.map_err(storage_error)?;
+        end_offset = outcome.base_offset + offset_count;
         first.get_or_insert(outcome);
     }
-    let label = ctx.metrics.topic_label(&meta.name);
+    let outcome = first.ok_or((ResponseError::InvalidRecord, None))?;
+    let label = ctx.metrics.topic_label(&started.tp.topic);
     ctx.metrics
         .bytes_in
         .with_label_values(&[label])
-        .inc_by(size as u64);
+        .inc_by(started.bytes as u64);
     ctx.metrics
         .produce_records
         .with_label_values(&[label])
-        .inc_by(records_count as u64);
-    let outcome = first.ok_or((ResponseError::InvalidRecord, None))?;
-    Ok(Appended {
-        outcome,
-        tp,
-        end_offset,
-    })
+        .inc_by(started.records as u64);
+    if durable {
+        ctx.storage
+            .wait_durable(&started.tp, end_offset)
+            .await
+            .map_err(storage_error)?;
+    }
+    Ok(outcome)
 }
 
 fn storage_error(e: StorageError) -> PartitionError {

@@ -4,8 +4,10 @@
 //! producer with several requests in flight expects its batches in send order). The session
 //! runs requests concurrently, and a Produce may first wait on a topic lookup, so each Produce
 //! takes a [`Ticket`] before its first await and appends only when its predecessor released its
-//! turn. The turn covers the appends (with [`Durability::Accepted`](crate::storage::Durability))
-//! but not the wait for durability, so pipelined acks=all requests still share one flush.
+//! turn. The turn covers only handing the batches to storage
+//! ([`Storage::start_append`](crate::storage::Storage::start_append)), not the wait for the
+//! backend's answer or for durability, so pipelined requests overlap their round trips and
+//! acks=all requests share one flush.
 //!
 //! Invariant: tickets form a chain of one-shot channels; a ticket's turn starts when the
 //! previous ticket is released or dropped (a cancelled request never blocks the connection).

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -23,8 +24,8 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::{
-    AppendOutcome, Durability, Offset, OffsetAndTimestamp, OffsetSpec, ReadOutcome, Result, Storage,
-    TopicConfig, TopicMeta, TopicPartition,
+    AppendOutcome, Durability, Offset, OffsetAndTimestamp, OffsetSpec, PendingAppend, ReadOutcome, Result,
+    Storage, StorageError, TopicConfig, TopicMeta, TopicPartition,
 };
 use crate::records::BatchHeader;
 
@@ -108,6 +109,22 @@ impl Metrics {
         }
     }
 
+    /// Counts a call of `method`; returns its start time for [`Metrics::end`].
+    fn begin(&self, method: Method) -> Instant {
+        self.calls[method as usize].0.inc();
+        Instant::now()
+    }
+
+    /// Records the duration of a call begun at `start`, and its error if it failed.
+    fn end(&self, method: Method, start: Instant, error: Option<&StorageError>) {
+        self.calls[method as usize].1.observe(start.elapsed().as_secs_f64());
+        if let Some(e) = error {
+            self.errors
+                .with_label_values(&[self.backend, METHODS[method as usize], e.metric_label()])
+                .inc();
+        }
+    }
+
     fn forget_topic(&self, topic: &str) {
         self.partitions.lock().retain(|tp, _| {
             let keep = tp.topic.as_ref() != topic;
@@ -125,7 +142,8 @@ impl Metrics {
 #[derive(Debug)]
 pub struct Metered<S> {
     inner: S,
-    metrics: Metrics,
+    /// Shared with the completions of started appends, which outlive the call.
+    metrics: Arc<Metrics>,
 }
 
 impl<S: Storage> Metered<S> {
@@ -194,7 +212,7 @@ impl<S: Storage> Metered<S> {
                 )
             })
             .collect();
-        let metrics = Metrics {
+        let metrics = Arc::new(Metrics {
             backend,
             calls,
             errors,
@@ -202,7 +220,7 @@ impl<S: Storage> Metered<S> {
             log_start,
             partitions: Mutex::new(HashMap::new()),
             max_partition_series,
-        };
+        });
         Ok(Self { inner, metrics })
     }
 
@@ -213,18 +231,10 @@ impl<S: Storage> Metered<S> {
 
     async fn observe<T>(&self, method: Method, fut: impl Future<Output = Result<T>>) -> Result<T> {
         let name = METHODS[method as usize];
-        let (count, duration) = &self.metrics.calls[method as usize];
-        count.inc();
-        let start = Instant::now();
+        let start = self.metrics.begin(method);
         let span = tracing::debug_span!("storage", backend = self.metrics.backend, method = name);
         let result = fut.instrument(span).await;
-        duration.observe(start.elapsed().as_secs_f64());
-        if let Err(e) = &result {
-            self.metrics
-                .errors
-                .with_label_values(&[self.metrics.backend, name, e.metric_label()])
-                .inc();
-        }
+        self.metrics.end(method, start, result.as_ref().err());
         result
     }
 }
@@ -309,6 +319,30 @@ impl<S: Storage> Storage for Metered<S> {
                 .set_offsets(tp, Some(o.base_offset + count), o.log_start_offset);
         }
         r
+    }
+
+    /// Counted as an `append`; its duration runs until the started append completes.
+    async fn start_append(&self, tp: &TopicPartition, batch: Bytes) -> Result<PendingAppend> {
+        let count = BatchHeader::parse(&batch).map(|h| h.offset_count()).unwrap_or(0);
+        let start = self.metrics.begin(Method::Append);
+        let span = tracing::debug_span!("storage", backend = self.metrics.backend, method = "append");
+        let pending = match self.inner.start_append(tp, batch).instrument(span).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.metrics.end(Method::Append, start, Some(&e));
+                return Err(e);
+            }
+        };
+        let metrics = Arc::clone(&self.metrics);
+        let tp = tp.clone();
+        Ok(Box::pin(async move {
+            let result = pending.await;
+            metrics.end(Method::Append, start, result.as_ref().err());
+            if let Ok(o) = &result {
+                metrics.set_offsets(&tp, Some(o.base_offset + count), o.log_start_offset);
+            }
+            result
+        }))
     }
 
     async fn wait_durable(&self, tp: &TopicPartition, end_offset: Offset) -> Result<()> {

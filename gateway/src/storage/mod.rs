@@ -73,6 +73,9 @@ pub enum Durability {
     Durable,
 }
 
+/// A started append ([`Storage::start_append`]): resolves once the backend accepted the batch.
+pub type PendingAppend = std::pin::Pin<Box<dyn std::future::Future<Output = Result<AppendOutcome>> + Send>>;
+
 /// The result of appending one record batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
@@ -315,10 +318,22 @@ pub trait Storage: Send + Sync + 'static {
     /// the records are never copied.
     async fn append(&self, tp: &TopicPartition, batch: Bytes, durability: Durability) -> Result<AppendOutcome>;
 
+    /// Starts an [`append`](Storage::append) with [`Durability::Accepted`] and returns once the
+    /// batch's place in the partition is fixed: a batch started later on the same partition gets
+    /// higher offsets. The returned future yields the outcome. Produce starts its appends while
+    /// it holds its connection's turn and awaits them after, so a backend whose acceptance costs
+    /// a round trip (SeaweedMQ's broker ack) pipelines a connection's requests instead of paying
+    /// one round trip per request. Default: the whole append, then a ready future.
+    async fn start_append(&self, tp: &TopicPartition, batch: Bytes) -> Result<PendingAppend> {
+        let outcome = self.append(tp, batch, Durability::Accepted).await?;
+        Ok(Box::pin(std::future::ready(Ok(outcome))))
+    }
+
     /// Waits until every record of `tp` below `end_offset` is durable by the backend's rule
-    /// (what [`Durability::Durable`] waits for). Produce appends with [`Durability::Accepted`]
-    /// while it holds its connection's turn (so appends keep request order), then waits here
-    /// for acks=all outside the turn (so pipelined requests share one flush).
+    /// (what [`Durability::Durable`] waits for). Produce starts its appends
+    /// ([`Storage::start_append`]) while it holds its connection's turn (so appends keep request
+    /// order), then waits here for acks=all outside the turn (so pipelined requests share one
+    /// flush).
     async fn wait_durable(&self, tp: &TopicPartition, end_offset: Offset) -> Result<()>;
 
     /// Reads whole stored batches starting at the batch containing `offset`, up to `max_bytes`
@@ -375,6 +390,9 @@ impl<T: Storage + ?Sized> Storage for Arc<T> {
     }
     async fn append(&self, tp: &TopicPartition, batch: Bytes, durability: Durability) -> Result<AppendOutcome> {
         (**self).append(tp, batch, durability).await
+    }
+    async fn start_append(&self, tp: &TopicPartition, batch: Bytes) -> Result<PendingAppend> {
+        (**self).start_append(tp, batch).await
     }
     async fn wait_durable(&self, tp: &TopicPartition, end_offset: Offset) -> Result<()> {
         (**self).wait_durable(tp, end_offset).await

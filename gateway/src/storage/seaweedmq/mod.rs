@@ -24,6 +24,7 @@ use parking_lot::Mutex;
 
 use crate::storage::{Result, StorageError, TopicMeta, TopicPartition};
 
+mod append;
 pub mod batch_codec;
 pub mod client;
 pub mod discovery;

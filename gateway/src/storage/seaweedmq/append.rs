@@ -1,0 +1,253 @@
+//! Appends: one Kafka record batch becomes one burst of messages on the partition's publish
+//! stream.
+//!
+//! [`Inner::start_append`] does, under the partition's append lock, everything that fixes the
+//! batch's place in the partition: the idempotent-producer check, (re)opening the publish stream
+//! and handing the messages to it. The stream is FIFO, so a batch handed off later gets higher
+//! offsets. The wait for the broker's acks is returned as a separate future: Produce awaits it
+//! after releasing its connection's turn, so a pipelining client's next request is handed off
+//! while this one's acks are still in flight (one round trip per request otherwise caps a
+//! connection at a few dozen requests per second).
+//!
+//! Idempotent batches are the exception: they wait for their acks under the lock, because the
+//! producer table must record each batch's offsets before the next batch is checked.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tracing::{debug, error, warn};
+
+use super::batch_codec::decode_batch;
+use super::envelope::BatchFields;
+use super::partition::{message_of, rebuild_producers, PartitionState, REBUILD_WINDOW};
+use super::publish::{Acked, Publisher};
+use super::{client, Inner};
+use crate::records::BatchHeader;
+use crate::storage::producer_state::SequenceCheck;
+use crate::storage::{
+    AppendOutcome, Durability, Offset, Result, StorageError, TimestampType, TopicPartition,
+};
+
+/// How long an acks=all append waits for the broker to flush and checkpoint it (the usual wait
+/// is bounded by the longer of `-logFlushInterval`, 5 s by default, and the ~2 s checkpoint
+/// period; see `durability`).
+pub(super) const DURABLE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(25);
+
+/// An appended batch: the answer, and the end offset acks=all waits to be durable.
+pub(super) struct Appended {
+    pub outcome: AppendOutcome,
+    pub end_offset: Offset,
+}
+
+/// The wait for a handed-off batch's acks.
+pub(super) type Acks = Pin<Box<dyn Future<Output = Result<Appended>> + Send>>;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn io(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Io(std::io::Error::other(e.to_string()))
+}
+
+impl Inner {
+    /// Appends and waits for `durability`.
+    pub(super) async fn append_batch(
+        &self,
+        tp: &TopicPartition,
+        batch: Bytes,
+        durability: Durability,
+    ) -> Result<AppendOutcome> {
+        let appended = self.start_append(tp, batch).await?.await?;
+        if durability == Durability::Durable {
+            self.partition_state(tp)
+                .wait_durable(&self.client, tp, appended.end_offset, DURABLE_DEADLINE)
+                .await
+                .map_err(|e| e.into_storage(&tp.to_string()))?;
+        }
+        Ok(appended.outcome)
+    }
+
+    /// Hands `batch` to the partition's publish stream; the returned future waits for its acks.
+    pub(super) async fn start_append(&self, tp: &TopicPartition, batch: Bytes) -> Result<Acks> {
+        let name = tp.to_string();
+        let info = self.partition_of(tp).await?;
+        let max = usize::try_from(info.meta.config.max_message_bytes).unwrap_or(0);
+        if batch.len() > max {
+            return Err(StorageError::BatchTooLarge {
+                size: batch.len(),
+                max,
+            });
+        }
+        let header = BatchHeader::parse(&batch).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
+        let decoded = decode_batch(&batch).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
+        drop(batch);
+        let log_append = info.meta.config.message_timestamp_type == TimestampType::LogAppendTime;
+        let append_time = now_ms();
+        let fields = BatchFields {
+            attributes: if log_append {
+                header.attributes | 0x08
+            } else {
+                header.attributes
+            } & !0x07,
+            base_timestamp: if log_append {
+                append_time
+            } else {
+                header.base_timestamp
+            },
+            max_timestamp: if log_append {
+                append_time
+            } else {
+                header.max_timestamp
+            },
+            partition_leader_epoch: decoded.partition_leader_epoch,
+        };
+        let messages: Vec<_> = decoded
+            .records
+            .iter()
+            .map(|r| {
+                let ts = if log_append { append_time } else { r.timestamp_ms };
+                message_of(r, ts, &header, fields)
+            })
+            .collect();
+        if messages.is_empty() {
+            return Err(StorageError::CorruptBatch("record batch without records".into()));
+        }
+        let answer = Answer {
+            log_append_time_ms: if log_append { append_time } else { -1 },
+            log_start_offset: info.doc.log_start(tp.partition),
+        };
+        let state = self.partition_state(tp);
+        let mut guard = state.append.lock().await;
+        let idempotent = header.is_idempotent();
+        if idempotent && guard.producers.is_none() {
+            let (start, hw) = self.range(tp, &info).await?;
+            let from = start.max(hw - REBUILD_WINDOW);
+            let table = rebuild_producers(&self.client, tp, from, hw)
+                .await
+                .map_err(|e| e.into_storage(&name))?;
+            debug!(partition = %name, producers = table.len(), from, to = hw, "rebuilt producer state from envelopes");
+            guard.producers = Some(table);
+        }
+        let check = guard.producers.as_ref().map(|t| t.check(&header)).transpose()?;
+        if let Some(SequenceCheck::Duplicate { base_offset }) = check {
+            // The original may have been answered with an error before it was flushed, so
+            // acks=all waits for the original's records.
+            let appended = Appended {
+                outcome: answer.outcome(base_offset, true),
+                end_offset: base_offset + i64::from(header.record_count),
+            };
+            return Ok(Box::pin(std::future::ready(Ok(appended))));
+        }
+        if guard.publisher.as_ref().is_none_or(Publisher::is_closed) {
+            guard.publisher = None;
+            // A restarted broker continues offsets after its last flush checkpoint: anything
+            // acknowledged after that is gone, and its offsets would be handed out again.
+            let broker_hw = self
+                .client
+                .range_info(&tp.topic, tp.partition)
+                .await
+                .map_err(|e| e.into_storage(&name))?
+                .high_watermark;
+            let known = *state.hw.borrow();
+            if broker_hw < known {
+                error!(partition = %name, broker_high_watermark = broker_hw, acknowledged_high_watermark = known, "the broker lost acknowledged messages (not flushed before it restarted); refusing appends that would reuse their offsets");
+                return Err(io(format!(
+                    "{name}: the broker's high watermark {broker_hw} is below the acknowledged {known}; appending would reuse offsets"
+                )));
+            }
+            guard.floor = broker_hw;
+            let channels = self.client.discovery().channels();
+            let publisher = self
+                .client
+                .on_leader(&tp.topic, tp.partition, |leader, partition| async move {
+                    Publisher::open(channels, &leader, client::smq_topic(&tp.topic), partition).await
+                })
+                .await
+                .map_err(|e| e.into_storage(&name))?;
+            guard.publisher = Some(publisher);
+        }
+        let Some(publisher) = guard.publisher.as_ref() else {
+            return Err(io("publish stream unavailable"));
+        };
+        let floor = guard.floor;
+        let pending = publisher
+            .submit(messages)
+            .await
+            .map_err(|e| e.into_storage(&name))?;
+        let acks = async move {
+            pending
+                .await
+                .map_err(|_| io("publish stream dropped"))?
+                .map_err(|e| e.into_storage(&name))
+        };
+        if idempotent {
+            let acked = acks.await?;
+            if acked.base_offset >= floor {
+                if let Some(table) = guard.producers.as_mut() {
+                    table.record(&header, acked.base_offset);
+                }
+            }
+            drop(guard);
+            let appended = settle(&state, tp, acked, floor, answer).await;
+            return Ok(Box::pin(std::future::ready(appended)));
+        }
+        drop(guard);
+        let tp = tp.clone();
+        Ok(Box::pin(async move {
+            let acked = acks.await?;
+            settle(&state, &tp, acked, floor, answer).await
+        }))
+    }
+}
+
+/// The parts of the answer known before the acks.
+#[derive(Clone, Copy)]
+struct Answer {
+    log_append_time_ms: i64,
+    log_start_offset: Offset,
+}
+
+impl Answer {
+    fn outcome(self, base_offset: Offset, duplicate: bool) -> AppendOutcome {
+        AppendOutcome {
+            base_offset,
+            log_append_time_ms: self.log_append_time_ms,
+            log_start_offset: self.log_start_offset,
+            duplicate,
+        }
+    }
+}
+
+/// Checks a batch's acks against the offsets the stream started from and publishes the new
+/// high watermark.
+async fn settle(
+    state: &Arc<PartitionState>,
+    tp: &TopicPartition,
+    acked: Acked,
+    floor: Offset,
+    answer: Answer,
+) -> Result<Appended> {
+    if acked.base_offset < floor {
+        // The broker's offset counter went backwards while this stream was open: the messages
+        // now sit at offsets that belong to earlier records. Never acknowledge them.
+        state.append.lock().await.publisher = None;
+        error!(partition = %tp, base = acked.base_offset, expected_at_least = floor, "the broker assigned offsets below its high watermark; the batch is not acknowledged");
+        return Err(io(format!(
+            "{tp}: the broker assigned offset {} below its high watermark {floor}",
+            acked.base_offset
+        )));
+    }
+    state.advance(acked.last_offset + 1);
+    if !acked.contiguous {
+        warn!(partition = %tp, base = acked.base_offset, last = acked.last_offset, "another publisher interleaved with this batch; its offsets are not contiguous");
+    }
+    Ok(Appended {
+        outcome: answer.outcome(acked.base_offset, false),
+        end_offset: acked.last_offset + 1,
+    })
+}
