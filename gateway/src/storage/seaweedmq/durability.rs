@@ -36,13 +36,13 @@ use super::pb::schema_pb::Partition;
 use crate::storage::{Offset, TopicPartition};
 
 /// The broker's checkpoint file in each partition directory.
-const CHECKPOINT_FILE: &str = "checkpoint.offset";
+pub(super) const CHECKPOINT_FILE: &str = "checkpoint.offset";
 /// How often a waited-on checkpoint is read.
 const POLL: Duration = Duration::from_millis(100);
 /// The extended attribute of a flushed log file naming its last offset.
-const OFFSET_MAX_ATTR: &str = "offset_max";
+pub(super) const OFFSET_MAX_ATTR: &str = "offset_max";
 /// The extended attribute of a flushed log file naming the offset after its last message.
-const BUFFER_START_ATTR: &str = "buffer_start";
+pub(super) const BUFFER_START_ATTR: &str = "buffer_start";
 /// Entries read per directory listing; a longer directory continues on the next poll.
 const LIST_LIMIT: u32 = 10_000;
 
@@ -96,7 +96,7 @@ pub fn partition_dir(topic: &str, p: &Partition) -> String {
 
 impl SmqClient {
     /// The filer directory of Kafka partition `index` of topic `name`.
-    async fn partition_dir_of(&self, name: &str, index: i32) -> SmqResult<String> {
+    pub(super) async fn partition_dir_of(&self, name: &str, index: i32) -> SmqResult<String> {
         let layout = self.layout(name, false).await?;
         let Some((partition, _)) = layout.get(index) else {
             return Err(SmqError::Protocol(format!(

@@ -30,6 +30,7 @@ pub mod client;
 pub mod discovery;
 pub mod durability;
 pub mod envelope;
+pub mod log_files;
 pub mod error;
 pub mod fetch;
 pub mod meta;
@@ -84,6 +85,8 @@ pub(crate) struct Inner {
     partitions: Mutex<HashMap<TopicPartition, Arc<PartitionState>>>,
     /// Bytes held by all partitions' read-ahead slots.
     read_ahead_budget: read_ahead::Budget,
+    /// Reads flushed messages from the log files directly.
+    log_files: log_files::LogFiles,
 }
 
 /// Kafka storage on SeaweedMQ. Cheap to clone.
@@ -126,6 +129,7 @@ impl SeaweedStorage {
                 topics: Mutex::new(HashMap::new()),
                 partitions: Mutex::new(HashMap::new()),
                 read_ahead_budget: read_ahead::Budget::default(),
+                log_files: log_files::LogFiles::default(),
             }),
         }
     }

@@ -50,6 +50,8 @@ pub struct PartitionState {
     pub(super) flushed: parking_lot::Mutex<super::durability::FlushCursor>,
     /// Records read past the last fetch answer.
     pub(super) read_ahead: super::read_ahead::ReadAheadSlot,
+    /// The partition directory's log files, for reading flushed messages directly.
+    pub(super) files: Mutex<super::log_files::FileIndex>,
 }
 
 impl Default for PartitionState {
@@ -62,6 +64,7 @@ impl Default for PartitionState {
             durable_poller: AtomicBool::new(false),
             flushed: parking_lot::Mutex::new(super::durability::FlushCursor::default()),
             read_ahead: super::read_ahead::ReadAheadSlot::default(),
+            files: Mutex::new(super::log_files::FileIndex::default()),
         }
     }
 }

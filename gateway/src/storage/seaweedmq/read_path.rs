@@ -1,10 +1,12 @@
-//! The read side of [`SeaweedStorage`](super::SeaweedStorage): messages by offset, rebuilt
-//! into the produced record batches, and timestamp scans.
+//! The read side of [`SeaweedStorage`](super::SeaweedStorage): messages by offset (from the
+//! flushed log files when they hold them, else `FetchMessage`), rebuilt into the produced record
+//! batches, and timestamp scans.
 
-use tracing::{debug, warn};
+use tracing::{debug, trace, warn};
 
 use super::error::SmqErrorKind;
 use super::fetch::{MAX_BYTES, MAX_MESSAGES};
+use super::pb::messaging_pb::DataMessage;
 use super::read_ahead::{Cached, READ_AHEAD_BYTES};
 use super::rebuild::{
     decode_messages, encode_batches, offset_delta_of_first, starts_with_whole_batch, Stored,
@@ -37,6 +39,14 @@ impl Inner {
         if offset < gw_start {
             let (start, hw) = self.range(tp, info).await?;
             return Err(out_of_range(start, hw));
+        }
+        if let Some(messages) = self.read_flushed(tp, offset).await {
+            let n = i64::try_from(messages.len()).unwrap_or(0);
+            self.partition_state(tp).advance(offset + n);
+            let (start, hw) = self.range(tp, info).await?;
+            let records = decode_messages(messages)
+                .map_err(|e| StorageError::CorruptBatch(format!("stored record in {name}: {e}")))?;
+            return Ok((records, start, hw.max(offset + n)));
         }
         let max = i32::try_from(max_bytes).unwrap_or(MAX_BYTES).clamp(1, MAX_BYTES);
         let fetched = match self
@@ -77,6 +87,31 @@ impl Inner {
         let records = decode_messages(messages)
             .map_err(|e| StorageError::CorruptBatch(format!("stored record in {name}: {e}")))?;
         Ok((records, start, hw))
+    }
+
+    /// Messages from `offset` read from the partition's flushed log files ([`super::log_files`]),
+    /// or `None` when they do not hold it or cannot be read (the broker serves it then).
+    async fn read_flushed(&self, tp: &TopicPartition, offset: Offset) -> Option<Vec<DataMessage>> {
+        let dir = match self.client.partition_dir_of(&tp.topic, tp.partition).await {
+            Ok(dir) => dir,
+            Err(e) => {
+                debug!(partition = %tp, error = %e, "no partition directory; reading through the broker");
+                return None;
+            }
+        };
+        let state = self.partition_state(tp);
+        let mut index = state.files.lock().await;
+        match self.log_files.read(&self.client, &dir, &mut index, offset).await {
+            Ok(Some(messages)) if !messages.is_empty() => {
+                trace!(partition = %tp, offset, messages = messages.len(), "read from a flushed log file");
+                Some(messages)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                debug!(partition = %tp, offset, error = %e, "reading the flushed log file failed; reading through the broker");
+                None
+            }
+        }
     }
 
     /// Whole record batches from the batch holding `offset`, rebuilt as produced. Reads ask the

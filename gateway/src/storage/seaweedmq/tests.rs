@@ -345,3 +345,81 @@ async fn pipelined_idempotent_appends_become_durable_on_every_partition() {
         assert_eq!(out.offset, i64::from(BATCHES * RECORDS), "nothing appended twice");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushed_log_files_are_read_directly_with_exact_offsets() {
+    let weed = cluster().await;
+    let client = weed.client();
+    client.configure_topic("files", 1, None).await.expect("configure");
+    let layout = client.layout("files", true).await.expect("layout");
+    let (partition, leader) = layout.get(0).expect("partition 0");
+    let publisher = Publisher::open(
+        client.discovery().channels(),
+        leader,
+        client::smq_topic("files"),
+        *partition,
+    )
+    .await
+    .expect("open publisher");
+    const BATCH: usize = 3000;
+    let mut pending = Vec::new();
+    for b in 0..3 {
+        pending.push(
+            publisher
+                .submit(messages(BATCH, &format!("b{b}")))
+                .await
+                .expect("submit"),
+        );
+    }
+    for rx in pending {
+        rx.await.expect("ack channel").expect("acked");
+    }
+    let total = 3 * BATCH as i64;
+    // The test cluster flushes every second.
+    let mut cursor = durability::FlushCursor::default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while client.flushed("files", 0, &mut cursor).await.expect("list") < total - 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "messages not flushed within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let files = log_files::LogFiles::default();
+    let dir = client.partition_dir_of("files", 0).await.expect("dir");
+    let mut index = log_files::FileIndex::default();
+    let expected = |o: i64| {
+        let o = usize::try_from(o).unwrap();
+        (
+            Bytes::from(format!("k{}", o % BATCH)),
+            Bytes::from(format!("b{}-{}", o / BATCH, o % BATCH)),
+        )
+    };
+    // Sequentially from 0, then from the middle of a batch: every message at its offset.
+    for start in [0, 4321] {
+        let mut offset = start;
+        let mut reads = 0;
+        while offset < total {
+            reads += 1;
+            assert!(reads < 100, "no progress reading log files at {offset}");
+            let read = files
+                .read(&client, &dir, &mut index, offset)
+                .await
+                .expect("read log files")
+                .unwrap_or_else(|| panic!("flushed offset {offset} not found in the log files"));
+            assert!(!read.is_empty());
+            for (i, m) in read.iter().enumerate() {
+                let (key, value) = expected(offset + i as i64);
+                assert_eq!((&m.key, &m.value), (&key, &value), "offset {}", offset + i as i64);
+            }
+            offset += read.len() as i64;
+        }
+        assert_eq!(offset, total);
+    }
+    // Past the flushed files there is nothing to read directly.
+    assert!(files
+        .read(&client, &dir, &mut index, total)
+        .await
+        .expect("read past the end")
+        .is_none());
+}
