@@ -78,6 +78,8 @@ pub fn backoff(attempt: u32) -> Duration {
 pub struct SmqClient {
     discovery: Discovery,
     layouts: Mutex<HashMap<String, Arc<Layout>>>,
+    /// Reads flushed log files from the volume servers.
+    pub(super) log_files: super::log_files::LogFiles,
 }
 
 impl SmqClient {
@@ -86,6 +88,7 @@ impl SmqClient {
         Self {
             discovery: Discovery::new(seeds),
             layouts: Mutex::new(HashMap::new()),
+            log_files: super::log_files::LogFiles::default(),
         }
     }
 

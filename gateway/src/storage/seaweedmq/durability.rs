@@ -3,9 +3,10 @@
 //! A `PublishMessage` ack only means the message is in the broker's in-memory log buffer. Two
 //! independent things happen later (SeaweedMQ 4.48, observed on a real broker):
 //!
-//! * every `-logFlushInterval` seconds (default 5) the buffer is written to the filer as a log
-//!   file in the partition directory, whose `offset_max` extended attribute (8 bytes big-endian)
-//!   names the last offset it holds;
+//! * every `-logFlushInterval` seconds (default 5), and whenever an 8 MiB buffer fills, the
+//!   buffer is written to the filer as a chunk of a log file in the partition directory. Its
+//!   entries carry their offsets; the file's `offset_max` attribute is not trusted (it can name
+//!   an offset the file does not hold yet), so the last entry of the newest chunk is read;
 //! * about every 2 s, whatever the flush interval, the broker writes its offset counter to
 //!   `checkpoint.offset` in the same directory. A restarted broker continues offsets after that
 //!   checkpoint.
@@ -31,7 +32,7 @@ use tracing::{debug, trace};
 use super::client::{SmqClient, TOPICS_DIR};
 use super::error::{filer_not_found, SmqError, SmqResult};
 use super::partition::PartitionState;
-use super::pb::filer_pb::{ListEntriesRequest, LookupDirectoryEntryRequest};
+use super::pb::filer_pb::{Entry, ListEntriesRequest, LookupDirectoryEntryRequest};
 use super::pb::schema_pb::Partition;
 use crate::storage::{Offset, TopicPartition};
 
@@ -39,9 +40,9 @@ use crate::storage::{Offset, TopicPartition};
 pub(super) const CHECKPOINT_FILE: &str = "checkpoint.offset";
 /// How often a waited-on checkpoint is read.
 const POLL: Duration = Duration::from_millis(100);
-/// The extended attribute of a flushed log file naming its last offset.
+/// The extended attribute of a flushed log file naming (about) its last offset.
 pub(super) const OFFSET_MAX_ATTR: &str = "offset_max";
-/// The extended attribute of a flushed log file naming the offset after its last message.
+/// The extended attribute of a partition's first log file naming (about) the offset after it.
 pub(super) const BUFFER_START_ATTR: &str = "buffer_start";
 /// Entries read per directory listing; a longer directory continues on the next poll.
 const LIST_LIMIT: u32 = 10_000;
@@ -51,7 +52,9 @@ const LIST_LIMIT: u32 = 10_000;
 pub struct FlushCursor {
     /// The newest log file seen (listed again inclusively: a flush may append to it).
     last_file: String,
-    /// The highest `offset_max` seen (-1 when none).
+    /// How many chunks `last_file` had when its last offset was read.
+    last_chunks: usize,
+    /// The highest offset seen in a flushed log file (-1 when none).
     max_offset: Offset,
 }
 
@@ -59,6 +62,7 @@ impl Default for FlushCursor {
     fn default() -> Self {
         Self {
             last_file: String::new(),
+            last_chunks: 0,
             max_offset: -1,
         }
     }
@@ -136,12 +140,13 @@ impl SmqClient {
     }
 
     /// Advances `cursor` over the log files flushed to Kafka partition `index` since it was
-    /// last called and returns the highest flushed offset (-1 when none). A file names its last
-    /// offset in `offset_max`, or, the partition's first file only, as `buffer_start - 1`; files
-    /// with neither are skipped.
+    /// last called and returns the highest flushed offset (-1 when none): the offset of the last
+    /// message in the newest file's last chunk. The files' `offset_max`/`buffer_start` attributes
+    /// are not used: on 4.48 they can name offsets a file does not hold yet (seen: one past the
+    /// last, and `buffer_start` 50 past it), which would answer acks=all before the flush.
     ///
     /// # Errors
-    /// [`SmqError`] when the layout or the filer cannot be read.
+    /// [`SmqError`] when the layout, the filer or the volume server cannot be read.
     pub async fn flushed(&self, name: &str, index: i32, cursor: &mut FlushCursor) -> SmqResult<Offset> {
         let directory = self.partition_dir_of(name, index).await?;
         let addr = self.discovery().filer().await?;
@@ -158,6 +163,7 @@ impl SmqClient {
             Err(s) if filer_not_found(&s) => return Ok(cursor.max_offset),
             Err(s) => return Err(SmqError::rpc("ListEntries", &addr, s)),
         };
+        let mut newest: Option<Entry> = None;
         while let Some(r) = entries
             .message()
             .await
@@ -167,23 +173,26 @@ impl SmqClient {
             if entry.is_directory || entry.name == CHECKPOINT_FILE {
                 continue;
             }
-            let attr = |name: &str| {
-                entry
-                    .extended
-                    .get(name)
-                    .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                    .map(i64::from_be_bytes)
-            };
-            // A partition's first log file carries only `buffer_start`, the offset after its
-            // last message (every later file has `buffer_start == offset_max + 1`).
-            let offset_max = attr(OFFSET_MAX_ATTR).or_else(|| attr(BUFFER_START_ATTR).map(|b| b - 1));
-            if let Some(max) = offset_max {
-                cursor.max_offset = cursor.max_offset.max(max);
-            }
-            if entry.name > cursor.last_file {
-                cursor.last_file = entry.name;
+            if newest.as_ref().is_none_or(|n| entry.name >= n.name) {
+                newest = Some(entry);
             }
         }
+        let Some(entry) = newest else {
+            return Ok(cursor.max_offset);
+        };
+        // A file changes only by a flush appending a chunk to it.
+        if entry.name == cursor.last_file && entry.chunks.len() == cursor.last_chunks {
+            return Ok(cursor.max_offset);
+        }
+        match self.log_files.last_offset(self, &entry).await? {
+            Some(last) => cursor.max_offset = cursor.max_offset.max(last),
+            None => {
+                debug!(file = %entry.name, "a log file's last chunk cannot be decoded; its messages count as not yet flushed");
+                return Ok(cursor.max_offset);
+            }
+        }
+        cursor.last_chunks = entry.chunks.len();
+        cursor.last_file = entry.name;
         Ok(cursor.max_offset)
     }
 

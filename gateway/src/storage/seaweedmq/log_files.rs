@@ -265,6 +265,24 @@ impl LogFiles {
         Ok(None)
     }
 
+    /// The offset of the last message a listed log file holds, read from its last chunk (its
+    /// attributes can name a later offset than it holds). `None` for an empty file or one whose
+    /// last chunk is in a form this reader does not decode.
+    ///
+    /// # Errors
+    /// [`SmqError`] when the volume server fails or the chunk is malformed.
+    pub async fn last_offset(&self, client: &SmqClient, entry: &Entry) -> SmqResult<Option<Offset>> {
+        let Some(chunk) = entry.chunks.iter().max_by_key(|c| c.offset) else {
+            // A small file may be stored inline in its entry.
+            return Ok(parse_chunk(entry.content.clone())?.last().map(|e| e.offset));
+        };
+        if chunk.is_compressed || chunk.is_chunk_manifest || !chunk.cipher_key.is_empty() {
+            return Ok(None);
+        }
+        let entries = parse_chunk(self.get(client, &file_id(chunk)).await?)?;
+        Ok(entries.last().map(|e| e.offset))
+    }
+
     /// The log files of `dir` from the file named `from` on (inclusive).
     async fn list(&self, client: &SmqClient, dir: &str, from: String) -> SmqResult<Vec<LogFile>> {
         let addr = client.discovery().filer().await?;

@@ -85,8 +85,6 @@ pub(crate) struct Inner {
     partitions: Mutex<HashMap<TopicPartition, Arc<PartitionState>>>,
     /// Bytes held by all partitions' read-ahead slots.
     read_ahead_budget: read_ahead::Budget,
-    /// Reads flushed messages from the log files directly.
-    log_files: log_files::LogFiles,
 }
 
 /// Kafka storage on SeaweedMQ. Cheap to clone.
@@ -129,7 +127,6 @@ impl SeaweedStorage {
                 topics: Mutex::new(HashMap::new()),
                 partitions: Mutex::new(HashMap::new()),
                 read_ahead_budget: read_ahead::Budget::default(),
-                log_files: log_files::LogFiles::default(),
             }),
         }
     }

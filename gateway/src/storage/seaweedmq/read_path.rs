@@ -101,7 +101,7 @@ impl Inner {
         };
         let state = self.partition_state(tp);
         let mut index = state.files.lock().await;
-        match self.log_files.read(&self.client, &dir, &mut index, offset).await {
+        match self.client.log_files.read(&self.client, &dir, &mut index, offset).await {
             Ok(Some(messages)) if !messages.is_empty() => {
                 trace!(partition = %tp, offset, messages = messages.len(), "read from a flushed log file");
                 Some(messages)

@@ -385,6 +385,11 @@ async fn flushed_log_files_are_read_directly_with_exact_offsets() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    // The flushed offset is the last stored message, never an offset still only in memory.
+    assert_eq!(
+        client.flushed("files", 0, &mut cursor).await.expect("list"),
+        total - 1
+    );
     let files = log_files::LogFiles::default();
     let dir = client.partition_dir_of("files", 0).await.expect("dir");
     let mut index = log_files::FileIndex::default();
