@@ -108,7 +108,9 @@ fn producer_config(spec: &ProduceSpec) -> ClientConfig {
         .set("batch.size", "1000000")
         .set("batch.num.messages", "1000000")
         .set("compression.type", "none")
-        .set("queue.buffering.max.kbytes", "65536")
+        // librdkafka's default (1 GiB). A producer's throughput is what it keeps in flight per
+        // ack latency, and an acks=all ack on SeaweedMQ waits for the broker's flush (seconds).
+        .set("queue.buffering.max.kbytes", "1048576")
         .set("queue.buffering.max.messages", "10000000")
         .set("socket.send.buffer.bytes", "4194304")
         .set("socket.receive.buffer.bytes", "4194304")
