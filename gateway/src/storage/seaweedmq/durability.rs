@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{debug, trace};
+use tracing::{debug, trace, warn};
 
 use super::client::{SmqClient, TOPICS_DIR};
 use super::error::{filer_not_found, SmqError, SmqResult};
@@ -274,10 +274,19 @@ impl PartitionState {
         }
         let me = Arc::clone(self);
         tokio::spawn(async move {
+            let mut failing = false;
             while me.durable.receiver_count() > 0 {
                 let mut cursor = me.flushed.lock().clone();
                 match client.durable_through(&tp.topic, tp.partition, &mut cursor).await {
-                    Ok(last) => me.advance_durable(last + 1),
+                    Ok(last) => {
+                        failing = false;
+                        me.advance_durable(last + 1);
+                    }
+                    // acks=all waits on this poll: say why once, not every 100 ms.
+                    Err(e) if !failing => {
+                        failing = true;
+                        warn!(partition = %tp, error = %e, "durability poll failed; acks=all appends wait");
+                    }
                     Err(e) => debug!(partition = %tp, error = %e, "durability poll failed"),
                 }
                 *me.flushed.lock() = cursor;

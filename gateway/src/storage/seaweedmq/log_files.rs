@@ -25,7 +25,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use parking_lot::Mutex;
 use prost::Message;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::client::SmqClient;
 use super::durability::{BUFFER_START_ATTR, CHECKPOINT_FILE, OFFSET_MAX_ATTR};
@@ -38,6 +38,8 @@ use crate::storage::Offset;
 const RELIST_AFTER: Duration = Duration::from_secs(1);
 /// Entries read per directory listing.
 const LIST_LIMIT: u32 = 10_000;
+/// How long reads go through the broker after a volume server failed.
+const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(30);
 /// Largest chunk body accepted (the broker's buffers are 8 MiB).
 const MAX_CHUNK_BYTES: usize = 64 << 20;
 
@@ -179,6 +181,9 @@ pub struct LogFiles {
     http: Client<HttpConnector, Empty<Bytes>>,
     /// Volume id -> volume server `host:port`.
     volumes: Mutex<HashMap<String, String>>,
+    /// Direct reads are off until then after a volume server failed (an unreachable one would
+    /// otherwise cost a connect timeout per read).
+    paused_until: Mutex<Option<Instant>>,
 }
 
 impl Default for LogFiles {
@@ -189,6 +194,7 @@ impl Default for LogFiles {
         Self {
             http: Client::builder(TokioExecutor::new()).build(connector),
             volumes: Mutex::new(HashMap::new()),
+            paused_until: Mutex::new(None),
         }
     }
 }
@@ -207,7 +213,7 @@ impl LogFiles {
         index: &mut FileIndex,
         offset: Offset,
     ) -> SmqResult<Option<Vec<DataMessage>>> {
-        if index.broken {
+        if index.broken || self.paused_until.lock().is_some_and(|t| Instant::now() < t) {
             return Ok(None);
         }
         if offset > index.last_offset() && index.listed_at.is_none_or(|t| t.elapsed() >= RELIST_AFTER) {
@@ -233,7 +239,15 @@ impl LogFiles {
                     Some((first, _)) if first > offset => return Ok(None),
                     _ => {}
                 }
-                let entries = parse_chunk(self.get(client, &chunk.file_id).await?)?;
+                let body = match self.get(client, &chunk.file_id).await {
+                    Ok(body) => body,
+                    Err(e) => {
+                        warn!(error = %e, pause_s = PAUSE_AFTER_FAILURE.as_secs(), "reading a log file from its volume server failed; reading through the broker for a while");
+                        *self.paused_until.lock() = Some(Instant::now() + PAUSE_AFTER_FAILURE);
+                        return Err(e);
+                    }
+                };
+                let entries = parse_chunk(body)?;
                 let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
                     return Ok(None);
                 };

@@ -92,6 +92,11 @@ impl Inner {
     /// Messages from `offset` read from the partition's flushed log files ([`super::log_files`]),
     /// or `None` when they do not hold it or cannot be read (the broker serves it then).
     async fn read_flushed(&self, tp: &TopicPartition, offset: Offset) -> Option<Vec<DataMessage>> {
+        let state = self.partition_state(tp);
+        if offset >= *state.hw.borrow() {
+            // Nothing at or past the known high watermark is flushed (a caught-up consumer).
+            return None;
+        }
         let dir = match self.client.partition_dir_of(&tp.topic, tp.partition).await {
             Ok(dir) => dir,
             Err(e) => {
@@ -99,7 +104,6 @@ impl Inner {
                 return None;
             }
         };
-        let state = self.partition_state(tp);
         let mut index = state.files.lock().await;
         match self.client.log_files.read(&self.client, &dir, &mut index, offset).await {
             Ok(Some(messages)) if !messages.is_empty() => {
