@@ -170,7 +170,7 @@ impl SmqClient {
             .map_err(|s| SmqError::rpc("ListEntries", &addr, s))?
         {
             let Some(entry) = r.entry else { continue };
-            if entry.is_directory || entry.name == CHECKPOINT_FILE {
+            if entry.is_directory || !super::log_files::is_log_file_name(&entry.name) {
                 continue;
             }
             if newest.as_ref().is_none_or(|n| entry.name >= n.name) {

@@ -12,7 +12,7 @@
 //! `[u32 big-endian length][filer_pb.LogEntry]` with explicit offsets. The attributes only
 //! narrow the search (they are off by one for some files); what is returned is decided by the
 //! entries' own offsets, which must be dense, and files must list in increasing order. Any surprise
-//! (a gap, an unknown chunk form, an HTTP or filer error) answers `None` and the caller reads
+//! (a gap, an encrypted or manifest chunk, an HTTP or filer error) answers `None` and the caller reads
 //! through `FetchMessage` as before, so this path can only make reads faster, never different.
 
 use std::collections::HashMap;
@@ -28,7 +28,7 @@ use prost::Message;
 use tracing::{debug, warn};
 
 use super::client::SmqClient;
-use super::durability::{BUFFER_START_ATTR, CHECKPOINT_FILE, OFFSET_MAX_ATTR};
+use super::durability::{BUFFER_START_ATTR, OFFSET_MAX_ATTR};
 use super::error::{filer_not_found, SmqError, SmqResult};
 use super::pb::filer_pb::{Entry, FileChunk, ListEntriesRequest, LogEntry, LookupVolumeRequest};
 use super::pb::messaging_pb::DataMessage;
@@ -40,6 +40,8 @@ const RELIST_AFTER: Duration = Duration::from_secs(1);
 const LIST_LIMIT: u32 = 10_000;
 /// How long reads go through the broker after a volume server failed.
 const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// How long one chunk may take to arrive.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest chunk body accepted (the broker's buffers are 8 MiB).
 const MAX_CHUNK_BYTES: usize = 64 << 20;
 
@@ -47,6 +49,8 @@ const MAX_CHUNK_BYTES: usize = 64 << 20;
 #[derive(Debug, Clone)]
 struct Chunk {
     file_id: String,
+    /// Stored gzipped (the filer compresses chunks it finds compressible).
+    compressed: bool,
     range: Option<(Offset, Offset)>,
 }
 
@@ -111,8 +115,19 @@ fn merge_chunks(known: &LogFile, mut fresh: LogFile) -> LogFile {
     fresh
 }
 
+/// True for the broker's log file names, its buffers' start times as `YYYY-MM-DD-HH-MM-SS`.
+/// A partition directory holds other files too: `checkpoint.offset`, and the positions the
+/// broker saves for subscriber groups.
+pub(super) fn is_log_file_name(name: &str) -> bool {
+    name.len() == 19
+        && name.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 | 10 | 13 | 16 => b == b'-',
+            _ => b.is_ascii_digit(),
+        })
+}
+
 fn log_file_of(entry: Entry) -> Option<LogFile> {
-    if entry.is_directory || entry.name == CHECKPOINT_FILE {
+    if entry.is_directory || !is_log_file_name(&entry.name) {
         return None;
     }
     let attr = |name: &str| {
@@ -128,9 +143,10 @@ fn log_file_of(entry: Entry) -> Option<LogFile> {
     let chunks = chunks
         .into_iter()
         .map(|c| {
-            let plain = !c.is_compressed && !c.is_chunk_manifest && c.cipher_key.is_empty();
-            plain.then(|| Chunk {
+            let readable = !c.is_chunk_manifest && c.cipher_key.is_empty();
+            readable.then(|| Chunk {
                 file_id: file_id(c),
+                compressed: c.is_compressed,
                 range: None,
             })
         })
@@ -152,6 +168,20 @@ fn file_id(c: &FileChunk) -> String {
         .as_ref()
         .map(|f| format!("{},{:x}{:08x}", f.volume_id, f.file_key, f.cookie))
         .unwrap_or_default()
+}
+
+/// Inflates a gzipped chunk, refusing more than [`MAX_CHUNK_BYTES`].
+fn gunzip(body: &[u8]) -> Result<Bytes, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(MAX_CHUNK_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("inflating a gzipped chunk: {e}"))?;
+    if out.len() > MAX_CHUNK_BYTES {
+        return Err(format!("a gzipped chunk inflates past {MAX_CHUNK_BYTES} bytes"));
+    }
+    Ok(Bytes::from(out))
 }
 
 /// Parses a chunk body into its log entries.
@@ -239,7 +269,7 @@ impl LogFiles {
                     Some((first, _)) if first > offset => return Ok(None),
                     _ => {}
                 }
-                let body = match self.get(client, &chunk.file_id).await {
+                let body = match self.get(client, &chunk.file_id, chunk.compressed).await {
                     Ok(body) => body,
                     Err(e) => {
                         warn!(error = %e, pause_s = PAUSE_AFTER_FAILURE.as_secs(), "reading a log file from its volume server failed; reading through the broker for a while");
@@ -290,10 +320,10 @@ impl LogFiles {
             // A small file may be stored inline in its entry.
             return Ok(parse_chunk(entry.content.clone())?.last().map(|e| e.offset));
         };
-        if chunk.is_compressed || chunk.is_chunk_manifest || !chunk.cipher_key.is_empty() {
+        if chunk.is_chunk_manifest || !chunk.cipher_key.is_empty() {
             return Ok(None);
         }
-        let entries = parse_chunk(self.get(client, &file_id(chunk)).await?)?;
+        let entries = parse_chunk(self.get(client, &file_id(chunk), chunk.is_compressed).await?)?;
         Ok(entries.last().map(|e| e.offset))
     }
 
@@ -325,7 +355,7 @@ impl LogFiles {
     }
 
     /// One chunk's bytes from its volume server.
-    async fn get(&self, client: &SmqClient, file_id: &str) -> SmqResult<Bytes> {
+    async fn get(&self, client: &SmqClient, file_id: &str, compressed: bool) -> SmqResult<Bytes> {
         let volume = file_id.split(',').next().unwrap_or_default().to_string();
         let server = self.volume_server(client, &volume).await?;
         let uri: hyper::Uri = format!("http://{server}/{file_id}")
@@ -336,15 +366,34 @@ impl LogFiles {
             self.volumes.lock().remove(&volume);
             SmqError::Unavailable(format!("reading log chunk {file_id} from {server}: {why}"))
         };
-        let response = self.http.get(uri).await.map_err(|e| failed(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(failed(format!("HTTP {}", response.status())));
+        let fetch = async {
+            let response = self.http.get(uri).await.map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("HTTP {}", response.status()));
+            }
+            let gzip_encoded = response
+                .headers()
+                .get(hyper::header::CONTENT_ENCODING)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+            let body = Limited::new(response.into_body(), MAX_CHUNK_BYTES)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|e| e.to_string())?;
+            // A volume server normally inflates a gzipped chunk for a client that does not
+            // accept gzip; inflate here when it did not.
+            if gzip_encoded || (compressed && body.starts_with(&[0x1f, 0x8b])) {
+                return tokio::task::spawn_blocking(move || gunzip(&body))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(body)
+        };
+        match tokio::time::timeout(CHUNK_TIMEOUT, fetch).await {
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(why)) => Err(failed(why)),
+            Err(_) => Err(failed(format!("no answer within {CHUNK_TIMEOUT:?}"))),
         }
-        let body = Limited::new(response.into_body(), MAX_CHUNK_BYTES)
-            .collect()
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        Ok(body.to_bytes())
     }
 
     async fn volume_server(&self, client: &SmqClient, volume: &str) -> SmqResult<String> {
@@ -400,6 +449,7 @@ mod tests {
             last,
             chunks: Some(vec![Chunk {
                 file_id: format!("1,{name}"),
+                compressed: false,
                 range: None,
             }]),
         }
@@ -437,6 +487,30 @@ mod tests {
     }
 
     #[test]
+    fn gzipped_chunks_inflate_to_their_entries() {
+        use std::io::Write;
+        let body = chunk(3..6);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&body).unwrap();
+        let inflated = gunzip(&gz.finish().unwrap()).unwrap();
+        assert_eq!(inflated, body);
+        assert!(gunzip(b"not gzip").is_err());
+    }
+
+    #[test]
+    fn only_time_named_files_are_log_files() {
+        assert!(is_log_file_name("2026-11-22-14-18-44"));
+        for other in [
+            "checkpoint.offset",
+            "kafka-gateway.offset",
+            "2026-11-22-14-18-4",
+            "2026-11-22-14-18-4x",
+        ] {
+            assert!(!is_log_file_name(other), "{other}");
+        }
+    }
+
+    #[test]
     fn files_whose_offsets_go_backwards_disable_the_index() {
         let mut index = FileIndex::default();
         index.merge(vec![file("a", 9), file("b", 5)]);
@@ -468,7 +542,18 @@ mod tests {
             is_compressed: true,
             ..plain.clone()
         };
-        assert!(log_file_of(entry(compressed, extended.clone()))
+        assert!(
+            log_file_of(entry(compressed, extended.clone()))
+                .unwrap()
+                .chunks
+                .unwrap()[0]
+                .compressed
+        );
+        let manifest = FileChunk {
+            is_chunk_manifest: true,
+            ..plain.clone()
+        };
+        assert!(log_file_of(entry(manifest, extended.clone()))
             .unwrap()
             .chunks
             .is_none());

@@ -362,14 +362,11 @@ async fn flushed_log_files_are_read_directly_with_exact_offsets() {
     .await
     .expect("open publisher");
     const BATCH: usize = 3000;
+    // Compressible values: the filer stores such chunks gzipped.
+    let tag = |b: usize| format!("b{b}{}", "-compressible".repeat(8));
     let mut pending = Vec::new();
     for b in 0..3 {
-        pending.push(
-            publisher
-                .submit(messages(BATCH, &format!("b{b}")))
-                .await
-                .expect("submit"),
-        );
+        pending.push(publisher.submit(messages(BATCH, &tag(b))).await.expect("submit"));
     }
     for rx in pending {
         rx.await.expect("ack channel").expect("acked");
@@ -397,7 +394,7 @@ async fn flushed_log_files_are_read_directly_with_exact_offsets() {
         let o = usize::try_from(o).unwrap();
         (
             Bytes::from(format!("k{}", o % BATCH)),
-            Bytes::from(format!("b{}-{}", o / BATCH, o % BATCH)),
+            Bytes::from(format!("{}-{}", tag(o / BATCH), o % BATCH)),
         )
     };
     // Sequentially from 0, then from the middle of a batch: every message at its offset.
@@ -421,6 +418,29 @@ async fn flushed_log_files_are_read_directly_with_exact_offsets() {
         }
         assert_eq!(offset, total);
     }
+    // The gzipped path was taken: some chunk of the partition's log files is stored compressed.
+    let filer_addr = client.discovery().filer().await.expect("filer");
+    let mut filer = client
+        .discovery()
+        .channels()
+        .filer(&filer_addr)
+        .expect("filer client");
+    let mut listing = filer
+        .list_entries(pb::filer_pb::ListEntriesRequest {
+            directory: dir.clone(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    let mut compressed = 0;
+    while let Some(r) = listing.message().await.expect("listing") {
+        compressed += r
+            .entry
+            .map_or(0, |e| e.chunks.iter().filter(|c| c.is_compressed).count());
+    }
+    assert!(compressed > 0, "no compressed chunk: the gzip path went untested");
     // Past the flushed files there is nothing to read directly.
     assert!(files
         .read(&client, &dir, &mut index, total)
