@@ -145,20 +145,29 @@ impl Inner {
         }
         if guard.publisher.as_ref().is_none_or(Publisher::is_closed) {
             guard.publisher = None;
-            // A restarted broker continues offsets after its last flush checkpoint: anything
-            // acknowledged after that is gone, and its offsets would be handed out again.
+            // A restarted broker continues offsets after its last checkpoint, without what it
+            // had not flushed. Losing durable (flushed and checkpointed) messages is a breach:
+            // appending would renumber records acks=all answered for, so it is refused. Losing
+            // unflushed ones is the acks=1 risk (no acks=all producer was answered for them):
+            // their offsets are handed out again, as after Kafka's unclean leader election.
             let broker_hw = self
                 .client
                 .range_info(&tp.topic, tp.partition)
                 .await
                 .map_err(|e| e.into_storage(&name))?
                 .high_watermark;
-            let known = *state.hw.borrow();
-            if broker_hw < known {
-                error!(partition = %name, broker_high_watermark = broker_hw, acknowledged_high_watermark = known, "the broker lost acknowledged messages (not flushed before it restarted); refusing appends that would reuse their offsets");
+            let durable = *state.durable.borrow();
+            if broker_hw < durable {
+                error!(partition = %name, broker_high_watermark = broker_hw, durable_high_watermark = durable, "the broker lost flushed and checkpointed messages; refusing appends that would reuse their offsets");
                 return Err(io(format!(
-                    "{name}: the broker's high watermark {broker_hw} is below the acknowledged {known}; appending would reuse offsets"
+                    "{name}: the broker's high watermark {broker_hw} is below the durable {durable}; appending would reuse offsets"
                 )));
+            }
+            let seen = *state.hw.borrow();
+            if broker_hw < seen {
+                warn!(partition = %name, broker_high_watermark = broker_hw, seen_high_watermark = seen, "the broker restarted without messages it had not flushed; their offsets are handed out again");
+                state.hw.send_replace(broker_hw);
+                state.read_ahead.clear(&self.read_ahead_budget);
             }
             guard.floor = broker_hw;
             let channels = self.client.discovery().channels();
