@@ -24,6 +24,21 @@ fn messages(n: usize, tag: &str) -> Vec<DataMessage> {
         .collect()
 }
 
+/// A publish stream to partition `index` of `topic`, whose layout has `partitions` partitions.
+async fn publisher(client: &SmqClient, topic: &str, partitions: usize, index: i32) -> Publisher {
+    let layout = client.layout(topic, true).await.expect("layout");
+    assert_eq!(layout.partitions.len(), partitions);
+    let (partition, leader) = layout.get(index).expect("partition");
+    Publisher::open(
+        client.discovery().channels(),
+        leader,
+        client::smq_topic(topic),
+        *partition,
+    )
+    .await
+    .expect("open publisher")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_publishes_pipelined_batches_with_contiguous_offsets_and_fetches_them() {
     let weed = cluster().await;
@@ -32,17 +47,7 @@ async fn client_publishes_pipelined_batches_with_contiguous_offsets_and_fetches_
         .configure_topic("client-pub", 2, None)
         .await
         .expect("configure");
-    let layout = client.layout("client-pub", true).await.expect("layout");
-    assert_eq!(layout.partitions.len(), 2);
-    let (partition, leader) = layout.get(1).expect("partition 1");
-    let publisher = Publisher::open(
-        client.discovery().channels(),
-        leader,
-        client::smq_topic("client-pub"),
-        *partition,
-    )
-    .await
-    .expect("open publisher");
+    let publisher = publisher(&client, "client-pub", 2, 1).await;
     // Submit several batches before awaiting any: they pipeline on one stream.
     let mut pending = Vec::new();
     for (b, n) in [5usize, 1, 300, 7].into_iter().enumerate() {
@@ -351,16 +356,7 @@ async fn flushed_log_files_are_read_directly_with_exact_offsets() {
     let weed = cluster().await;
     let client = weed.client();
     client.configure_topic("files", 1, None).await.expect("configure");
-    let layout = client.layout("files", true).await.expect("layout");
-    let (partition, leader) = layout.get(0).expect("partition 0");
-    let publisher = Publisher::open(
-        client.discovery().channels(),
-        leader,
-        client::smq_topic("files"),
-        *partition,
-    )
-    .await
-    .expect("open publisher");
+    let publisher = publisher(&client, "files", 1, 0).await;
     const BATCH: usize = 3000;
     // Compressible values: the filer stores such chunks gzipped.
     let tag = |b: usize| format!("b{b}{}", "-compressible".repeat(8));
