@@ -20,8 +20,9 @@ use crate::storage::{
 const MAX_ROUNDS: usize = 8;
 
 impl Inner {
-    /// Records from `offset` (message `i` at `offset + i`), FetchMessage first, the subscribe
-    /// fallback when it returns nothing below the high watermark.
+    /// Records from `offset` (message `i` at `offset + i`): from the flushed log files when they
+    /// hold `offset`, else FetchMessage, with the subscribe fallback when that returns nothing
+    /// below the high watermark.
     pub(super) async fn read_records(
         &self,
         tp: &TopicPartition,
