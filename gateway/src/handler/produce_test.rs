@@ -124,7 +124,9 @@ async fn a_connection_hands_off_its_next_produce_before_the_previous_is_accepted
         .unwrap();
     let ctx = Arc::new(t.ctx);
     let conn = Arc::new(client());
-    // Both take their connection turn in this order: the ticket is taken before the first await.
+    // A handler takes its connection ticket when first polled. The session polls each request
+    // future once before it starts the next (`server::session`), so the test polls them the same
+    // way: `first`, then `second`, each once, before anything else.
     let mut first = Box::pin(super::produce::handle(
         &ctx,
         &conn,
@@ -137,6 +139,8 @@ async fn a_connection_hands_off_its_next_produce_before_the_previous_is_accepted
         9,
         request(batch(&[b"c"], 2, -1, -1, -1).freeze()),
     ));
+    assert!(futures::poll!(&mut first).is_pending(), "the first Produce waits for acceptance");
+    assert!(futures::poll!(&mut second).is_pending(), "the second Produce waits for acceptance");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while gated.started.load(Ordering::SeqCst) < 2 {
         assert!(

@@ -175,6 +175,8 @@ async fn serve(
                         let size = frame.len();
                         let request = start_request(frame, Arc::clone(ctx), Arc::clone(client))?;
                         in_flight_bytes += size;
+                        // Polled (biased, first branch) before the next frame is read, so each
+                        // Produce takes its connection ticket in request order.
                         in_flight.push_back(Box::pin(async move { (size, request.await) }));
                     }
                 }
