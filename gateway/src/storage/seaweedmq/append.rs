@@ -19,7 +19,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::{debug, error, warn};
 
-use super::batch_codec::decode_batch;
+use super::batch_codec::decode_validated_batch;
 use super::envelope::BatchFields;
 use super::partition::{message_of, rebuild_producers, PartitionState, REBUILD_WINDOW};
 use super::publish::{Acked, Publisher};
@@ -84,7 +84,7 @@ impl Inner {
             });
         }
         let header = BatchHeader::parse(&batch).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
-        let decoded = decode_batch(&batch).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
+        let decoded = decode_validated_batch(&batch).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
         drop(batch);
         let log_append = info.meta.config.message_timestamp_type == TimestampType::LogAppendTime;
         let append_time = now_ms();

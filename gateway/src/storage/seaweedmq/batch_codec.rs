@@ -170,6 +170,39 @@ pub fn decode_batches(mut records: &[u8]) -> Result<Vec<DecodedBatch>, CodecErro
 /// As [`decode_batch`].
 pub fn decode_batch_with_limit(batch: &[u8], max_uncompressed: usize) -> Result<DecodedBatch, CodecError> {
     let h = BatchHeader::parse(batch)?;
+    check_len(&h, batch)?;
+    let stored = u32::from_be_bytes([batch[17], batch[18], batch[19], batch[20]]);
+    let computed = crc32c::crc32c(&batch[21..]);
+    if stored != computed {
+        return Err(BatchError::Crc { stored, computed }.into());
+    }
+    let compression = Compression::from_attributes(h.attributes)
+        .ok_or(CodecError::UnknownCompression(h.attributes & 0x07))?;
+    let section = compression::decompress(compression, &batch[HEADER_LEN..], max_uncompressed)
+        .map_err(CodecError::Decompress)?;
+    decode_parts(&h, batch, compression, &section)
+}
+
+/// Decodes one v2 batch whose CRC32C the caller has already checked (a produced batch: the
+/// Produce handler validates every batch before storage sees it). An uncompressed batch's keys
+/// and values are views of `batch`, not copies.
+///
+/// # Errors
+/// As [`decode_batch`], except that the CRC is not checked.
+pub fn decode_validated_batch(batch: &Bytes) -> Result<DecodedBatch, CodecError> {
+    let h = BatchHeader::parse(batch)?;
+    check_len(&h, batch)?;
+    let compression = Compression::from_attributes(h.attributes)
+        .ok_or(CodecError::UnknownCompression(h.attributes & 0x07))?;
+    let section = match compression {
+        Compression::None => batch.slice(HEADER_LEN..),
+        codec => compression::decompress(codec, &batch[HEADER_LEN..], DEFAULT_MAX_UNCOMPRESSED_BYTES)
+            .map_err(CodecError::Decompress)?,
+    };
+    decode_parts(&h, batch, compression, &section)
+}
+
+fn check_len(h: &BatchHeader, batch: &[u8]) -> Result<(), CodecError> {
     let len = h.total_len();
     if batch.len() != len {
         return Err(BatchError::Invalid(format!(
@@ -178,11 +211,16 @@ pub fn decode_batch_with_limit(batch: &[u8], max_uncompressed: usize) -> Result<
         ))
         .into());
     }
-    let stored = u32::from_be_bytes([batch[17], batch[18], batch[19], batch[20]]);
-    let computed = crc32c::crc32c(&batch[21..]);
-    if stored != computed {
-        return Err(BatchError::Crc { stored, computed }.into());
-    }
+    Ok(())
+}
+
+/// The batch from its parsed header, its bytes and its (decompressed) records section.
+fn decode_parts(
+    h: &BatchHeader,
+    batch: &[u8],
+    compression: Compression,
+    section: &Bytes,
+) -> Result<DecodedBatch, CodecError> {
     if h.record_count != h.last_offset_delta + 1 {
         return Err(BatchError::Invalid(format!(
             "record count {} does not match last offset delta {}",
@@ -190,11 +228,7 @@ pub fn decode_batch_with_limit(batch: &[u8], max_uncompressed: usize) -> Result<
         ))
         .into());
     }
-    let compression = Compression::from_attributes(h.attributes)
-        .ok_or(CodecError::UnknownCompression(h.attributes & 0x07))?;
-    let section = compression::decompress(compression, &batch[HEADER_LEN..], max_uncompressed)
-        .map_err(CodecError::Decompress)?;
-    let records = decode_records(&section, h.record_count as usize, h.base_timestamp)?;
+    let records = decode_records(section, h.record_count as usize, h.base_timestamp)?;
     let leader_epoch = i32::from_be_bytes([batch[12], batch[13], batch[14], batch[15]]);
     Ok(DecodedBatch {
         base_offset: h.base_offset,

@@ -113,6 +113,16 @@ fn decodes_crate_encoded_batches_with_every_codec() {
             };
             RecordBatchEncoder::encode(&mut buf, &to_kp(&records, 4242), &options).unwrap();
             let d = decode_batch(&buf).unwrap();
+            let frozen = buf.clone().freeze();
+            let validated = decode_validated_batch(&frozen).unwrap();
+            assert_eq!(validated, d, "{ours:?}: the produce-path decoder agrees");
+            if ours == Compression::None {
+                let inside = |b: &Bytes| frozen.as_ptr_range().contains(&b.as_ptr()) || b.is_empty();
+                assert!(
+                    validated.records.iter().flat_map(|r| [&r.key, &r.value]).flatten().all(inside),
+                    "uncompressed keys and values are views of the batch"
+                );
+            }
             assert_eq!(d.compression, ours);
             assert_eq!((d.producer_id, d.producer_epoch, d.base_sequence), (4242, 3, 10));
             assert_eq!(d.records, records, "{ours:?} with {n} records");
