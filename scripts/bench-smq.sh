@@ -14,7 +14,7 @@
 # Env:   BENCH_SMQ_PEERS="smq-direct gateway-smq-acks1 gateway-smq seed-gateway"  peers to run
 #        BENCH_PARTITIONS=4          partitions of each bench topic
 #        BENCH_CONSUME_DELAY=8       seconds between each peer's produce and consume phases
-#        BENCH_ROUNDS=3              paired produce rounds of smq-direct and gateway-smq-acks1
+#        BENCH_ROUNDS=5              paired produce rounds of smq-direct and gateway-smq-acks1
 #        BENCH_PIN=1                 SMQ on the lower half of the CPUs, the rest on the upper (0: off)
 #        BENCH_OUT=DIR               results, logs and SMQ data (default: a tmp dir)
 #        BENCH_GATEWAY_BIN=PATH      use this gateway binary instead of building one
@@ -39,7 +39,7 @@ KAFKA_CONSUMER=(--consumer-property fetch.wait.max.ms=500)
 # several times slower than reads from memory, so every peer reads from the same place.
 CONSUME_DELAY="${BENCH_CONSUME_DELAY:-8}"
 # Paired produce rounds of the ceiling and our acks=1 path (see the end of the script).
-ROUNDS="${BENCH_ROUNDS:-3}"
+ROUNDS="${BENCH_ROUNDS:-5}"
 # CPU split: SeaweedMQ (weed server, weed mq.broker) on the lower half of the CPUs, every
 # gateway and bench client on the upper half, as when SMQ and the Kafka endpoint run on
 # separate machines. Unsplit on 2 cores, every peer competes with SMQ for the same CPU, so the
@@ -196,6 +196,23 @@ start_gateways() {
   fi
 }
 
+# CPU ticks (user + system) used so far by the SeaweedMQ processes.
+smq_ticks() { awk '{ t += $14 + $15 } END { print t }' "/proc/$BROKER_PID/stat" "/proc/$SERVER_PID/stat"; }
+
+# Waits (at most 30 s) until SeaweedMQ is idle: under 5% of a CPU over one second. After a run
+# it keeps flushing and compacting that run's data, which would slow whichever peer comes next.
+settle_smq() {
+  local deadline=$((SECONDS + 30)) hz before after
+  hz=$(getconf CLK_TCK)
+  while ((SECONDS < deadline)); do
+    before=$(smq_ticks)
+    sleep 1
+    after=$(smq_ticks)
+    ((after - before <= hz / 20)) && return 0
+  done
+  note "SeaweedMQ was still busy after 30 s of waiting for it to settle"
+}
+
 # Records what the seed does with a Kafka CreateTopics for a plain and a `_`-prefixed name.
 probe_seed_create() {
   local t rc
@@ -214,6 +231,7 @@ probe_seed_create() {
 bench_peer() {
   local peer=$1 scenario=$2 size=$3 messages=$4 mode=${5:-both} topic rc=0
   topic="smq-$scenario-$peer-$RANDOM"
+  settle_smq
   log "$peer: $scenario"
   case "$peer" in
     smq-direct)
@@ -285,7 +303,8 @@ done
 # Paired rounds against the ceiling. Each row above is one sample, taken minutes after the
 # previous peer's while the broker still flushes earlier data; on a 2-core machine two samples
 # of one peer differ by up to ~15%. A round runs the ceiling and our acks=1 path back to back
-# (produce only, alternating which goes first); the report takes the median round ratio.
+# (produce only, alternating which goes first); the report takes the median round ratio. Every
+# peer starts once SeaweedMQ has settled (settle_smq).
 if [[ " $PEERS " == *" smq-direct "* && " $PEERS " == *" gateway-smq-acks1 "* ]]; then
   for entry in "${SCENARIOS[@]}"; do
     IFS='|' read -r scenario size messages _ <<<"$entry"
