@@ -13,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::test_support::context;
+use super::window::Held;
 use super::*;
 use crate::protocol::{encode_response, versions};
 use crate::records::testing::batch;
@@ -46,7 +47,7 @@ fn produce_req(topic: &str, id: uuid::Uuid, records: Bytes, acks: i16) -> Produc
 }
 
 async fn run(ctx: &Context, key: ApiKey, v: i16, body: RequestKind) -> ResponseKind {
-    let reply = dispatch(ctx, &header(key, v), &super::test_support::client(), body)
+    let reply = dispatch(ctx, &header(key, v), &super::test_support::client(), &Held::untracked(), body)
         .await
         .unwrap()
         .unwrap();
@@ -179,6 +180,7 @@ async fn corrupt_batches_unknown_topics_and_acks_zero() {
         ctx,
         &header(ApiKey::Produce, 9),
         &super::test_support::client(),
+        &Held::untracked(),
         RequestKind::Produce(produce_req("c", meta.id, ok, 0)),
     )
     .await
@@ -219,6 +221,7 @@ async fn fetch_long_poll_wakes_on_append_and_times_out_without_one() {
                 &ctx,
                 &header(ApiKey::Fetch, 12),
                 &super::test_support::client(),
+                &Held::untracked(),
                 RequestKind::Fetch(fetch(30_000)),
             )
             .await

@@ -28,7 +28,7 @@ pub(crate) fn header(key: ApiKey, version: i16) -> RequestHeader {
 
 /// Dispatches `body` and checks its reply encodes at `version`.
 pub(crate) async fn run(ctx: &Context, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
-    let reply = dispatch(ctx, &header(key, version), &client(), body)
+    let reply = dispatch(ctx, &header(key, version), &client(), &super::window::Held::untracked(), body)
         .await
         .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"))
         .unwrap_or_else(|| panic!("{key:?} v{version}: no reply"));

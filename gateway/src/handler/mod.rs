@@ -43,6 +43,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 pub mod produce_order;
+pub mod window;
 mod sync_group;
 
 /// Identity of this broker as advertised to clients.
@@ -168,6 +169,7 @@ pub async fn dispatch(
     ctx: &Context,
     header: &RequestHeader,
     client: &Client,
+    held: &window::Held,
     body: RequestKind,
 ) -> Result<Reply, HandlerError> {
     let v = header.request_api_version;
@@ -175,7 +177,7 @@ pub async fn dispatch(
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, v, r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, v, r).await),
         RequestKind::Produce(r) => {
-            return Ok(produce::handle(ctx, client, v, r)
+            return Ok(produce::handle(ctx, client, held, v, r)
                 .await
                 .map(ResponseKind::Produce))
         }
@@ -276,6 +278,9 @@ pub(crate) mod test_support;
 pub(crate) mod group_test_support;
 
 #[cfg(test)]
+pub(crate) mod gated_storage;
+
+#[cfg(test)]
 mod tests {
     use kafka_protocol::messages::*;
 
@@ -322,7 +327,7 @@ mod tests {
             if let RequestKind::Fetch(f) = &mut body {
                 f.max_wait_ms = 0;
             }
-            let reply = dispatch(&ctx.ctx, &header, &test_support::client(), body).await;
+            let reply = dispatch(&ctx.ctx, &header, &test_support::client(), &window::Held::untracked(), body).await;
             assert!(matches!(reply, Ok(Some(_))), "{:?}: {reply:?}", api.key);
         }
     }

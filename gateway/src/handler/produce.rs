@@ -5,6 +5,7 @@
 //! ([`Storage::start_append`](crate::storage::Storage::start_append)), which fixes their order.
 //! It awaits the appends, and for acks=all their durability, after the turn passed on, so
 //! pipelined requests overlap their backend round trips and share one group-committed flush.
+//! The request's bytes leave the connection's window ([`super::window`]) at the same point.
 //! Partitions of one request are appended concurrently. acks=0 requests get no response frame.
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tracing::debug;
 
+use super::window::Held;
 use super::{Client, Context};
 use crate::records::{split_and_validate, BatchError};
 use crate::storage::{AppendOutcome, PendingAppend, StorageError, TopicMeta, TopicPartition};
@@ -32,6 +34,7 @@ struct Item {
 pub(super) async fn handle(
     ctx: &Context,
     client: &Client,
+    held: &Held,
     version: i16,
     req: ProduceRequest,
 ) -> Option<ProduceResponse> {
@@ -97,6 +100,8 @@ pub(super) async fn handle(
     }))
     .await;
     drop(ticket);
+    // The batches are with storage now; awaiting their answers holds none of the request's bytes.
+    held.release();
     let results: Vec<(usize, i32, Result<AppendOutcome, PartitionError>)> =
         join_all(started.into_iter().map(|(ti, partition, started)| async move {
             let outcome = match started {

@@ -19,6 +19,8 @@ use crate::handler::Context;
 
 pub mod connection;
 mod session;
+#[cfg(test)]
+mod session_test;
 
 /// Limits and timeouts of the listener.
 #[derive(Debug, Clone)]

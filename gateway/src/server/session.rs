@@ -3,10 +3,12 @@
 //! A reader task turns the socket into a bounded channel of frames (so reading is never
 //! cancelled mid-frame); the session loop decodes each frame, runs up to `max_in_flight`
 //! requests holding at most `max_in_flight_bytes` of request frames (always at least one)
-//! concurrently in a `FuturesOrdered`, and writes responses in request order. The window is
-//! wide because an acks=all Produce can wait seconds for its storage to become durable while the
-//! client keeps pipelining (librdkafka sends up to a million requests per connection): a narrow
-//! window would cap such a connection at window/durability-latency requests per second. Protocol
+//! concurrently in a `FuturesOrdered`, and writes responses in request order. The request count
+//! is wide because an acks=all Produce can wait seconds for its storage to become durable while
+//! the client keeps pipelining (librdkafka sends up to a million requests per connection): a
+//! narrow window would cap such a connection at window/durability-latency requests per second.
+//! For the same reason a Produce's bytes leave the byte window once its batches are with storage
+//! ([`handler::window`]). Protocol
 //! errors (bad frames, unknown APIs, malformed bodies) are logged once and close only this
 //! connection. On shutdown the loop stops taking requests, finishes those in flight, flushes
 //! and closes.
@@ -25,6 +27,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::connection::{FrameError, FrameReader, FrameWriter};
 use super::ServerOptions;
+use crate::handler::window::{Held, Window};
 use crate::handler::{self, Client, Context};
 use crate::protocol::{self, CodecError, Decoded};
 
@@ -115,10 +118,6 @@ const READ_AHEAD: usize = 8;
 type Pending =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<BytesMut>, SessionError>> + Send>>;
 
-/// The in-flight window: a request future plus the size of the frame it holds.
-type InFlight = std::pin::Pin<
-    Box<dyn std::future::Future<Output = (usize, Result<Option<BytesMut>, SessionError>)> + Send>,
->;
 
 /// True while another request may start: under both bounds, and always when nothing runs.
 fn window_open(requests: usize, bytes: usize, opts: &ServerOptions) -> bool {
@@ -133,8 +132,8 @@ async fn serve(
     opts: &ServerOptions,
     shutdown: &CancellationToken,
 ) -> Result<(), SessionError> {
-    let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
-    let mut in_flight_bytes = 0usize;
+    let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();
+    let window = Window::new();
     let mut reading = true;
     let mut last_activity = Instant::now();
     loop {
@@ -145,16 +144,14 @@ async fn serve(
         let idle_deadline = last_activity + opts.idle_timeout;
         tokio::select! {
             biased;
-            Some((size, done)) = in_flight.next(), if !in_flight.is_empty() => {
-                in_flight_bytes -= size;
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
                 if let Some(frame) = done? {
                     writer.write_frame(&frame).await?;
                 }
                 // Answers already complete share the write; then everything written goes out,
                 // so a pipelining client never waits on an answer held behind a slower request
                 // (an acks=all Produce or a long-polling Fetch).
-                while let Some(Some((size, done))) = in_flight.next().now_or_never() {
-                    in_flight_bytes -= size;
+                while let Some(Some(done)) = in_flight.next().now_or_never() {
                     if let Some(frame) = done? {
                         writer.write_frame(&frame).await?;
                     }
@@ -166,18 +163,19 @@ async fn serve(
                 debug!("shutdown: finishing in-flight requests");
                 reading = false;
             }
-            frame = rx.recv(), if reading && window_open(in_flight.len(), in_flight_bytes, opts) => {
+            // A Produce awaiting its answer may release its bytes before it completes.
+            () = window.released(), if reading && !window_open(in_flight.len(), window.held(), opts) => {}
+            frame = rx.recv(), if reading && window_open(in_flight.len(), window.held(), opts) => {
                 match frame {
                     None => reading = false,
                     Some(frame) => {
                         last_activity = Instant::now();
                         let frame = frame?;
-                        let size = frame.len();
-                        let request = start_request(frame, Arc::clone(ctx), Arc::clone(client))?;
-                        in_flight_bytes += size;
+                        let held = window.hold(frame.len());
+                        let request = start_request(frame, Arc::clone(ctx), Arc::clone(client), held)?;
                         // Polled (biased, first branch) before the next frame is read, so each
                         // Produce takes its connection ticket in request order.
-                        in_flight.push_back(Box::pin(async move { (size, request.await) }));
+                        in_flight.push_back(request);
                     }
                 }
             }
@@ -189,8 +187,15 @@ async fn serve(
     }
 }
 
-/// Decodes a frame and returns the future producing its encoded response frame.
-fn start_request(frame: Bytes, ctx: Arc<Context>, client: Arc<Client>) -> Result<Pending, SessionError> {
+/// Decodes a frame and returns the future producing its encoded response frame. The future
+/// owns `held`, the frame's bytes in the connection's window, so they are released at the
+/// latest when it completes.
+fn start_request(
+    frame: Bytes,
+    ctx: Arc<Context>,
+    client: Arc<Client>,
+    held: Held,
+) -> Result<Pending, SessionError> {
     let started = Instant::now();
     match protocol::decode_request(frame)? {
         Decoded::ApiVersionsUnsupported { correlation_id } => {
@@ -199,6 +204,7 @@ fn start_request(frame: Bytes, ctx: Arc<Context>, client: Arc<Client>) -> Result
                 "api versions at unsupported version: answering v0"
             );
             let frame = protocol::encode_api_versions_unsupported(correlation_id)?;
+            drop(held);
             Ok(Box::pin(async move { Ok(Some(frame)) }))
         }
         Decoded::Request { header, api, body } => {
@@ -211,7 +217,8 @@ fn start_request(frame: Bytes, ctx: Arc<Context>, client: Arc<Client>) -> Result
             );
             Ok(Box::pin(
                 async move {
-                    let reply = handler::dispatch(&ctx, &header, &client, body).await?;
+                    let reply = handler::dispatch(&ctx, &header, &client, &held, body).await?;
+                    drop(held);
                     record(&ctx, api, &header, reply.as_ref(), started);
                     match reply {
                         None => Ok(None),

@@ -1,0 +1,126 @@
+//! The connection window over a real socket: a Produce waiting for its answer no longer holds
+//! its request bytes, so the next request is read and handed to storage meanwhile.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::ServerOptions;
+use crate::handler::gated_storage::Gated;
+use crate::handler::test_support::context;
+use crate::records::testing::batch;
+use crate::storage::TopicConfig;
+
+const VERSION: i16 = 9;
+
+/// A Produce v9 request frame body (without the length prefix), acks=all.
+fn produce(correlation_id: i32, records: Bytes) -> Bytes {
+    let mut buf = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::Produce as i16)
+        .with_request_api_version(VERSION)
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, ApiKey::Produce.request_header_version(VERSION))
+        .expect("header encodes");
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("p")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])])
+        .encode(&mut buf, VERSION)
+        .expect("body encodes");
+    buf.freeze()
+}
+
+async fn read_response(socket: &mut TcpStream) -> (i32, ProduceResponse) {
+    let len = socket.read_u32().await.expect("length") as usize;
+    let mut body = vec![0u8; len];
+    socket.read_exact(&mut body).await.expect("body");
+    let mut body = Bytes::from(body);
+    let header = ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(VERSION))
+        .expect("response header");
+    let response = ProduceResponse::decode(&mut body, VERSION).expect("response body");
+    assert!(!body.has_remaining(), "nothing after the response");
+    (header.correlation_id, response)
+}
+
+#[tokio::test]
+async fn a_produce_awaiting_its_answer_leaves_the_window_to_the_next_request() {
+    let mut t = context().await;
+    let gated = Gated::around(Arc::clone(&t.ctx.storage));
+    t.ctx.storage = gated.clone();
+    t.ctx
+        .storage
+        .create_topic("p", 1, TopicConfig::default(), false)
+        .await
+        .expect("topic");
+    let first = produce(1, batch(&[b"a", b"b"], 1, -1, -1, -1).freeze());
+    let second = produce(2, batch(&[b"c"], 2, -1, -1, -1).freeze());
+    // The first request alone fills the window: while it holds its bytes, nothing else is read.
+    let opts = Arc::new(ServerOptions {
+        max_connections: 4,
+        max_frame_bytes: 1 << 20,
+        max_in_flight: 16,
+        max_in_flight_bytes: first.len(),
+        idle_timeout: Duration::from_secs(60),
+        shutdown_grace: Duration::from_secs(1),
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("address");
+    let ctx = Arc::new(t.ctx);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            super::session::run(stream, ctx, opts, shutdown).await;
+        }
+    });
+    let mut socket = TcpStream::connect(addr).await.expect("connect");
+    let mut frames = BytesMut::new();
+    for body in [&first, &second] {
+        frames.put_u32(u32::try_from(body.len()).expect("small frame"));
+        frames.put_slice(body);
+    }
+    socket.write_all(&frames).await.expect("send both requests");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while gated.started.load(Ordering::SeqCst) < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second Produce was not handed to storage while the first awaited its answer ({} started)",
+            gated.started.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gated.gate.add_permits(2);
+    let answers = tokio::time::timeout(Duration::from_secs(10), async {
+        (read_response(&mut socket).await, read_response(&mut socket).await)
+    })
+    .await
+    .expect("both answered once accepted");
+    let offset = |(id, r): (i32, ProduceResponse)| {
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, 0, "request {id}");
+        (id, p.base_offset)
+    };
+    assert_eq!((offset(answers.0), offset(answers.1)), ((1, 0), (2, 2)));
+    drop(socket);
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("session ends")
+        .expect("session task");
+}
