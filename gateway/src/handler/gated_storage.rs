@@ -6,8 +6,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{watch, Semaphore};
 
+use super::test_support::{context, TestContext};
 use crate::storage::{
     AppendOutcome, Durability, Offset, OffsetAndTimestamp, OffsetSpec, PendingAppend, ReadOutcome, Result,
     Storage, TopicConfig, TopicMeta, TopicPartition,
@@ -32,6 +36,31 @@ impl Gated {
             started: AtomicUsize::new(0),
         })
     }
+}
+
+/// A handler context over a gated embedded log with a one-partition topic `p`.
+pub(crate) async fn gated_context() -> (TestContext, Arc<Gated>) {
+    let mut t = context().await;
+    let gated = Gated::around(Arc::clone(&t.ctx.storage));
+    t.ctx.storage = gated.clone();
+    t.ctx
+        .storage
+        .create_topic("p", 1, TopicConfig::default(), false)
+        .await
+        .expect("topic p");
+    (t, gated)
+}
+
+/// A Produce of `records` to partition 0 of `p`.
+pub(crate) fn produce_to_p(acks: i16, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("p")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])])
 }
 
 #[async_trait]

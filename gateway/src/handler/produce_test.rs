@@ -5,38 +5,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
-
-use super::gated_storage::Gated;
-use super::test_support::{client, context};
+use super::gated_storage::{gated_context, produce_to_p};
+use super::test_support::client;
 use super::window::Held;
 use crate::records::testing::batch;
-use crate::storage::TopicConfig;
-
-fn request(records: Bytes) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(1000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_static_str("p")))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])])
-}
 
 #[tokio::test]
 async fn a_connection_hands_off_its_next_produce_before_the_previous_is_accepted() {
-    let mut t = context().await;
-    let gated = Gated::around(Arc::clone(&t.ctx.storage));
-    t.ctx.storage = gated.clone();
-    t.ctx
-        .storage
-        .create_topic("p", 1, TopicConfig::default(), false)
-        .await
-        .unwrap();
+    let (t, gated) = gated_context().await;
     let ctx = Arc::new(t.ctx);
     let conn = Arc::new(client());
     // A handler takes its connection ticket when first polled. The session polls each request
@@ -48,17 +24,23 @@ async fn a_connection_hands_off_its_next_produce_before_the_previous_is_accepted
         &conn,
         &held,
         9,
-        request(batch(&[b"a", b"b"], 1, -1, -1, -1).freeze()),
+        produce_to_p(1, batch(&[b"a", b"b"], 1, -1, -1, -1).freeze()),
     ));
     let mut second = Box::pin(super::produce::handle(
         &ctx,
         &conn,
         &held,
         9,
-        request(batch(&[b"c"], 2, -1, -1, -1).freeze()),
+        produce_to_p(1, batch(&[b"c"], 2, -1, -1, -1).freeze()),
     ));
-    assert!(futures::poll!(&mut first).is_pending(), "the first Produce waits for acceptance");
-    assert!(futures::poll!(&mut second).is_pending(), "the second Produce waits for acceptance");
+    assert!(
+        futures::poll!(&mut first).is_pending(),
+        "the first Produce waits for acceptance"
+    );
+    assert!(
+        futures::poll!(&mut second).is_pending(),
+        "the second Produce waits for acceptance"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while gated.started.load(Ordering::SeqCst) < 2 {
         assert!(

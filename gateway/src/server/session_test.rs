@@ -6,20 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::messages::{ApiKey, ProduceResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::ServerOptions;
-use crate::handler::gated_storage::Gated;
-use crate::handler::test_support::context;
+use crate::handler::gated_storage::{gated_context, produce_to_p};
 use crate::records::testing::batch;
-use crate::storage::TopicConfig;
 
 const VERSION: i16 = 9;
 
@@ -32,14 +27,7 @@ fn produce(correlation_id: i32, records: Bytes) -> Bytes {
         .with_correlation_id(correlation_id)
         .encode(&mut buf, ApiKey::Produce.request_header_version(VERSION))
         .expect("header encodes");
-    ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_static_str("p")))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])])
+    produce_to_p(-1, records)
         .encode(&mut buf, VERSION)
         .expect("body encodes");
     buf.freeze()
@@ -59,14 +47,7 @@ async fn read_response(socket: &mut TcpStream) -> (i32, ProduceResponse) {
 
 #[tokio::test]
 async fn a_produce_awaiting_its_answer_leaves_the_window_to_the_next_request() {
-    let mut t = context().await;
-    let gated = Gated::around(Arc::clone(&t.ctx.storage));
-    t.ctx.storage = gated.clone();
-    t.ctx
-        .storage
-        .create_topic("p", 1, TopicConfig::default(), false)
-        .await
-        .expect("topic");
+    let (t, gated) = gated_context().await;
     let first = produce(1, batch(&[b"a", b"b"], 1, -1, -1, -1).freeze());
     let second = produce(2, batch(&[b"c"], 2, -1, -1, -1).freeze());
     // The first request alone fills the window: while it holds its bytes, nothing else is read.
