@@ -327,7 +327,8 @@ mod tests {
             if let RequestKind::Fetch(f) = &mut body {
                 f.max_wait_ms = 0;
             }
-            let reply = dispatch(&ctx.ctx, &header, &test_support::client(), &window::Held::untracked(), body).await;
+            let held = window::Held::untracked();
+            let reply = dispatch(&ctx.ctx, &header, &test_support::client(), &held, body).await;
             assert!(matches!(reply, Ok(Some(_))), "{:?}: {reply:?}", api.key);
         }
     }

@@ -118,7 +118,6 @@ const READ_AHEAD: usize = 8;
 type Pending =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<BytesMut>, SessionError>> + Send>>;
 
-
 /// True while another request may start: under both bounds, and always when nothing runs.
 fn window_open(requests: usize, bytes: usize, opts: &ServerOptions) -> bool {
     requests == 0 || (requests < opts.max_in_flight && bytes < opts.max_in_flight_bytes)
