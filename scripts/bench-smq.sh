@@ -15,6 +15,7 @@
 #        BENCH_PARTITIONS=4          partitions of each bench topic
 #        BENCH_CONSUME_DELAY=8       seconds between each peer's produce and consume phases
 #        BENCH_ROUNDS=5              paired produce rounds of smq-direct and gateway-smq-acks1
+#        BENCH_QUIET_SECONDS=6       idle seconds in a row that count as SeaweedMQ settled
 #        BENCH_PIN=1                 SMQ on the lower half of the CPUs, the rest on the upper (0: off)
 #        BENCH_OUT=DIR               results, logs and SMQ data (default: a tmp dir)
 #        BENCH_GATEWAY_BIN=PATH      use this gateway binary instead of building one
@@ -54,9 +55,11 @@ if [[ "${BENCH_PIN:-1}" == "1" ]] && ((NCPU >= 2)) && command -v taskset >/dev/n
 fi
 DELAY=(--consume-delay-seconds "$CONSUME_DELAY")
 RESULTS="$OUT/results.jsonl"
+SMQ_CPU_FILE="$OUT/smq-cpu.jsonl"
 NOTES="$OUT/notes.txt"
 mkdir -p "$OUT"
 : >"$RESULTS"
+: >"$SMQ_CPU_FILE"
 : >"$NOTES"
 
 log() { echo "== $*" >&2; }
@@ -199,18 +202,30 @@ start_gateways() {
 # CPU ticks (user + system) used so far by the SeaweedMQ processes.
 smq_ticks() { awk '{ t += $14 + $15 } END { print t }' "/proc/$BROKER_PID/stat" "/proc/$SERVER_PID/stat"; }
 
-# Waits (at most 30 s) until SeaweedMQ is idle: under 5% of a CPU over one second. After a run
-# it keeps flushing and compacting that run's data, which would slow whichever peer comes next.
+# Waits (at most 90 s) until SeaweedMQ is idle: under 5% of a CPU in each of QUIET_SECONDS
+# consecutive seconds. After a run it keeps flushing that run's data (8 MiB buffers as they
+# fill, the rest on the next -logFlushInterval tick, 5 s) and compacting volumes; the streak is
+# longer than the flush interval so that work is over before the next peer starts, instead of
+# slowing it. Sets SETTLED_TICKS to SeaweedMQ's CPU ticks when the quiet streak began.
+QUIET_SECONDS="${BENCH_QUIET_SECONDS:-6}"
 settle_smq() {
-  local deadline=$((SECONDS + 30)) hz before after
+  local deadline=$((SECONDS + 90)) hz before after quiet=0
   hz=$(getconf CLK_TCK)
+  SETTLED_TICKS=$(smq_ticks)
   while ((SECONDS < deadline)); do
     before=$(smq_ticks)
     sleep 1
     after=$(smq_ticks)
-    ((after - before <= hz / 20)) && return 0
+    if ((after - before <= hz / 20)); then
+      ((quiet == 0)) && SETTLED_TICKS=$before
+      quiet=$((quiet + 1))
+      ((quiet >= QUIET_SECONDS)) && return 0
+    else
+      quiet=0
+    fi
   done
-  note "SeaweedMQ was still busy after 30 s of waiting for it to settle"
+  SETTLED_TICKS=$(smq_ticks)
+  note "SeaweedMQ was still busy after 90 s of waiting for it to settle"
 }
 
 # Records what the seed does with a Kafka CreateTopics for a plain and a `_`-prefixed name.
@@ -229,10 +244,11 @@ probe_seed_create() {
 }
 
 bench_peer() {
-  local peer=$1 scenario=$2 size=$3 messages=$4 mode=${5:-both} topic rc=0
+  local peer=$1 scenario=$2 size=$3 messages=$4 mode=${5:-both} topic rc=0 start_ticks
   topic="smq-$scenario-$peer-$RANDOM"
   settle_smq
   log "$peer: $scenario"
+  start_ticks=$(smq_ticks)
   case "$peer" in
     smq-direct)
       bounded "$BENCH" smq-direct --masters "$MASTER" --topic "$topic" --create-topic "$PARTITIONS" \
@@ -263,6 +279,15 @@ bench_peer() {
       echo "$peer log tail:" >>"$NOTES"
       tail -n 15 "$plog" >>"$NOTES"
     fi
+  fi
+  if [[ "$mode" == produce ]] && ((rc == 0)); then
+    # SeaweedMQ's CPU for this produce including the flushing it left behind: when SMQ is the
+    # bottleneck this, not the wall-clock rate of a short run, sets the rate it can sustain.
+    settle_smq
+    printf '{"scenario":"%s","peer":"%s","message_size":%d,"messages":%d,"smq_cpu_s":%s}\n' \
+      "$scenario" "$peer" "$size" "$messages" \
+      "$(awk -v t=$((SETTLED_TICKS - start_ticks)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')" \
+      >>"$SMQ_CPU_FILE"
   fi
   return 0
 }
@@ -304,7 +329,10 @@ done
 # previous peer's while the broker still flushes earlier data; on a 2-core machine two samples
 # of one peer differ by up to ~15%. A round runs the ceiling and our acks=1 path back to back
 # (produce only, alternating which goes first); the report takes the median round ratio. Every
-# peer starts once SeaweedMQ has settled (settle_smq).
+# peer starts once SeaweedMQ has settled (settle_smq). Each paired run also records SeaweedMQ's
+# CPU from its start until SMQ is idle again (smq-cpu.jsonl): SMQ acks before it flushes, so a
+# short run leaves part of its cost for later, a larger part the faster it ran; the report's
+# second table compares that flush-inclusive CPU per message, the rate SMQ can sustain.
 if [[ " $PEERS " == *" smq-direct "* && " $PEERS " == *" gateway-smq-acks1 "* ]]; then
   for entry in "${SCENARIOS[@]}"; do
     IFS='|' read -r scenario size messages _ <<<"$entry"
@@ -322,7 +350,7 @@ fi
   echo
   echo "## Results (partitions per topic: $PARTITIONS, consume ${CONSUME_DELAY}s after produce, scale 1/$SCALE; the seed gets a fifth (1 KiB) or a twentieth (100 B) of the messages)"
   echo
-  "$BENCH" smq-report --results-file "$RESULTS"
+  "$BENCH" smq-report --results-file "$RESULTS" --smq-cpu-file "$SMQ_CPU_FILE"
   if [[ -s "$NOTES" ]]; then
     echo
     echo "## Notes"

@@ -99,4 +99,8 @@ if [ "$#" -gt 0 ]; then
 else
   phase "test: cargo test --workspace --no-fail-fast"
   cargo test --workspace --no-fail-fast
+  # The bench tool is a workspace of its own (it links librdkafka); its unit tests cover the
+  # report arithmetic the benchmark tables in docs/ come from.
+  phase "test: bench tool (cargo test --manifest-path bench/Cargo.toml)"
+  cargo test --manifest-path bench/Cargo.toml --target-dir "$TARGET_DIR/bench"
 fi

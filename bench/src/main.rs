@@ -8,6 +8,7 @@ mod error;
 mod limits;
 mod produce;
 mod report;
+mod rounds;
 mod smq;
 mod smq_cmd;
 

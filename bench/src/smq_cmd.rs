@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use crate::cpu::ProcessCpu;
 use crate::report::{cell, ratio, read_results, RunResult};
+use crate::rounds::{paired_rounds, read_smq_cpu, round_of};
 use crate::{cpu_per_gb, Mode, MB};
 
 /// Arguments of `smq-direct`.
@@ -84,6 +85,9 @@ pub struct ReportArgs {
     /// The direct-publish ceiling's peer label.
     #[arg(long, default_value = "smq-direct")]
     ceiling: String,
+    /// JSON-lines file of SeaweedMQ's flush-inclusive CPU per produce run (bench-smq.sh).
+    #[arg(long)]
+    smq_cpu_file: Option<String>,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -312,56 +316,12 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<String> {
             );
         }
     }
-    paired_rounds(&mut out, &results, args);
+    let cpu = match &args.smq_cpu_file {
+        Some(path) => read_smq_cpu(path)?,
+        None => Vec::new(),
+    };
+    paired_rounds(&mut out, &results, &cpu, &args.ours, &args.ceiling);
     Ok(out)
-}
-
-/// The round number of a paired-round scenario (`<name>-round<k>`), `None` for other rows.
-fn round_of(scenario: &str) -> Option<u32> {
-    scenario.rsplit_once("-round")?.1.parse().ok()
-}
-
-/// Appends the paired rounds: in each round ours and the ceiling produced back to back, so a
-/// round's ratio compares peers under the same background load; the verdict is on the median
-/// round ratio (an odd count of rounds makes it one measured round, not an average).
-fn paired_rounds(out: &mut String, results: &[RunResult], args: &ReportArgs) {
-    // (message size, our label) -> each round's ratio, in round order.
-    let mut ratios: BTreeMap<(usize, &str), Vec<(u32, f64)>> = BTreeMap::new();
-    let mut rounds: BTreeMap<(usize, u32), BTreeMap<&str, f64>> = BTreeMap::new();
-    for r in results {
-        if let (Some(k), Some(rate)) = (round_of(&r.scenario), r.produce_msgs_s) {
-            rounds
-                .entry((r.message_size, k))
-                .or_default()
-                .insert(r.peer.as_str(), rate);
-        }
-    }
-    for ((size, k), peers) in &rounds {
-        let Some(&ceiling) = peers.get(args.ceiling.as_str()).filter(|&&c| c > 0.0) else {
-            continue;
-        };
-        for o in &args.ours {
-            if let Some(&ours) = peers.get(o.as_str()) {
-                ratios.entry((*size, o.as_str())).or_default().push((*k, ours / ceiling));
-            }
-        }
-    }
-    if ratios.is_empty() {
-        return;
-    }
-    let c = &args.ceiling;
-    let _ = writeln!(
-        out,
-        "\nPaired rounds (produce only, ours and {c} back to back in each round):\n\n| msg B | ours | ours/{c} per round | median (target ≥ 0.80x) |\n| --- | --- | --- | --- |"
-    );
-    for ((size, o), per_round) in &ratios {
-        let listed: Vec<String> = per_round.iter().map(|(k, r)| format!("r{k} {r:.2}x")).collect();
-        let mut sorted: Vec<f64> = per_round.iter().map(|(_, r)| *r).collect();
-        sorted.sort_by(f64::total_cmp);
-        let median = sorted[sorted.len() / 2];
-        let met = if median >= 0.8 { "met" } else { "missed" };
-        let _ = writeln!(out, "| {size} | {o} | {} | {median:.2}x ({met}) |", listed.join(", "));
-    }
 }
 
 #[cfg(test)]
@@ -377,41 +337,6 @@ mod tests {
             consume_msgs_s: consume,
             ..RunResult::default()
         }
-    }
-
-    fn round(peer: &str, k: u32, produce: f64) -> RunResult {
-        RunResult {
-            scenario: format!("100B-round{k}"),
-            message_size: 100,
-            ..result(peer, Some(produce), None)
-        }
-    }
-
-    #[test]
-    fn paired_rounds_report_each_round_and_the_median_ratio() {
-        let args = ReportArgs {
-            results_file: String::new(),
-            ours: vec!["ours".into()],
-            seed: "seed".into(),
-            ceiling: "direct".into(),
-        };
-        let results = merge_phases(vec![
-            result("direct", Some(100.0), None),
-            round("direct", 1, 100.0),
-            round("ours", 1, 70.0),
-            round("ours", 2, 90.0),
-            round("direct", 2, 100.0),
-            round("direct", 3, 200.0),
-            round("ours", 3, 170.0),
-        ]);
-        assert_eq!(round_of("100B-round12"), Some(12));
-        assert_eq!(round_of("1KiB"), None);
-        let mut out = String::new();
-        paired_rounds(&mut out, &results, &args);
-        assert!(
-            out.contains("| 100 | ours | r1 0.70x, r2 0.90x, r3 0.85x | 0.85x (met) |"),
-            "{out}"
-        );
     }
 
     #[test]
