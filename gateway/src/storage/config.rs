@@ -1,7 +1,9 @@
 //! Typed topic configuration: the Kafka topic configs the gateway honours.
 //!
 //! Writable keys: `retention.ms`, `retention.bytes`, `segment.bytes`, `segment.ms`,
-//! `cleanup.policy` (only `delete`), `max.message.bytes`, `message.timestamp.type`.
+//! `cleanup.policy` (only `delete`), `max.message.bytes`, `message.timestamp.type`, and the
+//! gateway's own `seaweedmq.value.format` (how the SeaweedMQ backend stores record values; the
+//! embedded log always stores batches as produced).
 //! Other well-known Kafka topic configs are reported by DescribeConfigs as read-only with the
 //! value the gateway actually behaves with; setting them is refused with INVALID_CONFIG.
 
@@ -27,6 +29,27 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// `seaweedmq.value.format`: what a record becomes in SeaweedMQ (docs/seaweedmq-mapping.md §5-6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ValueFormat {
+    /// The value carries an envelope with key, headers, timestamp, null flags and producer
+    /// state, so every Kafka field round-trips.
+    #[default]
+    Envelope,
+    /// The bare value (and key), for topics shared with SMQ-native readers. Headers, the
+    /// producer's timestamp, null-versus-empty and idempotent state across restarts are lost.
+    Raw,
+}
+
+impl ValueFormat {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Envelope => "envelope",
+            Self::Raw => "raw",
+        }
+    }
+}
+
 /// Kafka's default `max.message.bytes` (1 MiB + record batch overhead).
 pub const DEFAULT_MAX_MESSAGE_BYTES: i32 = 1_048_588;
 /// Smallest `segment.bytes` accepted (Kafka 4.0's minimum).
@@ -50,6 +73,8 @@ pub struct TopicConfig {
     pub max_message_bytes: i32,
     /// Timestamp type of the topic.
     pub message_timestamp_type: TimestampType,
+    /// How the SeaweedMQ backend stores record values.
+    pub value_format: ValueFormat,
 }
 
 impl Default for TopicConfig {
@@ -62,6 +87,7 @@ impl Default for TopicConfig {
             cleanup_policy: CleanupPolicy::Delete,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             message_timestamp_type: TimestampType::CreateTime,
+            value_format: ValueFormat::Envelope,
         }
     }
 }
@@ -154,6 +180,13 @@ impl TopicConfig {
                     Some(_) => return Err(invalid("expected CreateTime or LogAppendTime")),
                 }
             }
+            "seaweedmq.value.format" => {
+                self.value_format = match value.map(str::trim) {
+                    None | Some("envelope") => ValueFormat::Envelope,
+                    Some("raw") => ValueFormat::Raw,
+                    Some(_) => return Err(invalid("expected envelope or raw")),
+                }
+            }
             _ if READ_ONLY.iter().any(|(n, _, _)| *n == name) => {
                 return Err(StorageError::InvalidConfig(format!("config {name} is read-only on this gateway")))
             }
@@ -185,6 +218,12 @@ impl TopicConfig {
                 "message.timestamp.type",
                 ts(self.message_timestamp_type).into(),
                 self.message_timestamp_type == d.message_timestamp_type,
+                2,
+            ),
+            entry(
+                "seaweedmq.value.format",
+                self.value_format.name().into(),
+                self.value_format == d.value_format,
                 2,
             ),
         ];
@@ -226,6 +265,7 @@ mod tests {
             ("retention.ms", "-5"),
             ("segment.bytes", "10"),
             ("cleanup.policy", "compact"),
+            ("seaweedmq.value.format", "avro"),
             ("min.insync.replicas", "2"),
             ("no.such.config", "1"),
         ] {
@@ -233,6 +273,18 @@ mod tests {
             assert!(matches!(err, StorageError::InvalidConfig(_)), "{k}={v}");
             assert!(err.to_string().contains(k), "{err}");
         }
+    }
+
+    #[test]
+    fn value_format_is_envelope_unless_set_to_raw_and_old_documents_read_as_envelope() {
+        let c = TopicConfig::from_entries([("seaweedmq.value.format", Some(" raw"))]).unwrap();
+        assert_eq!(c.value_format, ValueFormat::Raw);
+        let e = c.entries();
+        assert!(e.iter().any(|e| e.name == "seaweedmq.value.format" && e.value == "raw" && !e.is_default && !e.read_only));
+        let mut json = serde_json::to_value(TopicConfig::default()).unwrap();
+        json.as_object_mut().unwrap().remove("value_format");
+        let old: TopicConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(old.value_format, ValueFormat::Envelope);
     }
 
     #[test]

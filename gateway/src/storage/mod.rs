@@ -24,7 +24,7 @@ pub mod metered;
 pub mod producer_state;
 pub mod seaweedmq;
 
-pub use config::{CleanupPolicy, TimestampType, TopicConfig};
+pub use config::{CleanupPolicy, TimestampType, TopicConfig, ValueFormat};
 
 /// A Kafka offset: the position of a record in a partition.
 pub type Offset = i64;

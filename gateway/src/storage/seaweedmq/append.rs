@@ -21,13 +21,14 @@ use tracing::{debug, error, warn};
 
 use super::batch_codec::decode_validated_batch;
 use super::envelope::BatchFields;
-use super::partition::{message_of, rebuild_producers, PartitionState, REBUILD_WINDOW};
+use super::partition::{message_of, raw_message_of, rebuild_producers, PartitionState, REBUILD_WINDOW};
 use super::publish::{Acked, Publisher};
 use super::{client, Inner};
 use crate::records::BatchHeader;
 use crate::storage::producer_state::SequenceCheck;
 use crate::storage::{
     AppendOutcome, Durability, Offset, Result, StorageError, TimestampType, TopicPartition,
+    ValueFormat,
 };
 
 /// How long an acks=all append waits for the broker to flush and checkpoint it (the usual wait
@@ -106,10 +107,14 @@ impl Inner {
             },
             partition_leader_epoch: decoded.partition_leader_epoch,
         };
+        let raw = info.meta.config.value_format == ValueFormat::Raw;
         let messages: Vec<_> = decoded
             .records
             .iter()
             .map(|r| {
+                if raw {
+                    return raw_message_of(r);
+                }
                 let ts = if log_append { append_time } else { r.timestamp_ms };
                 message_of(r, ts, &header, fields)
             })

@@ -161,6 +161,17 @@ pub fn message_of(
     }
 }
 
+/// The SMQ message of a record on a raw-format topic: the bare key and value (null stored as
+/// empty), no envelope. The broker stamps its ingest time (`ts_ns` 0), which reads serve as the
+/// record's timestamp (docs/seaweedmq-mapping.md §6).
+pub fn raw_message_of(record: &Record) -> DataMessage {
+    DataMessage {
+        key: record.key.clone().unwrap_or_default(),
+        value: record.value.clone().unwrap_or_default(),
+        ts_ns: 0,
+    }
+}
+
 /// Rebuilds a producer table from the envelopes of the partition's newest records. Version-2
 /// envelopes name their batch exactly. For version 1, consecutive records of one producer and
 /// epoch with consecutive sequences count as one batch, so adjacent version-1 batches of a

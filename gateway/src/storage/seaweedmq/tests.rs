@@ -146,6 +146,73 @@ async fn records_round_trip_exactly() {
     );
 }
 
+/// A raw-format topic stores bare keys and values, so SMQ-native readers see plain bytes; the
+/// gateway reads them back with what SMQ keeps (no headers, the broker's ingest time, empty as
+/// null).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_topics_store_bare_values_for_smq_native_readers() {
+    use crate::storage::{Durability, Storage, TopicConfig, TopicPartition};
+    let weed = cluster().await;
+    let storage = SeaweedStorage::connect(weed.options()).await.expect("connect");
+    let config = TopicConfig::from_entries([("seaweedmq.value.format", Some("raw"))]).expect("config");
+    storage
+        .create_topic("raw-values", 1, config, false)
+        .await
+        .expect("create");
+    let tp = TopicPartition::new("raw-values", 0);
+    let sent = vec![record(0, Some(b"k"), Some(b"plain")), record(1, None, Some(b""))];
+    let batch = bytes::BytesMut::from(&batch_codec::encode_batch(0, &sent, false)[..]);
+    let before_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    storage
+        .append(&tp, batch.freeze(), Durability::Durable)
+        .await
+        .expect("append");
+    let native = weed
+        .client()
+        .fetch("raw-values", 0, 0, 1 << 20, 10)
+        .await
+        .expect("fetch through SMQ");
+    let stored: Vec<(&[u8], &[u8])> = native
+        .messages
+        .iter()
+        .map(|m| (&m.key[..], &m.value[..]))
+        .collect();
+    assert_eq!(
+        stored,
+        vec![(&b"k"[..], &b"plain"[..]), (&b""[..], &b""[..])],
+        "SMQ holds the bare key and value"
+    );
+    let read = storage.read(&tp, 0, 1 << 20).await.expect("read");
+    let mut records = Vec::new();
+    let mut rest = read.records.clone();
+    while !rest.is_empty() {
+        let len = 12 + u32::from_be_bytes(rest[8..12].try_into().expect("length")) as usize;
+        records.extend(
+            batch_codec::decode_batch(&rest.split_to(len))
+                .expect("batch")
+                .records,
+        );
+    }
+    assert_eq!(records.len(), 2);
+    assert_eq!(
+        (records[0].key.as_deref(), records[0].value.as_deref()),
+        (Some(&b"k"[..]), Some(&b"plain"[..]))
+    );
+    assert_eq!(
+        (records[1].key.as_deref(), records[1].value.as_deref()),
+        (None, None),
+        "empty reads as null"
+    );
+    assert!(records.iter().all(|r| r.headers.is_empty()), "SMQ has no headers");
+    assert!(
+        records.iter().all(|r| r.timestamp_ms >= before_ms - 1_000),
+        "the broker's ingest time, not the producer's 2023 timestamp"
+    );
+}
+
 /// SeaweedMQ 4.48 keeps acknowledged messages in memory until its log flush and continues
 /// offsets after the last flush checkpoint when it restarts, and its `FetchMessage` then serves
 /// newer messages for older offsets. acks=all appends wait for the checkpoint, and reads
