@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, MetadataRequest, MetadataResponse,
@@ -219,12 +219,35 @@ impl RawClient {
     /// # Errors
     /// Transport errors or a non-zero topic error code.
     pub fn create_topic(&mut self, name: &str, partitions: i32) -> Result<()> {
+        self.create_topic_with_configs(name, partitions, &[])
+    }
+
+    /// Creates a topic with CreateTopics v5 and the given topic configs, and checks its error
+    /// code.
+    ///
+    /// # Errors
+    /// Transport errors or a non-zero topic error code.
+    pub fn create_topic_with_configs(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
+        let configs = configs
+            .iter()
+            .map(|(k, v)| {
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_string((*k).to_string()))
+                    .with_value(Some(StrBytes::from_string((*v).to_string())))
+            })
+            .collect();
         let request = CreateTopicsRequest::default()
             .with_timeout_ms(10_000)
             .with_topics(vec![CreatableTopic::default()
                 .with_name(topic_name(name))
                 .with_num_partitions(partitions)
-                .with_replication_factor(1)]);
+                .with_replication_factor(1)
+                .with_configs(configs)]);
         let response = self.send(&request, 5)?;
         let topic = response
             .topics

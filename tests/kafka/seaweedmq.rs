@@ -2,15 +2,17 @@
 //! gateway's data directory and survive SMQ broker restarts.
 //!
 //! The client suites run on SeaweedMQ through `backend_tests!` in their own files; the tests here
-//! need more than one gateway per cluster or a private cluster whose broker they restart.
+//! need more than one gateway per cluster, a private cluster whose broker they restart, or a
+//! look at what SeaweedMQ itself stores.
 
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use kafka_gateway::storage::seaweedmq::{Seeds, SmqClient};
 use serde_json::Value;
 use tests::harness::phase::note;
-use tests::harness::raw::create_topic;
-use tests::harness::weed::{private_cluster_listener, WeedHandle};
+use tests::harness::raw::{create_topic, RawClient};
+use tests::harness::weed::{private_cluster_listener, shared_cluster, WeedHandle};
 use tests::{phase, Backend, ClientCommand, Gateway, GatewayOptions};
 
 use crate::durability::{ack_lines, producer, topic_partitions, verify};
@@ -106,5 +108,61 @@ fn broker_restart_loses_no_acknowledged_record_and_producing_continues() -> Resu
     phase("verify every acknowledged record");
     let summary = verify(&gw, TOPIC, &acked)?;
     note(format!("verified: {summary}"));
+    Ok(())
+}
+
+/// A topic created through Kafka's CreateTopics with `seaweedmq.value.format=raw` stores bare
+/// keys and values in SeaweedMQ (read here with SMQ's own FetchMessage, as an SMQ-native reader
+/// would), and Kafka clients read back what SMQ keeps: key and value, no headers.
+#[test]
+fn raw_format_topic_stores_bare_values_smq_readers_can_use() -> Result<()> {
+    const TOPIC: &str = "smq-raw-format";
+    let gw = Backend::SeaweedMq.gateway("smq-raw-format", GatewayOptions::default())?;
+    RawClient::connect(gw.kafka_addr())?.create_topic_with_configs(
+        TOPIC,
+        1,
+        &[("seaweedmq.value.format", "raw")],
+    )?;
+    phase("produce keyed records with a header");
+    let input: String = (0..20).map(|i| format!("k{i}:v{i}\n")).collect();
+    ClientCommand::kcat(&gw.bootstrap())
+        .args(["-P", "-t", TOPIC, "-p", "0", "-K", ":", "-H", "h=x"])
+        .stdin(input)
+        .run()?;
+
+    phase("SeaweedMQ holds the bare keys and values");
+    let client = SmqClient::new(Seeds {
+        masters: vec![shared_cluster()?.master().to_string()],
+        brokers: Vec::new(),
+        filer: None,
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let fetched = runtime.block_on(client.fetch(TOPIC, 0, 0, 1 << 20, 100))?;
+    let stored: Vec<(String, String)> = fetched
+        .messages
+        .iter()
+        .map(|m| {
+            (
+                String::from_utf8_lossy(&m.key).into_owned(),
+                String::from_utf8_lossy(&m.value).into_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = (0..20).map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+    ensure!(stored == want, "SMQ messages: {stored:?}");
+
+    phase("Kafka clients read keys and values back, without headers");
+    let out = ClientCommand::kcat(&gw.bootstrap())
+        .args(["-C", "-t", TOPIC, "-p", "0", "-o", "beginning", "-e", "-J", "-q"])
+        .run()?;
+    let got = kcat_records(&out)?;
+    let want: Vec<(u64, String, String)> = (0..20).map(|i| (i, format!("k{i}"), format!("v{i}"))).collect();
+    ensure!(got == want, "records read through the gateway: {got:?}");
+    ensure!(
+        !out.contains("\"h\""),
+        "SMQ stores no headers, yet some came back: {out}"
+    );
     Ok(())
 }
