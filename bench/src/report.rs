@@ -132,6 +132,11 @@ impl RunResult {
 
 /// Reads every JSON line of a results file.
 pub fn read_results(path: &str) -> Result<Vec<RunResult>> {
+    read_json_lines(path)
+}
+
+/// Reads every non-blank line of a JSON-lines file as one `T`.
+pub fn read_json_lines<T: serde::de::DeserializeOwned>(path: &str) -> Result<Vec<T>> {
     let fail = |reason: String| BenchError::Results {
         path: path.to_string(),
         reason,

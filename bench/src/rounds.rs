@@ -18,8 +18,8 @@ use std::fmt::Write as _;
 
 use serde::Deserialize;
 
-use crate::error::{BenchError, Result};
-use crate::report::RunResult;
+use crate::error::Result;
+use crate::report::{read_json_lines, RunResult};
 
 /// The target ratio to the ceiling.
 const TARGET: f64 = 0.8;
@@ -42,17 +42,9 @@ pub struct SmqCpu {
 /// Reads a JSON-lines file of [`SmqCpu`].
 ///
 /// # Errors
-/// [`BenchError::Results`] when the file cannot be read or a line is malformed.
+/// [`crate::error::BenchError::Results`] when the file cannot be read or a line is malformed.
 pub fn read_smq_cpu(path: &str) -> Result<Vec<SmqCpu>> {
-    let fail = |reason: String| BenchError::Results {
-        path: path.to_string(),
-        reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| fail(e.to_string())))
-        .collect()
+    read_json_lines(path)
 }
 
 /// The round number of a paired-round scenario (`<name>-round<k>`), `None` for other rows.
