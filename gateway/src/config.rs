@@ -86,6 +86,10 @@ pub struct Flags {
     /// SeaweedMQ broker gRPC addresses (host:port,...), used when no masters are given.
     #[arg(long, env = "KAFKA_GATEWAY_SEAWEEDMQ_BROKERS")]
     pub seaweedmq_brokers: Option<String>,
+    /// SeaweedMQ: answer acks=all from a local write-ahead log in the data dir (fsynced, group
+    /// commit) instead of waiting for the broker's flush (-logFlushInterval, 5 s) [default: true].
+    #[arg(long, env = "KAFKA_GATEWAY_SEAWEEDMQ_WAL")]
+    pub seaweedmq_wal: Option<bool>,
     /// Cluster node id [default: 0].
     #[arg(long, env = "KAFKA_GATEWAY_NODE_ID")]
     pub node_id: Option<i32>,
@@ -205,6 +209,8 @@ pub struct Config {
     pub seaweedmq_masters: Vec<String>,
     /// SeaweedMQ broker gRPC addresses (used without masters).
     pub seaweedmq_brokers: Vec<String>,
+    /// SeaweedMQ: acks=all answered from the write-ahead log under `data_dir/smq-wal`.
+    pub seaweedmq_wal: bool,
 }
 
 impl Config {
@@ -324,6 +330,7 @@ impl Config {
             group_initial_rebalance_delay_ms: pick!(group_initial_rebalance_delay_ms, 3000),
             seaweedmq_masters: Vec::new(),
             seaweedmq_brokers: Vec::new(),
+            seaweedmq_wal: pick!(seaweedmq_wal, true),
             cluster_listen: {
                 let v = pick!(cluster_listen, "0.0.0.0:9645".into());
                 v.parse()

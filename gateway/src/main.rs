@@ -18,6 +18,7 @@ use kafka_gateway::producer_ids::ProducerIdAllocator;
 use kafka_gateway::server::{self, ServerOptions};
 use kafka_gateway::storage::local::{FsyncMode, LocalOptions, LocalStorage};
 use kafka_gateway::storage::metered::Metered;
+use kafka_gateway::storage::seaweedmq::wal_metrics::WalMetrics;
 use kafka_gateway::storage::seaweedmq::{SeaweedOptions, SeaweedStorage};
 use kafka_gateway::storage::Storage;
 use tokio::net::TcpListener;
@@ -79,6 +80,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 masters: config.seaweedmq_masters.clone(),
                 brokers: config.seaweedmq_brokers.clone(),
                 filer: None,
+                wal_dir: config.seaweedmq_wal.then(|| config.data_dir.join("smq-wal")),
+                wal_metrics: Some(WalMetrics::new(&registry)?),
             })
             .await
             .context("connecting to SeaweedMQ")?;

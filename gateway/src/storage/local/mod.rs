@@ -30,9 +30,11 @@ mod segment;
 mod storage_impl;
 #[cfg(test)]
 mod tests;
+pub mod wal;
 
 pub use crate::storage::{validate_topic_name, MAX_TOPIC_NAME_LEN};
 use partition::Partition;
+pub use wal::WriteAheadLog;
 
 /// Largest partition count accepted for one topic (each partition is a directory and open
 /// files; this bounds what one request can make the gateway create).

@@ -226,6 +226,74 @@ impl Partition {
         Ok(Appended { outcome, end_offset })
     }
 
+    /// Writes one batch at `base`, an offset another system assigned (the SeaweedMQ backend's
+    /// write-ahead log: offsets come from the broker). No producer check and no offset
+    /// assignment: `base` below the high watermark is refused (the log stays dense below its
+    /// end); `base` above it starts a new segment there, leaving a gap nobody reads. Does not
+    /// wait for durability.
+    ///
+    /// # Errors
+    /// A corrupt batch, `base` below the high watermark, an offline partition, I/O failures.
+    pub(crate) fn append_at(&self, batch: &[u8], base: Offset, config: &TopicConfig, now_ms: i64) -> Result<Offset> {
+        let mut header = BatchHeader::parse(batch).map_err(corrupt)?;
+        if header.total_len() != batch.len() {
+            return Err(corrupt(format!(
+                "batch declares {} bytes, {} given",
+                header.total_len(),
+                batch.len()
+            )));
+        }
+        let mut st = self.state.lock();
+        if let Some(why) = &st.failed {
+            return Err(StorageError::Io(io::Error::other(format!(
+                "partition {} is offline: {why}",
+                self.tp
+            ))));
+        }
+        let next = st.next_offset();
+        if base < next {
+            return Err(StorageError::Io(io::Error::other(format!(
+                "{}: offset {base} is below the log end {next}",
+                self.tp
+            ))));
+        }
+        let segment_bytes = u64::try_from(config.segment_bytes).unwrap_or(u64::MAX);
+        let gap = base > next && st.active().size > 0;
+        if gap
+            || st.active().should_roll(
+                batch.len() as u64,
+                header.offset_count(),
+                now_ms,
+                segment_bytes,
+                config.segment_ms,
+            )
+        {
+            self.roll(&mut st, base)?;
+        } else if base > next {
+            // The empty active segment moves to `base`.
+            let old = st.segments.pop().map(|s| s.base_offset);
+            st.segments.push(Segment::create(&self.dir, base)?);
+            if let Some(old) = old {
+                segment::delete_files(&self.dir, old)?;
+            }
+        }
+        if st.log_start == next && base > next {
+            st.log_start = base;
+        }
+        header.base_offset = base;
+        let stored = records::stored_header(batch, base, None);
+        let interval = self.index_interval;
+        st.active_mut().append(&stored, &batch[records::HEADER_LEN..], &header, now_ms, interval)?;
+        let end_offset = header.last_offset() + 1;
+        self.hw.send_replace(end_offset);
+        Ok(end_offset)
+    }
+
+    /// Bytes of segment data held (including a partly trimmed first segment).
+    pub(crate) fn size_bytes(&self) -> u64 {
+        self.state.lock().segments.iter().map(|s| s.size).sum()
+    }
+
     /// Seals the active segment and starts a new one at `next`.
     fn roll(&self, st: &mut PartitionState, next: Offset) -> io::Result<()> {
         let new = Segment::create(&self.dir, next)?;

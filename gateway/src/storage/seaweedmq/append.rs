@@ -25,6 +25,8 @@ use super::partition::{message_of, raw_message_of, rebuild_producers, PartitionS
 use super::publish::{Acked, Publisher};
 use super::{client, Inner};
 use crate::records::BatchHeader;
+use crate::storage::local::WriteAheadLog;
+use super::pb::messaging_pb::DataMessage;
 use crate::storage::producer_state::SequenceCheck;
 use crate::storage::{
     AppendOutcome, Durability, Offset, Result, StorageError, TimestampType, TopicPartition,
@@ -65,12 +67,24 @@ impl Inner {
     ) -> Result<AppendOutcome> {
         let appended = self.start_append(tp, batch).await?.await?;
         if durability == Durability::Durable {
-            self.partition_state(tp)
-                .wait_durable(&self.client, tp, appended.end_offset, DURABLE_DEADLINE)
-                .await
-                .map_err(|e| e.into_storage(&tp.to_string()))?;
+            self.wait_acked_durable(tp, appended.end_offset).await?;
         }
         Ok(appended.outcome)
+    }
+
+    /// Waits until the records of `tp` below `end` survive the loss of any one process: in the
+    /// write-ahead log on stable storage when it holds them, otherwise flushed and checkpointed
+    /// by the broker.
+    pub(super) async fn wait_acked_durable(&self, tp: &TopicPartition, end: Offset) -> Result<()> {
+        if let Some(wal) = &self.wal {
+            if wal.offsets(tp).is_some_and(|(_, wal_end)| wal_end >= end) {
+                return wal.wait_durable(tp, end).await;
+            }
+        }
+        self.partition_state(tp)
+            .wait_durable(&self.client, tp, end, DURABLE_DEADLINE)
+            .await
+            .map_err(|e| e.into_storage(&tp.to_string()))
     }
 
     /// Hands `batch` to the partition's publish stream; the returned future waits for its acks.
@@ -84,49 +98,30 @@ impl Inner {
                 max,
             });
         }
-        let header = BatchHeader::parse(&batch).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
-        let decoded = decode_validated_batch(&batch).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
-        drop(batch);
         let log_append = info.meta.config.message_timestamp_type == TimestampType::LogAppendTime;
         let append_time = now_ms();
-        let fields = BatchFields {
-            attributes: if log_append {
-                header.attributes | 0x08
-            } else {
-                header.attributes
-            } & !0x07,
-            base_timestamp: if log_append {
-                append_time
-            } else {
-                header.base_timestamp
-            },
-            max_timestamp: if log_append {
-                append_time
-            } else {
-                header.max_timestamp
-            },
-            partition_leader_epoch: decoded.partition_leader_epoch,
-        };
         let raw = info.meta.config.value_format == ValueFormat::Raw;
-        let messages: Vec<_> = decoded
-            .records
-            .iter()
-            .map(|r| {
-                if raw {
-                    return raw_message_of(r);
-                }
-                let ts = if log_append { append_time } else { r.timestamp_ms };
-                message_of(r, ts, &header, fields)
-            })
-            .collect();
-        if messages.is_empty() {
-            return Err(StorageError::CorruptBatch("record batch without records".into()));
-        }
+        let (header, messages) = messages_of_batch(&batch, raw, log_append.then_some(append_time))?;
+        // What the write-ahead log keeps: the batch as SMQ stores it (LogAppendTime stamped), so
+        // a replay publishes the same messages.
+        let wal_batch = match (&self.wal, log_append) {
+            (None, _) => None,
+            (Some(_), false) => Some(batch),
+            (Some(_), true) => {
+                let mut b = bytes::BytesMut::from(&batch[..]);
+                let stamped = crate::records::stored_header(&batch, 0, Some(append_time));
+                b[..crate::records::HEADER_LEN].copy_from_slice(&stamped);
+                Some(b.freeze())
+            }
+        };
         let answer = Answer {
             log_append_time_ms: if log_append { append_time } else { -1 },
             log_start_offset: info.doc.log_start(tp.partition),
         };
         let state = self.partition_state(tp);
+        if let Some(wal) = &self.wal {
+            wal.ensure(tp, info.meta.id, info.meta.partitions).await?;
+        }
         let mut guard = state.append.lock().await;
         let idempotent = header.is_idempotent();
         if idempotent && guard.producers.is_none() {
@@ -150,6 +145,9 @@ impl Inner {
         }
         if guard.publisher.as_ref().is_none_or(Publisher::is_closed) {
             guard.publisher = None;
+            if self.wal.is_some() {
+                self.reopen_with_wal(tp, &info, &state, &mut guard).await?;
+            } else {
             // A restarted broker continues offsets after its last checkpoint, without what it
             // had not flushed. Losing durable (flushed and checkpointed) messages is a breach:
             // appending would renumber records acks=all answered for, so it is refused. Losing
@@ -184,11 +182,22 @@ impl Inner {
                 .await
                 .map_err(|e| e.into_storage(&name))?;
             guard.publisher = Some(publisher);
+            }
         }
+        // WAL writes follow offset order: each batch writes after the one submitted before it.
+        let (written_tx, written_rx) = tokio::sync::oneshot::channel::<()>();
+        let previous = guard.wal_tail.replace(written_rx);
         let Some(publisher) = guard.publisher.as_ref() else {
             return Err(io("publish stream unavailable"));
         };
         let floor = guard.floor;
+        let wal = self.wal.clone().zip(wal_batch).map(|(wal, batch)| WalWrite {
+            wal,
+            batch,
+            id: info.meta.id,
+            previous,
+            written: written_tx,
+        });
         let pending = publisher
             .submit(messages)
             .await
@@ -207,14 +216,16 @@ impl Inner {
                 }
             }
             drop(guard);
-            let appended = settle(&state, tp, acked, floor, answer).await;
+            let appended = settle(&state, tp, acked, floor, answer, wal).await;
+            self.after_wal_append(tp, &state);
             return Ok(Box::pin(std::future::ready(appended)));
         }
         drop(guard);
+        self.after_wal_append(tp, &state);
         let tp = tp.clone();
         Ok(Box::pin(async move {
             let acked = acks.await?;
-            settle(&state, &tp, acked, floor, answer).await
+            settle(&state, &tp, acked, floor, answer, wal).await
         }))
     }
 }
@@ -245,6 +256,7 @@ async fn settle(
     acked: Acked,
     floor: Offset,
     answer: Answer,
+    wal: Option<WalWrite>,
 ) -> Result<Appended> {
     if acked.base_offset < floor {
         // The broker's offset counter went backwards while this stream was open: the messages
@@ -256,6 +268,23 @@ async fn settle(
             acked.base_offset
         )));
     }
+    if let Some(w) = wal {
+        if let Some(previous) = w.previous {
+            // Err: the earlier batch's future was dropped or failed; nothing more to wait for.
+            let _ = previous.await;
+        }
+        if !acked.contiguous {
+            // The WAL cannot hold a batch SMQ split: do not acknowledge what it cannot keep.
+            state.append.lock().await.publisher = None;
+            error!(partition = %tp, base = acked.base_offset, last = acked.last_offset, "another publisher interleaved with this batch; it is not acknowledged");
+            return Err(io(format!(
+                "{tp}: another publisher interleaved with the batch at {}",
+                acked.base_offset
+            )));
+        }
+        w.wal.append(tp, w.id, &w.batch, acked.base_offset)?;
+        let _ = w.written.send(());
+    }
     state.advance(acked.last_offset + 1);
     if !acked.contiguous {
         warn!(partition = %tp, base = acked.base_offset, last = acked.last_offset, "another publisher interleaved with this batch; its offsets are not contiguous");
@@ -264,4 +293,51 @@ async fn settle(
         outcome: answer.outcome(acked.base_offset, false),
         end_offset: acked.last_offset + 1,
     })
+}
+
+/// A batch's pending write to the write-ahead log, ordered after the previous batch's.
+pub(super) struct WalWrite {
+    wal: Arc<WriteAheadLog>,
+    batch: Bytes,
+    id: uuid::Uuid,
+    previous: Option<tokio::sync::oneshot::Receiver<()>>,
+    written: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The SMQ messages of one validated Kafka batch: one per record, enveloped (or bare on a raw
+/// topic). `log_append_time` stamps every record with the broker-side append time.
+///
+/// # Errors
+/// [`StorageError::CorruptBatch`] for a batch that does not decode or has no records.
+pub(super) fn messages_of_batch(
+    batch: &Bytes,
+    raw: bool,
+    log_append_time: Option<i64>,
+) -> Result<(BatchHeader, Vec<DataMessage>)> {
+    let header = BatchHeader::parse(batch).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
+    let decoded = decode_validated_batch(batch).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
+    let fields = BatchFields {
+        attributes: if log_append_time.is_some() {
+            header.attributes | 0x08
+        } else {
+            header.attributes
+        } & !0x07,
+        base_timestamp: log_append_time.unwrap_or(header.base_timestamp),
+        max_timestamp: log_append_time.unwrap_or(header.max_timestamp),
+        partition_leader_epoch: decoded.partition_leader_epoch,
+    };
+    let messages: Vec<_> = decoded
+        .records
+        .iter()
+        .map(|r| {
+            if raw {
+                return raw_message_of(r);
+            }
+            message_of(r, log_append_time.unwrap_or(r.timestamp_ms), &header, fields)
+        })
+        .collect();
+    if messages.is_empty() {
+        return Err(StorageError::CorruptBatch("record batch without records".into()));
+    }
+    Ok((header, messages))
 }

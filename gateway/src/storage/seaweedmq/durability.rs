@@ -32,7 +32,9 @@ use tracing::{debug, trace, warn};
 use super::client::{SmqClient, TOPICS_DIR};
 use super::error::{filer_not_found, SmqError, SmqResult};
 use super::partition::PartitionState;
-use super::pb::filer_pb::{Entry, ListEntriesRequest, LookupDirectoryEntryRequest};
+use super::pb::filer_pb::{
+    CreateEntryRequest, Entry, FuseAttributes, ListEntriesRequest, LookupDirectoryEntryRequest,
+};
 use super::pb::schema_pb::Partition;
 use crate::storage::{Offset, TopicPartition};
 
@@ -137,6 +139,50 @@ impl SmqClient {
             ))
         })?;
         Ok(i64::from_be_bytes(bytes))
+    }
+
+    /// Replaces the broker's checkpoint of Kafka partition `index` with `offset` (the last
+    /// offset it is to count as used; -1 for none). A broker loading the partition continues
+    /// at `offset + 1`.
+    ///
+    /// # Errors
+    /// [`SmqError`] when the layout or the filer cannot be reached or the filer refuses.
+    pub async fn write_checkpoint(&self, name: &str, index: i32, offset: Offset) -> SmqResult<()> {
+        let directory = self.partition_dir_of(name, index).await?;
+        let addr = self.discovery().filer().await?;
+        let mut c = self.discovery().channels().filer(&addr)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        let entry = Entry {
+            name: CHECKPOINT_FILE.to_string(),
+            content: bytes::Bytes::copy_from_slice(&offset.to_be_bytes()),
+            attributes: Some(FuseAttributes {
+                file_size: 8,
+                mtime: now,
+                file_mode: 0o644,
+                crtime: now,
+            }),
+            ..Entry::default()
+        };
+        let r = c
+            .create_entry(CreateEntryRequest {
+                directory,
+                entry: Some(entry),
+                o_excl: false,
+            })
+            .await
+            .map_err(|s| SmqError::rpc("CreateEntry", &addr, s))?
+            .into_inner();
+        if !r.error.is_empty() {
+            return Err(SmqError::Server {
+                op: "CreateEntry",
+                code: 0,
+                message: r.error,
+                kind: super::error::SmqErrorKind::Other,
+            });
+        }
+        Ok(())
     }
 
     /// Advances `cursor` over the log files flushed to Kafka partition `index` since it was

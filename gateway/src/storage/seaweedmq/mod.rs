@@ -41,6 +41,8 @@ mod read_ahead;
 mod read_path;
 pub mod rebuild;
 mod storage_impl;
+mod wal_sync;
+pub mod wal_metrics;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 #[cfg(test)]
@@ -50,6 +52,7 @@ pub use client::SmqClient;
 pub use discovery::Seeds;
 pub use error::{SmqError, SmqErrorKind};
 
+use crate::storage::local::WriteAheadLog;
 use meta::GatewayMeta;
 use partition::PartitionState;
 
@@ -67,6 +70,11 @@ pub struct SeaweedOptions {
     pub brokers: Vec<String>,
     /// Filer (`host:httpPort[.grpcPort]`); found through the masters when absent.
     pub filer: Option<String>,
+    /// Directory of the write-ahead log that makes acks=all durable in milliseconds
+    /// (docs/seaweedmq-mapping.md §3.3). `None`: acks=all waits for SMQ's own flush.
+    pub wal_dir: Option<std::path::PathBuf>,
+    /// Metrics of the write-ahead log.
+    pub wal_metrics: Option<wal_metrics::WalMetrics>,
 }
 
 /// A described topic: the Kafka view plus the gateway's document.
@@ -85,6 +93,11 @@ pub(crate) struct Inner {
     partitions: Mutex<HashMap<TopicPartition, Arc<PartitionState>>>,
     /// Bytes held by all partitions' read-ahead slots.
     read_ahead_budget: read_ahead::Budget,
+    /// The write-ahead log acks=all answers from, when enabled.
+    pub(crate) wal: Option<Arc<WriteAheadLog>>,
+    pub(crate) wal_metrics: Option<wal_metrics::WalMetrics>,
+    /// This value, for the background tasks it starts.
+    me: std::sync::Weak<Inner>,
 }
 
 /// Kafka storage on SeaweedMQ. Cheap to clone.
@@ -116,19 +129,41 @@ impl SeaweedStorage {
             .balancer()
             .await
             .map_err(|e| e.into_storage("balancer"))?;
-        Ok(Self::with_client(client))
+        let wal = match options.wal_dir {
+            Some(dir) => {
+                let cancel = tokio_util::sync::CancellationToken::new();
+                Some(Arc::new(WriteAheadLog::open(dir, &cancel).await?))
+            }
+            None => None,
+        };
+        Ok(Self::build(client, wal, options.wal_metrics))
     }
 
-    /// A backend over an existing client (nothing is contacted).
+    /// A backend over an existing client (nothing is contacted), without a write-ahead log.
     pub fn with_client(client: Arc<SmqClient>) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                client,
-                topics: Mutex::new(HashMap::new()),
-                partitions: Mutex::new(HashMap::new()),
-                read_ahead_budget: read_ahead::Budget::default(),
-            }),
+        Self::build(client, None, None)
+    }
+
+    /// A backend over an existing client answering acks=all from `wal`; keepers start for the
+    /// WAL's partitions that hold entries (recovery after a gateway restart).
+    pub fn with_wal(client: Arc<SmqClient>, wal: Arc<WriteAheadLog>, metrics: Option<wal_metrics::WalMetrics>) -> Self {
+        Self::build(client, Some(wal), metrics)
+    }
+
+    fn build(client: Arc<SmqClient>, wal: Option<Arc<WriteAheadLog>>, wal_metrics: Option<wal_metrics::WalMetrics>) -> Self {
+        let inner = Arc::new_cyclic(|me| Inner {
+            client,
+            topics: Mutex::new(HashMap::new()),
+            partitions: Mutex::new(HashMap::new()),
+            read_ahead_budget: read_ahead::Budget::default(),
+            wal,
+            wal_metrics,
+            me: me.clone(),
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            wal_sync::keep_recovered(&inner);
         }
+        Self { inner }
     }
 
     /// The underlying SMQ client.

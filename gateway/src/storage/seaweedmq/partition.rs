@@ -32,6 +32,9 @@ pub struct AppendState {
     pub producers: Option<ProducerStateTable>,
     /// The broker's high watermark when the open stream started: no ack may be below it.
     pub floor: Offset,
+    /// Resolves once the last submitted batch is in the write-ahead log (WAL writes follow
+    /// offset order).
+    pub wal_tail: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 /// One Kafka partition on SMQ.
@@ -52,6 +55,11 @@ pub struct PartitionState {
     pub(super) read_ahead: super::read_ahead::ReadAheadSlot,
     /// The partition directory's log files, for reading flushed messages directly.
     pub(super) files: Mutex<super::log_files::FileIndex>,
+    /// True while the write-ahead log keeper runs (`wal_sync`).
+    pub(super) keeper: AtomicBool,
+    /// Why appends are refused (the broker lost records that cannot be restored at their
+    /// offsets); `None` normally.
+    pub(super) fenced: parking_lot::Mutex<Option<String>>,
 }
 
 impl Default for PartitionState {
@@ -65,6 +73,8 @@ impl Default for PartitionState {
             flushed: parking_lot::Mutex::new(super::durability::FlushCursor::default()),
             read_ahead: super::read_ahead::ReadAheadSlot::default(),
             files: Mutex::new(super::log_files::FileIndex::default()),
+            keeper: AtomicBool::new(false),
+            fenced: parking_lot::Mutex::new(None),
         }
     }
 }

@@ -7,7 +7,6 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tracing::warn;
 
-use super::append::DURABLE_DEADLINE;
 use super::meta::{smq_retention, GatewayMeta};
 use super::{Inner, SeaweedStorage, TopicInfo, MAX_PARTITIONS};
 use crate::storage::validate_topic_name;
@@ -115,6 +114,9 @@ impl Storage for SeaweedStorage {
                 .map_err(|e| e.into_storage(name))?;
         }
         inner.forget_topic(name);
+        if let Some(wal) = &inner.wal {
+            wal.remove_topic(name).await?;
+        }
         Ok(info.meta.clone())
     }
 
@@ -209,11 +211,7 @@ impl Storage for SeaweedStorage {
     }
 
     async fn wait_durable(&self, tp: &TopicPartition, end_offset: Offset) -> Result<()> {
-        self.inner
-            .partition_state(tp)
-            .wait_durable(&self.inner.client, tp, end_offset, DURABLE_DEADLINE)
-            .await
-            .map_err(|e| e.into_storage(&tp.to_string()))
+        self.inner.wait_acked_durable(tp, end_offset).await
     }
 
     async fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> Result<ReadOutcome> {

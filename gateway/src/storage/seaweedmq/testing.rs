@@ -145,6 +145,8 @@ impl WeedCluster {
             masters: vec![self.master.clone()],
             brokers: Vec::new(),
             filer: None,
+            wal_dir: None,
+            wal_metrics: None,
         }
     }
 

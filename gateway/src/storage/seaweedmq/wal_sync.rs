@@ -1,0 +1,358 @@
+//! Keeping SeaweedMQ and the gateway's write-ahead log (WAL) in step
+//! (docs/seaweedmq-mapping.md §3.3).
+//!
+//! An acks=all batch is answered once SMQ acknowledged it (in the broker's memory, which gives
+//! its offsets) and the WAL holds it at those offsets on stable storage. Until SMQ's own flush
+//! covers them, the WAL is the copy that survives a broker crash. Invariants:
+//!
+//! * WAL entries are written in offset order ([`super::append`] chains the writes) and are
+//!   trimmed only below what the broker has both flushed and checkpointed.
+//! * Before a partition's publish stream is (re)opened, every WAL entry the broker no longer has
+//!   is published again, in order, and must land at its original offset; otherwise the
+//!   partition refuses appends with a clear error instead of renumbering records.
+//! * A restarted broker continues after its checkpoint, which can run ahead of its flushed
+//!   files. While the broker is unreachable, the keeper lowers the checkpoint to the last
+//!   flushed offset, so the restarted broker continues right after what it really kept and the
+//!   replay refills the rest at the same offsets.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, error, info, warn};
+
+use super::append::messages_of_batch;
+use super::durability::FlushCursor;
+use super::partition::{AppendState, PartitionState};
+use super::publish::Publisher;
+use super::{client, Inner, TopicInfo};
+use crate::records::BatchHeader;
+use crate::storage::{Offset, Result, StorageError, TimestampType, TopicPartition, ValueFormat};
+
+/// How often a partition with unflushed WAL entries is checked (trim, broker restarts).
+const KEEP_INTERVAL: Duration = Duration::from_millis(500);
+/// WAL bytes read per replay step.
+const REPLAY_READ_BYTES: usize = 4 << 20;
+
+fn io(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Io(std::io::Error::other(e.to_string()))
+}
+
+impl Inner {
+    /// Opens the publish stream of `tp` after replaying what the broker lost from the WAL.
+    /// Called with the append lock held and no open stream.
+    pub(super) async fn reopen_with_wal(
+        &self,
+        tp: &TopicPartition,
+        info: &TopicInfo,
+        state: &Arc<PartitionState>,
+        guard: &mut AppendState,
+    ) -> Result<()> {
+        let name = tp.to_string();
+        let Some(wal) = self.wal.clone() else {
+            return Err(io("no write-ahead log"));
+        };
+        if let Some(why) = state.fenced.lock().clone() {
+            return Err(io(why));
+        }
+        let broker_hw = match self.client.range_info(&tp.topic, tp.partition).await {
+            Ok(ri) => ri.high_watermark,
+            Err(e) => {
+                // The broker may be down: make sure it restarts right after what it flushed.
+                self.hold_checkpoint_at_flush(tp).await;
+                return Err(e.into_storage(&name));
+            }
+        };
+        let (start, end) = wal.offsets(tp).unwrap_or((broker_hw, broker_hw));
+        let mut floor = broker_hw;
+        if start < end {
+            self.check_broker_kept(tp, info, start, end.min(broker_hw)).await?;
+            if broker_hw < end {
+                if broker_hw < start {
+                    return Err(self.fence(
+                        tp,
+                        state,
+                        format!("{name}: the broker's high watermark {broker_hw} is below the write-ahead log's first entry {start}: the broker lost records it had flushed; appending would reuse their offsets"),
+                    ));
+                }
+                let publisher = self.open_publisher(tp).await?;
+                self.replay(tp, info, state, &publisher, broker_hw, end).await?;
+                guard.publisher = Some(publisher);
+                floor = end;
+            }
+        }
+        let seen = *state.hw.borrow();
+        if floor < seen {
+            warn!(partition = %name, broker_high_watermark = floor, seen_high_watermark = seen, "the broker restarted without messages that were never acknowledged; their offsets are handed out again");
+            state.hw.send_replace(floor);
+            state.read_ahead.clear(&self.read_ahead_budget);
+        }
+        state.advance(floor);
+        guard.floor = floor;
+        if guard.publisher.is_none() {
+            guard.publisher = Some(self.open_publisher(tp).await?);
+        }
+        Ok(())
+    }
+
+    async fn open_publisher(&self, tp: &TopicPartition) -> Result<Publisher> {
+        let channels = self.client.discovery().channels();
+        self.client
+            .on_leader(&tp.topic, tp.partition, |leader, partition| async move {
+                Publisher::open(channels, &leader, client::smq_topic(&tp.topic), partition).await
+            })
+            .await
+            .map_err(|e| e.into_storage(&tp.to_string()))
+    }
+
+    /// Refuses further appends to `tp` with `why` (kept until the gateway restarts).
+    fn fence(&self, tp: &TopicPartition, state: &PartitionState, why: String) -> StorageError {
+        error!(partition = %tp, reason = %why, "partition fenced: appends are refused; the write-ahead log keeps its records");
+        *state.fenced.lock() = Some(why.clone());
+        io(why)
+    }
+
+    /// Checks that the broker still holds the first WAL entry past its flushed files, when
+    /// that entry is below the broker's high watermark. A broker that restarted keeps only its
+    /// flushed files but continues after its checkpoint, so records between the two are gone
+    /// while their offsets count as used: they cannot be published again at their offsets.
+    async fn check_broker_kept(&self, tp: &TopicPartition, info: &TopicInfo, start: Offset, below: Offset) -> Result<()> {
+        let Some(wal) = &self.wal else { return Ok(()) };
+        let name = tp.to_string();
+        let mut cursor = FlushCursor::default();
+        let flushed = self
+            .client
+            .flushed(&tp.topic, tp.partition, &mut cursor)
+            .await
+            .map_err(|e| e.into_storage(&name))?;
+        let probe = (flushed + 1).max(start);
+        if probe >= below {
+            return Ok(());
+        }
+        let expected = wal_message_at(wal, tp, info, probe).await?;
+        let fetched = self
+            .client
+            .fetch(&tp.topic, tp.partition, probe, 1 << 20, 1)
+            .await
+            .map_err(|e| e.into_storage(&name))?;
+        let kept = fetched.next_offset == probe + fetched.messages.len() as i64
+            && fetched.messages.first().is_some_and(|m| Some(&m.value) == expected.as_ref());
+        if kept {
+            return Ok(());
+        }
+        let state = self.partition_state(tp);
+        Err(self.fence(
+            tp,
+            &state,
+            format!("{name}: the broker restarted without offsets {probe}..{below} (its checkpoint ran ahead of its flushed files) and continues after them; they cannot be published again at their offsets. The gateway's write-ahead log keeps them"),
+        ))
+    }
+
+    /// Publishes the WAL's entries from `from` to `end` again and checks their offsets.
+    async fn replay(
+        &self,
+        tp: &TopicPartition,
+        info: &TopicInfo,
+        state: &Arc<PartitionState>,
+        publisher: &Publisher,
+        from: Offset,
+        end: Offset,
+    ) -> Result<()> {
+        let Some(wal) = &self.wal else { return Ok(()) };
+        let name = tp.to_string();
+        let raw = info.meta.config.value_format == ValueFormat::Raw;
+        let log_append = info.meta.config.message_timestamp_type == TimestampType::LogAppendTime;
+        let mut next = from;
+        let mut records = 0u64;
+        while next < end {
+            let bytes = wal.read(tp, next, REPLAY_READ_BYTES).await?;
+            if bytes.is_empty() {
+                break;
+            }
+            let mut rest = &bytes[..];
+            while rest.len() >= crate::records::HEADER_LEN && next < end {
+                let header = BatchHeader::parse(rest).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
+                let at = bytes.len() - rest.len();
+                let batch = bytes.slice(at..at + header.total_len());
+                rest = &rest[header.total_len()..];
+                if header.last_offset() < next {
+                    continue;
+                }
+                if header.base_offset > next {
+                    return Err(self.fence(tp, state, format!("{name}: the write-ahead log has no entry at offset {next} (next entry at {}); the broker lost records nobody can restore", header.base_offset)));
+                }
+                let stamp = (log_append && header.attributes & 0x08 != 0).then_some(header.max_timestamp);
+                let (_, messages) = messages_of_batch(&batch, raw, stamp)?;
+                let skip = usize::try_from(next - header.base_offset).unwrap_or(0);
+                let messages: Vec<_> = messages.into_iter().skip(skip).collect();
+                let count = messages.len() as i64;
+                let acked = publisher
+                    .submit(messages)
+                    .await
+                    .map_err(|e| e.into_storage(&name))?
+                    .await
+                    .map_err(|_| io("publish stream dropped"))?
+                    .map_err(|e| e.into_storage(&name))?;
+                if acked.base_offset != next || acked.last_offset != next + count - 1 || !acked.contiguous {
+                    return Err(self.fence(tp, state, format!(
+                        "{name}: replayed records from offset {next} landed at {}..{} (another writer interleaved)",
+                        acked.base_offset, acked.last_offset
+                    )));
+                }
+                next += count;
+                records += count as u64;
+            }
+        }
+        if next < end {
+            return Err(self.fence(tp, state, format!("{name}: the write-ahead log ends at {next}, before its recorded end {end}")));
+        }
+        if let Some(m) = &self.wal_metrics {
+            m.replayed(tp, records);
+        }
+        info!(partition = %name, from, to = end, records, "republished records the broker had lost from the write-ahead log");
+        Ok(())
+    }
+
+    /// Lowers the broker's checkpoint of `tp` to its last flushed offset when it runs ahead
+    /// while the WAL holds the records in between. Only while the broker is unreachable (a
+    /// running broker could flush between the read and the write).
+    pub(super) async fn hold_checkpoint_at_flush(&self, tp: &TopicPartition) {
+        let Some(wal) = &self.wal else { return };
+        let Some((start, end)) = wal.offsets(tp) else { return };
+        if start >= end {
+            return;
+        }
+        let result: super::error::SmqResult<()> = async {
+            let checkpoint = self.client.checkpoint(&tp.topic, tp.partition).await?;
+            let mut cursor = FlushCursor::default();
+            let flushed = self.client.flushed(&tp.topic, tp.partition, &mut cursor).await?;
+            // Only records the WAL holds may be uncounted again.
+            if checkpoint <= flushed || flushed + 1 < start {
+                return Ok(());
+            }
+            self.client.write_checkpoint(&tp.topic, tp.partition, flushed).await?;
+            warn!(partition = %tp, checkpoint, flushed, "broker unreachable: lowered its checkpoint to its last flushed offset so it restarts there; the write-ahead log republishes the rest");
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            debug!(partition = %tp, error = %e, "could not check the broker's checkpoint");
+        }
+    }
+
+    /// After a WAL append: makes sure the partition's keeper runs.
+    pub(super) fn after_wal_append(&self, tp: &TopicPartition, state: &Arc<PartitionState>) {
+        if self.wal.is_none() || state.keeper.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else {
+            state.keeper.store(false, Ordering::Release);
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            state.keeper.store(false, Ordering::Release);
+            return;
+        };
+        let (tp, state) = (tp.clone(), Arc::clone(state));
+        handle.spawn(async move {
+            keep(&me, &tp, &state).await;
+            state.keeper.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// The message the WAL holds at `offset`, as it was published.
+async fn wal_message_at(
+    wal: &crate::storage::local::WriteAheadLog,
+    tp: &TopicPartition,
+    info: &TopicInfo,
+    offset: Offset,
+) -> Result<Option<bytes::Bytes>> {
+    let bytes = wal.read(tp, offset, 1).await?;
+    if bytes.len() < crate::records::HEADER_LEN {
+        return Ok(None);
+    }
+    let header = BatchHeader::parse(&bytes).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
+    if offset < header.base_offset || offset > header.last_offset() {
+        return Ok(None);
+    }
+    let raw = info.meta.config.value_format == ValueFormat::Raw;
+    let log_append = info.meta.config.message_timestamp_type == TimestampType::LogAppendTime;
+    let stamp = (log_append && header.attributes & 0x08 != 0).then_some(header.max_timestamp);
+    let (_, messages) = messages_of_batch(&bytes.slice(..header.total_len()), raw, stamp)?;
+    let i = usize::try_from(offset - header.base_offset).unwrap_or(usize::MAX);
+    Ok(messages.into_iter().nth(i).map(|m| m.value))
+}
+
+/// Runs while `tp` has WAL entries the broker has not made durable: trims what it has,
+/// notices a broken publish stream (a broker restart) and replays, and updates the metrics.
+async fn keep(inner: &Arc<Inner>, tp: &TopicPartition, state: &Arc<PartitionState>) {
+    let Some(wal) = inner.wal.clone() else { return };
+    let mut cursor = FlushCursor::default();
+    let mut oldest: Option<(Offset, Instant)> = None;
+    loop {
+        tokio::time::sleep(KEEP_INTERVAL).await;
+        if Arc::strong_count(inner) <= 1 {
+            break;
+        }
+        let Some((start, end)) = wal.offsets(tp) else { break };
+        if let Some(m) = &inner.wal_metrics {
+            let age = match oldest {
+                Some((o, since)) if o == start => since.elapsed(),
+                _ => {
+                    oldest = Some((start, Instant::now()));
+                    Duration::ZERO
+                }
+            };
+            m.observe(tp, wal.size_bytes(tp), if start < end { age } else { Duration::ZERO });
+        }
+        if start >= end {
+            break;
+        }
+        match inner.client.durable_through(&tp.topic, tp.partition, &mut cursor).await {
+            Ok(last) => {
+                state.advance_durable(last + 1);
+                if let Err(e) = wal.trim(tp, last + 1).await {
+                    warn!(partition = %tp, error = %e, "write-ahead log trim failed");
+                }
+            }
+            Err(e) => debug!(partition = %tp, error = %e, "durability poll failed"),
+        }
+        let closed = state
+            .append
+            .try_lock()
+            .map(|g| g.publisher.as_ref().is_none_or(Publisher::is_closed))
+            .unwrap_or(false);
+        if !closed || state.fenced.lock().is_some() {
+            continue;
+        }
+        // The stream broke (or none is open) with entries the broker may have lost: recover
+        // now rather than on the next produce, so consumers see them again.
+        let Ok(Some(info)) = inner.topic(&tp.topic, false).await else { continue };
+        let mut guard = state.append.lock().await;
+        if guard.publisher.as_ref().is_some_and(|p| !p.is_closed()) {
+            continue;
+        }
+        guard.publisher = None;
+        if let Err(e) = inner.reopen_with_wal(tp, &info, state, &mut guard).await {
+            debug!(partition = %tp, error = %e, "write-ahead log recovery not yet possible");
+        }
+    }
+    if let Some(m) = &inner.wal_metrics {
+        m.observe(tp, wal.size_bytes(tp), Duration::ZERO);
+    }
+}
+
+/// Starts the keepers of every WAL partition with entries (after a gateway restart).
+pub(super) fn keep_recovered(inner: &Arc<Inner>) {
+    let Some(wal) = &inner.wal else { return };
+    for topic in wal.topics() {
+        for p in 0..topic.partitions {
+            let tp = TopicPartition::new(Arc::clone(&topic.name), p);
+            if wal.offsets(&tp).is_some_and(|(s, e)| s < e) {
+                let state = inner.partition_state(&tp);
+                inner.after_wal_append(&tp, &state);
+            }
+        }
+    }
+}
