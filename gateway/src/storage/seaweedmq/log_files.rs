@@ -529,6 +529,7 @@ mod tests {
             is_directory: false,
             chunks: vec![chunk],
             extended,
+            attributes: None,
             content: Bytes::new(),
         };
         let plain = FileChunk {

@@ -47,6 +47,8 @@ pub mod wal_metrics;
 pub mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wal_tests;
 
 pub use client::SmqClient;
 pub use discovery::Seeds;

@@ -30,6 +30,8 @@ pub struct WeedCluster {
     /// Filer address in SeaweedFS notation.
     pub filer: String,
     broker_port: u16,
+    /// The broker's `-logFlushInterval` in seconds.
+    flush_interval: u32,
 }
 
 /// A free loopback port whose `+10000` twin (SeaweedFS's default gRPC port) is free too.
@@ -95,6 +97,16 @@ impl WeedCluster {
     /// When `weed` is missing, a process cannot start, or the broker is not ready within 90 s
     /// (the error carries the tail of the logs).
     pub async fn start() -> std::io::Result<Self> {
+        // acks=all without a write-ahead log waits for the flush checkpoint (see `durability`).
+        Self::start_with_flush_interval(1).await
+    }
+
+    /// Like [`WeedCluster::start`] with the broker's `-logFlushInterval` (SeaweedMQ's default
+    /// is 5 s).
+    ///
+    /// # Errors
+    /// As [`WeedCluster::start`].
+    pub async fn start_with_flush_interval(flush_interval: u32) -> std::io::Result<Self> {
         let weed = weed_path()?;
         let dir = tempfile::tempdir()?;
         let (master_port, volume_port, filer_port) =
@@ -123,6 +135,7 @@ impl WeedCluster {
             server: Some(server),
             broker: None,
             broker_port,
+            flush_interval,
         };
         cluster.wait_filer().await?;
         cluster.start_broker()?;
@@ -157,8 +170,7 @@ impl WeedCluster {
             format!("-port={}", self.broker_port),
             format!("-master={}", self.master),
             "-ip=127.0.0.1".into(),
-            // acks=all appends wait for the flush checkpoint (see `durability`).
-            "-logFlushInterval=1".into(),
+            format!("-logFlushInterval={}", self.flush_interval),
         ];
         self.broker = Some(spawn(&weed, &args, &self.dir.path().join("broker.log"))?);
         Ok(())
@@ -191,6 +203,20 @@ impl WeedCluster {
             }
         }
         kill_group(&mut self.broker);
+        self.start_broker()?;
+        self.wait_ready().await
+    }
+
+    /// Kills the broker with SIGKILL: what it had not flushed is lost.
+    pub fn kill_broker(&mut self) {
+        kill_group(&mut self.broker);
+    }
+
+    /// Starts the broker again after [`WeedCluster::kill_broker`] and waits until it answers.
+    ///
+    /// # Errors
+    /// As [`WeedCluster::start`].
+    pub async fn start_broker_again(&mut self) -> std::io::Result<()> {
         self.start_broker()?;
         self.wait_ready().await
     }
