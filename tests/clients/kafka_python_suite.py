@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """kafka-python scenarios against a running gateway.
 
-Usage: kafka_python_suite.py BOOTSTRAP SCENARIO [--topic T] [--count N]. Scenarios assert their
-expectations (exit 1 with a reason) and print a JSON summary on the last stdout line.
+Usage: kafka_python_suite.py BOOTSTRAP SCENARIO [--topic T] [--count N] [--budget-s S]. Scenarios
+assert their expectations (exit 1 with a reason) and print a JSON summary on the last stdout line.
 """
 
 import argparse
 import logging
+import math
 import time
 
 from common import OP_TIMEOUT, check, check_eq, emit, fail, payload, record_key, wait_until
@@ -125,7 +126,69 @@ def scenario_group(bs, args):
     emit({"scenario": "group", "first": len(first), "second": len(second)})
 
 
-SCENARIOS = {"roundtrip": scenario_roundtrip, "group": scenario_group}
+def percentile(ordered, p):
+    """Nearest-rank percentile (p in 0..100) of ascending `ordered`."""
+    if not ordered:
+        return None
+    return ordered[max(0, math.ceil(p / 100.0 * len(ordered)) - 1)]
+
+
+def scenario_await_send(bs, args):
+    """A client that awaits every request: `count` synchronous sends of one record each
+    (`send(...).get()`) by a default `KafkaProducer(acks='all')`, then the records are read back in
+    order. Sending stops once `--budget-s` seconds have passed, so a slow acks=all path reports how
+    far it got (`acked` < count) instead of running into the test's deadline."""
+    topic, n = args.topic, args.count
+    admin = KafkaAdminClient(bootstrap_servers=bs, client_id="kgw-kafka-python",
+                             request_timeout_ms=int(OP_TIMEOUT * 1000))
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    wait_until(lambda: topic in topics(admin), "%s listed after create_topics" % topic)
+    admin.close()
+
+    producer = KafkaProducer(bootstrap_servers=bs, acks="all")
+    latencies_ms = []
+    start = time.monotonic()
+    deadline = start + args.budget_s
+    for i in range(n):
+        if time.monotonic() >= deadline:
+            break
+        sent = time.monotonic()
+        meta = producer.send(topic, key=record_key(i), value=payload(i)).get(timeout=OP_TIMEOUT)
+        latencies_ms.append((time.monotonic() - sent) * 1000.0)
+        check_eq((meta.partition, meta.offset), (0, i), "send %d acknowledged position" % i)
+    elapsed_s = time.monotonic() - start
+    producer.close(timeout=OP_TIMEOUT)
+    acked = len(latencies_ms)
+
+    # Read back everything acknowledged: offsets 0..acked-1, in order, with their keys and values.
+    read = 0
+    if acked:
+        consumer = KafkaConsumer(bootstrap_servers=bs, group_id=None, enable_auto_commit=False,
+                                 auto_offset_reset="earliest", fetch_max_wait_ms=100)
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        read_deadline = time.monotonic() + OP_TIMEOUT * 2
+        while read < acked:
+            check(time.monotonic() < read_deadline, "read back %d of %d records in time" % (read, acked))
+            for r in consumer.poll(timeout_ms=500).get(tp, []):
+                check_eq(r.offset, read, "offset of the next record read back")
+                check_eq(r.key, record_key(read), "key at offset %d" % read)
+                check(r.value == payload(read), "value at offset %d differs" % read)
+                read += 1
+        consumer.close()
+
+    latencies_ms.sort()
+
+    def ms(x):
+        return None if x is None else round(x, 3)
+
+    emit({"scenario": "await-send", "count": n, "acked": acked, "read": read,
+          "elapsed_s": round(elapsed_s, 3), "p50_ms": ms(percentile(latencies_ms, 50)),
+          "p99_ms": ms(percentile(latencies_ms, 99)), "max_ms": ms(percentile(latencies_ms, 100))})
+
+
+SCENARIOS = {"roundtrip": scenario_roundtrip, "group": scenario_group, "await-send": scenario_await_send}
 
 
 def main():
@@ -135,6 +198,8 @@ def main():
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--topic", default="kafka-python-test")
     parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--budget-s", type=float, default=60.0,
+                        help="await-send: stop sending after this many seconds")
     args = parser.parse_args()
     SCENARIOS[args.scenario](args.bootstrap, args)
 

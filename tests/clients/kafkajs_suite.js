@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // kafkajs scenarios against a running gateway.
 //
-// Usage: node kafkajs_suite.js BOOTSTRAP SCENARIO [TOPIC] [COUNT]. A scenario asserts its
-// expectations (exit 1 with a reason on stderr) and prints a JSON summary as its last stdout line.
-// kafkajs logs go to stderr so stdout stays machine-readable.
+// Usage: node kafkajs_suite.js BOOTSTRAP SCENARIO [TOPIC] [COUNT] [BUDGET_S]. A scenario asserts
+// its expectations (exit 1 with a reason on stderr) and prints a JSON summary as its last stdout
+// line. kafkajs logs go to stderr so stdout stays machine-readable.
 
 'use strict';
 
@@ -184,13 +184,90 @@ async function scenarioGroupConsume(bootstrap, topic, count) {
   console.log(JSON.stringify({ scenario: 'group-consume', count: seen.size }));
 }
 
-const SCENARIOS = { 'admin-produce': scenarioAdminProduce, 'group-consume': scenarioGroupConsume };
+// Nearest-rank percentile (p in 0..100) of ascending `sorted`.
+function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+// A client that awaits every request: `count` sequential `await producer.send()` of one record
+// each with acks=-1 and the default producer settings (not idempotent), then the records are read
+// back in order. Sending stops once `budgetS` seconds have passed, so a slow acks=all path reports
+// how far it got (`acked` < count) instead of running into the test's deadline.
+async function scenarioAwaitSend(bootstrap, topic, count, budgetS) {
+  const kafka = client(bootstrap);
+  const admin = kafka.admin();
+  await admin.connect();
+  checkEq(await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true }),
+    true, 'createTopics of a new topic');
+  await admin.disconnect();
+
+  const producer = kafka.producer();
+  await producer.connect();
+  const latenciesMs = [];
+  const start = process.hrtime.bigint();
+  const deadline = start + BigInt(Math.round(budgetS * 1e9));
+  for (let i = 0; i < count && process.hrtime.bigint() < deadline; i += 1) {
+    const sent = process.hrtime.bigint();
+    const meta = await producer.send({ topic, acks: -1, messages: [{ key: `k${i}`, value: payload(i) }] });
+    latenciesMs.push(Number(process.hrtime.bigint() - sent) / 1e6);
+    checkEq(meta.map((m) => [m.partition, m.errorCode, m.baseOffset]), [[0, 0, `${i}`]],
+      `send ${i} acknowledgement (partition, error code, base offset)`);
+  }
+  const elapsedS = Number(process.hrtime.bigint() - start) / 1e9;
+  await producer.disconnect();
+  const acked = latenciesMs.length;
+
+  // Read back everything acknowledged: offsets 0..acked-1, in order, with their keys and values.
+  let read = 0;
+  if (acked > 0) {
+    const consumer = kafka.consumer({ groupId: `${topic}-group`, maxWaitTimeInMs: 200 });
+    await consumer.connect();
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    let done;
+    const finished = new Promise((resolve) => { done = resolve; });
+    await consumer.run({
+      eachMessage: async ({ partition, message }) => {
+        checkEq([partition, message.offset], [0, `${read}`], 'position of the next record read back');
+        checkEq(message.key.toString(), `k${read}`, `key at offset ${read}`);
+        check(message.value.equals(payload(read)), `value at offset ${read} differs`);
+        read += 1;
+        if (read === acked) done();
+      },
+    });
+    const timer = setTimeout(() => fail(`read back ${read} of ${acked} records in time`), OP_TIMEOUT_MS * 2);
+    await finished;
+    clearTimeout(timer);
+    await consumer.disconnect();
+  }
+
+  latenciesMs.sort((a, b) => a - b);
+  const round = (x) => (x === null ? null : Math.round(x * 1000) / 1000);
+  console.log(JSON.stringify({
+    scenario: 'await-send',
+    count,
+    acked,
+    read,
+    elapsed_s: round(elapsedS),
+    p50_ms: round(percentile(latenciesMs, 50)),
+    p99_ms: round(percentile(latenciesMs, 99)),
+    max_ms: round(percentile(latenciesMs, 100)),
+  }));
+}
+
+const SCENARIOS = {
+  'admin-produce': scenarioAdminProduce,
+  'group-consume': scenarioGroupConsume,
+  'await-send': scenarioAwaitSend,
+};
 
 async function main() {
-  const [bootstrap, scenario, topic = 'kafkajs-test', countArg = '100'] = process.argv.slice(2);
+  const [bootstrap, scenario, topic = 'kafkajs-test', countArg = '100', budgetArg = '60'] = process.argv.slice(2);
   const run = SCENARIOS[scenario];
-  if (!bootstrap || !run) fail(`usage: kafkajs_suite.js BOOTSTRAP {${Object.keys(SCENARIOS).join('|')}} [TOPIC] [COUNT]`);
-  await run(bootstrap, topic, Number(countArg));
+  if (!bootstrap || !run) {
+    fail(`usage: kafkajs_suite.js BOOTSTRAP {${Object.keys(SCENARIOS).join('|')}} [TOPIC] [COUNT] [BUDGET_S]`);
+  }
+  await run(bootstrap, topic, Number(countArg), Number(budgetArg));
 }
 
 main().then(() => process.exit(0), (err) => fail(`unexpected error: ${err && err.stack ? err.stack : err}`));

@@ -1,10 +1,23 @@
-//! kafka-python against the gateway: admin create/delete, producer, and an assign/seek consumer,
-//! on both storage backends.
+//! kafka-python against the gateway: admin create/delete, producer, an assign/seek consumer, and a
+//! synchronous producer that waits for every acks=all send, on both storage backends.
+
+use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use tests::harness::phase::note;
 use tests::{backend_tests, phase, Backend, ClientCommand, GatewayOptions};
 
-backend_tests!(kafka_python_admin_produce_assign_seek_round_trip);
+/// Records of the synchronous-send run, each one `send(...).get()`.
+const SYNC_SENDS: u32 = 1000;
+/// Bound on the synchronous-send run: seconds, not minutes. A regression guard, not a benchmark:
+/// an acks=all answer waiting on SeaweedMQ's 5 s log flush made the run take over 80 minutes. The
+/// script stops sending at this budget and reports how far it got.
+const SYNC_SENDS_BUDGET: Duration = Duration::from_secs(60);
+
+backend_tests!(
+    kafka_python_admin_produce_assign_seek_round_trip,
+    kafka_python_sync_acks_all_sends_finish_in_seconds,
+);
 
 fn kafka_python_admin_produce_assign_seek_round_trip(backend: Backend) -> Result<()> {
     let gw = backend.gateway("kafka-python", GatewayOptions::default())?;
@@ -17,5 +30,46 @@ fn kafka_python_admin_produce_assign_seek_round_trip(backend: Backend) -> Result
         .args(["--topic", "kp-topic", "--count", "400"])
         .run_json()?;
     ensure!(out["count"] == 400, "kafka-python summary: {out}");
+    Ok(())
+}
+
+fn kafka_python_sync_acks_all_sends_finish_in_seconds(backend: Backend) -> Result<()> {
+    let gw = backend.gateway("kafka-python-sync-send", GatewayOptions::default())?;
+    let budget = SYNC_SENDS_BUDGET.as_secs();
+    phase(format!(
+        "kafka-python: {SYNC_SENDS} synchronous send(...).get() of one record, KafkaProducer(acks='all') \
+         (budget {budget} s), then read back in order"
+    ));
+    let (key, value) = backend.client_env();
+    let out = ClientCommand::python("kafka_python_suite.py")
+        .env(key, value)
+        .arg(gw.bootstrap())
+        .arg("await-send")
+        .args(["--topic", "kp-sync-send", "--count", &SYNC_SENDS.to_string()])
+        .args(["--budget-s", &budget.to_string()])
+        // Budget, topic setup and a read-back bounded by the script's own deadlines.
+        .timeout(SYNC_SENDS_BUDGET + Duration::from_secs(120))
+        .run_json()?;
+    let elapsed = out["elapsed_s"].as_f64().unwrap_or(f64::INFINITY);
+    note(format!(
+        "kafka-python on {}: {} of {SYNC_SENDS} synchronous sends in {elapsed:.2} s, p50 {} ms, p99 {} ms, max {} ms",
+        backend.name(),
+        out["acked"],
+        out["p50_ms"],
+        out["p99_ms"],
+        out["max_ms"]
+    ));
+    ensure!(
+        out["acked"] == SYNC_SENDS,
+        "every synchronous send acknowledged within {budget} s: {out}"
+    );
+    ensure!(
+        elapsed <= SYNC_SENDS_BUDGET.as_secs_f64(),
+        "{SYNC_SENDS} synchronous sends took {elapsed:.1} s, over {budget} s: {out}"
+    );
+    ensure!(
+        out["read"] == SYNC_SENDS,
+        "every record read back in order: {out}"
+    );
     Ok(())
 }
