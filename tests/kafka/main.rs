@@ -14,3 +14,4 @@ mod kafkajs;
 mod kcat;
 mod pipelining;
 mod seaweedmq;
+mod smq_wal;

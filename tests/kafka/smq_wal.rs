@@ -1,0 +1,94 @@
+//! acks=all on SeaweedMQ is answered from the gateway's write-ahead log (docs/seaweedmq-mapping.md
+//! §3.3): these tests kill the processes involved with `kill -9` while an idempotent acks=all
+//! producer streams, and check that every acknowledged record is stored once, at its
+//! acknowledged offset, with its bytes.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use tests::harness::phase::note;
+use tests::harness::raw::create_topic;
+use tests::harness::weed::{private_cluster_listener, shared_cluster, WeedHandle};
+use tests::{phase, Gateway, GatewayOptions};
+
+use crate::durability::{ack_lines, producer, verify};
+
+/// Kill cycles per test (the acceptance asks for 20 of each).
+const CYCLES: usize = 20;
+/// SeaweedMQ's default `-logFlushInterval`: the broker dies with up to 5 s unflushed.
+const DEFAULT_FLUSH_SECONDS: u32 = 5;
+/// Acks between kills, so every cycle kills with acknowledged records in flight.
+const ACKS_PER_CYCLE: usize = 200;
+
+/// Waits until the streaming producer has reported `n` more acks than `seen`.
+fn wait_acks(streaming: &mut tests::harness::client::BackgroundClient, seen: &mut usize, n: usize) -> Result<()> {
+    let target = *seen + n;
+    streaming.wait_for_line(Duration::from_secs(180), |line| {
+        *seen += usize::from(line.starts_with("{\"i\""));
+        *seen >= target
+    })?;
+    Ok(())
+}
+
+#[test]
+fn smq_acks_all_records_survive_broker_kill9_cycles() -> Result<()> {
+    const TOPIC: &str = "smq-wal-broker-kill";
+    let mut weed = WeedHandle::start_with_flush_interval(DEFAULT_FLUSH_SECONDS)?;
+    let gw = Gateway::start(
+        "smq-wal-broker-kill",
+        weed.gateway_options(private_cluster_listener(GatewayOptions::default())?),
+    )?;
+    create_topic(gw.kafka_addr(), TOPIC, 3)?;
+    phase("an idempotent acks=all producer streams while the broker is killed");
+    let mut streaming = producer(&gw, TOPIC, 0, 10_000_000)
+        .args(["--continuous", "--idempotent"])
+        .spawn()?;
+    let mut seen = 0;
+    for cycle in 0..CYCLES {
+        wait_acks(&mut streaming, &mut seen, ACKS_PER_CYCLE)?;
+        note(format!("cycle {cycle}: {seen} acks so far"));
+        weed.kill9_broker_and_restart()?;
+    }
+    phase("producing continues after the last restart");
+    wait_acks(&mut streaming, &mut seen, ACKS_PER_CYCLE)?;
+    streaming.kill();
+    let _ = streaming.wait(Duration::from_secs(30))?;
+    let acked = ack_lines(streaming.lines().iter().map(String::as_str));
+    phase("verify every acknowledged record");
+    let summary = verify(&gw, TOPIC, &acked)?;
+    note(format!("verified: {summary}"));
+    ensure!(summary["duplicates"] == 0, "duplicated records: {summary}");
+    Ok(())
+}
+
+#[test]
+fn smq_acks_all_records_survive_gateway_kill9_cycles() -> Result<()> {
+    const TOPIC: &str = "smq-wal-gateway-kill";
+    let weed = shared_cluster()?;
+    let mut gw = Gateway::start(
+        "smq-wal-gateway-kill",
+        weed.gateway_options(private_cluster_listener(GatewayOptions::default())?),
+    )?;
+    create_topic(gw.kafka_addr(), TOPIC, 3)?;
+    let mut acked = Vec::new();
+    for cycle in 0..CYCLES {
+        let start = u32::try_from(cycle * 1_000_000).unwrap_or(u32::MAX);
+        let mut streaming = producer(&gw, TOPIC, start, 1_000_000)
+            .args(["--continuous", "--idempotent"])
+            .spawn()?;
+        let mut seen = 0;
+        wait_acks(&mut streaming, &mut seen, ACKS_PER_CYCLE)?;
+        gw.kill9()?;
+        streaming.kill();
+        let _ = streaming.wait(Duration::from_secs(30))?;
+        let during = ack_lines(streaming.lines().iter().map(String::as_str));
+        note(format!("cycle {cycle}: {} acks before the kill", during.len()));
+        acked.extend(during);
+        gw.restart()?;
+    }
+    phase("verify every acknowledged record");
+    let summary = verify(&gw, TOPIC, &acked)?;
+    note(format!("verified: {summary}"));
+    ensure!(summary["duplicates"] == 0, "duplicated records: {summary}");
+    Ok(())
+}
