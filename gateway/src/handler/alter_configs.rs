@@ -16,23 +16,24 @@ use crate::storage::TopicConfig;
 pub(super) type Failure = (ResponseError, String);
 
 pub(super) async fn handle(ctx: &Context, _version: i16, req: AlterConfigsRequest) -> AlterConfigsResponse {
-    let keys: Vec<(i8, String)> = req
-        .resources
-        .iter()
-        .map(|r| (r.resource_type, r.resource_name.to_string()))
-        .collect();
+    let repeated = super::dedup::repeated(
+        req.resources
+            .iter()
+            .map(|r| (r.resource_type, r.resource_name.as_str())),
+    );
     let mut responses = Vec::with_capacity(req.resources.len());
-    for (i, resource) in req.resources.into_iter().enumerate() {
-        let result = if keys.iter().filter(|k| **k == keys[i]).count() > 1 {
-            Err(duplicate_resource(&keys[i].1))
+    for resource in &req.resources {
+        let name = resource.resource_name.as_str();
+        let result = if repeated.contains(&(resource.resource_type, name)) {
+            Err(duplicate_resource(name))
         } else {
-            alter_one(ctx, &resource, req.validate_only).await
+            alter_one(ctx, resource, req.validate_only).await
         };
-        let (code, message) = outcome(&keys[i].1, result);
+        let (code, message) = outcome(name, result);
         responses.push(
             AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name)
+                .with_resource_name(resource.resource_name.clone())
                 .with_error_code(code)
                 .with_error_message(message),
         );
@@ -48,9 +49,10 @@ async fn alter_one(
     let name = resource.resource_name.as_str();
     check_resource_type(resource.resource_type)?;
     let mut entries: Vec<(&str, Option<&str>)> = Vec::with_capacity(resource.configs.len());
+    let mut seen = std::collections::HashSet::with_capacity(resource.configs.len());
     for c in &resource.configs {
         let key = c.name.as_str();
-        if entries.iter().any(|(k, _)| *k == key) {
+        if !seen.insert(key) {
             return Err((
                 ResponseError::InvalidRequest,
                 format!("config {key} is listed more than once"),

@@ -152,3 +152,31 @@ async fn a_resource_listed_twice_is_refused() {
         .all(|r| r.error_code == ResponseError::InvalidRequest.code()));
     assert_eq!(config(ctx, "t").await, TopicConfig::default());
 }
+
+/// 100,000 resources naming two topics, and one resource repeating a config key 100,000 times:
+/// refused as duplicates in one pass, not pairwise.
+#[tokio::test]
+async fn huge_requests_of_duplicates_are_refused_in_linear_time() {
+    let t = test_support::context().await;
+    let ctx = &t.ctx;
+    let started = std::time::Instant::now();
+    let resources = (0..100_000)
+        .map(|i| resource(RESOURCE_TOPIC, if i % 2 == 0 { "a" } else { "b" }, &[]))
+        .collect();
+    let resp = handle(ctx, 2, request(resources)).await;
+    assert_eq!(resp.responses.len(), 100_000);
+    assert!(resp
+        .responses
+        .iter()
+        .all(|r| r.error_code == ResponseError::InvalidRequest.code()));
+    ctx.storage
+        .create_topic("t", 1, TopicConfig::default(), false)
+        .await
+        .unwrap();
+    let keys = vec![("retention.ms", Some("1000")); 100_000];
+    let resp = handle(ctx, 2, request(vec![resource(RESOURCE_TOPIC, "t", &keys)])).await;
+    let r = &resp.responses[0];
+    assert_eq!(r.error_code, ResponseError::InvalidRequest.code(), "{r:?}");
+    let elapsed = started.elapsed();
+    assert!(elapsed < std::time::Duration::from_secs(10), "took {elapsed:?}");
+}

@@ -17,22 +17,23 @@ pub(super) async fn handle(
     _version: i16,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
-    let names: Vec<String> = req.topics.iter().map(|t| t.name.0.to_string()).collect();
+    let repeated = super::dedup::repeated(req.topics.iter().map(|t| t.name.0.as_str()));
     let mut results = Vec::with_capacity(req.topics.len());
-    for (i, topic) in req.topics.into_iter().enumerate() {
-        let result = if names.iter().filter(|n| **n == names[i]).count() > 1 {
+    for topic in &req.topics {
+        let name = topic.name.0.as_str();
+        let result = if repeated.contains(name) {
             Err((
                 ResponseError::InvalidRequest,
-                format!("topic {} is listed more than once", names[i]),
+                format!("topic {name} is listed more than once"),
             ))
         } else {
-            grow(ctx, &names[i], &topic, req.validate_only).await
+            grow(ctx, name, topic, req.validate_only).await
         };
-        let entry = CreatePartitionsTopicResult::default().with_name(topic.name);
+        let entry = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
         results.push(match result {
             Ok(()) => entry.with_error_code(0).with_error_message(None),
             Err((error, message)) => {
-                debug!(topic = %names[i], error = ?error, reason = %message, "create partitions refused");
+                debug!(topic = name, error = ?error, reason = %message, "create partitions refused");
                 entry
                     .with_error_code(error.code())
                     .with_error_message(Some(StrBytes::from_string(message)))

@@ -106,9 +106,10 @@ async fn create_one(
 /// Kafka does.
 fn topic_config(topic: &CreatableTopic) -> Result<TopicConfig, Failure> {
     let mut entries = Vec::with_capacity(topic.configs.len());
+    let mut seen = std::collections::HashSet::with_capacity(topic.configs.len());
     for c in &topic.configs {
         let name = c.name.as_str();
-        if entries.iter().any(|(n, _)| *n == name) {
+        if !seen.insert(name) {
             return Err((
                 ResponseError::InvalidConfig,
                 format!("config {name} is listed more than once"),

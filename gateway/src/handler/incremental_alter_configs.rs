@@ -27,23 +27,24 @@ pub(super) async fn handle(
     _version: i16,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let keys: Vec<(i8, String)> = req
-        .resources
-        .iter()
-        .map(|r| (r.resource_type, r.resource_name.to_string()))
-        .collect();
+    let repeated = super::dedup::repeated(
+        req.resources
+            .iter()
+            .map(|r| (r.resource_type, r.resource_name.as_str())),
+    );
     let mut responses = Vec::with_capacity(req.resources.len());
-    for (i, resource) in req.resources.into_iter().enumerate() {
-        let result = if keys.iter().filter(|k| **k == keys[i]).count() > 1 {
-            Err(duplicate_resource(&keys[i].1))
+    for resource in &req.resources {
+        let name = resource.resource_name.as_str();
+        let result = if repeated.contains(&(resource.resource_type, name)) {
+            Err(duplicate_resource(name))
         } else {
-            alter_one(ctx, &resource, req.validate_only).await
+            alter_one(ctx, resource, req.validate_only).await
         };
-        let (code, message) = outcome(&keys[i].1, result);
+        let (code, message) = outcome(name, result);
         responses.push(
             AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name)
+                .with_resource_name(resource.resource_name.clone())
                 .with_error_code(code)
                 .with_error_message(message),
         );
@@ -68,16 +69,15 @@ async fn alter_one(
         }
         Err(e) => return Err((e.response_error(), e.to_string())),
     };
-    let mut seen: Vec<&str> = Vec::with_capacity(resource.configs.len());
+    let mut seen = std::collections::HashSet::with_capacity(resource.configs.len());
     for c in &resource.configs {
         let key = c.name.as_str();
-        if seen.contains(&key) {
+        if !seen.insert(key) {
             return Err((
                 ResponseError::InvalidRequest,
                 format!("config {key} is listed more than once"),
             ));
         }
-        seen.push(key);
         apply_op(
             &mut config,
             key,

@@ -164,3 +164,40 @@ async fn refusals_and_validate_only_leave_the_config_alone() {
     }
     assert_eq!(config(ctx, "t").await, TopicConfig::default());
 }
+
+/// 100,000 resources naming two topics, and one resource repeating a config key 100,000 times:
+/// refused as duplicates in one pass, not pairwise.
+#[tokio::test]
+async fn huge_requests_of_duplicates_are_refused_in_linear_time() {
+    let t = test_support::context().await;
+    let ctx = &t.ctx;
+    let started = std::time::Instant::now();
+    let resources = (0..100_000)
+        .map(|i| {
+            AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(StrBytes::from_static_str(if i % 2 == 0 { "a" } else { "b" }))
+        })
+        .collect();
+    let resp = handle(
+        ctx,
+        1,
+        IncrementalAlterConfigsRequest::default().with_resources(resources),
+    )
+    .await;
+    assert_eq!(resp.responses.len(), 100_000);
+    assert!(resp
+        .responses
+        .iter()
+        .all(|r| r.error_code == ResponseError::InvalidRequest.code()));
+    ctx.storage
+        .create_topic("t", 1, TopicConfig::default(), false)
+        .await
+        .unwrap();
+    let ops = vec![op("retention.ms", OP_SET, Some("1000")); 100_000];
+    let resp = handle(ctx, 1, request(RESOURCE_TOPIC, "t", ops)).await;
+    let r = &resp.responses[0];
+    assert_eq!(r.error_code, ResponseError::InvalidRequest.code(), "{r:?}");
+    let elapsed = started.elapsed();
+    assert!(elapsed < std::time::Duration::from_secs(10), "took {elapsed:?}");
+}

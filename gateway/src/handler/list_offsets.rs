@@ -1,5 +1,7 @@
-//! ListOffsets: earliest, latest, by timestamp and max timestamp.
+//! ListOffsets: earliest, latest, by timestamp and max timestamp. Every row of a partition
+//! named more than once gets INVALID_REQUEST, as Kafka answers (`duplicatePartitions`).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use kafka_protocol::messages::list_offsets_response::{
@@ -19,6 +21,11 @@ const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
 pub(super) async fn handle(ctx: &Context, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let repeated: HashSet<(String, i32)> = super::dedup::repeated(req.topics.iter().flat_map(|t| {
+        t.partitions
+            .iter()
+            .map(|p| (t.name.0.to_string(), p.partition_index))
+    }));
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let meta = ctx.storage.describe_topic(&t.name.0).await;
@@ -30,6 +37,10 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: ListOffsetsRequest)
                 .with_offset(-1)
                 // The leader epoch field exists from v4; older versions must leave the default.
                 .with_leader_epoch(if version >= 4 { 0 } else { -1 });
+            if !repeated.is_empty() && repeated.contains(&(t.name.0.to_string(), p.partition_index)) {
+                partitions.push(base.with_error_code(ResponseError::InvalidRequest.code()));
+                continue;
+            }
             let meta = match &meta {
                 Ok(Some(m)) if p.partition_index >= 0 && p.partition_index < m.partitions => m,
                 Ok(_) => {

@@ -1,4 +1,8 @@
 //! Metadata: brokers, topics with ids, partition leaders; auto-creation of unknown topics.
+//! A topic named (or identified) more than once is answered once, as Kafka answers the set of
+//! requested topics.
+
+use std::collections::HashSet;
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -52,7 +56,16 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: MetadataRequest) ->
     }
     // Auto-creation: the request flag exists from v4; older versions always allow it.
     let allow_create = ctx.options.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let mut seen_names = HashSet::new();
+    let mut seen_ids = HashSet::new();
     for t in req.topics.unwrap_or_default() {
+        let first = match &t.name {
+            Some(name) => seen_names.insert(name.0.clone()),
+            None => seen_ids.insert(t.topic_id),
+        };
+        if !first {
+            continue;
+        }
         let entry = match t.name {
             Some(name) => by_name(ctx, &ids, name.0.as_str(), allow_create, topic_ops).await,
             None => by_id(ctx, &ids, t.topic_id, topic_ops).await,

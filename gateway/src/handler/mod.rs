@@ -21,6 +21,7 @@ mod authorized_ops;
 mod config_docs;
 mod create_partitions;
 mod create_topics;
+mod dedup;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
@@ -336,6 +337,8 @@ mod tests {
 
 #[cfg(test)]
 mod data_path_test;
+#[cfg(test)]
+mod duplicates_test;
 #[cfg(test)]
 mod produce_test;
 

@@ -12,6 +12,8 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use kafka_protocol::ResponseError;
 
 mod errors;
+#[cfg(test)]
+mod hostile_test;
 pub mod versions;
 
 pub use errors::first_error_code;

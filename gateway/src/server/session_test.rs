@@ -105,3 +105,98 @@ async fn a_produce_awaiting_its_answer_leaves_the_window_to_the_next_request() {
         .expect("session ends")
         .expect("session task");
 }
+
+/// Sends an ApiVersions v0 request and returns the correlation id and api count of its answer.
+async fn api_versions(socket: &mut TcpStream, correlation_id: i32) -> (i32, usize) {
+    use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+    let mut body = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::ApiVersions as i16)
+        .with_request_api_version(0)
+        .with_correlation_id(correlation_id)
+        .encode(&mut body, ApiKey::ApiVersions.request_header_version(0))
+        .expect("header encodes");
+    ApiVersionsRequest::default()
+        .encode(&mut body, 0)
+        .expect("body encodes");
+    let mut frame = BytesMut::new();
+    frame.put_u32(u32::try_from(body.len()).expect("small frame"));
+    frame.put_slice(&body);
+    socket.write_all(&frame).await.expect("send ApiVersions");
+    let len = socket.read_u32().await.expect("length") as usize;
+    let mut answer = vec![0u8; len];
+    socket.read_exact(&mut answer).await.expect("body");
+    let mut answer = Bytes::from(answer);
+    let header = ResponseHeader::decode(&mut answer, 0).expect("response header");
+    let response = ApiVersionsResponse::decode(&mut answer, 0).expect("response body");
+    (header.correlation_id, response.api_keys.len())
+}
+
+/// Awaits `fut`, failing the test if it takes more than ten seconds.
+async fn timely<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(10), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what} did not happen within 10 s"),
+    }
+}
+
+#[tokio::test]
+async fn a_hostile_frame_closes_only_its_connection() {
+    let t = crate::handler::test_support::context().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("address");
+    let opts = ServerOptions {
+        max_connections: 4,
+        max_frame_bytes: 1 << 20,
+        max_in_flight: 16,
+        max_in_flight_bytes: 1 << 20,
+        idle_timeout: Duration::from_secs(60),
+        shutdown_grace: Duration::from_secs(1),
+    };
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(super::run(listener, Arc::new(t.ctx), opts, {
+        let s = shutdown.clone();
+        async move { s.cancelled().await }
+    }));
+    let mut bystander = TcpStream::connect(addr).await.expect("connect bystander");
+    assert_eq!(timely("first answer", api_versions(&mut bystander, 1)).await.0, 1);
+
+    // Metadata v0 whose topic array claims 2^31-1 entries: 14 bytes that used to abort the process.
+    let mut attacker = TcpStream::connect(addr).await.expect("connect attacker");
+    let mut hostile = BytesMut::new();
+    hostile.put_u32(14);
+    hostile.put_i16(ApiKey::Metadata as i16);
+    hostile.put_i16(0);
+    hostile.put_i32(9);
+    hostile.put_i16(-1);
+    hostile.put_i32(i32::MAX);
+    attacker.write_all(&hostile).await.expect("send hostile frame");
+    let mut rest = Vec::new();
+    let read = timely(
+        "the attacker's connection closing",
+        attacker.read_to_end(&mut rest),
+    )
+    .await;
+    let closed = match read {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(
+        closed && rest.is_empty(),
+        "closed without an answer, got {rest:?}"
+    );
+
+    // The open connection and a new one are both still served.
+    let answer = timely("an answer after the attack", api_versions(&mut bystander, 2)).await;
+    assert_eq!(answer, (2, crate::protocol::versions::SUPPORTED.len()));
+    let mut newcomer = TcpStream::connect(addr).await.expect("connect after the attack");
+    assert_eq!(
+        timely("the newcomer's answer", api_versions(&mut newcomer, 3))
+            .await
+            .0,
+        3
+    );
+
+    shutdown.cancel();
+    timely("server shutdown", server).await.expect("server task");
+}
