@@ -398,10 +398,13 @@ class Dashboard(unittest.TestCase):
                 used.add(base)
         for needed in ("kafka_gateway_bytes_in_total", "kafka_gateway_request_duration_seconds",
                        "kafka_gateway_consumer_group_lag", "kafka_gateway_operator_reconcile_failures_total",
-                       "kafka_gateway_raft_term", "kafka_gateway_raft_commit_index", "kafka_gateway_groups_owned"):
+                       "kafka_gateway_raft_term", "kafka_gateway_raft_commit_index", "kafka_gateway_groups_owned",
+                       "kafka_gateway_smq_wal_bytes", "kafka_gateway_smq_wal_oldest_unflushed_seconds",
+                       "kafka_gateway_smq_wal_replayed_records_total"):
             self.assertIn(needed, used)
         rows = [p["title"] for p in dash["panels"] if p["type"] == "row"]
-        self.assertEqual(rows, ["Throughput", "Latency", "Consumer lag", "Cluster and raft health"])
+        self.assertEqual(rows, ["Throughput", "Latency", "Consumer lag", "Cluster and raft health",
+                                "SeaweedMQ write-ahead log"])
         ids = [p["id"] for p in dash["panels"]]
         self.assertEqual(len(ids), len(set(ids)))
 
