@@ -186,6 +186,9 @@ impl Inner {
 
     /// The described topic, cached for [`TOPIC_TTL`]; `None` when it does not exist.
     pub(crate) async fn topic(&self, name: &str, fresh: bool) -> Result<Option<Arc<TopicInfo>>> {
+        // Every data and admin path describes its topic here before building a filer path or an
+        // SMQ topic from the name: "..", "/" and the like never reach the filer.
+        crate::storage::validate_topic_name(name)?;
         if !fresh {
             if let Some((at, info)) = self.topics.lock().get(name) {
                 if at.elapsed() < TOPIC_TTL {

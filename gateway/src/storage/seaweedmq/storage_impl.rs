@@ -129,6 +129,11 @@ impl Storage for SeaweedStorage {
             .map_err(|e| e.into_storage("topics"))?;
         let mut out = Vec::with_capacity(names.len());
         for name in names {
+            // SMQ-native clients may name topics that Kafka cannot: they are not Kafka topics.
+            if validate_topic_name(&name).is_err() {
+                tracing::debug!(topic = %name, "skipping an SMQ topic whose name is not a valid Kafka topic name");
+                continue;
+            }
             if let Some(info) = self.inner.topic(&name, false).await? {
                 out.push(info.meta.clone());
             }
@@ -261,6 +266,7 @@ impl Storage for SeaweedStorage {
     }
 
     fn watch_high_watermark(&self, tp: &TopicPartition) -> Result<watch::Receiver<Offset>> {
+        validate_topic_name(&tp.topic)?;
         if let Some((_, info)) = self.inner.topics.lock().get(tp.topic.as_ref()) {
             if tp.partition < 0 || tp.partition >= info.meta.partitions {
                 return Err(StorageError::UnknownTopicOrPartition(tp.to_string()));

@@ -64,17 +64,19 @@ impl Inner {
             }
         };
         let (start, end) = wal.offsets(tp).unwrap_or((broker_hw, broker_hw));
+        if broker_hw < start {
+            // Entries below `start` were trimmed as flushed and checkpointed: the broker lost
+            // durable records. Refused on every attempt (never renumbered); not fenced, in case
+            // the broker reports a transient value.
+            error!(partition = %name, broker_high_watermark = broker_hw, wal_start = start, "the broker lost flushed and checkpointed records; refusing appends that would reuse their offsets");
+            return Err(io(format!(
+                "{name}: the broker's high watermark {broker_hw} is below the write-ahead log's first entry {start}: the broker lost records it had flushed; appending would reuse their offsets"
+            )));
+        }
         let mut floor = broker_hw;
         if start < end {
             self.check_broker_kept(tp, info, start, end.min(broker_hw)).await?;
             if broker_hw < end {
-                if broker_hw < start {
-                    return Err(self.fence(
-                        tp,
-                        state,
-                        format!("{name}: the broker's high watermark {broker_hw} is below the write-ahead log's first entry {start}: the broker lost records it had flushed; appending would reuse their offsets"),
-                    ));
-                }
                 let publisher = self.open_publisher(tp).await?;
                 self.replay(tp, info, state, &publisher, broker_hw, end).await?;
                 guard.publisher = Some(publisher);

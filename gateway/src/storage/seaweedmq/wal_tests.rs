@@ -13,6 +13,8 @@ use crate::storage::{Durability, Storage, TopicConfig, TopicPartition};
 /// SeaweedMQ's default `-logFlushInterval`.
 const DEFAULT_FLUSH_SECONDS: u32 = 5;
 const DEADLINE: Duration = Duration::from_secs(120);
+/// Longest a single append or read may take before the test retries it.
+const CALL: Duration = Duration::from_secs(30);
 
 fn batch(first: usize, n: usize) -> Bytes {
     let records: Vec<_> = (0..n)
@@ -37,7 +39,8 @@ async fn with_wal(weed: &WeedCluster, dir: &std::path::Path) -> SeaweedStorage {
 async fn append_durable(storage: &SeaweedStorage, tp: &TopicPartition, b: Bytes) -> i64 {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        match storage.append(tp, b.clone(), Durability::Durable).await {
+        let attempt = tokio::time::timeout(CALL, storage.append(tp, b.clone(), Durability::Durable)).await;
+        match attempt.unwrap_or_else(|_| Err(crate::storage::StorageError::Io(std::io::Error::other("append timed out")))) {
             Ok(o) => return o.base_offset,
             Err(e) if Instant::now() < deadline => {
                 tracing::debug!(error = %e, "append not yet possible");
@@ -54,8 +57,14 @@ async fn assert_all_at_their_offsets(storage: &SeaweedStorage, tp: &TopicPartiti
     let mut values: Vec<Option<Bytes>> = Vec::new();
     while values.len() < n {
         assert!(Instant::now() < deadline, "read back {} of {n} records", values.len());
-        let out = match storage.read(tp, values.len() as i64, 1 << 20).await {
-            Ok(out) => out,
+        let read = tokio::time::timeout(CALL, storage.read(tp, values.len() as i64, 1 << 20)).await;
+        let out = match read {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "read not yet possible");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "read not yet possible");
                 tokio::time::sleep(Duration::from_millis(250)).await;
