@@ -30,6 +30,8 @@ mod segment;
 mod storage_impl;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod fault_tests;
 pub mod wal;
 
 pub use crate::storage::{validate_topic_name, MAX_TOPIC_NAME_LEN};

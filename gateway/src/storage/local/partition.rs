@@ -213,7 +213,10 @@ impl Partition {
         }
         let stored = records::stored_header(&batch, base, (log_append_time_ms >= 0).then_some(now_ms));
         let interval = self.index_interval;
-        st.active_mut().append(&stored, &batch[records::HEADER_LEN..], &header, now_ms, interval)?;
+        if let Err(e) = st.active_mut().append(&stored, &batch[records::HEADER_LEN..], &header, now_ms, interval) {
+            self.on_write_error(&mut st, &e);
+            return Err(e.into());
+        }
         st.producers.record(&header, base);
         let end_offset = header.last_offset() + 1;
         self.hw.send_replace(end_offset);
@@ -283,7 +286,10 @@ impl Partition {
         header.base_offset = base;
         let stored = records::stored_header(batch, base, None);
         let interval = self.index_interval;
-        st.active_mut().append(&stored, &batch[records::HEADER_LEN..], &header, now_ms, interval)?;
+        if let Err(e) = st.active_mut().append(&stored, &batch[records::HEADER_LEN..], &header, now_ms, interval) {
+            self.on_write_error(&mut st, &e);
+            return Err(e.into());
+        }
         let end_offset = header.last_offset() + 1;
         self.hw.send_replace(end_offset);
         Ok(end_offset)
@@ -292,6 +298,19 @@ impl Partition {
     /// Bytes of segment data held (including a partly trimmed first segment).
     pub(crate) fn size_bytes(&self) -> u64 {
         self.state.lock().segments.iter().map(|s| s.size).sum()
+    }
+
+    /// A failed append: the segment dropped the partial bytes (the partition stays writable,
+    /// as after a full disk is freed) unless that failed too; then the partition goes offline.
+    fn on_write_error(&self, st: &mut PartitionState, e: &io::Error) {
+        if st.active().unclean_tail {
+            tracing::error!(partition = %self.tp, error = %e, "a failed write left bytes that could not be removed; taking the partition offline");
+            let why: Arc<str> = e.to_string().into();
+            st.failed = Some(Arc::clone(&why));
+            self.durable.send_modify(|s| s.failed = Some(why));
+        } else {
+            tracing::warn!(partition = %self.tp, error = %e, "append failed; nothing of it was kept");
+        }
     }
 
     /// Seals the active segment and starts a new one at `next`.

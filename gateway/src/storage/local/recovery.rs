@@ -7,7 +7,8 @@
 //! - Sealed segments load their index files when these are valid, and walk batch headers only
 //!   from the last index entry to the end of the file; a missing or invalid index is rebuilt by
 //!   walking all headers. A sealed segment whose header chain does not end at its file size is
-//!   truncated, and every later segment is removed (the log stays a prefix).
+//!   truncated; every later segment is removed (the log stays a prefix) unless the next one
+//!   starts exactly where the valid batches end (the cut bytes were a failed write's leftovers).
 //! - The log start is the larger of the persisted `log-start` file and the first segment base.
 //! - Producer state is replayed from the headers of the last two segments (Kafka keeps snapshots;
 //!   a producer whose last batch is older is treated as unknown, which Kafka accepts).
@@ -73,8 +74,14 @@ pub(crate) fn open_partition(dir: &Path, interval: u64) -> io::Result<Recovered>
         } else {
             recover_sealed(dir, base, interval)?
         };
+        let next_offset = seg.next_offset;
         segments.push(seg);
-        if truncated && !last {
+        // Bytes after a sealed segment's valid batches that the next segment continues from
+        // exactly were a failed write's leftovers (a partial batch, then a roll): the later
+        // segments hold acknowledged data and stay. Otherwise the log is cut here, so it stays
+        // a prefix.
+        let continues = bases.get(i + 1) == Some(&next_offset);
+        if truncated && !last && !continues {
             for &later in &bases[i + 1..] {
                 warn!(dir = %dir.display(), base = later, "removing segment after a truncated one");
                 segment::delete_files(dir, later)?;

@@ -63,6 +63,9 @@ pub(crate) struct Segment {
     pub(crate) index: OffsetIndex,
     /// Sparse time index.
     pub(crate) time_index: TimeIndex,
+    /// A failed write left bytes past `size` that could not be removed: nothing more may be
+    /// written to the partition.
+    pub(crate) unclean_tail: bool,
     /// Bytes appended since the last index entry.
     bytes_since_index: u64,
 }
@@ -100,6 +103,7 @@ impl Segment {
             index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
             bytes_since_index: 0,
+            unclean_tail: false,
         }
     }
 
@@ -157,8 +161,23 @@ impl Segment {
         now_ms: i64,
         interval: u64,
     ) -> io::Result<()> {
-        self.file.write_all_at(head, self.size)?;
-        self.file.write_all_at(body, self.size + head.len() as u64)?;
+        let written = self
+            .file
+            .write_all_at(head, self.size)
+            .and_then(|()| self.file.write_all_at(body, self.size + head.len() as u64));
+        if let Err(e) = written {
+            // A write that failed part-way (ENOSPC, EIO) may have left bytes past `size`. Cut
+            // them off, so a roll cannot seal them into the segment and a restart never reads
+            // them as a batch; if even that fails, the caller takes the partition offline.
+            if let Err(t) = self.file.set_len(self.size) {
+                self.unclean_tail = true;
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("{e}; removing the partial write failed too: {t}"),
+                ));
+            }
+            return Err(e);
+        }
         if self.roll_start_ms.is_none() {
             self.roll_start_ms = Some(now_ms);
         }
