@@ -359,8 +359,14 @@ def scenario_verify_acked(bs, args):
         check_eq(key, record_key(rec["i"]), "key at %s" % (pos,))
         check(value == payload(rec["i"]), "value at %s differs from acknowledged record %d" % (pos, rec["i"]))
     keys = [key for key, _ in by_pos.values()]
+    where = {}
+    for pos, (key, _) in sorted(by_pos.items()):
+        where.setdefault(key, []).append(pos)
+    acked_at = {(rec["p"], rec["o"]) for rec in acked}
+    examples = [{"key": k.decode(errors="replace"), "at": v, "acked": [p in acked_at for p in v]}
+                for k, v in where.items() if len(v) > 1][:5]
     emit({"scenario": "verify-acked", "checked": len(acked), "stored": len(by_pos),
-          "duplicates": len(keys) - len(set(keys)),
+          "duplicates": len(keys) - len(set(keys)), "duplicate_examples": examples,
           "high_watermarks": {str(p): h for p, h in highs.items()}})
 
 

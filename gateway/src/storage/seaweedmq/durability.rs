@@ -185,6 +185,39 @@ impl SmqClient {
         Ok(())
     }
 
+    /// The log-file entries of Kafka partition `index`'s directory from the file named `from`
+    /// on (inclusive; `""` for all); `None` when the directory does not exist yet.
+    async fn log_entries(&self, name: &str, index: i32, from: String) -> SmqResult<Option<Vec<Entry>>> {
+        let directory = self.partition_dir_of(name, index).await?;
+        let addr = self.discovery().filer().await?;
+        let mut c = self.discovery().channels().filer(&addr)?;
+        let request = ListEntriesRequest {
+            directory,
+            prefix: String::new(),
+            start_from_file_name: from,
+            inclusive_start_from: true,
+            limit: LIST_LIMIT,
+        };
+        let mut entries = match c.list_entries(request).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if filer_not_found(&s) => return Ok(None),
+            Err(s) => return Err(SmqError::rpc("ListEntries", &addr, s)),
+        };
+        let mut logs = Vec::new();
+        while let Some(r) = entries
+            .message()
+            .await
+            .map_err(|s| SmqError::rpc("ListEntries", &addr, s))?
+        {
+            if let Some(entry) = r.entry {
+                if !entry.is_directory && super::log_files::is_log_file_name(&entry.name) {
+                    logs.push(entry);
+                }
+            }
+        }
+        Ok(Some(logs))
+    }
+
     /// Advances `cursor` over the log files flushed to Kafka partition `index` since it was
     /// last called and returns the highest flushed offset (-1 when none): the offset of the last
     /// message in the newest file's last chunk. The files' `offset_max`/`buffer_start` attributes
@@ -194,35 +227,10 @@ impl SmqClient {
     /// # Errors
     /// [`SmqError`] when the layout, the filer or the volume server cannot be read.
     pub async fn flushed(&self, name: &str, index: i32, cursor: &mut FlushCursor) -> SmqResult<Offset> {
-        let directory = self.partition_dir_of(name, index).await?;
-        let addr = self.discovery().filer().await?;
-        let mut c = self.discovery().channels().filer(&addr)?;
-        let request = ListEntriesRequest {
-            directory,
-            prefix: String::new(),
-            start_from_file_name: cursor.last_file.clone(),
-            inclusive_start_from: true,
-            limit: LIST_LIMIT,
+        let Some(logs) = self.log_entries(name, index, cursor.last_file.clone()).await? else {
+            return Ok(cursor.max_offset);
         };
-        let mut entries = match c.list_entries(request).await {
-            Ok(r) => r.into_inner(),
-            Err(s) if filer_not_found(&s) => return Ok(cursor.max_offset),
-            Err(s) => return Err(SmqError::rpc("ListEntries", &addr, s)),
-        };
-        let mut newest: Option<Entry> = None;
-        while let Some(r) = entries
-            .message()
-            .await
-            .map_err(|s| SmqError::rpc("ListEntries", &addr, s))?
-        {
-            let Some(entry) = r.entry else { continue };
-            if entry.is_directory || !super::log_files::is_log_file_name(&entry.name) {
-                continue;
-            }
-            if newest.as_ref().is_none_or(|n| entry.name >= n.name) {
-                newest = Some(entry);
-            }
-        }
+        let newest = logs.into_iter().max_by(|a, b| a.name.cmp(&b.name));
         let Some(entry) = newest else {
             return Ok(cursor.max_offset);
         };
@@ -240,6 +248,34 @@ impl SmqClient {
         cursor.last_chunks = entry.chunks.len();
         cursor.last_file = entry.name;
         Ok(cursor.max_offset)
+    }
+
+    /// The highest offset in any of the partition's last `files` log files (-1 when none), read
+    /// from each file's last chunk. Unlike [`SmqClient::flushed`] it does not assume the newest
+    /// name holds the highest offset: before lowering a checkpoint (which makes the broker hand
+    /// offsets out again) nothing flushed may be missed.
+    ///
+    /// # Errors
+    /// [`SmqError`] when the layout, the filer or a volume server cannot be read, or a recent
+    /// file's last chunk cannot be decoded (then nobody can tell what was flushed).
+    pub async fn flushed_max(&self, name: &str, index: i32, files: usize) -> SmqResult<Offset> {
+        let Some(mut logs) = self.log_entries(name, index, String::new()).await? else {
+            return Ok(-1);
+        };
+        logs.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut max = -1;
+        for entry in logs.iter().rev().take(files) {
+            match self.log_files.last_offset(self, entry).await? {
+                Some(last) => max = max.max(last),
+                None => {
+                    return Err(SmqError::Protocol(format!(
+                        "log file {} of {name}-{index}: its last chunk cannot be read",
+                        entry.name
+                    )))
+                }
+            }
+        }
+        Ok(max)
     }
 
     /// The last offset that is both checkpointed and flushed (-1 when none); `cursor` as in

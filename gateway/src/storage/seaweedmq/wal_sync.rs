@@ -31,6 +31,9 @@ use crate::storage::{Offset, Result, StorageError, TimestampType, TopicPartition
 
 /// How often a partition with unflushed WAL entries is checked (trim, broker restarts).
 const KEEP_INTERVAL: Duration = Duration::from_millis(500);
+/// Recent log files whose last offsets bound what the broker flushed, before its checkpoint
+/// is lowered.
+const CHECKPOINT_FILES_CHECKED: usize = 16;
 /// WAL bytes read per replay step.
 const REPLAY_READ_BYTES: usize = 4 << 20;
 
@@ -243,8 +246,10 @@ impl Inner {
         }
         let result: super::error::SmqResult<()> = async {
             let checkpoint = self.client.checkpoint(&tp.topic, tp.partition).await?;
-            let mut cursor = FlushCursor::default();
-            let flushed = self.client.flushed(&tp.topic, tp.partition, &mut cursor).await?;
+            let flushed = self
+                .client
+                .flushed_max(&tp.topic, tp.partition, CHECKPOINT_FILES_CHECKED)
+                .await?;
             // Only records the WAL holds may be uncounted again.
             if checkpoint <= flushed || flushed + 1 < start {
                 return Ok(());

@@ -142,3 +142,4 @@ async fn a_restarted_gateway_republishes_what_the_broker_lost() {
     let base = append_durable(&storage, &tp, batch(30, 3)).await;
     assert_eq!(base, 30);
 }
+
