@@ -12,6 +12,7 @@ use kafka_gateway::cluster::{
 };
 use kafka_gateway::config::{Config, Flags, FsyncPolicy, StorageKind};
 use kafka_gateway::group::{GroupConfig, GroupCoordinator, GroupMetrics};
+use kafka_gateway::handler::caps::ResourceCaps;
 use kafka_gateway::handler::{BrokerInfo, Context, HandlerOptions};
 use kafka_gateway::metrics::Metrics;
 use kafka_gateway::producer_ids::ProducerIdAllocator;
@@ -127,6 +128,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             default_partitions: config.default_partitions,
             fetch_max_bytes: config.fetch_max_bytes,
         },
+        caps: ResourceCaps::new(config.max_topics, config.max_partitions),
         metrics,
         producer_ids: Arc::new(ProducerIdAllocator::new(coordinator.clone())),
         groups: groups.clone(),
