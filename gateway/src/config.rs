@@ -133,6 +133,19 @@ pub struct Flags {
     /// --max-request-bytes of request frames [default: 1024].
     #[arg(long, env = "KAFKA_GATEWAY_MAX_IN_FLIGHT_REQUESTS")]
     pub max_in_flight_requests: Option<usize>,
+    /// Request bytes all connections together may hold, read ahead or in flight
+    /// (`queued.max.request.bytes`); a connection that would exceed it is not read until bytes
+    /// are released. At least --max-request-bytes [default: 536870912].
+    #[arg(long, env = "KAFKA_GATEWAY_MAX_QUEUED_REQUEST_BYTES")]
+    pub max_queued_request_bytes: Option<usize>,
+    /// Topics the gateway will hold; creating more is refused with POLICY_VIOLATION
+    /// [default: 10000].
+    #[arg(long, env = "KAFKA_GATEWAY_MAX_TOPICS")]
+    pub max_topics: Option<usize>,
+    /// Partitions across all topics; creating or growing past it is refused with
+    /// INVALID_PARTITIONS [default: 100000].
+    #[arg(long, env = "KAFKA_GATEWAY_MAX_PARTITIONS")]
+    pub max_partitions: Option<usize>,
     /// Upper bound on a fetch response (`fetch.max.bytes`) [default: 57671680].
     #[arg(long, env = "KAFKA_GATEWAY_FETCH_MAX_BYTES")]
     pub fetch_max_bytes: Option<usize>,
@@ -195,6 +208,12 @@ pub struct Config {
     pub max_connections: usize,
     /// Max in-flight requests per connection.
     pub max_in_flight_requests: usize,
+    /// Request bytes held across all connections.
+    pub max_queued_request_bytes: usize,
+    /// Topic count cap.
+    pub max_topics: usize,
+    /// Cap on partitions across all topics.
+    pub max_partitions: usize,
     /// Fetch response cap.
     pub fetch_max_bytes: usize,
     /// Shutdown grace.
@@ -320,6 +339,12 @@ impl Config {
             )? as u64),
             max_connections: positive("max-connections", pick!(max_connections, 10_000))?,
             max_in_flight_requests: positive("max-in-flight-requests", pick!(max_in_flight_requests, 1024))?,
+            max_queued_request_bytes: positive(
+                "max-queued-request-bytes",
+                pick!(max_queued_request_bytes, 512 * 1024 * 1024),
+            )?,
+            max_topics: positive("max-topics", pick!(max_topics, 10_000))?,
+            max_partitions: positive("max-partitions", pick!(max_partitions, 100_000))?,
             fetch_max_bytes: positive("fetch-max-bytes", pick!(fetch_max_bytes, 57_671_680))?,
             shutdown_grace: Duration::from_secs(pick!(shutdown_grace_seconds, 30)),
             max_topic_labels: pick!(max_topic_labels, 1000),
@@ -348,6 +373,15 @@ impl Config {
                 v
             },
         };
+        if cfg.max_queued_request_bytes < cfg.max_request_bytes {
+            return Err(invalid(
+                "max-queued-request-bytes",
+                format!(
+                    "{} is below --max-request-bytes ({}): the largest request could never be read",
+                    cfg.max_queued_request_bytes, cfg.max_request_bytes
+                ),
+            ));
+        }
         if cfg.node_id < 0 {
             return Err(invalid(
                 "node-id",
@@ -453,6 +487,8 @@ mod tests {
         assert_eq!(c.admin_listen.port(), 9644);
         assert_eq!(c.max_request_bytes, 100 * 1024 * 1024);
         assert_eq!(c.connections_max_idle, Duration::from_secs(540));
+        assert_eq!(c.max_queued_request_bytes, 512 * 1024 * 1024);
+        assert_eq!((c.max_topics, c.max_partitions), (10_000, 100_000));
         let c = parse(&["--listen", "127.0.0.2:1234"]).unwrap();
         assert_eq!(c.advertised_host, "127.0.0.2");
     }
@@ -464,6 +500,17 @@ mod tests {
             (vec!["--advertised-listener", "host"], "advertised-listener"),
             (vec!["--default-partitions", "0"], "default-partitions"),
             (vec!["--max-in-flight-requests", "0"], "max-in-flight-requests"),
+            (vec!["--max-topics", "0"], "max-topics"),
+            (vec!["--max-partitions", "0"], "max-partitions"),
+            (
+                vec![
+                    "--max-request-bytes",
+                    "2000",
+                    "--max-queued-request-bytes",
+                    "1000",
+                ],
+                "max-queued-request-bytes",
+            ),
         ] {
             let e = parse(&args).unwrap_err().to_string();
             assert!(e.contains(key), "{e}");
@@ -511,11 +558,19 @@ mod tests {
 
     #[test]
     fn file_values_apply_below_flags() {
-        let file: Flags = toml::from_str("listen = \"127.0.0.1:1\"\ndefault-partitions = 3\n").unwrap();
+        let file: Flags = toml::from_str(
+            "listen = \"127.0.0.1:1\"\ndefault-partitions = 3\nmax-queued-request-bytes = 209715200\n\
+             max-topics = 7\nmax-partitions = 70\n",
+        )
+        .unwrap();
         let flags = Flags::parse_from(["kafka-gateway", "--listen", "127.0.0.1:2"]);
         let c = Config::build(flags, file).unwrap();
         assert_eq!(c.listen.port(), 2);
         assert_eq!(c.default_partitions, 3);
+        assert_eq!(
+            (c.max_queued_request_bytes, c.max_topics, c.max_partitions),
+            (200 << 20, 7, 70)
+        );
         assert!(toml::from_str::<Flags>("no-such-key = 1").is_err());
     }
 }

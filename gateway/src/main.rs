@@ -12,10 +12,11 @@ use kafka_gateway::cluster::{
 };
 use kafka_gateway::config::{Config, Flags, FsyncPolicy, StorageKind};
 use kafka_gateway::group::{GroupConfig, GroupCoordinator, GroupMetrics};
+use kafka_gateway::handler::caps::ResourceCaps;
 use kafka_gateway::handler::{BrokerInfo, Context, HandlerOptions};
 use kafka_gateway::metrics::Metrics;
 use kafka_gateway::producer_ids::ProducerIdAllocator;
-use kafka_gateway::server::{self, ServerOptions};
+use kafka_gateway::server::{self, fd_limit, ServerOptions};
 use kafka_gateway::storage::local::{FsyncMode, LocalOptions, LocalStorage};
 use kafka_gateway::storage::metered::Metered;
 use kafka_gateway::storage::seaweedmq::wal_metrics::WalMetrics;
@@ -23,7 +24,7 @@ use kafka_gateway::storage::seaweedmq::{SeaweedOptions, SeaweedStorage};
 use kafka_gateway::storage::Storage;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +42,15 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    match fd_limit::raise_open_files_limit() {
+        Ok(l) => info!(
+            soft_at_start = l.soft_before.map_or("unlimited".into(), |v| v.to_string()),
+            soft = l.soft.map_or("unlimited".into(), |v| v.to_string()),
+            hard = l.hard.map_or("unlimited".into(), |v| v.to_string()),
+            "open-file limit"
+        ),
+        Err(e) => warn!(error = %e, "cannot raise the open-file limit; keeping the one inherited"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -118,6 +128,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             default_partitions: config.default_partitions,
             fetch_max_bytes: config.fetch_max_bytes,
         },
+        caps: ResourceCaps::new(config.max_topics, config.max_partitions),
         metrics,
         producer_ids: Arc::new(ProducerIdAllocator::new(coordinator.clone())),
         groups: groups.clone(),
@@ -179,6 +190,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         max_in_flight: config.max_in_flight_requests,
         // Bounds a connection's memory by the largest request it may send.
         max_in_flight_bytes: config.max_request_bytes,
+        max_queued_request_bytes: config.max_queued_request_bytes,
         idle_timeout: config.connections_max_idle,
         shutdown_grace: config.shutdown_grace,
     };

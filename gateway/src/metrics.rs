@@ -33,6 +33,11 @@ pub struct Metrics {
     pub connections_total: IntCounter,
     /// Connections closed because of a protocol error, by reason.
     pub connection_errors: IntCounterVec,
+    /// Request bytes held by queued and in-flight requests of all connections (bounded by
+    /// `--max-queued-request-bytes`).
+    pub queued_request_bytes: IntGauge,
+    /// Connections whose reader waits for room in the request memory budget.
+    pub queued_request_waiters: IntGauge,
     topics: Mutex<HashSet<String>>,
     max_topic_labels: usize,
 }
@@ -64,6 +69,14 @@ impl Metrics {
                 Opts::new("kafka_gateway_connection_errors_total", "Connections closed on protocol errors"),
                 &["reason"],
             )?,
+            queued_request_bytes: IntGauge::new(
+                "kafka_gateway_queued_request_bytes",
+                "Request bytes held by read-ahead and in-flight requests of all connections",
+            )?,
+            queued_request_waiters: IntGauge::new(
+                "kafka_gateway_queued_request_waiters",
+                "Connections not read because the request memory budget is exhausted",
+            )?,
             topics: Mutex::new(HashSet::new()),
             max_topic_labels,
         };
@@ -76,6 +89,8 @@ impl Metrics {
         registry.register(Box::new(m.connections_active.clone()))?;
         registry.register(Box::new(m.connections_total.clone()))?;
         registry.register(Box::new(m.connection_errors.clone()))?;
+        registry.register(Box::new(m.queued_request_bytes.clone()))?;
+        registry.register(Box::new(m.queued_request_waiters.clone()))?;
         Ok(m)
     }
 

@@ -7,6 +7,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tracing::{debug, info};
 
+use super::caps::Creation;
 use super::Context;
 
 /// A per-topic failure: the Kafka error and its message.
@@ -19,6 +20,12 @@ pub(super) async fn handle(
 ) -> CreatePartitionsResponse {
     let repeated = super::dedup::repeated(req.topics.iter().map(|t| t.name.0.as_str()));
     let mut results = Vec::with_capacity(req.topics.len());
+    // Held for the whole request: the caps see every growth before the next check.
+    let mut creation = if req.topics.is_empty() {
+        None
+    } else {
+        Some(ctx.caps.begin(ctx).await)
+    };
     for topic in &req.topics {
         let name = topic.name.0.as_str();
         let result = if repeated.contains(name) {
@@ -27,7 +34,11 @@ pub(super) async fn handle(
                 format!("topic {name} is listed more than once"),
             ))
         } else {
-            grow(ctx, name, topic, req.validate_only).await
+            match creation.as_mut() {
+                Some(Ok(creation)) => grow(ctx, creation, name, topic, req.validate_only).await,
+                Some(Err(failure)) => Err(failure.clone()),
+                None => unreachable!("a topic was listed"),
+            }
         };
         let entry = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
         results.push(match result {
@@ -45,6 +56,7 @@ pub(super) async fn handle(
 
 async fn grow(
     ctx: &Context,
+    creation: &mut Creation<'_>,
     name: &str,
     topic: &CreatePartitionsTopic,
     validate_only: bool,
@@ -73,11 +85,14 @@ async fn grow(
         ));
     }
     check_assignments(ctx, topic, count - current)?;
+    let added = usize::try_from(count - current).unwrap_or(0);
+    creation.admit(0, added)?;
     ctx.storage
         .create_partitions(name, count, validate_only)
         .await
         .map_err(|e| (e.response_error(), e.to_string()))?;
     if !validate_only {
+        creation.created(0, added);
         info!(topic = name, from = current, to = count, "added partitions");
     }
     Ok(())

@@ -10,6 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tracing::{debug, info};
 
+use super::caps::Creation;
 use super::describe_configs::{SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC};
 use super::Context;
 use crate::storage::{TopicConfig, TopicMeta};
@@ -23,6 +24,12 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: CreateTopicsRequest
         *seen.entry(t.name.0.to_string()).or_default() += 1;
     }
     let mut results = Vec::with_capacity(req.topics.len());
+    // Held for the whole request: the caps see every creation before the next check.
+    let mut creation = if req.topics.is_empty() {
+        None
+    } else {
+        Some(ctx.caps.begin(ctx).await)
+    };
     for topic in req.topics {
         let name = topic.name.0.to_string();
         let result = if seen.get(&name).copied().unwrap_or(0) > 1 {
@@ -31,7 +38,11 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: CreateTopicsRequest
                 format!("topic {name} is listed more than once in the request"),
             ))
         } else {
-            create_one(ctx, &name, topic, req.validate_only).await
+            match creation.as_mut() {
+                Some(Ok(creation)) => create_one(ctx, creation, &name, topic, req.validate_only).await,
+                Some(Err(failure)) => Err(failure.clone()),
+                None => unreachable!("a topic was listed"),
+            }
         };
         let entry = CreatableTopicResult::default().with_name(TopicName(StrBytes::from_string(name.clone())));
         results.push(match result {
@@ -50,6 +61,7 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: CreateTopicsRequest
 
 async fn create_one(
     ctx: &Context,
+    creation: &mut Creation<'_>,
     name: &str,
     topic: CreatableTopic,
     validate_only: bool,
@@ -91,12 +103,23 @@ async fn create_one(
         }
     }
     let config = topic_config(&topic)?;
+    if let Err(refused) = creation.admit(1, usize::try_from(partitions).unwrap_or(usize::MAX)) {
+        // An existing topic is reported as such, whatever the caps.
+        if let Ok(Some(_)) = ctx.storage.describe_topic(name).await {
+            return Err((
+                ResponseError::TopicAlreadyExists,
+                format!("topic {name} already exists"),
+            ));
+        }
+        return Err(refused);
+    }
     let meta = ctx
         .storage
         .create_topic(name, partitions, config, validate_only)
         .await
         .map_err(|e| (e.response_error(), e.to_string()))?;
     if !validate_only {
+        creation.created(1, usize::try_from(meta.partitions).unwrap_or(0));
         info!(topic = name, partitions = meta.partitions, topic_id = %meta.id, "created topic");
     }
     Ok(meta)

@@ -76,6 +76,8 @@ async fn delete_one(ctx: &Context, target: Target) -> DeletableTopicResult {
             info!(topic = %name, topic_id = %meta.id, "deleted topic");
             // Committed offsets of a deleted topic must not resurface if it is created again.
             ctx.groups.remove_topics(std::slice::from_ref(&name)).await;
+            // The caps' cached usage still counts it.
+            ctx.caps.forget().await;
             DeletableTopicResult::default()
                 .with_name(topic_name(&name))
                 .with_topic_id(meta.id)

@@ -91,15 +91,13 @@ async fn by_name(
     match ctx.storage.describe_topic(name).await {
         Ok(Some(meta)) => topic_entry(ids, &meta, ops),
         Ok(None) if allow_create => {
-            let created = ctx
-                .storage
-                .create_topic(
-                    name,
-                    ctx.options.default_partitions,
-                    TopicConfig::default(),
-                    false,
-                )
-                .await;
+            let created = match auto_create(ctx, name).await {
+                Ok(created) => created,
+                Err((e, reason)) => {
+                    debug!(topic = name, error = ?e, %reason, "auto-create refused");
+                    return error(e);
+                }
+            };
             match created {
                 Ok(meta) => {
                     debug!(topic = name, partitions = meta.partitions, "auto-created topic");
@@ -118,6 +116,25 @@ async fn by_name(
         Ok(None) => error(ResponseError::UnknownTopicOrPartition),
         Err(e) => error(e.response_error()),
     }
+}
+
+/// Creates `name` with the default partitions within the resource caps; the outer error is a
+/// refusal by the caps.
+async fn auto_create(
+    ctx: &Context,
+    name: &str,
+) -> Result<crate::storage::Result<TopicMeta>, super::caps::Failure> {
+    let mut creation = ctx.caps.begin(ctx).await?;
+    let partitions = ctx.options.default_partitions;
+    creation.admit(1, usize::try_from(partitions).unwrap_or(usize::MAX))?;
+    let created = ctx
+        .storage
+        .create_topic(name, partitions, TopicConfig::default(), false)
+        .await;
+    if let Ok(meta) = &created {
+        creation.created(1, usize::try_from(meta.partitions).unwrap_or(0));
+    }
+    Ok(created)
 }
 
 async fn by_id(ctx: &Context, ids: &[i32], id: uuid::Uuid, ops: i32) -> MetadataResponseTopic {

@@ -18,6 +18,7 @@ use crate::storage::Storage;
 mod alter_configs;
 mod api_versions;
 mod authorized_ops;
+pub mod caps;
 mod config_docs;
 mod create_partitions;
 mod create_topics;
@@ -82,6 +83,8 @@ pub struct Context {
     pub broker: BrokerInfo,
     /// Behaviour options.
     pub options: HandlerOptions,
+    /// Topic and partition caps; creations go through it.
+    pub caps: caps::ResourceCaps,
     /// Request-path metrics.
     pub metrics: Arc<Metrics>,
     /// Producer id source for InitProducerId.

@@ -59,6 +59,7 @@ pub(crate) async fn context() -> TestContext {
             default_partitions: 1,
             fetch_max_bytes: 50 << 20,
         },
+        caps: super::caps::ResourceCaps::new(10_000, 100_000),
         metrics: Arc::new(Metrics::new(&registry, 100).expect("metrics")),
         producer_ids: Arc::new(ProducerIdAllocator::new(cluster.clone())),
         groups,

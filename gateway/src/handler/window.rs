@@ -7,11 +7,17 @@
 //! durability, which holds no request data), every other request when it completes. Without the
 //! early release an acks=all connection on a backend whose durability takes seconds (SeaweedMQ's
 //! flush interval) would be capped at window / durability latency bytes per second.
+//!
+//! The same release returns the request's bytes to the gateway-wide
+//! [`MemoryBudget`](crate::server::budget::MemoryBudget), whose [`Reservation`] a request
+//! carries along with its place in the window.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
+
+use crate::server::budget::Reservation;
 
 /// The bytes held by one connection's in-flight requests.
 #[derive(Debug, Default)]
@@ -31,12 +37,14 @@ impl Window {
         self.held.load(Ordering::Acquire)
     }
 
-    /// Counts `bytes` of a request just admitted; they are released through the returned guard.
-    pub fn hold(self: &Arc<Self>, bytes: usize) -> Held {
+    /// Counts `bytes` of a request just admitted, reserved in the global budget as `budget`;
+    /// both are released through the returned guard.
+    pub fn hold(self: &Arc<Self>, bytes: usize, budget: Reservation) -> Held {
         self.held.fetch_add(bytes, Ordering::AcqRel);
         Held {
             window: Some(Arc::clone(self)),
             bytes: AtomicUsize::new(bytes),
+            budget,
         }
     }
 
@@ -52,6 +60,7 @@ impl Window {
 pub struct Held {
     window: Option<Arc<Window>>,
     bytes: AtomicUsize,
+    budget: Reservation,
 }
 
 impl Held {
@@ -60,11 +69,13 @@ impl Held {
         Self {
             window: None,
             bytes: AtomicUsize::new(0),
+            budget: Reservation::none(),
         }
     }
 
-    /// Returns the request's bytes to the window. Idempotent.
+    /// Returns the request's bytes to the window and the global budget. Idempotent.
     pub fn release(&self) {
+        self.budget.release();
         let bytes = self.bytes.swap(0, Ordering::AcqRel);
         if let (Some(window), true) = (&self.window, bytes > 0) {
             window.held.fetch_sub(bytes, Ordering::AcqRel);
@@ -88,8 +99,8 @@ mod tests {
     #[tokio::test]
     async fn bytes_are_released_once_early_or_on_drop_and_wake_a_waiter() {
         let window = Window::new();
-        let a = window.hold(100);
-        let b = window.hold(50);
+        let a = window.hold(100, Reservation::none());
+        let b = window.hold(50, Reservation::none());
         assert_eq!(window.held(), 150);
         a.release();
         a.release();

@@ -2,7 +2,9 @@
 //!
 //! Each request frame is read into its own buffer of exactly its size, so the produce path can
 //! own the record bytes uniquely and rewrite offsets in place without a copy. The length is
-//! checked against `max_frame_bytes` before anything is allocated.
+//! checked against `max_frame_bytes` before anything is allocated; the session reads the size
+//! and the body separately ([`FrameReader::read_size`], [`FrameReader::read_body`]) to reserve
+//! the body's bytes in the global memory budget in between.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
@@ -18,6 +20,15 @@ pub enum FrameError {
         /// Configured maximum.
         max: usize,
     },
+    /// The peer declared a frame larger than the whole memory budget of all connections: it
+    /// could never be admitted.
+    #[error("frame of {size} bytes exceeds the memory budget of {budget} bytes for queued requests (--max-queued-request-bytes)")]
+    OverBudget {
+        /// Declared size.
+        size: usize,
+        /// The whole budget.
+        budget: usize,
+    },
     /// The peer closed the connection inside a frame.
     #[error("connection closed mid-frame")]
     Truncated,
@@ -31,6 +42,7 @@ impl FrameError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::TooLarge { .. } => "frame_too_large",
+            Self::OverBudget { .. } => "frame_over_budget",
             Self::Truncated => "truncated",
             Self::Io(_) => "io",
         }
@@ -59,6 +71,18 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// # Errors
     /// [`FrameError`] on oversized frames, a close inside a frame, or socket errors.
     pub async fn read_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        match self.read_size().await? {
+            None => Ok(None),
+            Some(size) => self.read_body(size).await.map(Some),
+        }
+    }
+
+    /// Reads the next frame's size prefix, checked against the maximum. `Ok(None)` on a clean
+    /// close between frames.
+    ///
+    /// # Errors
+    /// [`FrameError`] on oversized frames, a close inside the prefix, or socket errors.
+    pub async fn read_size(&mut self) -> Result<Option<usize>, FrameError> {
         let mut len = [0u8; 4];
         let mut got = 0;
         while got < 4 {
@@ -75,8 +99,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 max: self.max_frame_bytes,
             });
         }
+        Ok(Some(size as usize))
+    }
+
+    /// Reads a frame body of `size` bytes (as returned by [`Self::read_size`]) into a buffer of
+    /// exactly that size.
+    ///
+    /// # Errors
+    /// [`FrameError`] on a close inside the frame or socket errors.
+    pub async fn read_body(&mut self, size: usize) -> Result<Bytes, FrameError> {
+        debug_assert!(size <= self.max_frame_bytes);
         // Filled through `read_buf` so the buffer is never zeroed first.
-        let size = size as usize;
         let mut buf = BytesMut::with_capacity(size);
         while buf.len() < size {
             let remaining = size - buf.len();
@@ -85,7 +118,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 return Err(FrameError::Truncated);
             }
         }
-        Ok(Some(buf.freeze()))
+        Ok(buf.freeze())
     }
 }
 

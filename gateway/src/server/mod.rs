@@ -3,7 +3,10 @@
 //! A semaphore permit is taken *before* accepting, so past `max_connections` new clients wait in
 //! the kernel backlog instead of being accepted and dropped. Connection tasks are tracked; on
 //! shutdown the listener stops, every session finishes its in-flight requests, and whatever is
-//! still running after `shutdown_grace` is aborted.
+//! still running after `shutdown_grace` is aborted. All connections share one [`MemoryBudget`]
+//! for the request bytes they hold. When `accept` fails for lack of file descriptors (EMFILE,
+//! ENFILE) the loop logs an error naming the limit and backs off, doubling up to one second, so
+//! it neither spins on the still-pending connection nor exits; open connections keep working.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,11 +16,14 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::handler::Context;
+use budget::MemoryBudget;
 
+pub mod budget;
 pub mod connection;
+pub mod fd_limit;
 mod session;
 #[cfg(test)]
 mod session_test;
@@ -33,10 +39,24 @@ pub struct ServerOptions {
     pub max_in_flight: usize,
     /// Request bytes one connection may hold in flight (one request always fits).
     pub max_in_flight_bytes: usize,
+    /// Request bytes all connections together may hold, read ahead or in flight
+    /// (`queued.max.request.bytes`).
+    pub max_queued_request_bytes: usize,
     /// Close connections without requests for this long (`connections.max.idle.ms`).
     pub idle_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+}
+
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// True for accept errors caused by the process (EMFILE) or system (ENFILE) running out of file
+/// descriptors.
+fn is_fd_exhaustion(e: &std::io::Error) -> bool {
+    let errno = e.raw_os_error();
+    errno == Some(rustix::io::Errno::MFILE.raw_os_error())
+        || errno == Some(rustix::io::Errno::NFILE.raw_os_error())
 }
 
 /// Serves Kafka connections on `listener` until `shutdown` resolves, then drains.
@@ -47,7 +67,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let opts = Arc::new(opts);
+    let budget = MemoryBudget::new(
+        opts.max_queued_request_bytes,
+        ctx.metrics.queued_request_bytes.clone(),
+        ctx.metrics.queued_request_waiters.clone(),
+    );
     let limit = Arc::new(Semaphore::new(opts.max_connections));
+    let mut accept_backoff = ACCEPT_BACKOFF_MIN;
     let tracker = TaskTracker::new();
     let token = CancellationToken::new();
     let mut conn_id: u64 = 0;
@@ -65,11 +91,28 @@ pub async fn run(
             a = listener.accept() => a,
         };
         let (stream, peer) = match accepted {
-            Ok(a) => a,
+            Ok(a) => {
+                accept_backoff = ACCEPT_BACKOFF_MIN;
+                a
+            }
             Err(e) => {
-                // Transient (EMFILE, ECONNABORTED): back off briefly instead of spinning.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // The pending connection stays in the backlog, so retrying at once would spin.
+                if is_fd_exhaustion(&e) {
+                    error!(
+                        error = %e,
+                        retry_ms = accept_backoff.as_millis() as u64,
+                        "cannot accept Kafka connections: out of file descriptors; raise the \
+                         open-file limit (ulimit -n, LimitNOFILE, the container's nofile) or lower \
+                         --max-connections"
+                    );
+                } else {
+                    warn!(error = %e, retry_ms = accept_backoff.as_millis() as u64, "accept failed");
+                }
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    () = tokio::time::sleep(accept_backoff) => {}
+                }
+                accept_backoff = (accept_backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 continue;
             }
         };
@@ -77,10 +120,11 @@ pub async fn run(
         ctx.metrics.connections_total.inc();
         let span = info_span!("connection", %peer, conn_id);
         let (ctx, opts, token) = (Arc::clone(&ctx), Arc::clone(&opts), token.clone());
+        let budget = Arc::clone(&budget);
         tracker.spawn(
             async move {
                 ctx.metrics.connections_active.inc();
-                session::run(stream, Arc::clone(&ctx), opts, token).await;
+                session::run(stream, Arc::clone(&ctx), opts, budget, token).await;
                 ctx.metrics.connections_active.dec();
                 drop(permit);
             }

@@ -8,7 +8,10 @@
 //! the client keeps pipelining (librdkafka sends up to a million requests per connection): a
 //! narrow window would cap such a connection at window/durability-latency requests per second.
 //! For the same reason a Produce's bytes leave the byte window once its batches are with storage
-//! ([`handler::window`]). Protocol
+//! ([`handler::window`]). Every frame's bytes are also reserved in the gateway-wide
+//! [`MemoryBudget`] by the reader, after the size prefix and before the body is allocated, and
+//! stay reserved through the read-ahead queue until the request lets go of them; while the
+//! budget is exhausted the reader waits and the connection is not read (backpressure). Protocol
 //! errors (bad frames, unknown APIs, malformed bodies) are logged once and close only this
 //! connection. On shutdown the loop stops taking requests, finishes those in flight, flushes
 //! and closes.
@@ -25,6 +28,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use super::budget::{MemoryBudget, Reservation};
 use super::connection::{FrameError, FrameReader, FrameWriter};
 use super::ServerOptions;
 use crate::handler::window::{Held, Window};
@@ -60,6 +64,7 @@ pub(super) async fn run(
     stream: TcpStream,
     ctx: Arc<Context>,
     opts: Arc<ServerOptions>,
+    budget: Arc<MemoryBudget>,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
@@ -67,7 +72,7 @@ pub(super) async fn run(
         stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
     ));
     let (read_half, write_half) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Result<Bytes, FrameError>>(READ_AHEAD);
+    let (tx, mut rx) = mpsc::channel::<Result<Frame, FrameError>>(READ_AHEAD);
     let reader_stop = shutdown.child_token();
     let reader = {
         let stop = reader_stop.clone();
@@ -78,7 +83,7 @@ pub(super) async fn run(
                 loop {
                     let next = tokio::select! {
                         _ = stop.cancelled() => break,
-                        next = frames.read_frame() => next,
+                        next = read_reserved(&mut frames, &budget) => next,
                     };
                     let end = !matches!(next, Ok(Some(_)));
                     let item = match next {
@@ -112,8 +117,28 @@ pub(super) async fn run(
     }
 }
 
-/// Frames read ahead of the in-flight window (their bytes are not counted against it).
+/// Frames read ahead of the in-flight window (their bytes are not counted against it, but are
+/// reserved in the global budget).
 const READ_AHEAD: usize = 8;
+
+/// A request frame and its bytes' reservation in the global budget.
+type Frame = (Bytes, Reservation);
+
+/// Reads the next frame, reserving its size in `budget` before its body is allocated or read.
+async fn read_reserved<R: tokio::io::AsyncRead + Unpin>(
+    frames: &mut FrameReader<R>,
+    budget: &Arc<MemoryBudget>,
+) -> Result<Option<Frame>, FrameError> {
+    let Some(size) = frames.read_size().await? else {
+        return Ok(None);
+    };
+    let reservation = budget.reserve(size).await.ok_or(FrameError::OverBudget {
+        size,
+        budget: budget.limit(),
+    })?;
+    let body = frames.read_body(size).await?;
+    Ok(Some((body, reservation)))
+}
 
 type Pending =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<BytesMut>, SessionError>> + Send>>;
@@ -124,7 +149,7 @@ fn window_open(requests: usize, bytes: usize, opts: &ServerOptions) -> bool {
 }
 
 async fn serve(
-    rx: &mut mpsc::Receiver<Result<Bytes, FrameError>>,
+    rx: &mut mpsc::Receiver<Result<Frame, FrameError>>,
     writer: &mut FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
     ctx: &Arc<Context>,
     client: &Arc<Client>,
@@ -169,8 +194,8 @@ async fn serve(
                     None => reading = false,
                     Some(frame) => {
                         last_activity = Instant::now();
-                        let frame = frame?;
-                        let held = window.hold(frame.len());
+                        let (frame, reservation) = frame?;
+                        let held = window.hold(frame.len(), reservation);
                         let request = start_request(frame, Arc::clone(ctx), Arc::clone(client), held)?;
                         // Polled (biased, first branch) before the next frame is read, so each
                         // Produce takes its connection ticket in request order.

@@ -56,6 +56,7 @@ async fn a_produce_awaiting_its_answer_leaves_the_window_to_the_next_request() {
         max_frame_bytes: 1 << 20,
         max_in_flight: 16,
         max_in_flight_bytes: first.len(),
+        max_queued_request_bytes: 1 << 20,
         idle_timeout: Duration::from_secs(60),
         shutdown_grace: Duration::from_secs(1),
     });
@@ -67,7 +68,12 @@ async fn a_produce_awaiting_its_answer_leaves_the_window_to_the_next_request() {
         let shutdown = shutdown.clone();
         async move {
             let (stream, _) = listener.accept().await.expect("accept");
-            super::session::run(stream, ctx, opts, shutdown).await;
+            let budget = super::budget::MemoryBudget::new(
+                opts.max_queued_request_bytes,
+                ctx.metrics.queued_request_bytes.clone(),
+                ctx.metrics.queued_request_waiters.clone(),
+            );
+            super::session::run(stream, ctx, opts, budget, shutdown).await;
         }
     });
     let mut socket = TcpStream::connect(addr).await.expect("connect");
@@ -150,6 +156,7 @@ async fn a_hostile_frame_closes_only_its_connection() {
         max_frame_bytes: 1 << 20,
         max_in_flight: 16,
         max_in_flight_bytes: 1 << 20,
+        max_queued_request_bytes: 1 << 20,
         idle_timeout: Duration::from_secs(60),
         shutdown_grace: Duration::from_secs(1),
     };
@@ -196,6 +203,107 @@ async fn a_hostile_frame_closes_only_its_connection() {
             .0,
         3
     );
+
+    shutdown.cancel();
+    timely("server shutdown", server).await.expect("server task");
+}
+
+/// Polls `cond` until it holds, failing the test after ten seconds.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn many_large_frames_hold_no_more_than_the_budget_and_others_are_served_after() {
+    const FRAME: usize = 100_000;
+    const BUDGET: usize = 350_000;
+    const ATTACKERS: usize = 8;
+    let t = crate::handler::test_support::context().await;
+    let ctx = Arc::new(t.ctx);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("address");
+    let opts = ServerOptions {
+        max_connections: 32,
+        max_frame_bytes: 1 << 20,
+        max_in_flight: 16,
+        max_in_flight_bytes: 1 << 20,
+        max_queued_request_bytes: BUDGET,
+        idle_timeout: Duration::from_secs(60),
+        shutdown_grace: Duration::from_secs(1),
+    };
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(super::run(listener, Arc::clone(&ctx), opts, {
+        let s = shutdown.clone();
+        async move { s.cancelled().await }
+    }));
+    let held = || ctx.metrics.queued_request_bytes.get();
+    let waiters = || ctx.metrics.queued_request_waiters.get();
+    let mut bystander = TcpStream::connect(addr).await.expect("connect bystander");
+    assert_eq!(timely("first answer", api_versions(&mut bystander, 1)).await.0, 1);
+    eventually("the answered request's bytes released", || held() == 0).await;
+
+    // Each attacker declares a large frame and sends only its first bytes: its reservation is
+    // taken before the body is read and kept while the body never completes.
+    let mut attackers = Vec::new();
+    for _ in 0..ATTACKERS {
+        let mut s = TcpStream::connect(addr).await.expect("connect attacker");
+        let mut start = BytesMut::new();
+        start.put_u32(FRAME as u32);
+        start.put_slice(&[0u8; 10]);
+        s.write_all(&start).await.expect("send a frame's start");
+        attackers.push(s);
+    }
+    let admitted = BUDGET / FRAME;
+    eventually("the budget filling and the other attackers waiting", || {
+        let (h, w) = (held(), waiters());
+        assert!(h as usize <= BUDGET, "held {h} bytes over the budget of {BUDGET}");
+        h as usize == admitted * FRAME && w as usize == ATTACKERS - admitted
+    })
+    .await;
+
+    // A frame larger than the whole budget (but under the frame limit) is refused outright.
+    let mut huge = TcpStream::connect(addr).await.expect("connect");
+    huge.write_all(&((BUDGET + 1) as u32).to_be_bytes())
+        .await
+        .expect("send size");
+    let mut rest = Vec::new();
+    let read = timely("the over-budget connection closing", huge.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(0)) || read.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "closed without an answer"
+    );
+    assert_eq!(
+        ctx.metrics
+            .connection_errors
+            .with_label_values(&["frame_over_budget"])
+            .get(),
+        1
+    );
+
+    // The bystander's next request queues behind the attackers' reservations; once they leave,
+    // it is served, and everything is given back.
+    let pending = tokio::spawn(async move {
+        let answer = api_versions(&mut bystander, 2).await;
+        (answer, bystander)
+    });
+    assert!(held() as usize <= BUDGET);
+    drop(attackers);
+    let (answer, mut bystander) = timely("the bystander's answer once the budget frees", pending)
+        .await
+        .expect("bystander task");
+    assert_eq!(answer, (2, crate::protocol::versions::SUPPORTED.len()));
+    assert_eq!(
+        timely("a later answer", api_versions(&mut bystander, 3)).await.0,
+        3
+    );
+    eventually("every reservation returned", || held() == 0 && waiters() == 0).await;
 
     shutdown.cancel();
     timely("server shutdown", server).await.expect("server task");
