@@ -11,6 +11,8 @@
 
 use bytes::{Buf, Bytes};
 
+pub mod validate;
+
 /// Size of the v2 batch header.
 pub const HEADER_LEN: usize = 61;
 /// Bytes before `batchLength`'s coverage starts (baseOffset + batchLength).
@@ -40,6 +42,10 @@ pub enum BatchError {
     /// A field holds an impossible value.
     #[error("invalid record batch: {0}")]
     Invalid(String),
+    /// The record count disagrees with the offset range, or is zero (Kafka answers these
+    /// INVALID_RECORD, the structural problems above CORRUPT_MESSAGE).
+    #[error("invalid record batch: {0}")]
+    OffsetRange(String),
 }
 
 /// The decoded fixed header of one v2 batch.
@@ -166,8 +172,8 @@ pub fn split_and_validate(mut records: Bytes) -> Result<Vec<(BatchHeader, Bytes)
         if stored != computed {
             return Err(BatchError::Crc { stored, computed });
         }
-        if header.record_count != header.last_offset_delta + 1 {
-            return Err(BatchError::Invalid(format!(
+        if header.record_count <= 0 || header.record_count != header.last_offset_delta + 1 {
+            return Err(BatchError::OffsetRange(format!(
                 "record count {} does not match last offset delta {}",
                 header.record_count, header.last_offset_delta
             )));

@@ -31,6 +31,14 @@ const DOCS: &[(&str, &str)] = &[
         "Whether record timestamps are CreateTime (set by the producer) or LogAppendTime.",
     ),
     (
+        "message.timestamp.before.max.ms",
+        "CreateTime topics: largest allowed age of a record timestamp when it is produced.",
+    ),
+    (
+        "message.timestamp.after.max.ms",
+        "CreateTime topics: how far ahead of the broker clock a record timestamp may be.",
+    ),
+    (
         "compression.type",
         "Batches are stored as the producer compressed them.",
     ),
@@ -102,6 +110,14 @@ const DOCS: &[(&str, &str)] = &[
     (
         "log.message.timestamp.type",
         "Default message.timestamp.type of topics.",
+    ),
+    (
+        "log.message.timestamp.before.max.ms",
+        "Default message.timestamp.before.max.ms of topics.",
+    ),
+    (
+        "log.message.timestamp.after.max.ms",
+        "Default message.timestamp.after.max.ms of topics.",
     ),
 ];
 

@@ -336,3 +336,62 @@ async fn fetch_limit_applies_in_partition_order_after_concurrent_reads() {
     };
     assert_eq!(sizes(&r), vec![(size, 2), (0, 2), (0, 2)]);
 }
+
+#[tokio::test]
+async fn invalid_records_fail_their_partition_only() {
+    let t = context().await;
+    let ctx = &t.ctx;
+    let meta = ctx
+        .storage
+        .create_topic("v", 3, TopicConfig::default(), false)
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Partition 0: the first record's offset delta is 2 instead of 0.
+    let mut bad_offsets = batch(&[b"a", b"b"], now, -1, -1, -1);
+    let at = crate::records::HEADER_LEN + 3;
+    assert_eq!(bad_offsets[at], 0);
+    bad_offsets[at] = 4;
+    let crc = crc32c::crc32c(&bad_offsets[21..]);
+    bad_offsets[17..21].copy_from_slice(&crc.to_be_bytes());
+    // Partition 1: two hours ahead of the broker clock (after.max.ms defaults to one hour).
+    let future = batch(&[b"x"], now + 7_200_000, -1, -1, -1);
+    let good = batch(&[b"ok"], now, -1, -1, -1);
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name("v"))
+            .with_topic_id(meta.id)
+            .with_partition_data(
+                [bad_offsets, future, good]
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        PartitionProduceData::default()
+                            .with_index(i as i32)
+                            .with_records(Some(b.freeze()))
+                    })
+                    .collect(),
+            )]);
+    let ResponseKind::Produce(r) = run(ctx, ApiKey::Produce, 9, RequestKind::Produce(req)).await else {
+        panic!()
+    };
+    let mut codes: Vec<_> = r.responses[0]
+        .partition_responses
+        .iter()
+        .map(|p| (p.index, p.error_code, p.base_offset))
+        .collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        vec![
+            (0, ResponseError::InvalidRecord.code(), -1),
+            (1, ResponseError::InvalidTimestamp.code(), -1),
+            (2, 0, 0),
+        ]
+    );
+}

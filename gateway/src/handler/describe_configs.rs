@@ -211,6 +211,18 @@ fn broker_configs(ctx: &Context, name: &str) -> Result<Vec<Described>, (Response
             TYPE_STRING,
             SOURCE_DEFAULT,
         ),
+        (
+            "log.message.timestamp.before.max.ms",
+            d.message_timestamp_before_max_ms.to_string(),
+            TYPE_LONG,
+            SOURCE_DEFAULT,
+        ),
+        (
+            "log.message.timestamp.after.max.ms",
+            d.message_timestamp_after_max_ms.to_string(),
+            TYPE_LONG,
+            SOURCE_DEFAULT,
+        ),
     ];
     if let Some(rack) = &b.rack {
         list.push(("broker.rack", rack.clone(), TYPE_STRING, SOURCE_STATIC_BROKER));

@@ -21,7 +21,9 @@ use tracing::debug;
 
 use super::window::Held;
 use super::{Client, Context};
+use crate::records::validate::{validate_records, TimestampBounds};
 use crate::records::{split_and_validate, BatchError};
+use crate::storage::config::TimestampType;
 use crate::storage::{AppendOutcome, PendingAppend, StorageError, TopicMeta, TopicPartition};
 
 /// One partition's work, detached from the request so the record bytes can be owned uniquely.
@@ -176,10 +178,12 @@ async fn start_partition(
         debug!(topic = %meta.name, partition, error = %e, "rejecting record batch");
         let code = match e {
             BatchError::Magic(_) => ResponseError::UnsupportedForMessageFormat,
+            BatchError::OffsetRange(_) => ResponseError::InvalidRecord,
             _ => ResponseError::CorruptMessage,
         };
         (code, Some(e.to_string()))
     })?;
+    validate_batches(meta, partition, &batches)?;
     if batches
         .iter()
         .any(|(h, _)| h.is_transactional() || h.is_control())
@@ -210,6 +214,42 @@ async fn start_partition(
         bytes,
         records,
     })
+}
+
+/// Checks the records inside each batch (Kafka's `LogValidator`): structure, offset deltas and
+/// CreateTime timestamps. A batch over `max.message.bytes` is refused first, as Kafka does before
+/// validating, so an oversized batch costs no walk or decompression.
+fn validate_batches(
+    meta: &TopicMeta,
+    partition: i32,
+    batches: &[(crate::records::BatchHeader, Bytes)],
+) -> Result<(), PartitionError> {
+    let config = &meta.config;
+    let max = usize::try_from(config.max_message_bytes).unwrap_or(0);
+    let timestamps = match config.message_timestamp_type {
+        TimestampType::CreateTime => Some(TimestampBounds {
+            now_ms: now_ms(),
+            before_max_ms: config.message_timestamp_before_max_ms,
+            after_max_ms: config.message_timestamp_after_max_ms,
+        }),
+        TimestampType::LogAppendTime => None,
+    };
+    for (header, batch) in batches {
+        if batch.len() > max {
+            return Err(storage_error(StorageError::BatchTooLarge { size: batch.len(), max }));
+        }
+        validate_records(header, batch, timestamps).map_err(|e| {
+            debug!(topic = %meta.name, partition, kind = e.kind(), error = %e, "rejecting record batch");
+            (e.response_error(), Some(e.to_string()))
+        })?;
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Awaits a partition's appends (and, for acks=all, their durability); the answer is the first

@@ -1,7 +1,8 @@
 //! Typed topic configuration: the Kafka topic configs the gateway honours.
 //!
 //! Writable keys: `retention.ms`, `retention.bytes`, `segment.bytes`, `segment.ms`,
-//! `cleanup.policy` (only `delete`), `max.message.bytes`, `message.timestamp.type`, and the
+//! `cleanup.policy` (only `delete`), `max.message.bytes`, `message.timestamp.type`,
+//! `message.timestamp.before.max.ms`, `message.timestamp.after.max.ms`, and the
 //! gateway's own `seaweedmq.value.format` (how the SeaweedMQ backend stores record values; the
 //! embedded log always stores batches as produced).
 //! Other well-known Kafka topic configs are reported by DescribeConfigs as read-only with the
@@ -52,6 +53,10 @@ impl ValueFormat {
 
 /// Kafka's default `max.message.bytes` (1 MiB + record batch overhead).
 pub const DEFAULT_MAX_MESSAGE_BYTES: i32 = 1_048_588;
+/// Kafka 4's default `message.timestamp.before.max.ms`: no limit on past timestamps.
+pub const DEFAULT_TIMESTAMP_BEFORE_MAX_MS: i64 = i64::MAX;
+/// Kafka 4's default `message.timestamp.after.max.ms`: one hour (KIP-937).
+pub const DEFAULT_TIMESTAMP_AFTER_MAX_MS: i64 = 3_600_000;
 /// Smallest `segment.bytes` accepted (Kafka 4.0's minimum).
 pub const MIN_SEGMENT_BYTES: i64 = 1_048_576;
 
@@ -73,6 +78,10 @@ pub struct TopicConfig {
     pub max_message_bytes: i32,
     /// Timestamp type of the topic.
     pub message_timestamp_type: TimestampType,
+    /// CreateTime topics: how far in the past a record timestamp may be (ms).
+    pub message_timestamp_before_max_ms: i64,
+    /// CreateTime topics: how far in the future a record timestamp may be (ms).
+    pub message_timestamp_after_max_ms: i64,
     /// How the SeaweedMQ backend stores record values.
     pub value_format: ValueFormat,
 }
@@ -87,6 +96,8 @@ impl Default for TopicConfig {
             cleanup_policy: CleanupPolicy::Delete,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             message_timestamp_type: TimestampType::CreateTime,
+            message_timestamp_before_max_ms: DEFAULT_TIMESTAMP_BEFORE_MAX_MS,
+            message_timestamp_after_max_ms: DEFAULT_TIMESTAMP_AFTER_MAX_MS,
             value_format: ValueFormat::Envelope,
         }
     }
@@ -180,6 +191,12 @@ impl TopicConfig {
                     Some(_) => return Err(invalid("expected CreateTime or LogAppendTime")),
                 }
             }
+            "message.timestamp.before.max.ms" => {
+                self.message_timestamp_before_max_ms = long(0)?.unwrap_or(defaults.message_timestamp_before_max_ms)
+            }
+            "message.timestamp.after.max.ms" => {
+                self.message_timestamp_after_max_ms = long(0)?.unwrap_or(defaults.message_timestamp_after_max_ms)
+            }
             "seaweedmq.value.format" => {
                 self.value_format = match value.map(str::trim) {
                     None | Some("envelope") => ValueFormat::Envelope,
@@ -219,6 +236,18 @@ impl TopicConfig {
                 ts(self.message_timestamp_type).into(),
                 self.message_timestamp_type == d.message_timestamp_type,
                 2,
+            ),
+            entry(
+                "message.timestamp.before.max.ms",
+                self.message_timestamp_before_max_ms.to_string(),
+                self.message_timestamp_before_max_ms == d.message_timestamp_before_max_ms,
+                5,
+            ),
+            entry(
+                "message.timestamp.after.max.ms",
+                self.message_timestamp_after_max_ms.to_string(),
+                self.message_timestamp_after_max_ms == d.message_timestamp_after_max_ms,
+                5,
             ),
             entry(
                 "seaweedmq.value.format",
@@ -285,6 +314,31 @@ mod tests {
         json.as_object_mut().unwrap().remove("value_format");
         let old: TopicConfig = serde_json::from_value(json).unwrap();
         assert_eq!(old.value_format, ValueFormat::Envelope);
+    }
+
+    #[test]
+    fn timestamp_windows_default_to_kafka_4_and_old_documents_get_them() {
+        let d = TopicConfig::default();
+        assert_eq!(d.message_timestamp_before_max_ms, i64::MAX);
+        assert_eq!(d.message_timestamp_after_max_ms, 3_600_000);
+        let c = TopicConfig::from_entries([
+            ("message.timestamp.before.max.ms", Some("1000")),
+            ("message.timestamp.after.max.ms", Some("0")),
+        ])
+        .unwrap();
+        assert_eq!((c.message_timestamp_before_max_ms, c.message_timestamp_after_max_ms), (1000, 0));
+        let e = c.entries();
+        assert!(e.iter().any(|e| e.name == "message.timestamp.before.max.ms" && e.value == "1000" && !e.is_default && !e.read_only));
+        assert!(d.entries().iter().any(|e| e.name == "message.timestamp.after.max.ms" && e.value == "3600000" && e.is_default));
+        for bad in ["-1", "x"] {
+            assert!(TopicConfig::from_entries([("message.timestamp.after.max.ms", Some(bad))]).is_err());
+        }
+        let mut json = serde_json::to_value(TopicConfig::default()).unwrap();
+        let obj = json.as_object_mut().unwrap();
+        obj.remove("message_timestamp_before_max_ms");
+        obj.remove("message_timestamp_after_max_ms");
+        let old: TopicConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(old, TopicConfig::default());
     }
 
     #[test]
