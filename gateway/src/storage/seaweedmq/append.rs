@@ -25,7 +25,6 @@ use super::partition::{message_of, raw_message_of, rebuild_producers, PartitionS
 use super::publish::{Acked, Publisher};
 use super::{client, Inner};
 use crate::records::BatchHeader;
-use crate::storage::local::WriteAheadLog;
 use super::pb::messaging_pb::DataMessage;
 use crate::storage::producer_state::SequenceCheck;
 use crate::storage::{
@@ -173,6 +172,7 @@ impl Inner {
                 state.read_ahead.clear(&self.read_ahead_budget);
             }
             guard.floor = broker_hw;
+            guard.next_expected = broker_hw;
             let channels = self.client.discovery().channels();
             let publisher = self
                 .client
@@ -184,20 +184,29 @@ impl Inner {
             guard.publisher = Some(publisher);
             }
         }
-        // WAL writes follow offset order: each batch writes after the one submitted before it.
-        let (written_tx, written_rx) = tokio::sync::oneshot::channel::<()>();
-        let previous = guard.wal_tail.replace(written_rx);
+        if guard.publisher.is_none() {
+            return Err(io("publish stream unavailable"));
+        }
+        let floor = guard.floor;
+        // The stream is this partition's only publisher and FIFO: the batch will get the next
+        // `messages.len()` offsets. It goes to the WAL there before SMQ sees it, so the WAL stays
+        // dense up to everything submitted (a batch whose ack is lost with the broker is
+        // republished like the rest); the ack must confirm the offsets.
+        let expected = guard.next_expected;
+        let wal = match (&self.wal, wal_batch) {
+            (Some(wal), Some(batch)) => {
+                wal.append(tp, info.meta.id, &batch, expected)?;
+                Some(WalCheck {
+                    state: Arc::clone(&state),
+                    expected,
+                })
+            }
+            _ => None,
+        };
+        guard.next_expected = expected + messages.len() as i64;
         let Some(publisher) = guard.publisher.as_ref() else {
             return Err(io("publish stream unavailable"));
         };
-        let floor = guard.floor;
-        let wal = self.wal.clone().zip(wal_batch).map(|(wal, batch)| WalWrite {
-            wal,
-            batch,
-            id: info.meta.id,
-            previous,
-            written: written_tx,
-        });
         let pending = publisher
             .submit(messages)
             .await
@@ -256,7 +265,7 @@ async fn settle(
     acked: Acked,
     floor: Offset,
     answer: Answer,
-    wal: Option<WalWrite>,
+    wal: Option<WalCheck>,
 ) -> Result<Appended> {
     if acked.base_offset < floor {
         // The broker's offset counter went backwards while this stream was open: the messages
@@ -268,22 +277,19 @@ async fn settle(
             acked.base_offset
         )));
     }
-    if let Some(w) = wal {
-        if let Some(previous) = w.previous {
-            // Err: the earlier batch's future was dropped or failed; nothing more to wait for.
-            let _ = previous.await;
-        }
-        if !acked.contiguous {
-            // The WAL cannot hold a batch SMQ split: do not acknowledge what it cannot keep.
+    if let Some(check) = wal {
+        if acked.base_offset != check.expected || !acked.contiguous {
+            // The WAL holds the batch where this stream's order put it; another publisher moved
+            // it. Never acknowledge it, and refuse further appends: the WAL no longer matches.
+            let why = format!(
+                "{tp}: the broker put the batch expected at {} at {}..{} (another publisher interleaved); the write-ahead log no longer matches the partition",
+                check.expected, acked.base_offset, acked.last_offset
+            );
+            error!(partition = %tp, reason = %why, "partition fenced: appends are refused");
+            *check.state.fenced.lock() = Some(why.clone());
             state.append.lock().await.publisher = None;
-            error!(partition = %tp, base = acked.base_offset, last = acked.last_offset, "another publisher interleaved with this batch; it is not acknowledged");
-            return Err(io(format!(
-                "{tp}: another publisher interleaved with the batch at {}",
-                acked.base_offset
-            )));
+            return Err(io(why));
         }
-        w.wal.append(tp, w.id, &w.batch, acked.base_offset)?;
-        let _ = w.written.send(());
     }
     state.advance(acked.last_offset + 1);
     if !acked.contiguous {
@@ -295,13 +301,10 @@ async fn settle(
     })
 }
 
-/// A batch's pending write to the write-ahead log, ordered after the previous batch's.
-pub(super) struct WalWrite {
-    wal: Arc<WriteAheadLog>,
-    batch: Bytes,
-    id: uuid::Uuid,
-    previous: Option<tokio::sync::oneshot::Receiver<()>>,
-    written: tokio::sync::oneshot::Sender<()>,
+/// Where the write-ahead log put a batch, for its ack to confirm.
+pub(super) struct WalCheck {
+    state: Arc<PartitionState>,
+    expected: Offset,
 }
 
 /// The SMQ messages of one validated Kafka batch: one per record, enveloped (or bare on a raw

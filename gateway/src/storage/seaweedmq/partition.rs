@@ -32,9 +32,9 @@ pub struct AppendState {
     pub producers: Option<ProducerStateTable>,
     /// The broker's high watermark when the open stream started: no ack may be below it.
     pub floor: Offset,
-    /// Resolves once the last submitted batch is in the write-ahead log (WAL writes follow
-    /// offset order).
-    pub wal_tail: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// The offset the open stream's next message will get (the stream is the partition's
+    /// only publisher and FIFO); write-ahead log entries are written there before submitting.
+    pub next_expected: Offset,
 }
 
 /// One Kafka partition on SMQ.

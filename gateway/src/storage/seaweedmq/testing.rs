@@ -138,8 +138,20 @@ impl WeedCluster {
             flush_interval,
         };
         cluster.wait_filer().await?;
-        cluster.start_broker()?;
-        cluster.wait_ready().await?;
+        // The broker's port was free when picked; a parallel test may take it before the broker
+        // binds (the broker then exits at once): pick another and start again.
+        for attempt in 1.. {
+            cluster.start_broker()?;
+            match cluster.wait_ready().await {
+                Ok(()) => break,
+                Err(e) if attempt < 3 && cluster.broker_exited() => {
+                    tracing::debug!(error = %e, "broker exited at start; retrying on another port");
+                    cluster.broker_port = free_port()?;
+                    cluster.broker_addr = format!("127.0.0.1:{}", cluster.broker_port);
+                }
+                Err(e) => return Err(e),
+            }
+        }
         Ok(cluster)
     }
 
@@ -254,9 +266,22 @@ impl WeedCluster {
         }
     }
 
-    async fn wait_ready(&self) -> std::io::Result<()> {
+    /// True when the broker process has exited.
+    fn broker_exited(&mut self) -> bool {
+        self.broker
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    async fn wait_ready(&mut self) -> std::io::Result<()> {
         let deadline = Instant::now() + READY_DEADLINE;
         loop {
+            if self.broker_exited() {
+                return Err(std::io::Error::other(format!(
+                    "mq broker exited at start\n{}",
+                    self.logs()
+                )));
+            }
             let client = self.client();
             match client.list_topics().await {
                 Ok(_) => return Ok(()),

@@ -5,8 +5,10 @@
 //! its offsets) and the WAL holds it at those offsets on stable storage. Until SMQ's own flush
 //! covers them, the WAL is the copy that survives a broker crash. Invariants:
 //!
-//! * WAL entries are written in offset order ([`super::append`] chains the writes) and are
-//!   trimmed only below what the broker has both flushed and checkpointed.
+//! * WAL entries are written at the offsets the partition's one FIFO stream will give them,
+//!   before SMQ sees them ([`super::append`]), so the WAL is dense up to everything submitted;
+//!   each ack must confirm its offsets. Entries are trimmed only below what the broker has both
+//!   flushed and checkpointed.
 //! * Before a partition's publish stream is (re)opened, every WAL entry the broker no longer has
 //!   is published again, in order, and must land at its original offset; otherwise the
 //!   partition refuses appends with a clear error instead of renumbering records.
@@ -81,7 +83,8 @@ impl Inner {
             self.check_broker_kept(tp, info, start, end.min(broker_hw)).await?;
             if broker_hw < end {
                 let publisher = self.open_publisher(tp).await?;
-                self.replay(tp, info, state, &publisher, broker_hw, end).await?;
+                self.replay(tp, info, state, &publisher, broker_hw, end, guard.producers.as_mut())
+                    .await?;
                 guard.publisher = Some(publisher);
                 floor = end;
             }
@@ -94,6 +97,7 @@ impl Inner {
         }
         state.advance(floor);
         guard.floor = floor;
+        guard.next_expected = floor;
         if guard.publisher.is_none() {
             guard.publisher = Some(self.open_publisher(tp).await?);
         }
@@ -179,6 +183,7 @@ impl Inner {
         publisher: &Publisher,
         from: Offset,
         end: Offset,
+        mut producers: Option<&mut crate::storage::producer_state::ProducerStateTable>,
     ) -> Result<()> {
         let Some(wal) = &self.wal else { return Ok(()) };
         let name = tp.to_string();
@@ -205,6 +210,13 @@ impl Inner {
                 }
                 let stamp = (log_append && header.attributes & 0x08 != 0).then_some(header.max_timestamp);
                 let (_, messages) = messages_of_batch(&batch, raw, stamp)?;
+                if header.is_idempotent() {
+                    // The batch may never have been acknowledged (its ack was lost with the
+                    // broker): a retry of it is a duplicate now.
+                    if let Some(table) = producers.as_deref_mut() {
+                        table.record(&header, header.base_offset);
+                    }
+                }
                 let skip = usize::try_from(next - header.base_offset).unwrap_or(0);
                 let messages: Vec<_> = messages.into_iter().skip(skip).collect();
                 let count = messages.len() as i64;
