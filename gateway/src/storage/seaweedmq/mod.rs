@@ -49,6 +49,8 @@ pub mod testing;
 mod tests;
 #[cfg(test)]
 mod wal_tests;
+#[cfg(test)]
+mod names_test;
 
 pub use client::SmqClient;
 pub use discovery::Seeds;
