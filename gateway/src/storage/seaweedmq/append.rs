@@ -9,8 +9,9 @@
 //! while this one's acks are still in flight (one round trip per request otherwise caps a
 //! connection at a few dozen requests per second).
 //!
-//! Idempotent batches are the exception: they wait for their acks under the lock, because the
-//! producer table must record each batch's offsets before the next batch is checked.
+//! Without a write-ahead log, idempotent batches are the exception: they wait for their acks
+//! under the lock, because the producer table must record each batch's offsets before the next
+//! batch is checked. With one, the offsets are known (and the batch kept) before the ack.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -204,6 +205,14 @@ impl Inner {
             _ => None,
         };
         guard.next_expected = expected + messages.len() as i64;
+        if idempotent && wal.is_some() {
+            // The WAL holds the batch at these offsets and republishes it if the broker loses
+            // it, so it is stored even if its ack never arrives: a retry of it is a duplicate
+            // from now on. (Without a WAL the table learns a batch only from its ack.)
+            if let Some(table) = guard.producers.as_mut() {
+                table.record(&header, expected);
+            }
+        }
         let Some(publisher) = guard.publisher.as_ref() else {
             return Err(io("publish stream unavailable"));
         };
@@ -217,7 +226,7 @@ impl Inner {
                 .map_err(|_| io("publish stream dropped"))?
                 .map_err(|e| e.into_storage(&name))
         };
-        if idempotent {
+        if idempotent && wal.is_none() {
             let acked = acks.await?;
             if acked.base_offset >= floor {
                 if let Some(table) = guard.producers.as_mut() {
