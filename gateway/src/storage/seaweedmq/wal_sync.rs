@@ -371,7 +371,7 @@ async fn keep(inner: &Arc<Inner>, tp: &TopicPartition, state: &Arc<PartitionStat
         }
         guard.publisher = None;
         if let Err(e) = inner.reopen_with_wal(tp, &info, state, &mut guard).await {
-            debug!(partition = %tp, error = %e, "write-ahead log recovery not yet possible");
+            warn!(partition = %tp, error = %e, "write-ahead log recovery not yet possible");
         }
     }
     if let Some(m) = &inner.wal_metrics {
