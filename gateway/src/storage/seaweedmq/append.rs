@@ -133,16 +133,6 @@ impl Inner {
             debug!(partition = %name, producers = table.len(), from, to = hw, "rebuilt producer state from envelopes");
             guard.producers = Some(table);
         }
-        let check = guard.producers.as_ref().map(|t| t.check(&header)).transpose()?;
-        if let Some(SequenceCheck::Duplicate { base_offset }) = check {
-            // The original may have been answered with an error before it was flushed, so
-            // acks=all waits for the original's records.
-            let appended = Appended {
-                outcome: answer.outcome(base_offset, true),
-                end_offset: base_offset + i64::from(header.record_count),
-            };
-            return Ok(Box::pin(std::future::ready(Ok(appended))));
-        }
         if guard.publisher.as_ref().is_none_or(Publisher::is_closed) {
             guard.publisher = None;
             if self.wal.is_some() {
@@ -184,6 +174,17 @@ impl Inner {
                 .map_err(|e| e.into_storage(&name))?;
             guard.publisher = Some(publisher);
             }
+        }
+        // Checked after a reopen: its replay may have put a lost batch back (and into the table).
+        let check = guard.producers.as_ref().map(|t| t.check(&header)).transpose()?;
+        if let Some(SequenceCheck::Duplicate { base_offset }) = check {
+            // The original may have been answered with an error before it was flushed, so
+            // acks=all waits for the original's records.
+            let appended = Appended {
+                outcome: answer.outcome(base_offset, true),
+                end_offset: base_offset + i64::from(header.record_count),
+            };
+            return Ok(Box::pin(std::future::ready(Ok(appended))));
         }
         if guard.publisher.is_none() {
             return Err(io("publish stream unavailable"));
