@@ -39,7 +39,8 @@ impl TopicBackends for SeaweedBackends {
         let options = SeaweedOptions {
             masters: endpoints.masters.clone(),
             brokers: endpoints.brokers.clone(),
-            filer: None,
+            // The operator only administers topics: no appends, so no write-ahead log.
+            ..SeaweedOptions::default()
         };
         let storage = Arc::new(SeaweedStorage::connect(options).await?);
         cache.insert(key, Arc::clone(&storage));
