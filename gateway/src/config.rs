@@ -87,7 +87,8 @@ pub struct Flags {
     #[arg(long, env = "KAFKA_GATEWAY_SEAWEEDMQ_BROKERS")]
     pub seaweedmq_brokers: Option<String>,
     /// SeaweedMQ: answer acks=all from a local write-ahead log in the data dir (fsynced, group
-    /// commit) instead of waiting for the broker's flush (-logFlushInterval, 5 s) [default: true].
+    /// commit) instead of waiting for the broker's flush (-logFlushInterval, 5 s) [default: false;
+    /// opt-in while known failures remain, docs/seaweedmq-mapping.md §3.3].
     #[arg(long, env = "KAFKA_GATEWAY_SEAWEEDMQ_WAL")]
     pub seaweedmq_wal: Option<bool>,
     /// Cluster node id [default: 0].
@@ -355,7 +356,7 @@ impl Config {
             group_initial_rebalance_delay_ms: pick!(group_initial_rebalance_delay_ms, 3000),
             seaweedmq_masters: Vec::new(),
             seaweedmq_brokers: Vec::new(),
-            seaweedmq_wal: pick!(seaweedmq_wal, true),
+            seaweedmq_wal: pick!(seaweedmq_wal, false),
             cluster_listen: {
                 let v = pick!(cluster_listen, "0.0.0.0:9645".into());
                 v.parse()
