@@ -345,3 +345,33 @@ mod tests {
         assert!(check_monotonic(&[c(1), c(3), c(2)]).is_err());
     }
 }
+
+/// Checks the summary line of a client's `await-send` scenario (`count` sends, each awaited
+/// before the next; fields `acked`, `read`, `elapsed_s`, `p50_ms`, `p99_ms`, `max_ms`): every
+/// send acknowledged within `budget` and read back. Notes the figures.
+///
+/// # Errors
+/// A send not acknowledged, the budget exceeded, or a record not read back.
+pub fn check_awaited_sends(
+    what: &str,
+    count: u32,
+    budget: std::time::Duration,
+    out: &Value,
+) -> Result<()> {
+    let elapsed = out["elapsed_s"].as_f64().unwrap_or(f64::INFINITY);
+    let secs = budget.as_secs();
+    note(format!(
+        "{what}: {} of {count} sends in {elapsed:.2} s, p50 {} ms, p99 {} ms, max {} ms",
+        out["acked"], out["p50_ms"], out["p99_ms"], out["max_ms"]
+    ));
+    ensure!(
+        out["acked"] == count,
+        "every awaited send acknowledged within {secs} s: {out}"
+    );
+    ensure!(
+        elapsed <= budget.as_secs_f64(),
+        "{count} awaited sends took {elapsed:.1} s, over {secs} s: {out}"
+    );
+    ensure!(out["read"] == count, "every record read back in order: {out}");
+    Ok(())
+}

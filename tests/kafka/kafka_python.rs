@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use tests::harness::phase::note;
+use tests::harness::workload::check_awaited_sends;
 use tests::{backend_tests, phase, Backend, ClientCommand, GatewayOptions};
 
 /// Records of the synchronous-send run, each one `send(...).get()`.
@@ -50,26 +50,6 @@ fn kafka_python_sync_acks_all_sends_finish_in_seconds(backend: Backend) -> Resul
         // Budget, topic setup and a read-back bounded by the script's own deadlines.
         .timeout(SYNC_SENDS_BUDGET + Duration::from_secs(120))
         .run_json()?;
-    let elapsed = out["elapsed_s"].as_f64().unwrap_or(f64::INFINITY);
-    note(format!(
-        "kafka-python on {}: {} of {SYNC_SENDS} synchronous sends in {elapsed:.2} s, p50 {} ms, p99 {} ms, max {} ms",
-        backend.name(),
-        out["acked"],
-        out["p50_ms"],
-        out["p99_ms"],
-        out["max_ms"]
-    ));
-    ensure!(
-        out["acked"] == SYNC_SENDS,
-        "every synchronous send acknowledged within {budget} s: {out}"
-    );
-    ensure!(
-        elapsed <= SYNC_SENDS_BUDGET.as_secs_f64(),
-        "{SYNC_SENDS} synchronous sends took {elapsed:.1} s, over {budget} s: {out}"
-    );
-    ensure!(
-        out["read"] == SYNC_SENDS,
-        "every record read back in order: {out}"
-    );
+    check_awaited_sends(&format!("kafka-python synchronous sends on {}", backend.name()), SYNC_SENDS, SYNC_SENDS_BUDGET, &out)?;
     Ok(())
 }

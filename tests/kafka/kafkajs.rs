@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use tests::harness::phase::note;
+use tests::harness::workload::check_awaited_sends;
 use tests::{backend_tests, phase, Backend, ClientCommand, Gateway, GatewayOptions};
 
 /// Records of the awaited-send run, each one `await producer.send()`.
@@ -52,26 +52,6 @@ fn kafkajs_awaited_acks_all_sends_finish_in_seconds(backend: Backend) -> Result<
         // Budget, topic setup and a read-back bounded by the script's own deadlines.
         .timeout(AWAITED_SENDS_BUDGET + Duration::from_secs(120))
         .run_json()?;
-    let elapsed = out["elapsed_s"].as_f64().unwrap_or(f64::INFINITY);
-    note(format!(
-        "kafkajs on {}: {} of {AWAITED_SENDS} awaited sends in {elapsed:.2} s, p50 {} ms, p99 {} ms, max {} ms",
-        backend.name(),
-        out["acked"],
-        out["p50_ms"],
-        out["p99_ms"],
-        out["max_ms"]
-    ));
-    ensure!(
-        out["acked"] == AWAITED_SENDS,
-        "every awaited send acknowledged within {budget} s: {out}"
-    );
-    ensure!(
-        elapsed <= AWAITED_SENDS_BUDGET.as_secs_f64(),
-        "{AWAITED_SENDS} awaited sends took {elapsed:.1} s, over {budget} s: {out}"
-    );
-    ensure!(
-        out["read"] == AWAITED_SENDS,
-        "every record read back in order: {out}"
-    );
+    check_awaited_sends(&format!("kafkajs awaited sends on {}", backend.name()), AWAITED_SENDS, AWAITED_SENDS_BUDGET, &out)?;
     Ok(())
 }
