@@ -23,14 +23,13 @@ use tracing::{debug, error, warn};
 use super::batch_codec::decode_validated_batch;
 use super::envelope::BatchFields;
 use super::partition::{message_of, raw_message_of, rebuild_producers, PartitionState, REBUILD_WINDOW};
+use super::pb::messaging_pb::DataMessage;
 use super::publish::{Acked, Publisher};
 use super::{client, Inner};
 use crate::records::BatchHeader;
-use super::pb::messaging_pb::DataMessage;
 use crate::storage::producer_state::SequenceCheck;
 use crate::storage::{
-    AppendOutcome, Durability, Offset, Result, StorageError, TimestampType, TopicPartition,
-    ValueFormat,
+    AppendOutcome, Durability, Offset, Result, StorageError, TimestampType, TopicPartition, ValueFormat,
 };
 
 /// How long an acks=all append waits for the broker to flush and checkpoint it (the usual wait
@@ -138,41 +137,41 @@ impl Inner {
             if self.wal.is_some() {
                 self.reopen_with_wal(tp, &info, &state, &mut guard).await?;
             } else {
-            // A restarted broker continues offsets after its last checkpoint, without what it
-            // had not flushed. Losing durable (flushed and checkpointed) messages is a breach:
-            // appending would renumber records acks=all answered for, so it is refused. Losing
-            // unflushed ones is the acks=1 risk (no acks=all producer was answered for them):
-            // their offsets are handed out again, as after Kafka's unclean leader election.
-            let broker_hw = self
-                .client
-                .range_info(&tp.topic, tp.partition)
-                .await
-                .map_err(|e| e.into_storage(&name))?
-                .high_watermark;
-            let durable = *state.durable.borrow();
-            if broker_hw < durable {
-                error!(partition = %name, broker_high_watermark = broker_hw, durable_high_watermark = durable, "the broker lost flushed and checkpointed messages; refusing appends that would reuse their offsets");
-                return Err(io(format!(
+                // A restarted broker continues offsets after its last checkpoint, without what it
+                // had not flushed. Losing durable (flushed and checkpointed) messages is a breach:
+                // appending would renumber records acks=all answered for, so it is refused. Losing
+                // unflushed ones is the acks=1 risk (no acks=all producer was answered for them):
+                // their offsets are handed out again, as after Kafka's unclean leader election.
+                let broker_hw = self
+                    .client
+                    .range_info(&tp.topic, tp.partition)
+                    .await
+                    .map_err(|e| e.into_storage(&name))?
+                    .high_watermark;
+                let durable = *state.durable.borrow();
+                if broker_hw < durable {
+                    error!(partition = %name, broker_high_watermark = broker_hw, durable_high_watermark = durable, "the broker lost flushed and checkpointed messages; refusing appends that would reuse their offsets");
+                    return Err(io(format!(
                     "{name}: the broker's high watermark {broker_hw} is below the durable {durable}; appending would reuse offsets"
                 )));
-            }
-            let seen = *state.hw.borrow();
-            if broker_hw < seen {
-                warn!(partition = %name, broker_high_watermark = broker_hw, seen_high_watermark = seen, "the broker restarted without messages it had not flushed; their offsets are handed out again");
-                state.hw.send_replace(broker_hw);
-                state.read_ahead.clear(&self.read_ahead_budget);
-            }
-            guard.floor = broker_hw;
-            guard.next_expected = broker_hw;
-            let channels = self.client.discovery().channels();
-            let publisher = self
-                .client
-                .on_leader(&tp.topic, tp.partition, |leader, partition| async move {
-                    Publisher::open(channels, &leader, client::smq_topic(&tp.topic), partition).await
-                })
-                .await
-                .map_err(|e| e.into_storage(&name))?;
-            guard.publisher = Some(publisher);
+                }
+                let seen = *state.hw.borrow();
+                if broker_hw < seen {
+                    warn!(partition = %name, broker_high_watermark = broker_hw, seen_high_watermark = seen, "the broker restarted without messages it had not flushed; their offsets are handed out again");
+                    state.hw.send_replace(broker_hw);
+                    state.read_ahead.clear(&self.read_ahead_budget);
+                }
+                guard.floor = broker_hw;
+                guard.next_expected = broker_hw;
+                let channels = self.client.discovery().channels();
+                let publisher = self
+                    .client
+                    .on_leader(&tp.topic, tp.partition, |leader, partition| async move {
+                        Publisher::open(channels, &leader, client::smq_topic(&tp.topic), partition).await
+                    })
+                    .await
+                    .map_err(|e| e.into_storage(&name))?;
+                guard.publisher = Some(publisher);
             }
         }
         // Checked after a reopen: its replay may have put a lost batch back (and into the table).

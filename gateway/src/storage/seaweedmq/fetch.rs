@@ -85,7 +85,14 @@ impl SmqClient {
                 });
             }
             let served = i64::try_from(r.messages.len()).unwrap_or(i64::MAX);
-            tracing::trace!(topic = name, partition = index, offset, served, next_offset = r.next_offset, "FetchMessage");
+            tracing::trace!(
+                topic = name,
+                partition = index,
+                offset,
+                served,
+                next_offset = r.next_offset,
+                "FetchMessage"
+            );
             if served > 0 && r.next_offset != offset.saturating_add(served) {
                 // A restarted broker that cannot locate flushed offsets serves newer in-memory
                 // messages for older offsets. Numbering them from `offset` would misplace them.
@@ -143,13 +150,15 @@ impl SmqClient {
                 })),
             };
             tx.send(init).await.map_err(|_| SmqError::Protocol("subscribe request stream closed".into()))?;
-            let mut stream = c
-                .subscribe_message(ReceiverStream::new(rx))
+            // The deadline covers the call itself: a broker unloading the partition accepts the
+            // subscriber and then never answers, not even with response headers.
+            let deadline = tokio::time::Instant::now() + FALLBACK_DEADLINE;
+            let mut stream = tokio::time::timeout_at(deadline, c.subscribe_message(ReceiverStream::new(rx)))
                 .await
+                .map_err(|_| SmqError::Unavailable(format!("partition {name}-{index}: SubscribeMessage on {leader} did not answer")))?
                 .map_err(|s| SmqError::rpc("SubscribeMessage", &leader, s))?
                 .into_inner();
             let mut out = Vec::new();
-            let deadline = tokio::time::Instant::now() + FALLBACK_DEADLINE;
             while out.len() < count {
                 let next = match tokio::time::timeout_at(deadline, stream.next()).await {
                     Ok(Some(Ok(m))) => m,

@@ -30,10 +30,12 @@ pub mod client;
 pub mod discovery;
 pub mod durability;
 pub mod envelope;
-pub mod log_files;
 pub mod error;
 pub mod fetch;
+pub mod log_files;
 pub mod meta;
+#[cfg(test)]
+mod names_test;
 pub mod partition;
 pub mod pb;
 pub mod publish;
@@ -41,16 +43,14 @@ mod read_ahead;
 mod read_path;
 pub mod rebuild;
 mod storage_impl;
-mod wal_sync;
-pub mod wal_metrics;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 #[cfg(test)]
 mod tests;
+pub mod wal_metrics;
+mod wal_sync;
 #[cfg(test)]
 mod wal_tests;
-#[cfg(test)]
-mod names_test;
 
 pub use client::SmqClient;
 pub use discovery::Seeds;
@@ -150,11 +150,19 @@ impl SeaweedStorage {
 
     /// A backend over an existing client answering acks=all from `wal`; keepers start for the
     /// WAL's partitions that hold entries (recovery after a gateway restart).
-    pub fn with_wal(client: Arc<SmqClient>, wal: Arc<WriteAheadLog>, metrics: Option<wal_metrics::WalMetrics>) -> Self {
+    pub fn with_wal(
+        client: Arc<SmqClient>,
+        wal: Arc<WriteAheadLog>,
+        metrics: Option<wal_metrics::WalMetrics>,
+    ) -> Self {
         Self::build(client, Some(wal), metrics)
     }
 
-    fn build(client: Arc<SmqClient>, wal: Option<Arc<WriteAheadLog>>, wal_metrics: Option<wal_metrics::WalMetrics>) -> Self {
+    fn build(
+        client: Arc<SmqClient>,
+        wal: Option<Arc<WriteAheadLog>>,
+        wal_metrics: Option<wal_metrics::WalMetrics>,
+    ) -> Self {
         let inner = Arc::new_cyclic(|me| Inner {
             client,
             topics: Mutex::new(HashMap::new()),

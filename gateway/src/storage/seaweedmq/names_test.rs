@@ -24,16 +24,48 @@ async fn invalid_topic_names_are_refused_on_every_path_before_any_call() {
     };
     for name in ["..", "a/b", "../../etc", "x\\0y", ""] {
         let tp = TopicPartition::new(name, 0);
-        invalid(storage.create_topic(name, 1, TopicConfig::default(), false).await.map(drop), "create", name);
+        invalid(
+            storage
+                .create_topic(name, 1, TopicConfig::default(), false)
+                .await
+                .map(drop),
+            "create",
+            name,
+        );
         invalid(storage.delete_topic(name).await.map(drop), "delete", name);
         invalid(storage.describe_topic(name).await.map(drop), "describe", name);
         invalid(storage.lookup_topic(name).await.map(drop), "lookup", name);
-        invalid(storage.alter_topic_config(name, TopicConfig::default(), false).await, "alter", name);
-        invalid(storage.create_partitions(name, 2, false).await.map(drop), "create partitions", name);
-        invalid(storage.append(&tp, Bytes::from_static(b"x"), Durability::Durable).await.map(drop), "append", name);
+        invalid(
+            storage
+                .alter_topic_config(name, TopicConfig::default(), false)
+                .await,
+            "alter",
+            name,
+        );
+        invalid(
+            storage.create_partitions(name, 2, false).await.map(drop),
+            "create partitions",
+            name,
+        );
+        invalid(
+            storage
+                .append(&tp, Bytes::from_static(b"x"), Durability::Durable)
+                .await
+                .map(drop),
+            "append",
+            name,
+        );
         invalid(storage.read(&tp, 0, 1024).await.map(drop), "read", name);
-        invalid(storage.list_offset(&tp, OffsetSpec::Latest).await.map(drop), "list offsets", name);
-        invalid(storage.delete_records(&tp, 0).await.map(drop), "delete records", name);
+        invalid(
+            storage.list_offset(&tp, OffsetSpec::Latest).await.map(drop),
+            "list offsets",
+            name,
+        );
+        invalid(
+            storage.delete_records(&tp, 0).await.map(drop),
+            "delete records",
+            name,
+        );
         invalid(storage.watch_high_watermark(&tp).map(drop), "watch", name);
     }
 }

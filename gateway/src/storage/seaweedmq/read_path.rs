@@ -106,7 +106,12 @@ impl Inner {
             }
         };
         let mut index = state.files.lock().await;
-        match self.client.log_files.read(&self.client, &dir, &mut index, offset).await {
+        match self
+            .client
+            .log_files
+            .read(&self.client, &dir, &mut index, offset)
+            .await
+        {
             Ok(Some(messages)) if !messages.is_empty() => {
                 trace!(partition = %tp, offset, messages = messages.len(), "read from a flushed log file");
                 Some(messages)

@@ -8,6 +8,10 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use super::meta::{smq_retention, GatewayMeta};
+
+/// Longest a graceful shutdown waits for SeaweedMQ to flush what the write-ahead log holds:
+/// three of the broker's default 5 s flush intervals.
+const WAL_DRAIN_AT_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(15);
 use super::{Inner, SeaweedStorage, TopicInfo, MAX_PARTITIONS};
 use crate::storage::validate_topic_name;
 use crate::storage::{
@@ -279,6 +283,6 @@ impl Storage for SeaweedStorage {
     }
 
     async fn flush(&self) -> Result<()> {
-        Ok(())
+        self.inner.drain_wal(WAL_DRAIN_AT_SHUTDOWN).await
     }
 }

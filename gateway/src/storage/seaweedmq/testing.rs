@@ -301,5 +301,10 @@ impl Drop for WeedCluster {
     fn drop(&mut self) {
         kill_group(&mut self.broker);
         kill_group(&mut self.server);
+        // Same switch as the integration harness's gateways: keep the logs of a failed run.
+        if std::env::var_os("KAFKA_GATEWAY_TEST_KEEP").is_some() {
+            eprintln!("keeping SeaweedMQ dir {}", self.dir.path().display());
+            self.dir.disable_cleanup(true);
+        }
     }
 }

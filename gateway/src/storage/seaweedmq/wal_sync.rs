@@ -80,11 +80,20 @@ impl Inner {
         }
         let mut floor = broker_hw;
         if start < end {
-            self.check_broker_kept(tp, info, start, end.min(broker_hw)).await?;
+            self.check_broker_kept(tp, info, start, end.min(broker_hw))
+                .await?;
             if broker_hw < end {
                 let publisher = self.open_publisher(tp).await?;
-                self.replay(tp, info, state, &publisher, broker_hw, end, guard.producers.as_mut())
-                    .await?;
+                self.replay(
+                    tp,
+                    info,
+                    state,
+                    &publisher,
+                    broker_hw,
+                    end,
+                    guard.producers.as_mut(),
+                )
+                .await?;
                 guard.publisher = Some(publisher);
                 floor = end;
             }
@@ -125,7 +134,13 @@ impl Inner {
     /// that entry is below the broker's high watermark. A broker that restarted keeps only its
     /// flushed files but continues after its checkpoint, so records between the two are gone
     /// while their offsets count as used: they cannot be published again at their offsets.
-    async fn check_broker_kept(&self, tp: &TopicPartition, info: &TopicInfo, start: Offset, below: Offset) -> Result<()> {
+    async fn check_broker_kept(
+        &self,
+        tp: &TopicPartition,
+        info: &TopicInfo,
+        start: Offset,
+        below: Offset,
+    ) -> Result<()> {
         let Some(wal) = &self.wal else { return Ok(()) };
         let name = tp.to_string();
         let mut cursor = FlushCursor::default();
@@ -198,7 +213,8 @@ impl Inner {
             }
             let mut rest = &bytes[..];
             while rest.len() >= crate::records::HEADER_LEN && next < end {
-                let header = BatchHeader::parse(rest).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
+                let header =
+                    BatchHeader::parse(rest).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
                 let at = bytes.len() - rest.len();
                 let batch = bytes.slice(at..at + header.total_len());
                 rest = &rest[header.total_len()..];
@@ -238,7 +254,11 @@ impl Inner {
             }
         }
         if next < end {
-            return Err(self.fence(tp, state, format!("{name}: the write-ahead log ends at {next}, before its recorded end {end}")));
+            return Err(self.fence(
+                tp,
+                state,
+                format!("{name}: the write-ahead log ends at {next}, before its recorded end {end}"),
+            ));
         }
         if let Some(m) = &self.wal_metrics {
             m.replayed(tp, records);
@@ -252,7 +272,9 @@ impl Inner {
     /// running broker could flush between the read and the write).
     pub(super) async fn hold_checkpoint_at_flush(&self, tp: &TopicPartition) {
         let Some(wal) = &self.wal else { return };
-        let Some((start, end)) = wal.offsets(tp) else { return };
+        let Some((start, end)) = wal.offsets(tp) else {
+            return;
+        };
         if start >= end {
             return;
         }
@@ -297,6 +319,56 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Graceful shutdown: waits, at most `deadline`, until SeaweedMQ has flushed and
+    /// checkpointed everything the WAL holds, with the publish streams still open (so the
+    /// broker keeps the partitions loaded and flushes on its own interval). A gateway that
+    /// leaves nothing to replay restarts without touching the broker's unload path, where
+    /// records are briefly unreadable. Entries not drained in time stay in the WAL and are
+    /// recovered by the next start, as after a crash.
+    pub(super) async fn drain_wal(&self, deadline: Duration) -> Result<()> {
+        let Some(wal) = &self.wal else { return Ok(()) };
+        let started = Instant::now();
+        let mut pending = Vec::new();
+        for topic in wal.topics() {
+            for p in 0..topic.partitions {
+                let tp = TopicPartition::new(Arc::clone(&topic.name), p);
+                if let Some((start, end)) = wal.offsets(&tp).filter(|(s, e)| s < e) {
+                    let state = self.partition_state(&tp);
+                    self.after_wal_append(&tp, &state);
+                    pending.push((tp, state, start, end));
+                }
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        info!(
+            partitions = pending.len(),
+            "waiting for SeaweedMQ to flush what the write-ahead log holds"
+        );
+        let mut left = 0usize;
+        for (tp, state, _, end) in &pending {
+            let remaining = deadline.saturating_sub(started.elapsed());
+            if state
+                .wait_durable(&self.client, tp, *end, remaining)
+                .await
+                .is_err()
+            {
+                left += 1;
+                warn!(partition = %tp, end, "not flushed by SeaweedMQ before shutdown; the write-ahead log keeps it for the next start");
+            }
+        }
+        info!(
+            partitions = pending.len(),
+            not_drained = left,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "write-ahead log drain at shutdown"
+        );
+        Ok(())
+    }
+}
+
 /// The message the WAL holds at `offset`, as it was published.
 async fn wal_message_at(
     wal: &crate::storage::local::WriteAheadLog,
@@ -331,7 +403,9 @@ async fn keep(inner: &Arc<Inner>, tp: &TopicPartition, state: &Arc<PartitionStat
         if Arc::strong_count(inner) <= 1 {
             break;
         }
-        let Some((start, end)) = wal.offsets(tp) else { break };
+        let Some((start, end)) = wal.offsets(tp) else {
+            break;
+        };
         if let Some(m) = &inner.wal_metrics {
             let age = match oldest {
                 Some((o, since)) if o == start => since.elapsed(),
@@ -340,12 +414,20 @@ async fn keep(inner: &Arc<Inner>, tp: &TopicPartition, state: &Arc<PartitionStat
                     Duration::ZERO
                 }
             };
-            m.observe(tp, wal.size_bytes(tp), if start < end { age } else { Duration::ZERO });
+            m.observe(
+                tp,
+                wal.size_bytes(tp),
+                if start < end { age } else { Duration::ZERO },
+            );
         }
         if start >= end {
             break;
         }
-        match inner.client.durable_through(&tp.topic, tp.partition, &mut cursor).await {
+        match inner
+            .client
+            .durable_through(&tp.topic, tp.partition, &mut cursor)
+            .await
+        {
             Ok(last) => {
                 state.advance_durable(last + 1);
                 if let Err(e) = wal.trim(tp, last + 1).await {
@@ -364,7 +446,9 @@ async fn keep(inner: &Arc<Inner>, tp: &TopicPartition, state: &Arc<PartitionStat
         }
         // The stream broke (or none is open) with entries the broker may have lost: recover
         // now rather than on the next produce, so consumers see them again.
-        let Ok(Some(info)) = inner.topic(&tp.topic, false).await else { continue };
+        let Ok(Some(info)) = inner.topic(&tp.topic, false).await else {
+            continue;
+        };
         let mut guard = state.append.lock().await;
         if guard.publisher.as_ref().is_some_and(|p| !p.is_closed()) {
             continue;

@@ -40,7 +40,11 @@ async fn append_durable(storage: &SeaweedStorage, tp: &TopicPartition, b: Bytes)
     let deadline = Instant::now() + DEADLINE;
     loop {
         let attempt = tokio::time::timeout(CALL, storage.append(tp, b.clone(), Durability::Durable)).await;
-        match attempt.unwrap_or_else(|_| Err(crate::storage::StorageError::Io(std::io::Error::other("append timed out")))) {
+        match attempt.unwrap_or_else(|_| {
+            Err(crate::storage::StorageError::Io(std::io::Error::other(
+                "append timed out",
+            )))
+        }) {
             Ok(o) => return o.base_offset,
             Err(e) if Instant::now() < deadline => {
                 tracing::debug!(error = %e, "append not yet possible");
@@ -56,7 +60,11 @@ async fn assert_all_at_their_offsets(storage: &SeaweedStorage, tp: &TopicPartiti
     let deadline = Instant::now() + DEADLINE;
     let mut values: Vec<Option<Bytes>> = Vec::new();
     while values.len() < n {
-        assert!(Instant::now() < deadline, "read back {} of {n} records", values.len());
+        assert!(
+            Instant::now() < deadline,
+            "read back {} of {n} records",
+            values.len()
+        );
         let read = tokio::time::timeout(CALL, storage.read(tp, values.len() as i64, 1 << 20)).await;
         let out = match read {
             Ok(Ok(out)) => out,
@@ -84,7 +92,11 @@ async fn assert_all_at_their_offsets(storage: &SeaweedStorage, tp: &TopicPartiti
         }
     }
     for (i, v) in values.iter().enumerate() {
-        assert_eq!(v.as_deref(), Some(format!("v{i}").as_bytes()), "record at offset {i}");
+        assert_eq!(
+            v.as_deref(),
+            Some(format!("v{i}").as_bytes()),
+            "record at offset {i}"
+        );
     }
 }
 
@@ -104,7 +116,10 @@ async fn acks_all_records_survive_broker_kills_before_its_flush() {
     for cycle in 0..3 {
         for _ in 0..20 {
             let base = append_durable(&storage, &tp, batch(next, 5)).await;
-            assert_eq!(base, next as i64, "cycle {cycle}: offsets continue where acknowledged records end");
+            assert_eq!(
+                base, next as i64,
+                "cycle {cycle}: offsets continue where acknowledged records end"
+            );
             next += 5;
         }
         // Before the broker's 5 s flush: the acknowledged records are in its memory only.
@@ -112,7 +127,10 @@ async fn acks_all_records_survive_broker_kills_before_its_flush() {
         weed.start_broker_again().await.expect("restart broker");
     }
     let base = append_durable(&storage, &tp, batch(next, 5)).await;
-    assert_eq!(base, next as i64, "the broker continues after every acknowledged record");
+    assert_eq!(
+        base, next as i64,
+        "the broker continues after every acknowledged record"
+    );
     next += 5;
     assert_all_at_their_offsets(&storage, &tp, next).await;
 }
@@ -142,4 +160,3 @@ async fn a_restarted_gateway_republishes_what_the_broker_lost() {
     let base = append_durable(&storage, &tp, batch(30, 3)).await;
     assert_eq!(base, 30);
 }
-

@@ -119,7 +119,12 @@ fn decodes_crate_encoded_batches_with_every_codec() {
             if ours == Compression::None {
                 let inside = |b: &Bytes| frozen.as_ptr_range().contains(&b.as_ptr()) || b.is_empty();
                 assert!(
-                    validated.records.iter().flat_map(|r| [&r.key, &r.value]).flatten().all(inside),
+                    validated
+                        .records
+                        .iter()
+                        .flat_map(|r| [&r.key, &r.value])
+                        .flatten()
+                        .all(inside),
                     "uncompressed keys and values are views of the batch"
                 );
             }
