@@ -76,7 +76,9 @@ impl Inner {
     /// by the broker.
     pub(super) async fn wait_acked_durable(&self, tp: &TopicPartition, end: Offset) -> Result<()> {
         if let Some(wal) = &self.wal {
-            if wal.offsets(tp).is_some_and(|(_, wal_end)| wal_end >= end) {
+            let invalid_from = *self.partition_state(tp).wal_invalid_from.lock();
+            let wal_holds = wal.offsets(tp).is_some_and(|(_, wal_end)| wal_end >= end);
+            if wal_holds && invalid_from.is_none_or(|from| end <= from) {
                 return wal.wait_durable(tp, end).await;
             }
         }
@@ -198,8 +200,8 @@ impl Inner {
             (Some(wal), Some(batch)) => {
                 wal.append(tp, info.meta.id, &batch, expected)?;
                 Some(WalCheck {
-                    state: Arc::clone(&state),
                     expected,
+                    generation: guard.generation,
                 })
             }
             _ => None,
@@ -288,16 +290,7 @@ async fn settle(
     }
     if let Some(check) = wal {
         if acked.base_offset != check.expected || !acked.contiguous {
-            // The WAL holds the batch where this stream's order put it; another publisher moved
-            // it. Never acknowledge it, and refuse further appends: the WAL no longer matches.
-            let why = format!(
-                "{tp}: the broker put the batch expected at {} at {}..{} (another publisher interleaved); the write-ahead log no longer matches the partition",
-                check.expected, acked.base_offset, acked.last_offset
-            );
-            error!(partition = %tp, reason = %why, "partition fenced: appends are refused");
-            *check.state.fenced.lock() = Some(why.clone());
-            state.append.lock().await.publisher = None;
-            return Err(io(why));
+            diverged(state, tp, &acked, &check).await;
         }
     }
     state.advance(acked.last_offset + 1);
@@ -310,10 +303,36 @@ async fn settle(
     })
 }
 
+/// Another publisher (a gateway serving the partition under an older or newer view of its
+/// leader) interleaved with this stream, so the WAL holds this batch, and everything this
+/// stream submitted after it, at offsets the broker gave to other records.
+///
+/// The batch itself is stored (SMQ acknowledged it at `acked`): its acks=all answer waits for
+/// SMQ's own flush instead of the WAL ([`Inner::wait_acked_durable`]). The stream is closed and
+/// the WAL marked invalid from the batch's expected offset; the next reopen waits until SMQ
+/// has flushed everything up to the WAL's end, drops those entries and continues at the
+/// broker's offsets ([`Inner::reopen_with_wal`]). Acks of the old stream's later batches find a
+/// newer generation and change nothing.
+async fn diverged(state: &Arc<PartitionState>, tp: &TopicPartition, acked: &Acked, check: &WalCheck) {
+    let mut guard = state.append.lock().await;
+    if guard.generation != check.generation {
+        return;
+    }
+    guard.generation += 1;
+    guard.publisher = None;
+    // Its offsets were recorded at WAL time; rebuilt from the stored envelopes when next needed.
+    guard.producers = None;
+    let mut invalid = state.wal_invalid_from.lock();
+    let from = invalid.map_or(check.expected, |f| f.min(check.expected));
+    *invalid = Some(from);
+    warn!(partition = %tp, expected = check.expected, base = acked.base_offset, last = acked.last_offset, "another publisher interleaved: this batch waits for SeaweedMQ's flush, and the write-ahead log resumes once SeaweedMQ has flushed what it holds");
+}
+
 /// Where the write-ahead log put a batch, for its ack to confirm.
 pub(super) struct WalCheck {
-    state: Arc<PartitionState>,
     expected: Offset,
+    /// The stream generation the batch was submitted on.
+    generation: u64,
 }
 
 /// The SMQ messages of one validated Kafka batch: one per record, enveloped (or bare on a raw

@@ -35,6 +35,9 @@ pub struct AppendState {
     /// The offset the open stream's next message will get (the stream is the partition's
     /// only publisher and FIFO); write-ahead log entries are written there before submitting.
     pub next_expected: Offset,
+    /// Counts the publish streams opened with the write-ahead log; an ack from an older stream
+    /// never changes the WAL's state.
+    pub generation: u64,
 }
 
 /// One Kafka partition on SMQ.
@@ -60,6 +63,10 @@ pub struct PartitionState {
     /// Why appends are refused (the broker lost records that cannot be restored at their
     /// offsets); `None` normally.
     pub(super) fenced: parking_lot::Mutex<Option<String>>,
+    /// Set when another publisher interleaved with this gateway's stream: the WAL's entries
+    /// from this offset on sit at offsets the broker gave to other records. Cleared (and those
+    /// entries dropped) once SeaweedMQ has flushed everything up to the WAL's end.
+    pub(super) wal_invalid_from: parking_lot::Mutex<Option<Offset>>,
 }
 
 impl Default for PartitionState {
@@ -75,6 +82,7 @@ impl Default for PartitionState {
             files: Mutex::new(super::log_files::FileIndex::default()),
             keeper: AtomicBool::new(false),
             fenced: parking_lot::Mutex::new(None),
+            wal_invalid_from: parking_lot::Mutex::new(None),
         }
     }
 }

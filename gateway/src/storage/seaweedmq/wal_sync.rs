@@ -60,6 +60,7 @@ impl Inner {
         if let Some(why) = state.fenced.lock().clone() {
             return Err(io(why));
         }
+        self.resume_after_divergence(tp, state, &wal).await?;
         let broker_hw = match self.client.range_info(&tp.topic, tp.partition).await {
             Ok(ri) => ri.high_watermark,
             Err(e) => {
@@ -107,9 +108,41 @@ impl Inner {
         state.advance(floor);
         guard.floor = floor;
         guard.next_expected = floor;
+        guard.generation += 1;
         if guard.publisher.is_none() {
             guard.publisher = Some(self.open_publisher(tp).await?);
         }
+        Ok(())
+    }
+
+    /// After another publisher interleaved ([`super::append`]'s `diverged`): refuses (with a
+    /// retriable error) until SeaweedMQ has flushed and checkpointed every offset below the
+    /// WAL's end, then drops the WAL's entries, whose offsets no longer match the broker's.
+    async fn resume_after_divergence(
+        &self,
+        tp: &TopicPartition,
+        state: &Arc<PartitionState>,
+        wal: &crate::storage::local::WriteAheadLog,
+    ) -> Result<()> {
+        let Some(from) = *state.wal_invalid_from.lock() else {
+            return Ok(());
+        };
+        let name = tp.to_string();
+        let end = wal.offsets(tp).map_or(from, |(_, end)| end);
+        let mut cursor = FlushCursor::default();
+        let durable = self
+            .client
+            .durable_through(&tp.topic, tp.partition, &mut cursor)
+            .await
+            .map_err(|e| e.into_storage(&name))?;
+        if durable + 1 < end {
+            return Err(io(format!(
+                "{name}: another gateway published to this partition; appends resume once SeaweedMQ has flushed offsets below {end} (flushed through {durable})"
+            )));
+        }
+        wal.trim(tp, end).await?;
+        *state.wal_invalid_from.lock() = None;
+        info!(partition = %name, invalid_from = from, end, "SeaweedMQ flushed what the write-ahead log held; it resumes at the broker's offsets");
         Ok(())
     }
 
