@@ -8,7 +8,8 @@ use kafka_gateway::storage::Storage;
 use serde_json::Value;
 
 use super::*;
-use crate::crd::{KafkaGatewayStatus, TopicState};
+use crate::controller::{RESYNC, RESYNC_PROGRESSING};
+use crate::crd::{KafkaGatewayStatus, TopicDeletionPolicy, TopicState};
 use crate::fixtures::{statefulset_with_status, timeout_after_1s, topic, KafkaGatewayExt, Reply, Step};
 use crate::status::kind;
 
@@ -62,23 +63,57 @@ async fn local_storage() -> (tempfile::TempDir, Arc<dyn Storage>) {
 }
 
 #[tokio::test]
-async fn gateway_without_finalizer_gets_one_first() {
+async fn delete_policy_gets_a_finalizer_first() {
     let (ctx, server, _, journal) = Context::test(None, vec![]);
-    let kgw = KafkaGateway::test();
+    let mut kgw = KafkaGateway::test();
+    kgw.spec.topic_deletion_policy = TopicDeletionPolicy::Delete;
+    kgw.metadata.resource_version = Some("7".into());
     let mock = server.run(vec![Step::finalizer(&kgw, true)], journal);
     reconcile(Arc::new(kgw), ctx).await.expect("reconcile");
     timeout_after_1s(mock).await;
 }
 
+/// With `Retain` nothing outside Kubernetes needs cleaning: no finalizer, so deletion never
+/// waits for the operator (helm uninstall); one left by an earlier version is removed first.
+#[tokio::test]
+async fn retain_policy_has_no_finalizer_and_a_legacy_one_is_removed() {
+    let (ctx, server, _, journal) = Context::test(None, vec![]);
+    let kgw = KafkaGateway::test().finalized();
+    let mut steps = vec![Step::finalizer(&kgw, false), sts_found(&kgw, 1)];
+    steps.extend(Step::services_and_config());
+    steps.push(Step::apply_sts(|_| {}));
+    steps.push(pdb());
+    steps.push(Step::status(&kgw, |_| {}));
+    let mock = server.run(steps, journal);
+    reconcile(Arc::new(kgw), ctx).await.expect("reconcile");
+    timeout_after_1s(mock).await;
+
+    // Deleting a Retain gateway without the finalizer: nothing to do, no API call.
+    let (ctx, server, _, journal) = Context::test(None, vec![]);
+    let mock = server.run(vec![], journal);
+    let action = reconcile(Arc::new(KafkaGateway::test().deleting()), ctx)
+        .await
+        .expect("nothing to clean");
+    timeout_after_1s(mock).await;
+    assert_eq!(action, Action::await_change());
+}
+
 #[tokio::test]
 async fn create_applies_every_child_then_the_status() {
     let (ctx, server, registry, journal) = Context::test(None, vec![]);
-    let kgw = KafkaGateway::test().with_replicas(3).finalized();
+    let kgw = KafkaGateway::test().with_replicas(3);
     let mut steps = vec![sts_missing()];
     steps.extend(Step::services_and_config());
-    steps.push(Step::apply_sts(|b| assert_eq!(replicas_of(b), 3)));
-    steps.push(Step::event("Created"));
+    steps.push(Step::apply_sts(|b| {
+        assert_eq!(replicas_of(b), 3);
+        let owner = &b["metadata"]["ownerReferences"][0];
+        assert_eq!((&owner["controller"], &owner["blockOwnerDeletion"]), (&Value::Bool(true), &Value::Bool(true)));
+        let container = &b["spec"]["template"]["spec"]["containers"][0]["securityContext"];
+        assert_eq!(container["allowPrivilegeEscalation"], false);
+        assert_eq!(container["capabilities"]["drop"][0], "ALL");
+    }));
     steps.push(pdb().checked(|b| assert_eq!(b["spec"]["maxUnavailable"], 1)));
+    steps.push(Step::event("Created"));
     steps.push(Step::status(&kgw, |s| {
         assert_eq!(s.observed_generation, Some(1));
         assert_eq!(
@@ -88,6 +123,9 @@ async fn create_applies_every_child_then_the_status() {
         assert_eq!(cond(s, kind::READY).status, "False");
         assert_eq!(cond(s, kind::PROGRESSING).reason, "ScalingUp");
         assert_eq!(cond(s, kind::TOPICS_READY).status, "True");
+        // A new cluster is forming, not degraded.
+        let degraded = cond(s, kind::DEGRADED);
+        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("False", "Forming"));
         assert_eq!(s.bootstrap.as_deref(), Some("kgw.testns.svc.cluster.local:9092"));
     }));
     let mock = server.run(steps, journal);
@@ -104,30 +142,19 @@ async fn create_applies_every_child_then_the_status() {
 #[tokio::test]
 async fn update_of_a_ready_cluster_reports_ready_and_stable() {
     let (ctx, server, _, journal) = Context::test(None, vec![]);
-    let kgw = KafkaGateway::test().with_replicas(3).finalized();
+    let kgw = KafkaGateway::test().with_replicas(3);
     let ready = serde_json::to_value(statefulset_with_status(&kgw, 3, 3)).unwrap();
-    // The existing claims were made with another size; claim templates are immutable.
-    let mut older = kgw.clone();
-    older.spec.storage.size = "5Gi".into();
-    let existing = serde_json::to_value(statefulset_with_status(&older, 3, 3)).unwrap();
-    let mut steps = vec![Step::get(APPS, "statefulsets", "kgw", Reply::Json(existing))];
+    let mut steps = vec![sts_found(&kgw, 3)];
     steps.extend(Step::services_and_config());
-    steps.push(
-        Step::apply_sts(|b| {
-            assert_eq!(replicas_of(b), 3);
-            assert_eq!(
-                b["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
-                "5Gi"
-            );
-        })
-        .reply(Reply::Json(ready)),
-    );
+    steps.push(Step::apply_sts(|b| assert_eq!(replicas_of(b), 3)).reply(Reply::Json(ready)));
     steps.push(pdb());
     steps.push(Step::status(&kgw, |s| {
         assert_eq!((s.replicas, s.ready_replicas), (3, 3));
         assert_eq!(cond(s, kind::READY).status, "True");
         assert_eq!(cond(s, kind::PROGRESSING).reason, "Stable");
         assert_eq!(cond(s, kind::DEGRADED).status, "False");
+        assert_eq!(cond(s, kind::STORAGE_UP_TO_DATE).status, "True");
+        assert_eq!(cond(s, kind::SCALE_DOWN_BLOCKED).status, "False");
     }));
     let mock = server.run(steps, journal);
     let action = reconcile(Arc::new(kgw), ctx).await.expect("reconcile");
@@ -136,9 +163,40 @@ async fn update_of_a_ready_cluster_reports_ready_and_stable() {
 }
 
 #[tokio::test]
+async fn a_storage_change_keeps_the_immutable_claims_and_says_so() {
+    let (ctx, server, _, journal) = Context::test(None, vec![]);
+    let kgw = KafkaGateway::test().with_replicas(3);
+    // The existing claims were made with another size; claim templates are immutable.
+    let mut older = kgw.clone();
+    older.spec.storage.size = "5Gi".into();
+    let existing = serde_json::to_value(statefulset_with_status(&older, 3, 3)).unwrap();
+    let mut steps = vec![Step::get(APPS, "statefulsets", "kgw", Reply::Json(existing.clone()))];
+    steps.extend(Step::services_and_config());
+    steps.push(
+        Step::apply_sts(|b| {
+            assert_eq!(
+                b["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+                "5Gi"
+            );
+        })
+        .reply(Reply::Json(existing)),
+    );
+    steps.push(pdb());
+    steps.push(Step::status(&kgw, |s| {
+        let c = cond(s, kind::STORAGE_UP_TO_DATE);
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "VolumeClaimsImmutable"));
+        assert!(c.message.contains("asks 1Gi"), "{}", c.message);
+        assert_eq!(cond(s, kind::READY).status, "True", "the running cluster is fine");
+    }));
+    let mock = server.run(steps, journal);
+    reconcile(Arc::new(kgw), ctx).await.expect("reconcile");
+    timeout_after_1s(mock).await;
+}
+
+#[tokio::test]
 async fn scale_up_grows_peers_and_replicas_without_removals() {
     let (ctx, server, _, journal) = Context::test(None, vec![]);
-    let kgw = KafkaGateway::test().with_replicas(5).finalized();
+    let kgw = KafkaGateway::test().with_replicas(5);
     let mut steps = vec![sts_found(&kgw, 3), Step::event("ScalingUp")];
     let mut children = Step::services_and_config();
     children[0] = Step::apply("/api/v1", "configmaps", "kgw-config").checked(|b| assert_eq!(peers_in(b), 5));
@@ -157,7 +215,7 @@ async fn scale_up_grows_peers_and_replicas_without_removals() {
 #[tokio::test]
 async fn scale_down_removes_departing_members_before_shrinking() {
     let (ctx, server, _, journal) = Context::test(None, vec![]);
-    let kgw = KafkaGateway::test().with_replicas(3).finalized();
+    let kgw = KafkaGateway::test().with_replicas(3);
     let mut steps = vec![sts_found(&kgw, 5), Step::event("MembersRemoved")];
     steps.extend(Step::services_and_config());
     steps.push(Step::apply_sts(|b| assert_eq!(replicas_of(b), 3)));
@@ -181,24 +239,40 @@ async fn scale_down_removes_departing_members_before_shrinking() {
     assert!(!log.iter().any(|e| e.starts_with("remove 2")));
 }
 
+/// A failed removal holds back only the pods still in the raft membership: the new image, the
+/// other children and the topics are applied, and the blocked scale-down is its own condition.
 #[tokio::test]
-async fn failed_member_removal_keeps_the_statefulset_and_reports_degraded() {
-    let (ctx, server, _, journal) = Context::test(None, vec![3]);
-    let kgw = KafkaGateway::test().with_replicas(3).finalized();
-    let steps = vec![
-        sts_found(&kgw, 5),
-        Step::event("MemberRemovalFailed"),
-        Step::status(&kgw, |s| {
-            let degraded = cond(s, kind::DEGRADED);
-            assert_eq!(
-                (degraded.status.as_str(), degraded.reason.as_str()),
-                ("True", "MemberRemovalFailed")
-            );
-            assert!(degraded.message.contains("member 3"), "{}", degraded.message);
-            assert_eq!(cond(s, kind::PROGRESSING).reason, "ScalingDown");
-            assert_eq!(s.replicas, 5);
-        }),
-    ];
+async fn failed_member_removal_blocks_only_the_scale_down() {
+    let (_dir, storage) = local_storage().await;
+    let (ctx, server, _, journal) = Context::test(Some(storage), vec![3]);
+    let before = KafkaGateway::test().with_replicas(5);
+    let mut kgw = KafkaGateway::test()
+        .with_replicas(3)
+        .with_topics(vec![topic("orders", 2)]);
+    kgw.spec.image = "kafka-gateway:new".into();
+    let mut steps = vec![sts_found(&before, 5), Step::event("MemberRemovalFailed")];
+    let mut children = Step::services_and_config();
+    children[0] = Step::apply("/api/v1", "configmaps", "kgw-config").checked(|b| assert_eq!(peers_in(b), 4));
+    steps.extend(children);
+    steps.push(Step::apply_sts(|b| {
+        // Member 4 is removed, 3 is not: four pods stay, with the new image.
+        assert_eq!(replicas_of(b), 4);
+        assert_eq!(b["spec"]["template"]["spec"]["containers"][0]["image"], "kafka-gateway:new");
+    }));
+    steps.push(pdb());
+    steps.push(Step::event_about("TopicCreated", "spec.topics{orders}"));
+    steps.push(Step::status(&kgw, |s| {
+        let blocked = cond(s, kind::SCALE_DOWN_BLOCKED);
+        assert_eq!(
+            (blocked.status.as_str(), blocked.reason.as_str()),
+            ("True", "MemberRemovalFailed")
+        );
+        assert!(blocked.message.contains("member 3"), "{}", blocked.message);
+        let ready = cond(s, kind::READY);
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "ScaleDownBlocked"));
+        assert_eq!(cond(s, kind::DEGRADED).status, "False");
+        assert_eq!(cond(s, kind::TOPICS_READY).status, "True");
+    }));
     let kgw = Arc::new(kgw);
     let mock = server.run(steps, Arc::clone(&journal));
     let err = reconcile(Arc::clone(&kgw), ctx.clone())
@@ -206,10 +280,8 @@ async fn failed_member_removal_keeps_the_statefulset_and_reports_degraded() {
         .expect_err("removal failed");
     timeout_after_1s(mock).await;
     assert_eq!(err.metric_label(), "member_removal");
-    assert!(!journal
-        .lock()
-        .iter()
-        .any(|e| e.contains("statefulsets/kgw") && e.starts_with("PATCH")));
+    let log = journal.lock().clone();
+    assert!(log.contains(&format!("remove 4 via {ADMIN}")) && log.contains(&format!("remove 3 via {ADMIN}")));
 
     assert_eq!(
         error_policy(Arc::clone(&kgw), &err, ctx.clone()),
@@ -228,14 +300,12 @@ async fn failed_member_removal_keeps_the_statefulset_and_reports_degraded() {
 #[tokio::test]
 async fn unreachable_seaweedmq_marks_topics_failed_and_retries() {
     let (ctx, server, _, journal) = Context::test(None, vec![]);
-    let kgw = KafkaGateway::test()
-        .with_topics(vec![topic("orders", 3)])
-        .finalized();
+    let kgw = KafkaGateway::test().with_topics(vec![topic("orders", 3)]);
     let mut steps = vec![sts_missing()];
     steps.extend(Step::services_and_config());
     steps.push(Step::apply_sts(|_| {}));
-    steps.push(Step::event("Created"));
     steps.push(pdb());
+    steps.push(Step::event("Created"));
     steps.push(Step::status(&kgw, |s| {
         let c = cond(s, kind::TOPICS_READY);
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "TopicErrors"));
@@ -252,15 +322,13 @@ async fn unreachable_seaweedmq_marks_topics_failed_and_retries() {
 async fn topics_are_created_and_a_partition_decrease_is_refused() {
     let (_dir, storage) = local_storage().await;
     let (ctx, server, _, journal) = Context::test(Some(Arc::clone(&storage)), vec![]);
-    let kgw = KafkaGateway::test()
-        .with_topics(vec![topic("orders", 3)])
-        .finalized();
+    let kgw = KafkaGateway::test().with_topics(vec![topic("orders", 3)]);
     let ready = serde_json::to_value(statefulset_with_status(&kgw, 1, 1)).unwrap();
     let mut steps = vec![sts_found(&kgw, 1)];
     steps.extend(Step::services_and_config());
     steps.push(Step::apply_sts(|_| {}).reply(Reply::Json(ready.clone())));
     steps.push(pdb());
-    steps.push(Step::event("TopicCreated"));
+    steps.push(Step::event_about("TopicCreated", "spec.topics{orders}"));
     steps.push(Step::status(&kgw, |s| {
         assert_eq!(cond(s, kind::TOPICS_READY).status, "True");
         assert_eq!(
@@ -289,7 +357,7 @@ async fn topics_are_created_and_a_partition_decrease_is_refused() {
     steps.extend(Step::services_and_config());
     steps.push(Step::apply_sts(|_| {}).reply(Reply::Json(ready)));
     steps.push(pdb());
-    steps.push(Step::event("TopicPartitionDecreaseRefused"));
+    steps.push(Step::event_about("TopicPartitionDecreaseRefused", "spec.topics{orders}"));
     steps.push(Step::status(&shrunk, |s| {
         let c = cond(s, kind::TOPICS_READY);
         assert_eq!(
@@ -319,7 +387,7 @@ async fn topics_are_created_and_a_partition_decrease_is_refused() {
 }
 
 #[tokio::test]
-async fn deletion_runs_cleanup_then_removes_the_finalizer() {
+async fn deletion_runs_cleanup_then_removes_the_finalizer_then_the_event() {
     let (_dir, storage) = local_storage().await;
     storage
         .create_topic("orders", 1, Default::default(), false)
@@ -331,7 +399,12 @@ async fn deletion_runs_cleanup_then_removes_the_finalizer() {
         .finalized()
         .deleting();
     kgw.spec.topic_deletion_policy = TopicDeletionPolicy::Delete;
-    let steps = vec![Step::event("Deleting"), Step::finalizer(&kgw, false)];
+    kgw.metadata.resource_version = Some("9".into());
+    // The event write fails (e.g. RBAC already gone): the deletion has gone through regardless.
+    let steps = vec![
+        Step::finalizer(&kgw, false),
+        Step::event("TopicsDeleted").reply(Reply::Status(403)),
+    ];
     let mock = server.run(steps, journal);
     let action = reconcile(Arc::new(kgw), ctx).await.expect("cleanup");
     timeout_after_1s(mock).await;
@@ -342,20 +415,38 @@ async fn deletion_runs_cleanup_then_removes_the_finalizer() {
     );
 }
 
+/// The object may already be gone when the finalizer patch lands (a second delete event from the
+/// watch cache): a 404 is success, not a failed reconcile.
 #[tokio::test]
-async fn deletion_retains_topics_by_default() {
+async fn finalizer_removal_of_a_vanished_object_is_success() {
+    let (ctx, server, _, journal) = Context::test(None, vec![]);
+    let mut kgw = KafkaGateway::test().finalized().deleting();
+    kgw.spec.topic_deletion_policy = TopicDeletionPolicy::Delete;
+    kgw.metadata.resource_version = Some("9".into());
+    let steps = vec![
+        Step::finalizer(&kgw, false).reply(Reply::Status(404)),
+        Step::event("TopicsDeleted"),
+    ];
+    let mock = server.run(steps, journal);
+    reconcile(Arc::new(kgw), ctx).await.expect("a vanished object is finalized");
+    timeout_after_1s(mock).await;
+}
+
+#[tokio::test]
+async fn deletion_retains_topics_under_retain() {
     let (_dir, storage) = local_storage().await;
     storage
         .create_topic("orders", 1, Default::default(), false)
         .await
         .unwrap();
     let (ctx, server, _, journal) = Context::test(Some(Arc::clone(&storage)), vec![]);
+    // A finalizer left by an earlier operator version: removed, topics kept.
     let kgw = KafkaGateway::test()
         .with_topics(vec![topic("orders", 1)])
         .finalized()
         .deleting();
     let mock = server.run(
-        vec![Step::event("Deleting"), Step::finalizer(&kgw, false)],
+        vec![Step::finalizer(&kgw, false), Step::event("TopicsRetained")],
         journal,
     );
     reconcile(Arc::new(kgw), ctx).await.expect("cleanup");
@@ -363,13 +454,14 @@ async fn deletion_retains_topics_by_default() {
     assert!(storage.describe_topic("orders").await.unwrap().is_some());
 }
 
+const SM_CRD: &str =
+    "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/servicemonitors.monitoring.coreos.com";
+
 #[tokio::test]
 async fn service_monitor_applied_only_when_its_crd_exists_and_disabled_pdb_deleted() {
-    let crd_path =
-        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/servicemonitors.monitoring.coreos.com";
     for crd_installed in [true, false] {
         let (ctx, server, _, journal) = Context::test(None, vec![]);
-        let mut kgw = KafkaGateway::test().with_service_monitor().finalized();
+        let mut kgw = KafkaGateway::test().with_service_monitor();
         kgw.spec.pdb.enabled = false;
         let mut steps = vec![sts_found(&kgw, 1)];
         steps.extend(Step::services_and_config());
@@ -384,7 +476,7 @@ async fn service_monitor_applied_only_when_its_crd_exists_and_disabled_pdb_delet
             "spec": {"group": "monitoring.coreos.com", "names": {"kind": "ServiceMonitor", "plural": "servicemonitors"}, "scope": "Namespaced", "versions": []}});
         steps.push(Step::raw(
             http::Method::GET,
-            crd_path,
+            SM_CRD,
             if crd_installed {
                 Reply::Json(crd)
             } else {
@@ -397,9 +489,110 @@ async fn service_monitor_applied_only_when_its_crd_exists_and_disabled_pdb_delet
                     .checked(|b| assert_eq!(b["spec"]["endpoints"][0]["port"], "admin")),
             );
         }
-        steps.push(Step::status(&kgw, |_| {}));
+        steps.push(Step::status(&kgw, move |s| {
+            let c = cond(s, kind::SERVICE_MONITOR_READY);
+            let expected = if crd_installed { ("True", "Applied") } else { ("False", "CRDMissing") };
+            assert_eq!((c.status.as_str(), c.reason.as_str()), expected);
+        }));
         let mock = server.run(steps, journal);
         reconcile(Arc::new(kgw), ctx).await.expect("reconcile");
         timeout_after_1s(mock).await;
     }
+}
+
+#[tokio::test]
+async fn a_service_monitor_turned_off_is_deleted() {
+    let (ctx, server, _, journal) = Context::test(None, vec![]);
+    let mut kgw = KafkaGateway::test().with_service_monitor();
+    let names = crate::resources::Names::of(&kgw).unwrap();
+    let observed = crate::status::Observed {
+        service_monitor: Some((true, "Applied", "made".into())),
+        ..Default::default()
+    };
+    kgw.status = Some(crate::status::compute(&kgw, &names, observed, k8s_openapi::jiff::Timestamp::now()));
+    kgw.spec.metrics.service_monitor = false;
+    let mut steps = vec![sts_found(&kgw, 1)];
+    steps.extend(Step::services_and_config());
+    steps.push(Step::apply_sts(|_| {}));
+    steps.push(pdb());
+    steps.push(Step::raw(
+        http::Method::DELETE,
+        "/apis/monitoring.coreos.com/v1/namespaces/testns/servicemonitors/kgw",
+        Reply::Json(serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
+    ));
+    steps.push(Step::status(&kgw, |s| {
+        assert!(s.conditions.iter().all(|c| c.type_ != kind::SERVICE_MONITOR_READY));
+    }));
+    let mock = server.run(steps, journal);
+    reconcile(Arc::new(kgw), ctx).await.expect("reconcile");
+    timeout_after_1s(mock).await;
+}
+
+/// A spec Kubernetes would refuse in the children changes no child: one Warning event per
+/// field (distinct, not merged) and Ready=False/InvalidSpec naming the fields.
+#[tokio::test]
+async fn invalid_spec_changes_no_child_and_names_the_fields() {
+    let (ctx, server, registry, journal) = Context::test(None, vec![]);
+    let mut kgw = KafkaGateway::test();
+    kgw.spec.storage.size = "lots".into();
+    kgw.spec.metrics.port = 9092;
+    let steps = vec![
+        sts_missing(),
+        Step::event_about("InvalidSpec", "spec.storage.size"),
+        Step::event_about("InvalidSpec", "spec.metrics.port"),
+        Step::status(&kgw, |s| {
+            let ready = cond(s, kind::READY);
+            assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "InvalidSpec"));
+            assert!(ready.message.contains("spec.storage.size: 'lots'"), "{}", ready.message);
+            assert!(ready.message.contains("spec.metrics.port: 9092"), "{}", ready.message);
+        }),
+    ];
+    let mock = server.run(steps, Arc::clone(&journal));
+    let action = reconcile(Arc::new(kgw), ctx).await.expect("reported, not retried");
+    timeout_after_1s(mock).await;
+    assert_eq!(action, Action::requeue(RESYNC));
+    assert!(!journal.lock().iter().any(|e| e.starts_with("PATCH /api/")));
+    assert!(registry.gather().iter().any(|m| m.name() == "kafka_gateway_operator_reconciles_total"));
+}
+
+/// Something only the API server knows is wrong: the refusal is a condition and a Warning event
+/// carrying the API server's message, not a silent retry loop.
+#[tokio::test]
+async fn a_child_the_api_server_refuses_is_reported() {
+    let (ctx, server, _, journal) = Context::test(None, vec![]);
+    let kgw = KafkaGateway::test();
+    let message = "StatefulSet.apps \"kgw\" is invalid: spec.template.spec.containers[0].env[6].name: Invalid value";
+    let mut steps = vec![sts_missing()];
+    steps.extend(Step::services_and_config());
+    steps.push(Step::apply_sts(|_| {}).reply(Reply::Refused(422, message)));
+    steps.push(Step::event("ChildRejected").checked(|b| {
+        assert!(b["note"].as_str().unwrap().contains("env[6].name"), "{b}");
+    }));
+    steps.push(Step::status(&kgw, |s| {
+        let ready = cond(s, kind::READY);
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "ChildRejected"));
+        assert!(ready.message.contains("the StatefulSet"), "{}", ready.message);
+    }));
+    let mock = server.run(steps, journal);
+    reconcile(Arc::new(kgw), ctx).await.expect("reported");
+    timeout_after_1s(mock).await;
+}
+
+/// Each topic's event is its own (the recorder folds events with the same reason about the same
+/// reference into one series, so they are about `spec.topics{name}`).
+#[tokio::test]
+async fn each_topic_gets_its_own_event() {
+    let (_dir, storage) = local_storage().await;
+    let (ctx, server, _, journal) = Context::test(Some(storage), vec![]);
+    let kgw = KafkaGateway::test().with_topics(vec![topic("orders", 1), topic("payments", 2)]);
+    let mut steps = vec![sts_found(&kgw, 1)];
+    steps.extend(Step::services_and_config());
+    steps.push(Step::apply_sts(|_| {}));
+    steps.push(pdb());
+    steps.push(Step::event_about("TopicCreated", "spec.topics{orders}"));
+    steps.push(Step::event_about("TopicCreated", "spec.topics{payments}"));
+    steps.push(Step::status(&kgw, |s| assert_eq!(s.topics.len(), 2)));
+    let mock = server.run(steps, journal);
+    reconcile(Arc::new(kgw), ctx).await.expect("reconcile");
+    timeout_after_1s(mock).await;
 }

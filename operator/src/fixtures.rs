@@ -125,6 +125,8 @@ pub(crate) enum Reply {
     Json(Value),
     /// An API error status (404, 409, ...).
     Status(u16),
+    /// An API error status with this message (a 422 naming the invalid field).
+    Refused(u16, &'static str),
 }
 
 type BodyCheck = Box<dyn FnOnce(&Value) + Send>;
@@ -205,7 +207,14 @@ impl Step {
             reply: Reply::Json(response),
         }
     }
-    /// The finalizer JSON patch adding (`add`) or removing our finalizer.
+    /// An Event with this reason about this field of the gateway (`regarding.fieldPath`).
+    pub(crate) fn event_about(reason: &'static str, field: &'static str) -> Self {
+        Self::event(reason).checked(move |body| {
+            assert_eq!(body["reason"], reason, "event {body}");
+            assert_eq!(body["regarding"]["fieldPath"], field, "event {body}");
+        })
+    }
+    /// The merge patch adding (`add`) or removing our finalizer, guarded by the resourceVersion.
     pub(crate) fn finalizer(kgw: &KafkaGateway, add: bool) -> Self {
         let mut response = kgw.clone();
         if add {
@@ -218,16 +227,9 @@ impl Step {
             path: format!("/apis/kafkagateway.seaweedfs.io/v1alpha1{NS_PATH}/kafkagateways/kgw"),
             apply: false,
             check: Some(Box::new(move |body| {
-                let ops = body.as_array().expect("json patch");
-                let op = if add { "add" } else { "remove" };
-                assert!(
-                    ops.iter().any(|o| o["op"] == op
-                        && o["path"]
-                            .as_str()
-                            .unwrap_or("")
-                            .starts_with("/metadata/finalizers")),
-                    "{body}"
-                );
+                let finalizers = body["metadata"]["finalizers"].as_array().expect("finalizers list");
+                assert_eq!(finalizers.iter().any(|f| f == FINALIZER), add, "{body}");
+                assert!(body["metadata"].get("resourceVersion").is_some(), "{body}");
             })),
             reply: Reply::Json(serde_json::to_value(response).expect("kgw json")),
         }
@@ -295,17 +297,26 @@ impl ApiServerVerifier {
                     Reply::Json(v) => {
                         Response::builder().body(Body::from(serde_json::to_vec(&v).expect("json")))
                     }
-                    Reply::Status(code) => {
-                        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": "NotFound", "message": "scripted"});
-                        Response::builder()
-                            .status(code)
-                            .body(Body::from(serde_json::to_vec(&status).expect("json")))
-                    }
+                    Reply::Status(code) => error_response(code, "scripted"),
+                    Reply::Refused(code, message) => error_response(code, message),
                 };
                 send.send_response(response.expect("response"));
             }
         })
     }
+}
+
+fn error_response(code: u16, message: &str) -> http::Result<Response<Body>> {
+    let reason = match code {
+        404 => "NotFound",
+        409 => "Conflict",
+        422 => "Invalid",
+        _ => "Failure",
+    };
+    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message});
+    Response::builder()
+        .status(code)
+        .body(Body::from(serde_json::to_vec(&status).expect("json")))
 }
 
 /// A client whose API server is the returned verifier.
