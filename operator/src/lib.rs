@@ -12,6 +12,7 @@
 //! - [`leader`]: leader election on a `coordination.k8s.io` Lease.
 //! - [`metrics`] and [`admin`]: operator metrics and the admin HTTP server.
 //! - [`telemetry`]: the log subscriber and its default filter.
+//! - [`uninstall`]: the chart's pre-delete hook (delete the release's gateway while the operator runs).
 
 pub mod admin;
 mod apply;
@@ -24,6 +25,7 @@ pub mod resources;
 pub mod status;
 pub mod telemetry;
 pub mod topics;
+pub mod uninstall;
 pub mod validate;
 
 #[cfg(test)]
@@ -65,6 +67,14 @@ pub enum Error {
         /// How many.
         failed: usize,
     },
+    /// A KafkaGateway was not gone within the wait (its finalizer needs a running operator).
+    #[error("kafkagateway {name} still exists after {waited:?}: is the operator running? (its finalizer deletes the topics under topicDeletionPolicy Delete)")]
+    StillPresent {
+        /// The gateway.
+        name: String,
+        /// How long was waited.
+        waited: std::time::Duration,
+    },
     /// SeaweedMQ failed during cleanup.
     #[error("seaweedmq: {0}")]
     Storage(#[source] kafka_gateway::storage::StorageError),
@@ -76,6 +86,7 @@ impl Error {
         match self {
             Self::Kube(_) => "kube",
             Self::ChildRejected { .. } => "child_rejected",
+            Self::StillPresent { .. } => "still_present",
             Self::MissingObjectKey(_) => "missing_object_key",
             Self::MemberRemoval { .. } => "member_removal",
             Self::Topics { .. } => "topics",

@@ -105,6 +105,18 @@ async fn invalid_config_is_refused_without_creating() {
         .unwrap()
         .contains("no.such.config"));
     assert!(storage.describe_topic("t").await.unwrap().is_none());
+
+    // The message a user reads in the status carries the value, not Rust's Debug of it.
+    let out = reconcile(
+        &storage,
+        &[topic("t", 1, &[("cleanup.policy", "compact")])],
+        TopicDeletionPolicy::Retain,
+        &[],
+    )
+    .await;
+    let message = out.statuses[0].message.clone().unwrap();
+    assert!(message.contains("invalid value 'compact' for cleanup.policy"), "{message}");
+    assert!(!message.contains("Some("), "{message}");
 }
 
 #[tokio::test]
