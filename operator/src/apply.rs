@@ -370,3 +370,7 @@ fn describe(action: &TopicAction) -> (EventType, &'static str, String) {
         ),
     }
 }
+
+#[cfg(test)]
+#[path = "apply_tests.rs"]
+mod tests;

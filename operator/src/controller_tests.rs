@@ -1,66 +1,21 @@
-//! Reconcile tests against the scripted mock API server (see `fixtures.rs`).
+//! Reconcile tests against the scripted mock API server (see `fixtures.rs`): finalizer,
+//! create, update, scaling, topics and deletion. The apply path's reporting is in `apply_tests.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_gateway::storage::local::{LocalOptions, LocalStorage};
-use kafka_gateway::storage::Storage;
 use serde_json::Value;
 
 use super::*;
 use crate::controller::{RESYNC, RESYNC_PROGRESSING};
-use crate::crd::{KafkaGatewayStatus, TopicDeletionPolicy, TopicState};
-use crate::fixtures::{statefulset_with_status, timeout_after_1s, topic, KafkaGatewayExt, Reply, Step};
+use crate::crd::{TopicDeletionPolicy, TopicState};
+use crate::fixtures::{
+    cond, local_storage, pdb, peers_in, replicas_of, statefulset_with_status, sts_found, sts_missing,
+    timeout_after_1s, topic, KafkaGatewayExt, Reply, Step,
+};
 use crate::status::kind;
 
-const APPS: &str = "/apis/apps/v1";
-const POLICY: &str = "/apis/policy/v1";
 const ADMIN: &str = "http://kgw-0.kgw-headless.testns.svc.cluster.local:9644";
-
-fn cond<'a>(
-    s: &'a KafkaGatewayStatus,
-    t: &str,
-) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    s.conditions
-        .iter()
-        .find(|c| c.type_ == t)
-        .unwrap_or_else(|| panic!("no {t} condition"))
-}
-
-fn sts_missing() -> Step {
-    Step::get(APPS, "statefulsets", "kgw", Reply::Status(404))
-}
-
-fn sts_found(kgw: &KafkaGateway, replicas: i32) -> Step {
-    let sts = statefulset_with_status(kgw, replicas, replicas);
-    Step::get(
-        APPS,
-        "statefulsets",
-        "kgw",
-        Reply::Json(serde_json::to_value(sts).unwrap()),
-    )
-}
-
-fn replicas_of(body: &Value) -> i64 {
-    body["spec"]["replicas"].as_i64().unwrap()
-}
-
-fn peers_in(body: &Value) -> usize {
-    let text = body["data"]["gateway.toml"].as_str().unwrap();
-    let table: toml::Table = text.parse().unwrap();
-    table["peers"].as_str().unwrap().split(',').count()
-}
-
-/// Children applied after the StatefulSet when nothing else is enabled: the PDB.
-fn pdb() -> Step {
-    Step::apply(POLICY, "poddisruptionbudgets", "kgw")
-}
-
-async fn local_storage() -> (tempfile::TempDir, Arc<dyn Storage>) {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = LocalStorage::open(LocalOptions::new(dir.path())).await.unwrap();
-    (dir, Arc::new(storage))
-}
 
 #[tokio::test]
 async fn delete_policy_gets_a_finalizer_first() {
@@ -161,38 +116,6 @@ async fn update_of_a_ready_cluster_reports_ready_and_stable() {
     timeout_after_1s(mock).await;
     assert_eq!(action, Action::requeue(RESYNC));
 }
-
-#[tokio::test]
-async fn a_storage_change_keeps_the_immutable_claims_and_says_so() {
-    let (ctx, server, _, journal) = Context::test(None, vec![]);
-    let kgw = KafkaGateway::test().with_replicas(3);
-    // The existing claims were made with another size; claim templates are immutable.
-    let mut older = kgw.clone();
-    older.spec.storage.size = "5Gi".into();
-    let existing = serde_json::to_value(statefulset_with_status(&older, 3, 3)).unwrap();
-    let mut steps = vec![Step::get(APPS, "statefulsets", "kgw", Reply::Json(existing.clone()))];
-    steps.extend(Step::services_and_config());
-    steps.push(
-        Step::apply_sts(|b| {
-            assert_eq!(
-                b["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
-                "5Gi"
-            );
-        })
-        .reply(Reply::Json(existing)),
-    );
-    steps.push(pdb());
-    steps.push(Step::status(&kgw, |s| {
-        let c = cond(s, kind::STORAGE_UP_TO_DATE);
-        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "VolumeClaimsImmutable"));
-        assert!(c.message.contains("asks 1Gi"), "{}", c.message);
-        assert_eq!(cond(s, kind::READY).status, "True", "the running cluster is fine");
-    }));
-    let mock = server.run(steps, journal);
-    reconcile(Arc::new(kgw), ctx).await.expect("reconcile");
-    timeout_after_1s(mock).await;
-}
-
 #[tokio::test]
 async fn scale_up_grows_peers_and_replicas_without_removals() {
     let (ctx, server, _, journal) = Context::test(None, vec![]);
@@ -452,147 +375,4 @@ async fn deletion_retains_topics_under_retain() {
     reconcile(Arc::new(kgw), ctx).await.expect("cleanup");
     timeout_after_1s(mock).await;
     assert!(storage.describe_topic("orders").await.unwrap().is_some());
-}
-
-const SM_CRD: &str =
-    "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/servicemonitors.monitoring.coreos.com";
-
-#[tokio::test]
-async fn service_monitor_applied_only_when_its_crd_exists_and_disabled_pdb_deleted() {
-    for crd_installed in [true, false] {
-        let (ctx, server, _, journal) = Context::test(None, vec![]);
-        let mut kgw = KafkaGateway::test().with_service_monitor();
-        kgw.spec.pdb.enabled = false;
-        let mut steps = vec![sts_found(&kgw, 1)];
-        steps.extend(Step::services_and_config());
-        steps.push(Step::apply_sts(|_| {}));
-        steps.push(Step::raw(
-            http::Method::DELETE,
-            &format!("{POLICY}/namespaces/testns/poddisruptionbudgets/kgw"),
-            Reply::Status(404),
-        ));
-        let crd = serde_json::json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-            "spec": {"group": "monitoring.coreos.com", "names": {"kind": "ServiceMonitor", "plural": "servicemonitors"}, "scope": "Namespaced", "versions": []}});
-        steps.push(Step::raw(
-            http::Method::GET,
-            SM_CRD,
-            if crd_installed {
-                Reply::Json(crd)
-            } else {
-                Reply::Status(404)
-            },
-        ));
-        if crd_installed {
-            steps.push(
-                Step::apply("/apis/monitoring.coreos.com/v1", "servicemonitors", "kgw")
-                    .checked(|b| assert_eq!(b["spec"]["endpoints"][0]["port"], "admin")),
-            );
-        }
-        steps.push(Step::status(&kgw, move |s| {
-            let c = cond(s, kind::SERVICE_MONITOR_READY);
-            let expected = if crd_installed { ("True", "Applied") } else { ("False", "CRDMissing") };
-            assert_eq!((c.status.as_str(), c.reason.as_str()), expected);
-        }));
-        let mock = server.run(steps, journal);
-        reconcile(Arc::new(kgw), ctx).await.expect("reconcile");
-        timeout_after_1s(mock).await;
-    }
-}
-
-#[tokio::test]
-async fn a_service_monitor_turned_off_is_deleted() {
-    let (ctx, server, _, journal) = Context::test(None, vec![]);
-    let mut kgw = KafkaGateway::test().with_service_monitor();
-    let names = crate::resources::Names::of(&kgw).unwrap();
-    let observed = crate::status::Observed {
-        service_monitor: Some((true, "Applied", "made".into())),
-        ..Default::default()
-    };
-    kgw.status = Some(crate::status::compute(&kgw, &names, observed, k8s_openapi::jiff::Timestamp::now()));
-    kgw.spec.metrics.service_monitor = false;
-    let mut steps = vec![sts_found(&kgw, 1)];
-    steps.extend(Step::services_and_config());
-    steps.push(Step::apply_sts(|_| {}));
-    steps.push(pdb());
-    steps.push(Step::raw(
-        http::Method::DELETE,
-        "/apis/monitoring.coreos.com/v1/namespaces/testns/servicemonitors/kgw",
-        Reply::Json(serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
-    ));
-    steps.push(Step::status(&kgw, |s| {
-        assert!(s.conditions.iter().all(|c| c.type_ != kind::SERVICE_MONITOR_READY));
-    }));
-    let mock = server.run(steps, journal);
-    reconcile(Arc::new(kgw), ctx).await.expect("reconcile");
-    timeout_after_1s(mock).await;
-}
-
-/// A spec Kubernetes would refuse in the children changes no child: one Warning event per
-/// field (distinct, not merged) and Ready=False/InvalidSpec naming the fields.
-#[tokio::test]
-async fn invalid_spec_changes_no_child_and_names_the_fields() {
-    let (ctx, server, registry, journal) = Context::test(None, vec![]);
-    let mut kgw = KafkaGateway::test();
-    kgw.spec.storage.size = "lots".into();
-    kgw.spec.metrics.port = 9092;
-    let steps = vec![
-        sts_missing(),
-        Step::event_about("InvalidSpec", "spec.storage.size"),
-        Step::event_about("InvalidSpec", "spec.metrics.port"),
-        Step::status(&kgw, |s| {
-            let ready = cond(s, kind::READY);
-            assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "InvalidSpec"));
-            assert!(ready.message.contains("spec.storage.size: 'lots'"), "{}", ready.message);
-            assert!(ready.message.contains("spec.metrics.port: 9092"), "{}", ready.message);
-        }),
-    ];
-    let mock = server.run(steps, Arc::clone(&journal));
-    let action = reconcile(Arc::new(kgw), ctx).await.expect("reported, not retried");
-    timeout_after_1s(mock).await;
-    assert_eq!(action, Action::requeue(RESYNC));
-    assert!(!journal.lock().iter().any(|e| e.starts_with("PATCH /api/")));
-    assert!(registry.gather().iter().any(|m| m.name() == "kafka_gateway_operator_reconciles_total"));
-}
-
-/// Something only the API server knows is wrong: the refusal is a condition and a Warning event
-/// carrying the API server's message, not a silent retry loop.
-#[tokio::test]
-async fn a_child_the_api_server_refuses_is_reported() {
-    let (ctx, server, _, journal) = Context::test(None, vec![]);
-    let kgw = KafkaGateway::test();
-    let message = "StatefulSet.apps \"kgw\" is invalid: spec.template.spec.containers[0].env[6].name: Invalid value";
-    let mut steps = vec![sts_missing()];
-    steps.extend(Step::services_and_config());
-    steps.push(Step::apply_sts(|_| {}).reply(Reply::Refused(422, message)));
-    steps.push(Step::event("ChildRejected").checked(|b| {
-        assert!(b["note"].as_str().unwrap().contains("env[6].name"), "{b}");
-    }));
-    steps.push(Step::status(&kgw, |s| {
-        let ready = cond(s, kind::READY);
-        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "ChildRejected"));
-        assert!(ready.message.contains("the StatefulSet"), "{}", ready.message);
-    }));
-    let mock = server.run(steps, journal);
-    reconcile(Arc::new(kgw), ctx).await.expect("reported");
-    timeout_after_1s(mock).await;
-}
-
-/// Each topic's event is its own (the recorder folds events with the same reason about the same
-/// reference into one series, so they are about `spec.topics{name}`).
-#[tokio::test]
-async fn each_topic_gets_its_own_event() {
-    let (_dir, storage) = local_storage().await;
-    let (ctx, server, _, journal) = Context::test(Some(storage), vec![]);
-    let kgw = KafkaGateway::test().with_topics(vec![topic("orders", 1), topic("payments", 2)]);
-    let mut steps = vec![sts_found(&kgw, 1)];
-    steps.extend(Step::services_and_config());
-    steps.push(Step::apply_sts(|_| {}));
-    steps.push(pdb());
-    steps.push(Step::event_about("TopicCreated", "spec.topics{orders}"));
-    steps.push(Step::event_about("TopicCreated", "spec.topics{payments}"));
-    steps.push(Step::status(&kgw, |s| assert_eq!(s.topics.len(), 2)));
-    let mock = server.run(steps, journal);
-    reconcile(Arc::new(kgw), ctx).await.expect("reconcile");
-    timeout_after_1s(mock).await;
 }

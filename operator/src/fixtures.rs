@@ -16,6 +16,7 @@ use prometheus::Registry;
 use serde_json::{json, Value};
 
 use crate::crd::{KafkaGateway, KafkaGatewaySpec, KafkaGatewayStatus, SeaweedMqSpec, TopicSpec};
+use kafka_gateway::storage::local::{LocalOptions, LocalStorage};
 use crate::members::{MemberError, MemberRemover};
 use crate::metrics::Metrics;
 use crate::resources::{statefulset, Names};
@@ -389,3 +390,55 @@ impl Context {
         (Arc::new(ctx), verifier, registry, journal)
     }
 }
+
+/// API path prefix of apps/v1.
+pub(crate) const APPS: &str = "/apis/apps/v1";
+/// API path prefix of policy/v1.
+pub(crate) const POLICY: &str = "/apis/policy/v1";
+
+/// The condition `t` of a status written in a scenario.
+pub(crate) fn cond<'a>(
+    s: &'a KafkaGatewayStatus,
+    t: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == t)
+        .unwrap_or_else(|| panic!("no {t} condition"))
+}
+
+pub(crate) fn sts_missing() -> Step {
+    Step::get(APPS, "statefulsets", "kgw", Reply::Status(404))
+}
+
+pub(crate) fn sts_found(kgw: &KafkaGateway, replicas: i32) -> Step {
+    let sts = statefulset_with_status(kgw, replicas, replicas);
+    Step::get(
+        APPS,
+        "statefulsets",
+        "kgw",
+        Reply::Json(serde_json::to_value(sts).unwrap()),
+    )
+}
+
+pub(crate) fn replicas_of(body: &Value) -> i64 {
+    body["spec"]["replicas"].as_i64().unwrap()
+}
+
+pub(crate) fn peers_in(body: &Value) -> usize {
+    let text = body["data"]["gateway.toml"].as_str().unwrap();
+    let table: toml::Table = text.parse().unwrap();
+    table["peers"].as_str().unwrap().split(',').count()
+}
+
+/// Children applied after the StatefulSet when nothing else is enabled: the PDB.
+pub(crate) fn pdb() -> Step {
+    Step::apply(POLICY, "poddisruptionbudgets", "kgw")
+}
+
+pub(crate) async fn local_storage() -> (tempfile::TempDir, Arc<dyn Storage>) {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::open(LocalOptions::new(dir.path())).await.unwrap();
+    (dir, Arc::new(storage))
+}
+
