@@ -228,6 +228,8 @@ class Rendered(unittest.TestCase):
         self.assertEqual(env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name")
         self.assertEqual(env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace")
         self.assertEqual(env["KAFKA_GATEWAY_OPERATOR_LEASE_NAME"]["value"], "kafka-gateway-operator")
+        # Dependencies (kube, hyper) at warn; the operator's own events at info.
+        self.assertEqual(env["RUST_LOG"]["value"], "warn,kafka_gateway_operator=info,kafka_gateway=info")
         self.assertNotIn("args", container)
         self.assertEqual(container["resources"]["requests"], {"cpu": "50m", "memory": "64Mi"})
         self.assertEqual(container["resources"]["limits"], {"memory": "256Mi"})
