@@ -69,39 +69,10 @@ pub(crate) async fn apply(kgw: &KafkaGateway, ctx: &Context) -> Result<Action> {
     let current = sts_api.get_opt(&names.name).await.map_err(Error::Kube)?;
     let invalid = validate::validate(kgw);
     if !invalid.is_empty() {
-        for field in &invalid {
-            let note = format!("{field}; no child was changed");
-            ctx.publish(kgw, EventType::Warning, "InvalidSpec", "Validate", note, Some(field.field.clone()))
-                .await;
-        }
-        let message = invalid.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-        let refusal = Refusal {
-            reason: "InvalidSpec",
-            message,
-        };
-        return refuse(kgw, ctx, &names, current.as_ref(), refusal).await;
+        return refuse_invalid(kgw, ctx, &names, current.as_ref(), &invalid).await;
     }
-
     let desired = kgw.spec.replicas;
-    let current_replicas = current
-        .as_ref()
-        .and_then(|s| s.spec.as_ref())
-        .and_then(|s| s.replicas)
-        .unwrap_or(0);
-    let mut replicas = desired;
-    let mut blocked = None;
-    if current.is_some() && current_replicas > desired {
-        if let Err((node_id, source)) = scale_down_members(kgw, ctx, &names, current_replicas).await {
-            // Members above `node_id` are removed: their pods may go, the rest must stay.
-            replicas = node_id + 1;
-            blocked = Some((node_id, source));
-        }
-    } else if current.is_some() && current_replicas < desired {
-        let note =
-            format!("scaling from {current_replicas} to {desired} pods; new pods join the raft cluster");
-        ctx.publish(kgw, EventType::Normal, "ScalingUp", "Scale", note, None)
-            .await;
-    }
+    let (replicas, blocked) = scale(kgw, ctx, &names, current.as_ref()).await;
 
     let applied = match apply_children(kgw, ctx, &names, replicas, current.as_ref()).await {
         Ok(applied) => applied,
@@ -146,6 +117,52 @@ pub(crate) async fn apply(kgw: &KafkaGateway, ctx: &Context) -> Result<Action> {
         });
     }
     Ok(Action::requeue(if all_ready { RESYNC } else { RESYNC_PROGRESSING }))
+}
+
+/// The replica count to apply, and the member removal that failed if a scale-down is blocked.
+async fn scale(
+    kgw: &KafkaGateway,
+    ctx: &Context,
+    names: &Names,
+    current: Option<&StatefulSet>,
+) -> (i32, Option<(i32, MemberError)>) {
+    let desired = kgw.spec.replicas;
+    let Some(current_replicas) = current.map(|s| s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)) else {
+        return (desired, None);
+    };
+    if current_replicas > desired {
+        if let Err((node_id, source)) = scale_down_members(kgw, ctx, names, current_replicas).await {
+            // Members above `node_id` are removed: their pods may go, the rest must stay.
+            return (node_id + 1, Some((node_id, source)));
+        }
+    } else if current_replicas < desired {
+        let note =
+            format!("scaling from {current_replicas} to {desired} pods; new pods join the raft cluster");
+        ctx.publish(kgw, EventType::Normal, "ScalingUp", "Scale", note, None)
+            .await;
+    }
+    (desired, None)
+}
+
+/// A spec that fails [`validate::validate`]: one Warning event per field, then the refusal.
+async fn refuse_invalid(
+    kgw: &KafkaGateway,
+    ctx: &Context,
+    names: &Names,
+    current: Option<&StatefulSet>,
+    invalid: &[validate::FieldError],
+) -> Result<Action> {
+    for field in invalid {
+        let note = format!("{field}; no child was changed");
+        ctx.publish(kgw, EventType::Warning, "InvalidSpec", "Validate", note, Some(field.field.clone()))
+            .await;
+    }
+    let message = invalid.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+    let refusal = Refusal {
+        reason: "InvalidSpec",
+        message,
+    };
+    refuse(kgw, ctx, names, current, refusal).await
 }
 
 fn blocked_message(node_id: i32, source: &MemberError, replicas: i32, desired: i32) -> String {
