@@ -5,9 +5,10 @@
 //! 2. when shrinking, remove the departing raft members (highest ordinal first) through the
 //!    gateway admin API; a failed removal keeps the StatefulSet at the smallest size whose members
 //!    are all removed and is reported as `ScaleDownBlocked`, but does not stop the rest;
-//! 3. server-side apply the children under [`FIELD_MANAGER`]: ConfigMap, headless and client
-//!    Services, StatefulSet, PDB, ServiceMonitor (when enabled and its CRD exists; deleted when
-//!    turned off); a child the API server refuses is reported as `Ready=False/ChildRejected`;
+//! 3. server-side apply the children under [`FIELD_MANAGER`]: a dry run of the StatefulSet first,
+//!    then ConfigMap, headless and client Services, StatefulSet, PDB, ServiceMonitor (when enabled
+//!    and its CRD exists; deleted when turned off); a child the API server refuses is reported as
+//!    `Ready=False/ChildRejected`;
 //! 4. reconcile topics in SeaweedMQ (one Event per topic change);
 //! 5. write the status computed from all of the above.
 
@@ -40,15 +41,32 @@ where
     let applied = api
         .patch(name, &params, &Patch::Apply(object))
         .await
-        .map_err(|e| match e {
-            kube::Error::Api(status) if status.code == 400 || status.code == 422 => Error::ChildRejected {
-                child: what,
-                message: status.message,
-            },
-            e => Error::Kube(e),
-        })?;
+        .map_err(|e| rejection(e, what))?;
     debug!(child = what, name, "applied");
     Ok(applied)
+}
+
+/// A server-side dry run of [`ssa`]: the API server validates (and admits) `object` without
+/// storing it.
+async fn dry_run<K>(api: &Api<K>, name: &str, object: &K, what: &'static str) -> Result<()>
+where
+    K: Resource + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
+    api.patch(name, &params, &Patch::Apply(object))
+        .await
+        .map_err(|e| rejection(e, what))?;
+    Ok(())
+}
+
+fn rejection(e: kube::Error, child: &'static str) -> Error {
+    match e {
+        kube::Error::Api(status) if status.code == 400 || status.code == 422 => Error::ChildRejected {
+            child,
+            message: status.message,
+        },
+        e => Error::Kube(e),
+    }
 }
 
 /// What applying the children produced, for the status.
@@ -202,6 +220,12 @@ async fn apply_children(
 ) -> Result<Applied> {
     let client = ctx.client.clone();
     let ns = names.namespace.as_str();
+    let mut sts = statefulset::build(kgw, names, replicas)?;
+    let storage_mismatch = keep_immutable_claims(&mut sts, current);
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    // The StatefulSet carries most of what the user writes (env, resources, placement): the API
+    // server judges it in a dry run before any child changes, so a refusal leaves none half-done.
+    dry_run(&sts_api, &names.name, &sts, "StatefulSet").await?;
     let cm = resources::configmap::build(kgw, names, replicas)?;
     ssa(&Api::<ConfigMap>::namespaced(client.clone(), ns), &names.config(), &cm, "ConfigMap").await?;
     let svc_api = Api::<Service>::namespaced(client.clone(), ns);
@@ -209,9 +233,6 @@ async fn apply_children(
     ssa(&svc_api, &names.headless(), &headless, "headless Service").await?;
     let bootstrap = resources::service::client(kgw, names)?;
     ssa(&svc_api, &names.name, &bootstrap, "client Service").await?;
-    let mut sts = statefulset::build(kgw, names, replicas)?;
-    let storage_mismatch = keep_immutable_claims(&mut sts, current);
-    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     let statefulset = ssa(&sts_api, &names.name, &sts, "StatefulSet").await?;
     let pdb_api = Api::<PodDisruptionBudget>::namespaced(client, ns);
     match resources::pdb::build(kgw, names)? {

@@ -149,20 +149,27 @@ async fn a_child_the_api_server_refuses_is_reported() {
     let (ctx, server, _, journal) = Context::test(None, vec![]);
     let kgw = KafkaGateway::test();
     let message = "StatefulSet.apps \"kgw\" is invalid: spec.template.spec.containers[0].env[6].name: Invalid value";
-    let mut steps = vec![sts_missing()];
-    steps.extend(Step::services_and_config());
-    steps.push(Step::apply_sts(|_| {}).reply(Reply::Refused(422, message)));
-    steps.push(Step::event("ChildRejected").checked(|b| {
-        assert!(b["note"].as_str().unwrap().contains("env[6].name"), "{b}");
-    }));
-    steps.push(Step::status(&kgw, |s| {
-        let ready = cond(s, kind::READY);
-        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "ChildRejected"));
-        assert!(ready.message.contains("the StatefulSet"), "{}", ready.message);
-    }));
-    let mock = server.run(steps, journal);
+    let steps = vec![
+        sts_missing(),
+        Step::dry_run_sts().reply(Reply::Refused(422, message)),
+        Step::event("ChildRejected").checked(|b| {
+            assert!(b["note"].as_str().unwrap().contains("env[6].name"), "{b}");
+        }),
+        Step::status(&kgw, |s| {
+            let ready = cond(s, kind::READY);
+            assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "ChildRejected"));
+            assert!(ready.message.contains("the StatefulSet"), "{}", ready.message);
+        }),
+    ];
+    let mock = server.run(steps, Arc::clone(&journal));
     reconcile(Arc::new(kgw), ctx).await.expect("reported");
     timeout_after_1s(mock).await;
+    // Refused in the dry run: no child was changed, none is left half-done.
+    let log = journal.lock().clone();
+    assert!(
+        !log.iter().any(|e| e.contains("/configmaps/") || e.contains("/services/")),
+        "{log:?}"
+    );
 }
 
 /// Each topic's event is its own (the recorder folds events with the same reason about the same

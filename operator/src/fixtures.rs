@@ -137,6 +137,7 @@ pub(crate) struct Step {
     method: Method,
     path: String,
     apply: bool,
+    dry_run: bool,
     check: Option<BodyCheck>,
     reply: Reply,
 }
@@ -150,6 +151,7 @@ impl Step {
             method: Method::GET,
             path: format!("{api}{NS_PATH}/{plural}/{name}"),
             apply: false,
+            dry_run: false,
             check: None,
             reply,
         }
@@ -160,6 +162,7 @@ impl Step {
             method,
             path: path.into(),
             apply: false,
+            dry_run: false,
             check: None,
             reply,
         }
@@ -170,6 +173,7 @@ impl Step {
             method: Method::PATCH,
             path: format!("{api}{NS_PATH}/{plural}/{name}"),
             apply: true,
+            dry_run: false,
             check: None,
             reply: Reply::Echo,
         }
@@ -184,6 +188,7 @@ impl Step {
             method: Method::POST,
             path: format!("/apis/events.k8s.io/v1{NS_PATH}/events"),
             apply: false,
+            dry_run: false,
             check: Some(Box::new(move |body| {
                 assert_eq!(body["reason"], reason, "event {body}")
             })),
@@ -200,6 +205,7 @@ impl Step {
             method: Method::PATCH,
             path: format!("/apis/kafkagateway.seaweedfs.io/v1alpha1{NS_PATH}/kafkagateways/kgw/status"),
             apply: true,
+            dry_run: false,
             check: Some(Box::new(move |body| {
                 let status: KafkaGatewayStatus =
                     serde_json::from_value(body["status"].clone()).expect("status");
@@ -227,6 +233,7 @@ impl Step {
             method: Method::PATCH,
             path: format!("/apis/kafkagateway.seaweedfs.io/v1alpha1{NS_PATH}/kafkagateways/kgw"),
             apply: false,
+            dry_run: false,
             check: Some(Box::new(move |body| {
                 let finalizers = body["metadata"]["finalizers"].as_array().expect("finalizers list");
                 assert_eq!(finalizers.iter().any(|f| f == FINALIZER), add, "{body}");
@@ -235,9 +242,18 @@ impl Step {
             reply: Reply::Json(serde_json::to_value(response).expect("kgw json")),
         }
     }
-    /// The standard children applied on every reconcile, up to (not including) the StatefulSet.
+    /// The server-side dry run of the StatefulSet's apply, before any child is changed.
+    pub(crate) fn dry_run_sts() -> Self {
+        Self {
+            dry_run: true,
+            ..Self::apply("/apis/apps/v1", "statefulsets", "kgw")
+        }
+    }
+    /// The standard steps of every apply, up to (not including) the StatefulSet: its dry run,
+    /// the ConfigMap and the two Services.
     pub(crate) fn services_and_config() -> Vec<Self> {
         vec![
+            Self::dry_run_sts(),
             Self::apply("/api/v1", "configmaps", "kgw-config"),
             Self::apply("/api/v1", "services", "kgw-headless"),
             Self::apply("/api/v1", "services", "kgw"),
@@ -282,6 +298,7 @@ impl ApiServerVerifier {
                             && query.contains("force=true"),
                         "{uri}"
                     );
+                    assert_eq!(query.contains("dryRun=All"), step.dry_run, "step {i}: {uri}");
                 }
                 journal.lock().push(format!("{} {}", step.method, step.path));
                 let bytes = request.into_body().collect_bytes().await.expect("body");
