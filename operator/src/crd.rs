@@ -27,6 +27,8 @@ pub const MAX_TOPICS: u32 = 1000;
 pub const MAX_NAME_LENGTH: i64 = 52;
 /// A DNS-1035 label: the Services are named after the resource.
 pub const NAME_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
+/// A DNS-1123 subdomain (storage class names).
+pub const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// A non-negative Kubernetes quantity (`resource.Quantity`'s grammar without a sign).
 pub const QUANTITY_PATTERN: &str =
     r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$";
@@ -220,6 +222,7 @@ pub struct RaftStorageSpec {
     pub size: String,
     /// Storage class; the cluster default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub storage_class_name: Option<String>,
 }
 

@@ -143,7 +143,26 @@ fn check_resources(kgw: &KafkaGateway, errors: &mut Vec<FieldError>) {
     }
 }
 
+/// Whether `name` is a DNS-1123 subdomain ([`crate::crd::DNS_SUBDOMAIN_PATTERN`]).
+pub fn is_dns1123_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            let b = label.as_bytes();
+            matches!(b.first(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+                && matches!(b.last(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        })
+}
+
 fn check_storage(kgw: &KafkaGateway, errors: &mut Vec<FieldError>) {
+    if let Some(class) = &kgw.spec.storage.storage_class_name {
+        if !is_dns1123_subdomain(class) {
+            errors.push(error(
+                "spec.storage.storageClassName",
+                format!("'{class}' is not a DNS-1123 subdomain (lowercase letters, digits, '-' and '.')"),
+            ));
+        }
+    }
     let size = &kgw.spec.storage.size;
     match quantity_value(size) {
         None => errors.push(error(
@@ -193,6 +212,33 @@ fn check_pdb(kgw: &KafkaGateway, errors: &mut Vec<FieldError>) {
     }
 }
 
+/// Pod-template mistakes the StatefulSet API admits but pod creation refuses (the pods would
+/// never appear, with the reason only in the StatefulSet's events).
+fn check_pod_template(kgw: &KafkaGateway, errors: &mut Vec<FieldError>) {
+    for (i, env) in kgw.spec.env.iter().enumerate() {
+        if env.value.as_deref().is_some_and(|v| !v.is_empty()) && env.value_from.is_some() {
+            errors.push(error(
+                format!("spec.env[{i}]"),
+                format!("{} has both value and valueFrom; give one", env.name),
+            ));
+        }
+    }
+    for (i, spread) in kgw.spec.placement.topology_spread_constraints.iter().enumerate() {
+        if spread.max_skew < 1 {
+            errors.push(error(
+                format!("spec.placement.topologySpreadConstraints[{i}].maxSkew"),
+                format!("{} must be at least 1", spread.max_skew),
+            ));
+        }
+        if !["DoNotSchedule", "ScheduleAnyway"].contains(&spread.when_unsatisfiable.as_str()) {
+            errors.push(error(
+                format!("spec.placement.topologySpreadConstraints[{i}].whenUnsatisfiable"),
+                format!("'{}' is neither DoNotSchedule nor ScheduleAnyway", spread.when_unsatisfiable),
+            ));
+        }
+    }
+}
+
 /// Every field of `kgw` that Kubernetes would refuse in a child object; empty when none.
 pub fn validate(kgw: &KafkaGateway) -> Vec<FieldError> {
     let mut errors = Vec::new();
@@ -201,6 +247,7 @@ pub fn validate(kgw: &KafkaGateway) -> Vec<FieldError> {
     check_storage(kgw, &mut errors);
     check_ports(kgw, &mut errors);
     check_pdb(kgw, &mut errors);
+    check_pod_template(kgw, &mut errors);
     errors
 }
 
@@ -260,5 +307,34 @@ mod tests {
         let mut kgw = KafkaGateway::test();
         kgw.spec.pdb.max_unavailable = Some(IntOrString::String("half".into()));
         assert_eq!(fields(&kgw), ["spec.pdb.maxUnavailable"]);
+    }
+
+    /// Seen on a real API server: the StatefulSet is admitted, its pods never are.
+    #[test]
+    fn pod_template_mistakes_the_statefulset_api_admits_are_refused() {
+        let mut kgw = KafkaGateway::test();
+        kgw.spec.storage.storage_class_name = Some("Bad_Class".into());
+        kgw.spec.env = vec![k8s_openapi::api::core::v1::EnvVar {
+            name: "A".into(),
+            value: Some("x".into()),
+            value_from: Some(Default::default()),
+        }];
+        kgw.spec.placement.topology_spread_constraints = vec![k8s_openapi::api::core::v1::TopologySpreadConstraint {
+            max_skew: 0,
+            topology_key: "topology.kubernetes.io/zone".into(),
+            when_unsatisfiable: "Sometimes".into(),
+            ..Default::default()
+        }];
+        assert_eq!(
+            fields(&kgw),
+            [
+                "spec.storage.storageClassName",
+                "spec.env[0]",
+                "spec.placement.topologySpreadConstraints[0].maxSkew",
+                "spec.placement.topologySpreadConstraints[0].whenUnsatisfiable"
+            ]
+        );
+        kgw.spec.storage.storage_class_name = Some("fast.ssd-1".into());
+        assert!(is_dns1123_subdomain("fast.ssd-1") && !is_dns1123_subdomain("a..b"));
     }
 }
