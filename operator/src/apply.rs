@@ -96,8 +96,15 @@ pub(crate) async fn apply(kgw: &KafkaGateway, ctx: &Context) -> Result<Action> {
         Ok(applied) => applied,
         Err(Error::ChildRejected { child, message }) => {
             let note = format!("the API server refused the {child}: {message}");
-            ctx.publish(kgw, EventType::Warning, "ChildRejected", "Apply", note.clone(), None)
-                .await;
+            ctx.publish(
+                kgw,
+                EventType::Warning,
+                "ChildRejected",
+                "Apply",
+                note.clone(),
+                None,
+            )
+            .await;
             let refusal = Refusal {
                 reason: "ChildRejected",
                 message: note,
@@ -134,7 +141,11 @@ pub(crate) async fn apply(kgw: &KafkaGateway, ctx: &Context) -> Result<Action> {
             failed: outcome.failed,
         });
     }
-    Ok(Action::requeue(if all_ready { RESYNC } else { RESYNC_PROGRESSING }))
+    Ok(Action::requeue(if all_ready {
+        RESYNC
+    } else {
+        RESYNC_PROGRESSING
+    }))
 }
 
 /// The replica count to apply, and the member removal that failed if a scale-down is blocked.
@@ -145,7 +156,8 @@ async fn scale(
     current: Option<&StatefulSet>,
 ) -> (i32, Option<(i32, MemberError)>) {
     let desired = kgw.spec.replicas;
-    let Some(current_replicas) = current.map(|s| s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)) else {
+    let Some(current_replicas) = current.map(|s| s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0))
+    else {
         return (desired, None);
     };
     if current_replicas > desired {
@@ -172,10 +184,21 @@ async fn refuse_invalid(
 ) -> Result<Action> {
     for field in invalid {
         let note = format!("{field}; no child was changed");
-        ctx.publish(kgw, EventType::Warning, "InvalidSpec", "Validate", note, Some(field.field.clone()))
-            .await;
+        ctx.publish(
+            kgw,
+            EventType::Warning,
+            "InvalidSpec",
+            "Validate",
+            note,
+            Some(field.field.clone()),
+        )
+        .await;
     }
-    let message = invalid.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+    let message = invalid
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
     let refusal = Refusal {
         reason: "InvalidSpec",
         message,
@@ -227,7 +250,13 @@ async fn apply_children(
     // server judges it in a dry run before any child changes, so a refusal leaves none half-done.
     dry_run(&sts_api, &names.name, &sts, "StatefulSet").await?;
     let cm = resources::configmap::build(kgw, names, replicas)?;
-    ssa(&Api::<ConfigMap>::namespaced(client.clone(), ns), &names.config(), &cm, "ConfigMap").await?;
+    ssa(
+        &Api::<ConfigMap>::namespaced(client.clone(), ns),
+        &names.config(),
+        &cm,
+        "ConfigMap",
+    )
+    .await?;
     let svc_api = Api::<Service>::namespaced(client.clone(), ns);
     let headless = resources::service::headless(kgw, names)?;
     ssa(&svc_api, &names.headless(), &headless, "headless Service").await?;
@@ -317,8 +346,15 @@ async fn scale_down_members(
     for node_id in (desired..current_replicas).rev() {
         if let Err(source) = ctx.members.remove(&admin, node_id).await {
             let note = format!("removing raft member {node_id} failed: {source}; the StatefulSet keeps it");
-            ctx.publish(kgw, EventType::Warning, "MemberRemovalFailed", "Scale", note, None)
-                .await;
+            ctx.publish(
+                kgw,
+                EventType::Warning,
+                "MemberRemovalFailed",
+                "Scale",
+                note,
+                None,
+            )
+            .await;
             return Err((node_id, source));
         }
         info!(name = %names.name, node_id, "raft member removed");
@@ -339,7 +375,10 @@ fn keep_immutable_claims(desired: &mut StatefulSet, current: Option<&StatefulSet
     let current = current?;
     let mismatch = statefulset::claim_mismatch(desired, current)?;
     if let Some(spec) = desired.spec.as_mut() {
-        spec.volume_claim_templates = current.spec.as_ref().and_then(|s| s.volume_claim_templates.clone());
+        spec.volume_claim_templates = current
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_claim_templates.clone());
     }
     Some(mismatch)
 }

@@ -21,7 +21,12 @@ async fn a_storage_change_keeps_the_immutable_claims_and_says_so() {
     let mut older = kgw.clone();
     older.spec.storage.size = "5Gi".into();
     let existing = serde_json::to_value(statefulset_with_status(&older, 3, 3)).unwrap();
-    let mut steps = vec![Step::get(APPS, "statefulsets", "kgw", Reply::Json(existing.clone()))];
+    let mut steps = vec![Step::get(
+        APPS,
+        "statefulsets",
+        "kgw",
+        Reply::Json(existing.clone()),
+    )];
     steps.extend(Step::services_and_config());
     steps.push(
         Step::apply_sts(|b| {
@@ -35,7 +40,10 @@ async fn a_storage_change_keeps_the_immutable_claims_and_says_so() {
     steps.push(pdb());
     steps.push(Step::status(&kgw, |s| {
         let c = cond(s, kind::STORAGE_UP_TO_DATE);
-        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "VolumeClaimsImmutable"));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "VolumeClaimsImmutable")
+        );
         assert!(c.message.contains("asks 1Gi"), "{}", c.message);
         assert_eq!(cond(s, kind::READY).status, "True", "the running cluster is fine");
     }));
@@ -78,7 +86,11 @@ async fn service_monitor_applied_only_when_its_crd_exists_and_disabled_pdb_delet
         }
         steps.push(Step::status(&kgw, move |s| {
             let c = cond(s, kind::SERVICE_MONITOR_READY);
-            let expected = if crd_installed { ("True", "Applied") } else { ("False", "CRDMissing") };
+            let expected = if crd_installed {
+                ("True", "Applied")
+            } else {
+                ("False", "CRDMissing")
+            };
             assert_eq!((c.status.as_str(), c.reason.as_str()), expected);
         }));
         let mock = server.run(steps, journal);
@@ -96,7 +108,12 @@ async fn a_service_monitor_turned_off_is_deleted() {
         service_monitor: Some((true, "Applied", "made".into())),
         ..Default::default()
     };
-    kgw.status = Some(crate::status::compute(&kgw, &names, observed, k8s_openapi::jiff::Timestamp::now()));
+    kgw.status = Some(crate::status::compute(
+        &kgw,
+        &names,
+        observed,
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
     kgw.spec.metrics.service_monitor = false;
     let mut steps = vec![sts_found(&kgw, 1)];
     steps.extend(Step::services_and_config());
@@ -108,7 +125,10 @@ async fn a_service_monitor_turned_off_is_deleted() {
         Reply::Json(serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
     ));
     steps.push(Step::status(&kgw, |s| {
-        assert!(s.conditions.iter().all(|c| c.type_ != kind::SERVICE_MONITOR_READY));
+        assert!(s
+            .conditions
+            .iter()
+            .all(|c| c.type_ != kind::SERVICE_MONITOR_READY));
     }));
     let mock = server.run(steps, journal);
     reconcile(Arc::new(kgw), ctx).await.expect("reconcile");
@@ -129,17 +149,33 @@ async fn invalid_spec_changes_no_child_and_names_the_fields() {
         Step::event_about("InvalidSpec", "spec.metrics.port"),
         Step::status(&kgw, |s| {
             let ready = cond(s, kind::READY);
-            assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "InvalidSpec"));
-            assert!(ready.message.contains("spec.storage.size: 'lots'"), "{}", ready.message);
-            assert!(ready.message.contains("spec.metrics.port: 9092"), "{}", ready.message);
+            assert_eq!(
+                (ready.status.as_str(), ready.reason.as_str()),
+                ("False", "InvalidSpec")
+            );
+            assert!(
+                ready.message.contains("spec.storage.size: 'lots'"),
+                "{}",
+                ready.message
+            );
+            assert!(
+                ready.message.contains("spec.metrics.port: 9092"),
+                "{}",
+                ready.message
+            );
         }),
     ];
     let mock = server.run(steps, Arc::clone(&journal));
-    let action = reconcile(Arc::new(kgw), ctx).await.expect("reported, not retried");
+    let action = reconcile(Arc::new(kgw), ctx)
+        .await
+        .expect("reported, not retried");
     timeout_after_1s(mock).await;
     assert_eq!(action, Action::requeue(RESYNC));
     assert!(!journal.lock().iter().any(|e| e.starts_with("PATCH /api/")));
-    assert!(registry.gather().iter().any(|m| m.name() == "kafka_gateway_operator_reconciles_total"));
+    assert!(registry
+        .gather()
+        .iter()
+        .any(|m| m.name() == "kafka_gateway_operator_reconciles_total"));
 }
 
 /// Something only the API server knows is wrong: the refusal is a condition and a Warning event
@@ -148,7 +184,8 @@ async fn invalid_spec_changes_no_child_and_names_the_fields() {
 async fn a_child_the_api_server_refuses_is_reported() {
     let (ctx, server, _, journal) = Context::test(None, vec![]);
     let kgw = KafkaGateway::test();
-    let message = "StatefulSet.apps \"kgw\" is invalid: spec.template.spec.containers[0].env[6].name: Invalid value";
+    let message =
+        "StatefulSet.apps \"kgw\" is invalid: spec.template.spec.containers[0].env[6].name: Invalid value";
     let steps = vec![
         sts_missing(),
         Step::dry_run_sts().reply(Reply::Refused(422, message)),
@@ -157,7 +194,10 @@ async fn a_child_the_api_server_refuses_is_reported() {
         }),
         Step::status(&kgw, |s| {
             let ready = cond(s, kind::READY);
-            assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "ChildRejected"));
+            assert_eq!(
+                (ready.status.as_str(), ready.reason.as_str()),
+                ("False", "ChildRejected")
+            );
             assert!(ready.message.contains("the StatefulSet"), "{}", ready.message);
         }),
     ];
@@ -167,7 +207,8 @@ async fn a_child_the_api_server_refuses_is_reported() {
     // Refused in the dry run: no child was changed, none is left half-done.
     let log = journal.lock().clone();
     assert!(
-        !log.iter().any(|e| e.contains("/configmaps/") || e.contains("/services/")),
+        !log.iter()
+            .any(|e| e.contains("/configmaps/") || e.contains("/services/")),
         "{log:?}"
     );
 }

@@ -166,7 +166,9 @@ pub async fn reconcile(kgw: Arc<KafkaGateway>, ctx: Arc<Context>) -> Result<Acti
     } else if wants_finalizer && !has_finalizer {
         // Before any topic exists that the cleanup would have to delete; the patch triggers the
         // next reconcile.
-        set_finalizer(&api, &kgw, true).await.map(|()| Action::await_change())
+        set_finalizer(&api, &kgw, true)
+            .await
+            .map(|()| Action::await_change())
     } else {
         if has_finalizer && !wants_finalizer {
             set_finalizer(&api, &kgw, false).await?;
@@ -218,7 +220,11 @@ pub fn error_policy(kgw: Arc<KafkaGateway>, error: &Error, ctx: Arc<Context>) ->
 
 /// Writes `status` with server-side apply (the operator owns every condition it lists, so a
 /// condition left out is removed).
-pub(crate) async fn patch_status(ctx: &Context, names: &Names, status: crate::KafkaGatewayStatus) -> Result<()> {
+pub(crate) async fn patch_status(
+    ctx: &Context,
+    names: &Names,
+    status: crate::KafkaGatewayStatus,
+) -> Result<()> {
     let api: Api<KafkaGateway> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let patch = serde_json::json!({
         "apiVersion": KafkaGateway::api_version(&()),

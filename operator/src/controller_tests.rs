@@ -62,7 +62,10 @@ async fn create_applies_every_child_then_the_status() {
     steps.push(Step::apply_sts(|b| {
         assert_eq!(replicas_of(b), 3);
         let owner = &b["metadata"]["ownerReferences"][0];
-        assert_eq!((&owner["controller"], &owner["blockOwnerDeletion"]), (&Value::Bool(true), &Value::Bool(true)));
+        assert_eq!(
+            (&owner["controller"], &owner["blockOwnerDeletion"]),
+            (&Value::Bool(true), &Value::Bool(true))
+        );
         let container = &b["spec"]["template"]["spec"]["containers"][0]["securityContext"];
         assert_eq!(container["allowPrivilegeEscalation"], false);
         assert_eq!(container["capabilities"]["drop"][0], "ALL");
@@ -80,7 +83,10 @@ async fn create_applies_every_child_then_the_status() {
         assert_eq!(cond(s, kind::TOPICS_READY).status, "True");
         // A new cluster is forming, not degraded.
         let degraded = cond(s, kind::DEGRADED);
-        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("False", "Forming"));
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("False", "Forming")
+        );
         assert_eq!(s.bootstrap.as_deref(), Some("kgw.testns.svc.cluster.local:9092"));
     }));
     let mock = server.run(steps, journal);
@@ -180,7 +186,10 @@ async fn failed_member_removal_blocks_only_the_scale_down() {
     steps.push(Step::apply_sts(|b| {
         // Member 4 is removed, 3 is not: four pods stay, with the new image.
         assert_eq!(replicas_of(b), 4);
-        assert_eq!(b["spec"]["template"]["spec"]["containers"][0]["image"], "kafka-gateway:new");
+        assert_eq!(
+            b["spec"]["template"]["spec"]["containers"][0]["image"],
+            "kafka-gateway:new"
+        );
     }));
     steps.push(pdb());
     steps.push(Step::event_about("TopicCreated", "spec.topics{orders}"));
@@ -192,7 +201,10 @@ async fn failed_member_removal_blocks_only_the_scale_down() {
         );
         assert!(blocked.message.contains("member 3"), "{}", blocked.message);
         let ready = cond(s, kind::READY);
-        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "ScaleDownBlocked"));
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "ScaleDownBlocked")
+        );
         assert_eq!(cond(s, kind::DEGRADED).status, "False");
         assert_eq!(cond(s, kind::TOPICS_READY).status, "True");
     }));
@@ -280,7 +292,10 @@ async fn topics_are_created_and_a_partition_decrease_is_refused() {
     steps.extend(Step::services_and_config());
     steps.push(Step::apply_sts(|_| {}).reply(Reply::Json(ready)));
     steps.push(pdb());
-    steps.push(Step::event_about("TopicPartitionDecreaseRefused", "spec.topics{orders}"));
+    steps.push(Step::event_about(
+        "TopicPartitionDecreaseRefused",
+        "spec.topics{orders}",
+    ));
     steps.push(Step::status(&shrunk, |s| {
         let c = cond(s, kind::TOPICS_READY);
         assert_eq!(
@@ -351,7 +366,9 @@ async fn finalizer_removal_of_a_vanished_object_is_success() {
         Step::event("TopicsDeleted"),
     ];
     let mock = server.run(steps, journal);
-    reconcile(Arc::new(kgw), ctx).await.expect("a vanished object is finalized");
+    reconcile(Arc::new(kgw), ctx)
+        .await
+        .expect("a vanished object is finalized");
     timeout_after_1s(mock).await;
 }
 

@@ -188,7 +188,11 @@ fn rule_nodes(node: &Value, out: &mut Vec<Value>) {
 fn every_cel_rule_compiles_within_the_cost_budget() {
     let mut nodes = Vec::new();
     rule_nodes(&crd_json(), &mut nodes);
-    assert_eq!(nodes.len(), 5, "root (name), spec (ports), seaweedmq, topic name, partitions");
+    assert_eq!(
+        nodes.len(),
+        5,
+        "root (name), spec (ports), seaweedmq, topic name, partitions"
+    );
     for node in nodes {
         let compiled = kube::core::cel::compile_schema(&node);
         assert!(compiled.compilation_errors().is_empty(), "{node}");
@@ -209,12 +213,18 @@ fn names_the_children_cannot_carry_are_refused() {
     assert_eq!(name["maxLength"], MAX_NAME_LENGTH);
     assert_eq!(name["type"], "string");
     for good in ["kgw", "events", "a", "a-1", &"x".repeat(52)] {
-        assert_eq!(cel_errors(&gateway_named(good, valid_spec()), None), Vec::<String>::new(), "{good}");
+        assert_eq!(
+            cel_errors(&gateway_named(good, valid_spec()), None),
+            Vec::<String>::new(),
+            "{good}"
+        );
     }
     for bad in ["9gw", "-a", "a-", "Kgw", "a.b", "a_b"] {
         let errors = cel_errors(&gateway_named(bad, valid_spec()), None);
         assert!(
-            errors.iter().any(|e| e.contains("metadata.name must be a DNS-1035 label")),
+            errors
+                .iter()
+                .any(|e| e.contains("metadata.name must be a DNS-1035 label")),
             "{bad}: {errors:?}"
         );
     }
@@ -223,7 +233,10 @@ fn names_the_children_cannot_carry_are_refused() {
 #[test]
 fn quantities_carry_the_quantity_pattern() {
     let spec = spec_schema();
-    assert_eq!(spec["properties"]["storage"]["properties"]["size"]["pattern"], QUANTITY_PATTERN);
+    assert_eq!(
+        spec["properties"]["storage"]["properties"]["size"]["pattern"],
+        QUANTITY_PATTERN
+    );
     for map in ["requests", "limits"] {
         let value = &spec["properties"]["resources"]["properties"][map]["additionalProperties"];
         assert_eq!(value["pattern"], QUANTITY_PATTERN, "{map}");
@@ -240,8 +253,30 @@ fn quantity_pattern_agrees_with_the_operator_check() {
         "x-kubernetes-validations": [{"rule": format!("self.matches('{}')", QUANTITY_PATTERN.replace('\\', "\\\\"))}]
     });
     for q in [
-        "1Gi", "500m", "0.5", "2", "1e3", "1E-3", "+1", ".5", "5.", "10Ki", "1k", "128974848", "lots",
-        "banana", "1K", "1 Gi", "-1", "1.2.3", "Gi", "", "1gi", "1Gb", "0x10", "1e",
+        "1Gi",
+        "500m",
+        "0.5",
+        "2",
+        "1e3",
+        "1E-3",
+        "+1",
+        ".5",
+        "5.",
+        "10Ki",
+        "1k",
+        "128974848",
+        "lots",
+        "banana",
+        "1K",
+        "1 Gi",
+        "-1",
+        "1.2.3",
+        "Gi",
+        "",
+        "1gi",
+        "1Gb",
+        "0x10",
+        "1e",
     ] {
         let pattern_ok = Validator::new().validate(&schema, &json!(q), None).is_ok();
         assert_eq!(pattern_ok, crate::validate::is_quantity(q), "{q:?}");
@@ -254,15 +289,22 @@ fn partitions_cannot_change_once_set() {
     let mut grown = valid_spec();
     grown["topics"][0]["partitions"] = json!(12);
     let errors = cel_errors(&gateway_named("kgw", grown), Some(&old));
-    assert!(errors.iter().any(|e| e.contains("partitions cannot change")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("partitions cannot change")),
+        "{errors:?}"
+    );
     // Same counts, and a new topic with any count, are fine.
     let mut added = valid_spec();
     added["topics"]
         .as_array_mut()
         .unwrap()
         .push(json!({"name": "new", "partitions": 7}));
-    assert_eq!(cel_errors(&gateway_named("kgw", added), Some(&old)), Vec::<String>::new());
-    let description = spec_schema()["properties"]["topics"]["items"]["properties"]["partitions"]["description"]
+    assert_eq!(
+        cel_errors(&gateway_named("kgw", added), Some(&old)),
+        Vec::<String>::new()
+    );
+    let description = spec_schema()["properties"]["topics"]["items"]["properties"]["partitions"]
+        ["description"]
         .as_str()
         .unwrap()
         .to_string();
@@ -278,11 +320,16 @@ fn every_bound_is_reported_once() {
         if node.get("minimum").is_some() || node.get("maximum").is_some() {
             for rule in node["x-kubernetes-validations"].as_array().unwrap() {
                 let rule = rule["rule"].as_str().unwrap();
-                assert!(!rule.contains(">=") && !rule.contains("<="), "{rule} duplicates {node}");
+                assert!(
+                    !rule.contains(">=") && !rule.contains("<="),
+                    "{rule} duplicates {node}"
+                );
             }
         }
     }
     let spec = spec_schema();
     assert_eq!(spec["properties"]["replicas"]["minimum"], 1.0);
-    assert!(spec["properties"]["replicas"].get("x-kubernetes-validations").is_none());
+    assert!(spec["properties"]["replicas"]
+        .get("x-kubernetes-validations")
+        .is_none());
 }

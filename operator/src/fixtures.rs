@@ -16,12 +16,12 @@ use prometheus::Registry;
 use serde_json::{json, Value};
 
 use crate::crd::{KafkaGateway, KafkaGatewaySpec, KafkaGatewayStatus, SeaweedMqSpec, TopicSpec};
-use kafka_gateway::storage::local::{LocalOptions, LocalStorage};
 use crate::members::{MemberError, MemberRemover};
 use crate::metrics::Metrics;
 use crate::resources::{statefulset, Names};
 use crate::topics::TopicBackends;
 use crate::{Context, FIELD_MANAGER, FINALIZER};
+use kafka_gateway::storage::local::{LocalOptions, LocalStorage};
 
 /// Builders of test resources.
 pub(crate) trait KafkaGatewayExt: Sized {
@@ -235,7 +235,9 @@ impl Step {
             apply: false,
             dry_run: false,
             check: Some(Box::new(move |body| {
-                let finalizers = body["metadata"]["finalizers"].as_array().expect("finalizers list");
+                let finalizers = body["metadata"]["finalizers"]
+                    .as_array()
+                    .expect("finalizers list");
                 assert_eq!(finalizers.iter().any(|f| f == FINALIZER), add, "{body}");
                 assert!(body["metadata"].get("resourceVersion").is_some(), "{body}");
             })),
@@ -458,4 +460,3 @@ pub(crate) async fn local_storage() -> (tempfile::TempDir, Arc<dyn Storage>) {
     let storage = LocalStorage::open(LocalOptions::new(dir.path())).await.unwrap();
     (dir, Arc::new(storage))
 }
-

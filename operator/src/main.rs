@@ -90,7 +90,8 @@ async fn main() -> anyhow::Result<()> {
     {
         let api = kube::Api::namespaced(client, namespace);
         let timeout = Duration::from_secs(*timeout_seconds);
-        kafka_gateway_operator::uninstall::delete_gateway(&api, name, timeout, Duration::from_secs(2)).await?;
+        kafka_gateway_operator::uninstall::delete_gateway(&api, name, timeout, Duration::from_secs(2))
+            .await?;
         return Ok(());
     }
     if let Err(e) = controller::check_crd(&client).await {

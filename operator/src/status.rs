@@ -113,7 +113,10 @@ fn ready_condition(stamp: &Stamp, c: &Counts, observed: &Observed<'_>) -> Condit
     if let Some(refusal) = &observed.refusal {
         stamp.condition(kind::READY, false, refusal.reason, refusal.message.clone())
     } else if observed.scale_down_error.is_some() {
-        let message = format!("{counts}; the scale-down to {} is blocked (see ScaleDownBlocked)", c.desired);
+        let message = format!(
+            "{counts}; the scale-down to {} is blocked (see ScaleDownBlocked)",
+            c.desired
+        );
         stamp.condition(kind::READY, false, "ScaleDownBlocked", message)
     } else if c.ready >= c.desired && c.current == c.desired {
         stamp.condition(kind::READY, true, "AllReplicasReady", counts)
@@ -124,9 +127,17 @@ fn ready_condition(stamp: &Stamp, c: &Counts, observed: &Observed<'_>) -> Condit
 
 fn progressing_condition(stamp: &Stamp, c: &Counts) -> Condition {
     let (progressing, reason, message) = if c.current < c.desired {
-        (true, "ScalingUp", format!("{} of {} pods exist", c.current, c.desired))
+        (
+            true,
+            "ScalingUp",
+            format!("{} of {} pods exist", c.current, c.desired),
+        )
     } else if c.current > c.desired {
-        (true, "ScalingDown", format!("{} pods, shrinking to {}", c.current, c.desired))
+        (
+            true,
+            "ScalingDown",
+            format!("{} pods, shrinking to {}", c.current, c.desired),
+        )
     } else if !c.rolled_out || c.updated < c.desired || c.ready < c.desired {
         let message = format!("{}/{} pods updated, {} ready", c.updated, c.desired, c.ready);
         (true, "RollingOut", message)
@@ -147,13 +158,21 @@ fn degraded_condition(stamp: &Stamp, kgw: &KafkaGateway, c: &Counts, has_sts: bo
                 .any(|x| x.type_ == kind::DEGRADED && x.status == "True" && x.reason == "QuorumLost")
     });
     if has_sts && c.ready < quorum && c.current > 0 && c.rolled_out && had_quorum {
-        let message = format!("{} ready, a raft majority needs {quorum} of {}", c.ready, c.desired);
+        let message = format!(
+            "{} ready, a raft majority needs {quorum} of {}",
+            c.ready, c.desired
+        );
         stamp.condition(kind::DEGRADED, true, "QuorumLost", message)
     } else if c.ready < quorum {
         let message = format!("{} of the {quorum} pods a raft majority needs are ready", c.ready);
         stamp.condition(kind::DEGRADED, false, "Forming", message)
     } else {
-        stamp.condition(kind::DEGRADED, false, "AsExpected", "a raft majority is ready".into())
+        stamp.condition(
+            kind::DEGRADED,
+            false,
+            "AsExpected",
+            "a raft majority is ready".into(),
+        )
     }
 }
 
@@ -177,7 +196,12 @@ fn topics_condition(stamp: &Stamp, topics: &[TopicStatus]) -> Condition {
 }
 
 /// The new status of `kgw`.
-pub fn compute(kgw: &KafkaGateway, names: &Names, observed: Observed<'_>, now: Timestamp) -> KafkaGatewayStatus {
+pub fn compute(
+    kgw: &KafkaGateway,
+    names: &Names,
+    observed: Observed<'_>,
+    now: Timestamp,
+) -> KafkaGatewayStatus {
     let stamp = Stamp {
         generation: kgw.metadata.generation,
         now,
@@ -190,11 +214,26 @@ pub fn compute(kgw: &KafkaGateway, names: &Names, observed: Observed<'_>, now: T
         topics_condition(&stamp, &observed.topics),
         match &observed.scale_down_error {
             Some(err) => stamp.condition(kind::SCALE_DOWN_BLOCKED, true, "MemberRemovalFailed", err.clone()),
-            None => stamp.condition(kind::SCALE_DOWN_BLOCKED, false, "NotBlocked", "no scale-down is waiting".into()),
+            None => stamp.condition(
+                kind::SCALE_DOWN_BLOCKED,
+                false,
+                "NotBlocked",
+                "no scale-down is waiting".into(),
+            ),
         },
         match &observed.storage_mismatch {
-            Some(diff) => stamp.condition(kind::STORAGE_UP_TO_DATE, false, "VolumeClaimsImmutable", diff.clone()),
-            None => stamp.condition(kind::STORAGE_UP_TO_DATE, true, "ClaimsMatchSpec", "volume claims match spec.storage".into()),
+            Some(diff) => stamp.condition(
+                kind::STORAGE_UP_TO_DATE,
+                false,
+                "VolumeClaimsImmutable",
+                diff.clone(),
+            ),
+            None => stamp.condition(
+                kind::STORAGE_UP_TO_DATE,
+                true,
+                "ClaimsMatchSpec",
+                "volume claims match spec.storage".into(),
+            ),
         },
     ];
     if let Some((exists, reason, message)) = &observed.service_monitor {
@@ -315,7 +354,10 @@ mod tests {
             ("True", "MemberRemovalFailed", "no leader")
         );
         let r = find(&s, kind::READY);
-        assert_eq!((r.status.as_str(), r.reason.as_str()), ("False", "ScaleDownBlocked"));
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("False", "ScaleDownBlocked")
+        );
         assert_eq!(find(&s, kind::DEGRADED).status, "False");
         assert_eq!(find(&s, kind::PROGRESSING).reason, "ScalingDown");
     }
@@ -341,7 +383,10 @@ mod tests {
         let m = find(&s, kind::SERVICE_MONITOR_READY);
         assert_eq!((m.status.as_str(), m.reason.as_str()), ("False", "CRDMissing"));
         let plain = compute(&kgw, &names, Observed::default(), now());
-        assert!(plain.conditions.iter().all(|c| c.type_ != kind::SERVICE_MONITOR_READY));
+        assert!(plain
+            .conditions
+            .iter()
+            .all(|c| c.type_ != kind::SERVICE_MONITOR_READY));
         assert_eq!(find(&plain, kind::STORAGE_UP_TO_DATE).status, "True");
     }
 

@@ -68,7 +68,10 @@ mod tests {
             assert!(!out.contains("kube info"), "{filter}: {out}");
             assert!(out.contains("openraft warning"), "{filter}: {out}");
             assert!(out.contains("gateway event"), "{filter}: {out}");
-            assert!(!out.contains('\u{1b}'), "no ANSI escapes without a terminal: {out:?}");
+            assert!(
+                !out.contains('\u{1b}'),
+                "no ANSI escapes without a terminal: {out:?}"
+            );
         }
         assert!(logged(DEFAULT_FILTER).contains("operator event"));
     }

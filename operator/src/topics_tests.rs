@@ -115,7 +115,10 @@ async fn invalid_config_is_refused_without_creating() {
     )
     .await;
     let message = out.statuses[0].message.clone().unwrap();
-    assert!(message.contains("invalid value 'compact' for cleanup.policy"), "{message}");
+    assert!(
+        message.contains("invalid value 'compact' for cleanup.policy"),
+        "{message}"
+    );
     assert!(!message.contains("Some("), "{message}");
 }
 

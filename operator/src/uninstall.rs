@@ -19,7 +19,12 @@ use crate::{Error, Result};
 /// # Errors
 /// [`Error::Kube`] on API failures; [`Error::StillPresent`] when it still exists after `timeout`
 /// (its finalizer was not removed: is the operator running?).
-pub async fn delete_gateway(api: &Api<KafkaGateway>, name: &str, timeout: Duration, poll: Duration) -> Result<()> {
+pub async fn delete_gateway(
+    api: &Api<KafkaGateway>,
+    name: &str,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<()> {
     match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => info!(name, "kafkagateway deletion requested"),
         Err(kube::Error::Api(status)) if status.code == 404 => {
@@ -31,7 +36,11 @@ pub async fn delete_gateway(api: &Api<KafkaGateway>, name: &str, timeout: Durati
     let start = tokio::time::Instant::now();
     loop {
         if api.get_opt(name).await.map_err(Error::Kube)?.is_none() {
-            info!(name, waited_ms = start.elapsed().as_millis(), "kafkagateway deleted");
+            info!(
+                name,
+                waited_ms = start.elapsed().as_millis(),
+                "kafkagateway deleted"
+            );
             return Ok(());
         }
         if start.elapsed() >= timeout {
@@ -75,13 +84,21 @@ mod tests {
     #[tokio::test]
     async fn an_absent_gateway_is_success_and_a_stuck_one_an_error() {
         let (client, server) = mock_client();
-        let mock = server.run(vec![Step::raw(Method::DELETE, KGW, Reply::Status(404))], Journal::default());
+        let mock = server.run(
+            vec![Step::raw(Method::DELETE, KGW, Reply::Status(404))],
+            Journal::default(),
+        );
         let api = Api::namespaced(client, "testns");
-        delete_gateway(&api, "kgw", Duration::ZERO, Duration::ZERO).await.expect("absent");
+        delete_gateway(&api, "kgw", Duration::ZERO, Duration::ZERO)
+            .await
+            .expect("absent");
         timeout_after_1s(mock).await;
 
         let (client, server) = mock_client();
-        let steps = vec![Step::raw(Method::DELETE, KGW, present()), Step::raw(Method::GET, KGW, present())];
+        let steps = vec![
+            Step::raw(Method::DELETE, KGW, present()),
+            Step::raw(Method::GET, KGW, present()),
+        ];
         let mock = server.run(steps, Journal::default());
         let api = Api::namespaced(client, "testns");
         let err = delete_gateway(&api, "kgw", Duration::ZERO, Duration::ZERO)

@@ -150,7 +150,8 @@ pub fn is_dns1123_subdomain(name: &str) -> bool {
             let b = label.as_bytes();
             matches!(b.first(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
                 && matches!(b.last(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
-                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         })
 }
 
@@ -233,7 +234,10 @@ fn check_pod_template(kgw: &KafkaGateway, errors: &mut Vec<FieldError>) {
         if !["DoNotSchedule", "ScheduleAnyway"].contains(&spread.when_unsatisfiable.as_str()) {
             errors.push(error(
                 format!("spec.placement.topologySpreadConstraints[{i}].whenUnsatisfiable"),
-                format!("'{}' is neither DoNotSchedule nor ScheduleAnyway", spread.when_unsatisfiable),
+                format!(
+                    "'{}' is neither DoNotSchedule nor ScheduleAnyway",
+                    spread.when_unsatisfiable
+                ),
             ));
         }
     }
@@ -263,7 +267,13 @@ mod tests {
 
     #[test]
     fn quantities() {
-        for (text, value) in [("1Gi", 1073741824.0), ("500m", 0.5), ("2", 2.0), ("1e3", 1000.0), ("1k", 1000.0)] {
+        for (text, value) in [
+            ("1Gi", 1073741824.0),
+            ("500m", 0.5),
+            ("2", 2.0),
+            ("1e3", 1000.0),
+            ("1k", 1000.0),
+        ] {
             assert_eq!(quantity_value(text), Some(value), "{text}");
         }
         for bad in ["lots", "banana", "1K", "-1", "", "Gi", "1.2.3", "1 Gi"] {
@@ -296,13 +306,20 @@ mod tests {
             limits: Some(BTreeMap::from([("memory".to_string(), Quantity("1Gi".into()))])),
             ..Default::default()
         });
-        assert_eq!(fields(&kgw), ["spec.resources.requests.cpu", "spec.resources.requests.memory"]);
+        assert_eq!(
+            fields(&kgw),
+            ["spec.resources.requests.cpu", "spec.resources.requests.memory"]
+        );
 
         let mut kgw = KafkaGateway::test();
         kgw.spec.metrics.port = 9092;
         let errors = validate(&kgw);
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].to_string().starts_with("spec.metrics.port: 9092"), "{}", errors[0]);
+        assert!(
+            errors[0].to_string().starts_with("spec.metrics.port: 9092"),
+            "{}",
+            errors[0]
+        );
 
         let mut kgw = KafkaGateway::test();
         kgw.spec.pdb.max_unavailable = Some(IntOrString::String("half".into()));
@@ -319,12 +336,13 @@ mod tests {
             value: Some("x".into()),
             value_from: Some(Default::default()),
         }];
-        kgw.spec.placement.topology_spread_constraints = vec![k8s_openapi::api::core::v1::TopologySpreadConstraint {
-            max_skew: 0,
-            topology_key: "topology.kubernetes.io/zone".into(),
-            when_unsatisfiable: "Sometimes".into(),
-            ..Default::default()
-        }];
+        kgw.spec.placement.topology_spread_constraints =
+            vec![k8s_openapi::api::core::v1::TopologySpreadConstraint {
+                max_skew: 0,
+                topology_key: "topology.kubernetes.io/zone".into(),
+                when_unsatisfiable: "Sometimes".into(),
+                ..Default::default()
+            }];
         assert_eq!(
             fields(&kgw),
             [

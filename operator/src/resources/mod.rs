@@ -202,7 +202,12 @@ mod tests {
         let kgw = KafkaGateway::test();
         let owner = owner_ref(&kgw).unwrap();
         assert_eq!(
-            (owner.kind.as_str(), owner.name.as_str(), owner.controller, owner.block_owner_deletion),
+            (
+                owner.kind.as_str(),
+                owner.name.as_str(),
+                owner.controller,
+                owner.block_owner_deletion
+            ),
             ("KafkaGateway", "kgw", Some(true), Some(true))
         );
     }

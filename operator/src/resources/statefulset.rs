@@ -308,7 +308,14 @@ fn claim_of(sts: &StatefulSet) -> Option<(String, Option<String>)> {
         .iter()
         .find(|c| c.metadata.name.as_deref() == Some(DATA_VOLUME))?;
     let spec = claim.spec.as_ref()?;
-    let size = spec.resources.as_ref()?.requests.as_ref()?.get("storage")?.0.clone();
+    let size = spec
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("storage")?
+        .0
+        .clone();
     Some((size, spec.storage_class_name.clone()))
 }
 

@@ -9,8 +9,14 @@ fn pods_run_as_the_image_user_with_a_writable_data_volume() {
     let kgw = KafkaGateway::test();
     let names = Names::of(&kgw).unwrap();
     let sts = build(&kgw, &names, 1).unwrap();
-    let sc = pod_of(&sts).security_context.as_ref().expect("pod security context");
-    assert_eq!((sc.run_as_user, sc.fs_group, sc.run_as_non_root), (Some(65532), Some(65532), Some(true)));
+    let sc = pod_of(&sts)
+        .security_context
+        .as_ref()
+        .expect("pod security context");
+    assert_eq!(
+        (sc.run_as_user, sc.fs_group, sc.run_as_non_root),
+        (Some(65532), Some(65532), Some(true))
+    );
 }
 
 fn pod_of(sts: &StatefulSet) -> &PodSpec {
@@ -175,7 +181,11 @@ fn placement_and_extra_env_are_passed_through() {
         Some(names.selector_labels())
     );
     assert_eq!(env_of(&sts, "RUST_LOG").value.as_deref(), Some("debug"));
-    assert_eq!(pod.topology_spread_constraints.as_ref().unwrap().len(), 1, "the spec's replace the default");
+    assert_eq!(
+        pod.topology_spread_constraints.as_ref().unwrap().len(),
+        1,
+        "the spec's replace the default"
+    );
     let custom = Affinity {
         node_affinity: Some(Default::default()),
         ..Affinity::default()
@@ -192,15 +202,27 @@ fn pods_spread_over_nodes_and_zones_by_default_without_blocking_scheduling() {
     let pod = pod_of(&sts);
     let anti = pod.affinity.as_ref().unwrap().pod_anti_affinity.as_ref().unwrap();
     assert!(anti.required_during_scheduling_ignored_during_execution.is_none());
-    let preferred = &anti.preferred_during_scheduling_ignored_during_execution.as_ref().unwrap()[0];
+    let preferred = &anti
+        .preferred_during_scheduling_ignored_during_execution
+        .as_ref()
+        .unwrap()[0];
     assert_eq!(preferred.pod_affinity_term.topology_key, "kubernetes.io/hostname");
     assert_eq!(
-        preferred.pod_affinity_term.label_selector.as_ref().unwrap().match_labels,
+        preferred
+            .pod_affinity_term
+            .label_selector
+            .as_ref()
+            .unwrap()
+            .match_labels,
         Some(names.selector_labels())
     );
     let spread = &pod.topology_spread_constraints.as_ref().unwrap()[0];
     assert_eq!(
-        (spread.topology_key.as_str(), spread.when_unsatisfiable.as_str(), spread.max_skew),
+        (
+            spread.topology_key.as_str(),
+            spread.when_unsatisfiable.as_str(),
+            spread.max_skew
+        ),
         ("topology.kubernetes.io/zone", "ScheduleAnyway", 1)
     );
 }
@@ -211,7 +233,8 @@ fn restricted_violations(pod: &PodSpec) -> Vec<String> {
     let mut out = Vec::new();
     let psc = pod.security_context.clone().unwrap_or_default();
     let seccomp_ok = |p: &Option<SeccompProfile>| {
-        p.as_ref().is_some_and(|p| p.type_ == "RuntimeDefault" || p.type_ == "Localhost")
+        p.as_ref()
+            .is_some_and(|p| p.type_ == "RuntimeDefault" || p.type_ == "Localhost")
     };
     for c in &pod.containers {
         let sc = c.security_context.clone().unwrap_or_default();
@@ -222,7 +245,12 @@ fn restricted_violations(pod: &PodSpec) -> Vec<String> {
         if !caps.drop.unwrap_or_default().iter().any(|d| d == "ALL") {
             out.push(format!("{}: capabilities.drop lacks ALL", c.name));
         }
-        if caps.add.unwrap_or_default().iter().any(|a| a != "NET_BIND_SERVICE") {
+        if caps
+            .add
+            .unwrap_or_default()
+            .iter()
+            .any(|a| a != "NET_BIND_SERVICE")
+        {
             out.push(format!("{}: adds capabilities", c.name));
         }
         if sc.run_as_non_root != Some(true) && psc.run_as_non_root != Some(true) {
@@ -254,14 +282,25 @@ fn pods_pass_the_restricted_pod_security_profile() {
     assert_eq!(restricted_violations(pod_of(&sts)), Vec::<String>::new());
 }
 
-
 /// The StatefulSet as the API server returns it: the claim template gains `volumeMode`,
 /// `apiVersion`/`kind` and a `status`, and the quantity may be re-emitted canonically.
 fn as_returned(mut sts: StatefulSet, size: &str) -> StatefulSet {
-    let claim = &mut sts.spec.as_mut().unwrap().volume_claim_templates.as_mut().unwrap()[0];
+    let claim = &mut sts
+        .spec
+        .as_mut()
+        .unwrap()
+        .volume_claim_templates
+        .as_mut()
+        .unwrap()[0];
     let spec = claim.spec.as_mut().unwrap();
     spec.volume_mode = Some("Filesystem".into());
-    spec.resources.as_mut().unwrap().requests.as_mut().unwrap().insert("storage".into(), Quantity(size.into()));
+    spec.resources
+        .as_mut()
+        .unwrap()
+        .requests
+        .as_mut()
+        .unwrap()
+        .insert("storage".into(), Quantity(size.into()));
     claim.status = Some(k8s_openapi::api::core::v1::PersistentVolumeClaimStatus {
         phase: Some("Pending".into()),
         ..Default::default()
@@ -275,7 +314,10 @@ fn claims_compare_by_what_the_spec_sets_not_by_api_server_defaults() {
     kgw.spec.storage.size = "1024Mi".into();
     let names = Names::of(&kgw).unwrap();
     let desired = build(&kgw, &names, 1).unwrap();
-    assert_eq!(claim_mismatch(&desired, &as_returned(desired.clone(), "1Gi")), None);
+    assert_eq!(
+        claim_mismatch(&desired, &as_returned(desired.clone(), "1Gi")),
+        None
+    );
 
     let mut bigger = kgw.clone();
     bigger.spec.storage.size = "5Gi".into();
