@@ -11,6 +11,10 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+/// Log filter when `RUST_LOG` is unset: this crate's events at `info`, dependencies at `warn`
+/// (openraft logs its whole state at `info` on every start and election).
+pub const DEFAULT_LOG_FILTER: &str = "warn,kafka_gateway=info";
+
 /// Invalid configuration, reported at start with the offending key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -29,7 +29,10 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new(kafka_gateway::config::DEFAULT_LOG_FILTER)),
+        )
         .with_writer(std::io::stderr)
         // Colour only for a terminal: logs piped to files or collectors stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

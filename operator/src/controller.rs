@@ -1,12 +1,11 @@
-//! The reconcile loop of `KafkaGateway`.
+//! The reconcile loop of `KafkaGateway`: finalizer handling, error policy, events, the status
+//! write and the controller wiring. The apply path itself is in [`crate::apply`].
 //!
-//! Order of one reconcile (the finalizer is added first, in its own patch):
-//! 1. read the StatefulSet; when shrinking, remove the departing raft members (highest ordinal
-//!    first) through the gateway admin API, and stop with `Degraded` if one fails;
-//! 2. server-side apply the children under [`FIELD_MANAGER`]: ConfigMap, headless and client
-//!    Services, StatefulSet, PDB, ServiceMonitor (when enabled and its CRD exists);
-//! 3. reconcile topics in SeaweedMQ;
-//! 4. write the status computed from the applied StatefulSet and the topic results.
+//! The finalizer exists only for `topicDeletionPolicy: Delete`, the one case with something
+//! outside Kubernetes to clean up (topics in SeaweedMQ); children go by owner-reference garbage
+//! collection. So deleting a gateway with the default `Retain` policy never waits for the operator
+//! (an uninstalled or broken operator cannot block it), and a finalizer left by an earlier
+//! operator version is removed while the policy is `Retain`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,23 +15,19 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use parking_lot::Mutex;
-use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::crd::{KafkaGateway, TopicDeletionPolicy};
 use crate::members::MemberRemover;
 use crate::metrics::Metrics;
-use crate::resources::{self, Names};
-use crate::status::{self, Observed};
-use crate::topics::{self, TopicAction, TopicBackends};
+use crate::resources::Names;
+use crate::topics::{self, TopicBackends};
 use crate::{Error, Result};
 
 /// The one field manager of every server-side apply.
@@ -40,9 +35,11 @@ pub const FIELD_MANAGER: &str = "kafka-gateway-operator";
 /// Finalizer guarding topic cleanup.
 pub const FINALIZER: &str = "kafkagateway.seaweedfs.io/cleanup";
 /// Requeue period of a healthy resource.
-const RESYNC: Duration = Duration::from_secs(300);
+pub(crate) const RESYNC: Duration = Duration::from_secs(300);
 /// Requeue period while pods are not all ready.
-const RESYNC_PROGRESSING: Duration = Duration::from_secs(15);
+pub(crate) const RESYNC_PROGRESSING: Duration = Duration::from_secs(15);
+/// Longest Event note the API server accepts (bytes).
+const MAX_NOTE_BYTES: usize = 1024;
 /// First error backoff; doubles per consecutive failure up to [`MAX_BACKOFF`].
 const BASE_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -94,25 +91,32 @@ impl Context {
         }
     }
 
-    async fn publish(
+    /// Publishes an Event about `kgw`, or about one of its fields (`field`, e.g.
+    /// `spec.topics{orders}`, kubelet's convention for parts of an object). Events about different
+    /// fields stay distinct: the recorder folds repeats of the same reason about the same
+    /// reference into one series. Best effort: a failed write is logged and never fails the
+    /// reconcile (nor blocks a deletion).
+    pub(crate) async fn publish(
         &self,
         kgw: &KafkaGateway,
         type_: EventType,
         reason: &str,
         action: &str,
         note: String,
-    ) -> Result<()> {
+        field: Option<String>,
+    ) {
         let event = Event {
             type_,
             reason: reason.into(),
-            note: Some(note),
+            note: Some(truncate(note, MAX_NOTE_BYTES)),
             action: action.into(),
             secondary: None,
         };
-        self.recorder
-            .publish(&event, &kgw.object_ref(&()))
-            .await
-            .map_err(Error::Kube)
+        let mut regarding = kgw.object_ref(&());
+        regarding.field_path = field;
+        if let Err(e) = self.recorder.publish(&event, &regarding).await {
+            warn!(name = %kgw.name_any(), reason, error = %e, "event not written");
+        }
     }
 
     fn backoff(&self, key: String) -> Duration {
@@ -122,6 +126,18 @@ impl Context {
         *n = n.saturating_add(1);
         delay
     }
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max - 3;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
 }
 
 fn object_key(kgw: &KafkaGateway) -> String {
@@ -139,18 +155,59 @@ pub async fn reconcile(kgw: Arc<KafkaGateway>, ctx: Arc<Context>) -> Result<Acti
         .ok_or(Error::MissingObjectKey(".metadata.namespace"))?;
     let api: Api<KafkaGateway> = Api::namespaced(ctx.client.clone(), &ns);
     let key = object_key(&kgw);
-    let result = finalizer(&api, FINALIZER, kgw, |event| async {
-        match event {
-            Finalizer::Apply(kgw) => apply(&kgw, &ctx).await,
-            Finalizer::Cleanup(kgw) => cleanup(&kgw, &ctx).await,
+    let has_finalizer = kgw.finalizers().iter().any(|f| f == FINALIZER);
+    let wants_finalizer = kgw.spec.topic_deletion_policy == TopicDeletionPolicy::Delete;
+    let result = if kgw.metadata.deletion_timestamp.is_some() {
+        if has_finalizer {
+            cleanup(&api, &kgw, &ctx).await
+        } else {
+            Ok(Action::await_change())
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    } else if wants_finalizer && !has_finalizer {
+        // Before any topic exists that the cleanup would have to delete; the patch triggers the
+        // next reconcile.
+        set_finalizer(&api, &kgw, true)
+            .await
+            .map(|()| Action::await_change())
+    } else {
+        if has_finalizer && !wants_finalizer {
+            set_finalizer(&api, &kgw, false).await?;
+        }
+        crate::apply::apply(&kgw, &ctx).await
+    };
     if result.is_ok() {
         ctx.failures.lock().remove(&key);
     }
     result
+}
+
+/// Adds or removes [`FINALIZER`] with a merge patch guarded by the observed `resourceVersion`
+/// (a concurrent change of the finalizer list fails with 409 and is retried). Removing it from an
+/// object that is already gone is success.
+async fn set_finalizer(api: &Api<KafkaGateway>, kgw: &KafkaGateway, present: bool) -> Result<()> {
+    let mut finalizers: Vec<String> = kgw
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    if present {
+        finalizers.push(FINALIZER.into());
+    }
+    let patch = serde_json::json!({
+        "metadata": {
+            "resourceVersion": kgw.resource_version(),
+            "finalizers": finalizers,
+        }
+    });
+    match api
+        .patch(&kgw.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 && !present => Ok(()),
+        Err(e) => Err(Error::Kube(e)),
+    }
 }
 
 /// Requeue after a failure with per-object exponential backoff; counts the failure.
@@ -161,245 +218,13 @@ pub fn error_policy(kgw: Arc<KafkaGateway>, error: &Error, ctx: Arc<Context>) ->
     Action::requeue(delay)
 }
 
-/// Server-side apply of one child; `what` names it in the log.
-async fn ssa<K>(api: &Api<K>, name: &str, object: &K, what: &'static str) -> Result<K>
-where
-    K: Resource + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let applied = api
-        .patch(name, &params, &Patch::Apply(object))
-        .await
-        .map_err(Error::Kube)?;
-    tracing::debug!(child = what, name, "applied");
-    Ok(applied)
-}
-
-async fn apply(kgw: &KafkaGateway, ctx: &Context) -> Result<Action> {
-    let names = Names::of(kgw)?;
-    let client = ctx.client.clone();
-    let ns = names.namespace.as_str();
-    let desired = kgw.spec.replicas;
-    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-    let current = sts_api.get_opt(&names.name).await.map_err(Error::Kube)?;
-    let current_replicas = current
-        .as_ref()
-        .and_then(|s| s.spec.as_ref())
-        .and_then(|s| s.replicas)
-        .unwrap_or(0);
-
-    if current.is_some() && current_replicas > desired {
-        scale_down_members(kgw, ctx, &names, current.as_ref(), current_replicas).await?;
-    } else if current.is_some() && current_replicas < desired {
-        let note =
-            format!("scaling from {current_replicas} to {desired} pods; new pods join the raft cluster");
-        ctx.publish(kgw, EventType::Normal, "ScalingUp", "Scale", note)
-            .await?;
-    }
-
-    let cm = resources::configmap::build(kgw, &names, desired)?;
-    ssa(
-        &Api::<ConfigMap>::namespaced(client.clone(), ns),
-        &names.config(),
-        &cm,
-        "configmap",
-    )
-    .await?;
-    let svc_api = Api::<Service>::namespaced(client.clone(), ns);
-    ssa(
-        &svc_api,
-        &names.headless(),
-        &resources::service::headless(kgw, &names)?,
-        "headless service",
-    )
-    .await?;
-    ssa(
-        &svc_api,
-        &names.name,
-        &resources::service::client(kgw, &names)?,
-        "client service",
-    )
-    .await?;
-    let mut sts = resources::statefulset::build(kgw, &names, desired)?;
-    keep_immutable_claims(&mut sts, current.as_ref(), &names);
-    let applied = ssa(&sts_api, &names.name, &sts, "statefulset").await?;
-    if current.is_none() {
-        let note = format!("created StatefulSet {} with {desired} pods", names.name);
-        ctx.publish(kgw, EventType::Normal, "Created", "Create", note)
-            .await?;
-    }
-    let pdb_api = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns);
-    match resources::pdb::build(kgw, &names)? {
-        Some(pdb) => {
-            ssa(&pdb_api, &names.name, &pdb, "pdb").await?;
-        }
-        None => match pdb_api.delete(&names.name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => return Err(Error::Kube(e)),
-        },
-    }
-    if let Some(monitor) = resources::servicemonitor::build(kgw, &names)? {
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        if crds
-            .get_opt(resources::servicemonitor::CRD_NAME)
-            .await
-            .map_err(Error::Kube)?
-            .is_some()
-        {
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(client.clone(), ns, &resources::servicemonitor::api_resource());
-            let params = PatchParams::apply(FIELD_MANAGER).force();
-            api.patch(&names.name, &params, &Patch::Apply(&monitor))
-                .await
-                .map_err(Error::Kube)?;
-        } else {
-            warn!(name = %names.name, "servicemonitor requested but its CRD is not installed; skipped");
-        }
-    }
-
-    let previous = kgw.status.as_ref().map(|s| s.topics.clone()).unwrap_or_default();
-    let outcome = if kgw.spec.topics.is_empty() && previous.is_empty() {
-        topics::TopicsOutcome::default()
-    } else {
-        match ctx.topics.storage(&kgw.spec.seaweedmq).await {
-            Ok(storage) => {
-                topics::reconcile(
-                    storage.as_ref(),
-                    &kgw.spec.topics,
-                    kgw.spec.topic_deletion_policy,
-                    &previous,
-                )
-                .await
-            }
-            Err(e) => topics::unreachable(&kgw.spec.topics, &e),
-        }
-    };
-    for action in &outcome.actions {
-        let (type_, reason, note) = describe(action);
-        ctx.publish(kgw, type_, reason, "ReconcileTopics", note).await?;
-    }
-
-    let observed = Observed {
-        statefulset: Some(&applied),
-        topics: outcome.statuses,
-        scale_down_error: None,
-    };
-    let new_status = status::compute(kgw, &names, observed, k8s_openapi::jiff::Timestamp::now());
-    let all_ready = new_status.ready_replicas >= desired;
-    patch_status(ctx, &names, new_status).await?;
-    if outcome.failed > 0 {
-        return Err(Error::Topics {
-            failed: outcome.failed,
-        });
-    }
-    Ok(Action::requeue(if all_ready {
-        RESYNC
-    } else {
-        RESYNC_PROGRESSING
-    }))
-}
-
-/// Removes members `desired..current` (highest first) before the StatefulSet shrinks, so the
-/// remaining pods keep a raft majority of the new membership.
-async fn scale_down_members(
-    kgw: &KafkaGateway,
+/// Writes `status` with server-side apply (the operator owns every condition it lists, so a
+/// condition left out is removed).
+pub(crate) async fn patch_status(
     ctx: &Context,
     names: &Names,
-    current: Option<&StatefulSet>,
-    current_replicas: i32,
+    status: crate::KafkaGatewayStatus,
 ) -> Result<()> {
-    let desired = kgw.spec.replicas;
-    // Ordinal 0 never departs (replicas >= 1); the gateway forwards the change to the leader.
-    let admin = format!("http://{}:{}", names.pod_host(0), kgw.spec.metrics.port);
-    for node_id in (desired..current_replicas).rev() {
-        if let Err(source) = ctx.members.remove(&admin, node_id).await {
-            let note =
-                format!("removing raft member {node_id} failed: {source}; not shrinking the StatefulSet");
-            ctx.publish(
-                kgw,
-                EventType::Warning,
-                "MemberRemovalFailed",
-                "Scale",
-                note.clone(),
-            )
-            .await?;
-            let observed = Observed {
-                statefulset: current,
-                topics: current_topics(kgw),
-                scale_down_error: Some(note),
-            };
-            let new_status = status::compute(kgw, names, observed, k8s_openapi::jiff::Timestamp::now());
-            patch_status(ctx, names, new_status).await?;
-            return Err(Error::MemberRemoval { node_id, source });
-        }
-        info!(name = %names.name, node_id, "raft member removed");
-    }
-    let note = format!(
-        "removed raft members {desired}..{} before scaling {current_replicas} to {desired} pods",
-        current_replicas - 1
-    );
-    ctx.publish(kgw, EventType::Normal, "MembersRemoved", "Scale", note)
-        .await
-}
-
-/// `volumeClaimTemplates` cannot change on an existing StatefulSet: keep the current ones (a
-/// storage change applies to new clusters only) instead of failing every apply.
-fn keep_immutable_claims(desired: &mut StatefulSet, current: Option<&StatefulSet>, names: &Names) {
-    let Some(current_claims) = current
-        .and_then(|c| c.spec.as_ref())
-        .map(|s| s.volume_claim_templates.clone())
-    else {
-        return;
-    };
-    if let Some(spec) = desired.spec.as_mut() {
-        if spec.volume_claim_templates != current_claims {
-            warn!(name = %names.name, "storage settings differ from the existing volume claims; keeping the existing ones");
-            spec.volume_claim_templates = current_claims;
-        }
-    }
-}
-
-fn current_topics(kgw: &KafkaGateway) -> Vec<crate::crd::TopicStatus> {
-    kgw.status.as_ref().map(|s| s.topics.clone()).unwrap_or_default()
-}
-
-fn describe(action: &TopicAction) -> (EventType, &'static str, String) {
-    match action {
-        TopicAction::Created(t, p) => (
-            EventType::Normal,
-            "TopicCreated",
-            format!("topic {t} created with {p} partitions"),
-        ),
-        TopicAction::PartitionsIncreased(t, from, to) => (
-            EventType::Normal,
-            "TopicPartitionsIncreased",
-            format!("topic {t} grew from {from} to {to} partitions"),
-        ),
-        TopicAction::ConfigUpdated(t) => (
-            EventType::Normal,
-            "TopicConfigUpdated",
-            format!("topic {t} config updated"),
-        ),
-        TopicAction::DecreaseRefused(t, has, asked) => (
-            EventType::Warning,
-            "TopicPartitionDecreaseRefused",
-            format!("topic {t} has {has} partitions; decreasing to {asked} is refused"),
-        ),
-        TopicAction::IncreaseRefused(t, has, asked) => (
-            EventType::Warning,
-            "TopicPartitionIncreaseRefused",
-            format!("topic {t} has {has} partitions; the storage refused growing to {asked}"),
-        ),
-        TopicAction::Deleted(t) => (
-            EventType::Normal,
-            "TopicDeleted",
-            format!("topic {t} deleted (policy Delete)"),
-        ),
-    }
-}
-
-async fn patch_status(ctx: &Context, names: &Names, status: crate::KafkaGatewayStatus) -> Result<()> {
     let api: Api<KafkaGateway> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let patch = serde_json::json!({
         "apiVersion": KafkaGateway::api_version(&()),
@@ -413,29 +238,35 @@ async fn patch_status(ctx: &Context, names: &Names, status: crate::KafkaGatewayS
     Ok(())
 }
 
-/// Deletion: children go through owner-reference garbage collection; topics are deleted from
-/// SeaweedMQ only under the `Delete` policy.
-async fn cleanup(kgw: &KafkaGateway, ctx: &Context) -> Result<Action> {
+/// Deletion of a gateway carrying the finalizer: under `Delete` the topics go from SeaweedMQ
+/// first, then the finalizer; the Event comes last and best effort, so it can never hold the
+/// deletion up.
+async fn cleanup(api: &Api<KafkaGateway>, kgw: &KafkaGateway, ctx: &Context) -> Result<Action> {
+    let mut deleted = 0;
     if kgw.spec.topic_deletion_policy == TopicDeletionPolicy::Delete && !kgw.spec.topics.is_empty() {
         let storage = ctx
             .topics
             .storage(&kgw.spec.seaweedmq)
             .await
             .map_err(Error::Storage)?;
-        let deleted = topics::delete_all(storage.as_ref(), &kgw.spec.topics)
+        deleted = topics::delete_all(storage.as_ref(), &kgw.spec.topics)
             .await
             .map_err(Error::Storage)?;
-        info!(name = %kgw.name_any(), deleted, "topics deleted");
     }
-    let note = format!(
-        "deleting; topics {}",
-        match kgw.spec.topic_deletion_policy {
-            TopicDeletionPolicy::Retain => "retained in SeaweedMQ",
-            TopicDeletionPolicy::Delete => "deleted from SeaweedMQ",
-        }
-    );
-    ctx.publish(kgw, EventType::Normal, "Deleting", "Delete", note)
-        .await?;
+    set_finalizer(api, kgw, false).await?;
+    info!(name = %kgw.name_any(), topics_deleted = deleted, "finalized");
+    let (reason, note) = match kgw.spec.topic_deletion_policy {
+        TopicDeletionPolicy::Delete => (
+            "TopicsDeleted",
+            format!("deleted {deleted} topic(s) from SeaweedMQ (topicDeletionPolicy Delete)"),
+        ),
+        TopicDeletionPolicy::Retain => (
+            "TopicsRetained",
+            "topics stay in SeaweedMQ (topicDeletionPolicy Retain)".to_string(),
+        ),
+    };
+    ctx.publish(kgw, EventType::Normal, reason, "Delete", note, None)
+        .await;
     Ok(Action::await_change())
 }
 

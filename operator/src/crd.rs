@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, EnvVar, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrBool, ValidationRule,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;
@@ -18,6 +21,17 @@ pub const GROUP: &str = "kafkagateway.seaweedfs.io";
 pub const MAX_PARTITIONS: i32 = kafka_gateway::storage::seaweedmq::MAX_PARTITIONS;
 /// Most topics one resource may declare (bounds the cost of the CEL rules).
 pub const MAX_TOPICS: u32 = 1000;
+/// Longest resource name: the StatefulSet controller labels each pod with
+/// `controller-revision-hash: <name>-<10-character hash>`, and label values stop at 63 characters.
+/// (The headless Service `<name>-headless` needs at most 54.)
+pub const MAX_NAME_LENGTH: i64 = 52;
+/// A DNS-1035 label: the Services are named after the resource.
+pub const NAME_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
+/// A DNS-1123 subdomain (storage class names).
+pub const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A non-negative Kubernetes quantity (`resource.Quantity`'s grammar without a sign).
+pub const QUANTITY_PATTERN: &str =
+    r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$";
 
 /// A gateway cluster: `replicas` Kafka-compatible gateway pods forming one raft cluster over a
 /// SeaweedMQ, with the listed topics created in SeaweedMQ.
@@ -56,9 +70,21 @@ pub const MAX_TOPICS: u32 = 1000;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.metrics.port != self.listener.port && self.metrics.port != self.listener.clusterPort",
+        "message": "metrics.port must differ from listener.port and listener.clusterPort (all three are ports of the headless Service)",
+        "fieldPath": ".metrics.port"
+    },
+    {
+        "rule": "self.listener.clusterPort != self.listener.port",
+        "message": "listener.clusterPort must differ from listener.port",
+        "fieldPath": ".listener.clusterPort"
+    }
+]))]
 pub struct KafkaGatewaySpec {
     /// Gateway pods (raft members). Scale with `kubectl scale` or an HPA.
-    #[schemars(range(min = 1), extend("x-kubernetes-validations" = [{"rule": "self >= 1", "message": "replicas must be at least 1"}]))]
+    #[schemars(range(min = 1))]
     pub replicas: i32,
     /// Gateway container image.
     #[schemars(length(min = 1))]
@@ -66,7 +92,7 @@ pub struct KafkaGatewaySpec {
     /// Image pull policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<PullPolicy>,
-    /// Container resources of each gateway pod.
+    /// Container resources of each gateway pod (requests and limits are Kubernetes quantities).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// Where the SeaweedMQ cluster is.
@@ -189,11 +215,14 @@ impl Default for ListenerSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RaftStorageSpec {
-    /// Volume size (a Kubernetes quantity).
+    /// Volume size (a Kubernetes quantity, e.g. `1Gi`). Volume claims are immutable: a change
+    /// applies to new clusters only and is reported by the `StorageUpToDate` condition.
     #[serde(default = "default_storage_size")]
+    #[schemars(length(max = 64), regex(pattern = QUANTITY_PATTERN))]
     pub size: String,
     /// Storage class; the cluster default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub storage_class_name: Option<String>,
 }
 
@@ -219,10 +248,14 @@ pub struct TopicSpec {
         }])
     )]
     pub name: String,
-    /// Partition count; it can grow but never shrink.
+    /// Partition count, fixed once the topic exists: SeaweedMQ can neither add nor remove
+    /// partitions of a topic without losing data, so a change is refused.
     #[schemars(
         range(min = 1, max = 2520),
-        extend("x-kubernetes-validations" = [{"rule": "self >= 1 && self <= 2520", "message": "partitions must be between 1 and 2520"}])
+        extend("x-kubernetes-validations" = [{
+            "rule": "self == oldSelf",
+            "message": "partitions cannot change once the topic exists (SeaweedMQ can neither add nor remove partitions); delete and re-create the topic instead"
+        }])
     )]
     pub partitions: i32,
     /// Kafka topic configs (`retention.ms`, `cleanup.policy`, ...); others keep their defaults.
@@ -379,13 +412,70 @@ fn default_true() -> bool {
     true
 }
 
+/// The CRD: kube-derive's schema plus the rules it cannot attach to a field, namely the name
+/// restrictions (`metadata.name` is not a field of the spec) and the quantity pattern of
+/// `resources` (a `k8s-openapi` type).
+///
+/// Structural schemas may restrict `metadata.name` (and nothing else in `metadata`); a root rule
+/// may read it. The length is a schema bound (reported once), the DNS-1035 shape a CEL rule with a
+/// readable message.
+pub fn crd() -> CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut crd = KafkaGateway::crd();
+    for version in &mut crd.spec.versions {
+        let Some(root) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        root.x_kubernetes_validations = Some(vec![ValidationRule {
+            rule: format!("self.metadata.name.matches('{NAME_PATTERN}')"),
+            message: Some(format!(
+                "metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting \
+                 with a letter, ending with a letter or digit): the gateway's Services are named after it; \
+                 at most {MAX_NAME_LENGTH} characters"
+            )),
+            field_path: Some(".metadata.name".into()),
+            ..ValidationRule::default()
+        }]);
+        let properties = root.properties.get_or_insert_with(BTreeMap::new);
+        let name = JSONSchemaProps {
+            type_: Some("string".into()),
+            max_length: Some(MAX_NAME_LENGTH),
+            ..JSONSchemaProps::default()
+        };
+        properties.insert(
+            "metadata".into(),
+            JSONSchemaProps {
+                type_: Some("object".into()),
+                properties: Some(BTreeMap::from([("name".to_string(), name)])),
+                ..JSONSchemaProps::default()
+            },
+        );
+        let resources = properties
+            .get_mut("spec")
+            .and_then(|spec| spec.properties.as_mut())
+            .and_then(|spec| spec.get_mut("resources"))
+            .and_then(|resources| resources.properties.as_mut());
+        for map in resources.into_iter().flat_map(|r| r.values_mut()) {
+            if let Some(JSONSchemaPropsOrBool::Schema(value)) = map.additional_properties.as_mut() {
+                if value.x_kubernetes_int_or_string == Some(true) {
+                    value.pattern = Some(QUANTITY_PATTERN.into());
+                }
+            }
+        }
+    }
+    crd
+}
+
 /// The CRD as YAML, as checked into `crds/kafkagateway.yaml`.
 ///
 /// # Errors
 /// When the CRD cannot be serialized (never for the derived type).
 pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {
-    use kube::CustomResourceExt;
-    serde_saphyr::to_string(&KafkaGateway::crd())
+    serde_saphyr::to_string(&crd())
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::resources::{statefulset, Names};
 use crate::topics::TopicBackends;
 use crate::{Context, FIELD_MANAGER, FINALIZER};
+use kafka_gateway::storage::local::{LocalOptions, LocalStorage};
 
 /// Builders of test resources.
 pub(crate) trait KafkaGatewayExt: Sized {
@@ -125,6 +126,8 @@ pub(crate) enum Reply {
     Json(Value),
     /// An API error status (404, 409, ...).
     Status(u16),
+    /// An API error status with this message (a 422 naming the invalid field).
+    Refused(u16, &'static str),
 }
 
 type BodyCheck = Box<dyn FnOnce(&Value) + Send>;
@@ -134,6 +137,7 @@ pub(crate) struct Step {
     method: Method,
     path: String,
     apply: bool,
+    dry_run: bool,
     check: Option<BodyCheck>,
     reply: Reply,
 }
@@ -147,6 +151,7 @@ impl Step {
             method: Method::GET,
             path: format!("{api}{NS_PATH}/{plural}/{name}"),
             apply: false,
+            dry_run: false,
             check: None,
             reply,
         }
@@ -157,6 +162,7 @@ impl Step {
             method,
             path: path.into(),
             apply: false,
+            dry_run: false,
             check: None,
             reply,
         }
@@ -167,6 +173,7 @@ impl Step {
             method: Method::PATCH,
             path: format!("{api}{NS_PATH}/{plural}/{name}"),
             apply: true,
+            dry_run: false,
             check: None,
             reply: Reply::Echo,
         }
@@ -181,6 +188,7 @@ impl Step {
             method: Method::POST,
             path: format!("/apis/events.k8s.io/v1{NS_PATH}/events"),
             apply: false,
+            dry_run: false,
             check: Some(Box::new(move |body| {
                 assert_eq!(body["reason"], reason, "event {body}")
             })),
@@ -197,6 +205,7 @@ impl Step {
             method: Method::PATCH,
             path: format!("/apis/kafkagateway.seaweedfs.io/v1alpha1{NS_PATH}/kafkagateways/kgw/status"),
             apply: true,
+            dry_run: false,
             check: Some(Box::new(move |body| {
                 let status: KafkaGatewayStatus =
                     serde_json::from_value(body["status"].clone()).expect("status");
@@ -205,7 +214,14 @@ impl Step {
             reply: Reply::Json(response),
         }
     }
-    /// The finalizer JSON patch adding (`add`) or removing our finalizer.
+    /// An Event with this reason about this field of the gateway (`regarding.fieldPath`).
+    pub(crate) fn event_about(reason: &'static str, field: &'static str) -> Self {
+        Self::event(reason).checked(move |body| {
+            assert_eq!(body["reason"], reason, "event {body}");
+            assert_eq!(body["regarding"]["fieldPath"], field, "event {body}");
+        })
+    }
+    /// The merge patch adding (`add`) or removing our finalizer, guarded by the resourceVersion.
     pub(crate) fn finalizer(kgw: &KafkaGateway, add: bool) -> Self {
         let mut response = kgw.clone();
         if add {
@@ -217,24 +233,29 @@ impl Step {
             method: Method::PATCH,
             path: format!("/apis/kafkagateway.seaweedfs.io/v1alpha1{NS_PATH}/kafkagateways/kgw"),
             apply: false,
+            dry_run: false,
             check: Some(Box::new(move |body| {
-                let ops = body.as_array().expect("json patch");
-                let op = if add { "add" } else { "remove" };
-                assert!(
-                    ops.iter().any(|o| o["op"] == op
-                        && o["path"]
-                            .as_str()
-                            .unwrap_or("")
-                            .starts_with("/metadata/finalizers")),
-                    "{body}"
-                );
+                let finalizers = body["metadata"]["finalizers"]
+                    .as_array()
+                    .expect("finalizers list");
+                assert_eq!(finalizers.iter().any(|f| f == FINALIZER), add, "{body}");
+                assert!(body["metadata"].get("resourceVersion").is_some(), "{body}");
             })),
             reply: Reply::Json(serde_json::to_value(response).expect("kgw json")),
         }
     }
-    /// The standard children applied on every reconcile, up to (not including) the StatefulSet.
+    /// The server-side dry run of the StatefulSet's apply, before any child is changed.
+    pub(crate) fn dry_run_sts() -> Self {
+        Self {
+            dry_run: true,
+            ..Self::apply("/apis/apps/v1", "statefulsets", "kgw")
+        }
+    }
+    /// The standard steps of every apply, up to (not including) the StatefulSet: its dry run,
+    /// the ConfigMap and the two Services.
     pub(crate) fn services_and_config() -> Vec<Self> {
         vec![
+            Self::dry_run_sts(),
             Self::apply("/api/v1", "configmaps", "kgw-config"),
             Self::apply("/api/v1", "services", "kgw-headless"),
             Self::apply("/api/v1", "services", "kgw"),
@@ -279,6 +300,7 @@ impl ApiServerVerifier {
                             && query.contains("force=true"),
                         "{uri}"
                     );
+                    assert_eq!(query.contains("dryRun=All"), step.dry_run, "step {i}: {uri}");
                 }
                 journal.lock().push(format!("{} {}", step.method, step.path));
                 let bytes = request.into_body().collect_bytes().await.expect("body");
@@ -295,17 +317,26 @@ impl ApiServerVerifier {
                     Reply::Json(v) => {
                         Response::builder().body(Body::from(serde_json::to_vec(&v).expect("json")))
                     }
-                    Reply::Status(code) => {
-                        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": "NotFound", "message": "scripted"});
-                        Response::builder()
-                            .status(code)
-                            .body(Body::from(serde_json::to_vec(&status).expect("json")))
-                    }
+                    Reply::Status(code) => error_response(code, "scripted"),
+                    Reply::Refused(code, message) => error_response(code, message),
                 };
                 send.send_response(response.expect("response"));
             }
         })
     }
+}
+
+fn error_response(code: u16, message: &str) -> http::Result<Response<Body>> {
+    let reason = match code {
+        404 => "NotFound",
+        409 => "Conflict",
+        422 => "Invalid",
+        _ => "Failure",
+    };
+    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message});
+    Response::builder()
+        .status(code)
+        .body(Body::from(serde_json::to_vec(&status).expect("json")))
 }
 
 /// A client whose API server is the returned verifier.
@@ -377,4 +408,55 @@ impl Context {
         );
         (Arc::new(ctx), verifier, registry, journal)
     }
+}
+
+/// API path prefix of apps/v1.
+pub(crate) const APPS: &str = "/apis/apps/v1";
+/// API path prefix of policy/v1.
+pub(crate) const POLICY: &str = "/apis/policy/v1";
+
+/// The condition `t` of a status written in a scenario.
+pub(crate) fn cond<'a>(
+    s: &'a KafkaGatewayStatus,
+    t: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == t)
+        .unwrap_or_else(|| panic!("no {t} condition"))
+}
+
+pub(crate) fn sts_missing() -> Step {
+    Step::get(APPS, "statefulsets", "kgw", Reply::Status(404))
+}
+
+pub(crate) fn sts_found(kgw: &KafkaGateway, replicas: i32) -> Step {
+    let sts = statefulset_with_status(kgw, replicas, replicas);
+    Step::get(
+        APPS,
+        "statefulsets",
+        "kgw",
+        Reply::Json(serde_json::to_value(sts).unwrap()),
+    )
+}
+
+pub(crate) fn replicas_of(body: &Value) -> i64 {
+    body["spec"]["replicas"].as_i64().unwrap()
+}
+
+pub(crate) fn peers_in(body: &Value) -> usize {
+    let text = body["data"]["gateway.toml"].as_str().unwrap();
+    let table: toml::Table = text.parse().unwrap();
+    table["peers"].as_str().unwrap().split(',').count()
+}
+
+/// Children applied after the StatefulSet when nothing else is enabled: the PDB.
+pub(crate) fn pdb() -> Step {
+    Step::apply(POLICY, "poddisruptionbudgets", "kgw")
+}
+
+pub(crate) async fn local_storage() -> (tempfile::TempDir, Arc<dyn Storage>) {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::open(LocalOptions::new(dir.path())).await.unwrap();
+    (dir, Arc::new(storage))
 }

@@ -6,11 +6,16 @@
 //! - [`topics`]: topic reconciliation through the gateway crate's storage API over SeaweedMQ.
 //! - [`members`]: raft member removal through the gateway admin API before a scale-down.
 //! - [`status`]: conditions computed from observed children and topic results.
-//! - [`controller`]: the reconcile loop (server-side apply, finalizer, events, backoff).
+//! - [`validate`]: checks of specs Kubernetes would refuse in the children.
+//! - [`controller`]: the reconcile loop (finalizer, events, backoff); `apply`: its apply path
+//!   (validation, scale-down, server-side apply of the children, topics, status).
 //! - [`leader`]: leader election on a `coordination.k8s.io` Lease.
 //! - [`metrics`] and [`admin`]: operator metrics and the admin HTTP server.
+//! - [`telemetry`]: the log subscriber and its default filter.
+//! - [`uninstall`]: the chart's pre-delete hook (delete the release's gateway while the operator runs).
 
 pub mod admin;
+mod apply;
 pub mod controller;
 pub mod crd;
 pub mod leader;
@@ -18,7 +23,10 @@ pub mod members;
 pub mod metrics;
 pub mod resources;
 pub mod status;
+pub mod telemetry;
 pub mod topics;
+pub mod uninstall;
+pub mod validate;
 
 #[cfg(test)]
 mod fixtures;
@@ -32,9 +40,15 @@ pub enum Error {
     /// A Kubernetes API call failed.
     #[error("kubernetes api: {0}")]
     Kube(#[source] kube::Error),
-    /// The finalizer machinery failed (wraps the reconcile error).
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// The API server refused a child object built from the spec (400/422): reported in the
+    /// status, not retried until the spec changes.
+    #[error("the api server refused the {child}: {message}")]
+    ChildRejected {
+        /// Which child.
+        child: &'static str,
+        /// The API server's message (it names the field).
+        message: String,
+    },
     /// The object lacks a field every stored object has (name, namespace).
     #[error("object has no {0}")]
     MissingObjectKey(&'static str),
@@ -53,6 +67,14 @@ pub enum Error {
         /// How many.
         failed: usize,
     },
+    /// A KafkaGateway was not gone within the wait (its finalizer needs a running operator).
+    #[error("kafkagateway {name} still exists after {waited:?}: is the operator running? (its finalizer deletes the topics under topicDeletionPolicy Delete)")]
+    StillPresent {
+        /// The gateway.
+        name: String,
+        /// How long was waited.
+        waited: std::time::Duration,
+    },
     /// SeaweedMQ failed during cleanup.
     #[error("seaweedmq: {0}")]
     Storage(#[source] kafka_gateway::storage::StorageError),
@@ -63,11 +85,8 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::Kube(_) => "kube",
-            Self::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
-                _ => "finalizer",
-            },
+            Self::ChildRejected { .. } => "child_rejected",
+            Self::StillPresent { .. } => "still_present",
             Self::MissingObjectKey(_) => "missing_object_key",
             Self::MemberRemoval { .. } => "member_removal",
             Self::Topics { .. } => "topics",

@@ -48,18 +48,31 @@ struct Args {
     /// Run without leader election (a single replica only).
     #[arg(long, env = "KAFKA_GATEWAY_OPERATOR_NO_LEADER_ELECTION")]
     no_leader_election: bool,
+    /// A one-off task instead of the controller.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Delete one KafkaGateway and wait until it is gone (the chart's pre-delete hook: it runs
+    /// while the operator can still finalize the gateway).
+    DeleteGateway {
+        /// Namespace of the KafkaGateway.
+        #[arg(long)]
+        namespace: String,
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// How long to wait for the deletion to finish.
+        #[arg(long, default_value_t = 120)]
+        timeout_seconds: u64,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        // Colour only for a terminal (pod logs are files).
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+    kafka_gateway_operator::telemetry::init();
     let args = Args::parse();
     let identity = args
         .identity
@@ -69,6 +82,18 @@ async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("no kubernetes config (in-cluster or kubeconfig)")?;
+    if let Some(Command::DeleteGateway {
+        namespace,
+        name,
+        timeout_seconds,
+    }) = &args.command
+    {
+        let api = kube::Api::namespaced(client, namespace);
+        let timeout = Duration::from_secs(*timeout_seconds);
+        kafka_gateway_operator::uninstall::delete_gateway(&api, name, timeout, Duration::from_secs(2))
+            .await?;
+        return Ok(());
+    }
     if let Err(e) = controller::check_crd(&client).await {
         error!(error = %e, "the KafkaGateway CRD is not queryable");
         eprintln!(

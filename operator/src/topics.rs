@@ -65,6 +65,20 @@ pub enum TopicAction {
     Deleted(String),
 }
 
+impl TopicAction {
+    /// The topic acted on.
+    pub fn topic(&self) -> &str {
+        match self {
+            Self::Created(t, _)
+            | Self::PartitionsIncreased(t, _, _)
+            | Self::ConfigUpdated(t)
+            | Self::DecreaseRefused(t, _, _)
+            | Self::IncreaseRefused(t, _, _)
+            | Self::Deleted(t) => t,
+        }
+    }
+}
+
 /// Result of reconciling all topics of one resource.
 #[derive(Debug, Default)]
 pub struct TopicsOutcome {

@@ -105,6 +105,21 @@ async fn invalid_config_is_refused_without_creating() {
         .unwrap()
         .contains("no.such.config"));
     assert!(storage.describe_topic("t").await.unwrap().is_none());
+
+    // The message a user reads in the status carries the value, not Rust's Debug of it.
+    let out = reconcile(
+        &storage,
+        &[topic("t", 1, &[("cleanup.policy", "compact")])],
+        TopicDeletionPolicy::Retain,
+        &[],
+    )
+    .await;
+    let message = out.statuses[0].message.clone().unwrap();
+    assert!(
+        message.contains("invalid value 'compact' for cleanup.policy"),
+        "{message}"
+    );
+    assert!(!message.contains("Some("), "{message}");
 }
 
 #[tokio::test]
@@ -190,4 +205,27 @@ async fn reconciled_topics_exist_in_a_real_seaweedmq() {
             .partitions,
         grown.statuses[0].partitions.unwrap()
     );
+}
+
+/// What a user reads in the status when SeaweedMQ cannot be reached: the cause in words, not
+/// the `Debug` of tonic's transport error.
+#[tokio::test]
+async fn unreachable_seaweedmq_is_described_without_debug_text() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let endpoints = SeaweedMqSpec {
+        masters: vec![closed],
+        brokers: Vec::new(),
+    };
+    let err = match SeaweedBackends::default().storage(&endpoints).await {
+        Ok(_) => panic!("nothing listens there"),
+        Err(e) => e,
+    };
+    let out = unreachable(&[topic("a", 1, &[])], &err);
+    let message = out.statuses[0].message.clone().unwrap();
+    for debug in ["ConnectError(", "Custom {", "Os {", "Some(", "source: "] {
+        assert!(!message.contains(debug), "{debug} in {message}");
+    }
+    assert!(message.contains("seaweedmq unreachable"), "{message}");
 }

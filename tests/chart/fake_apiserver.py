@@ -20,6 +20,7 @@ RESOURCES = [
     ("", "v1", "events", "Event", True),
     ("apps", "v1", "deployments", "Deployment", True),
     ("apps", "v1", "statefulsets", "StatefulSet", True),
+    ("batch", "v1", "jobs", "Job", True),
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True),
     ("coordination.k8s.io", "v1", "leases", "Lease", True),
     ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True),
@@ -39,9 +40,11 @@ PATH = re.compile(
 
 
 class FakeApiServer:
-    """Serves on 127.0.0.1 (an ephemeral port) until `stop()`; `created` lists objects in order."""
+    """Serves on 127.0.0.1 (an ephemeral port) until `stop()`; `created` lists objects in order.
+    `version` is the Kubernetes minor version /version reports (charts check kubeVersion with it)."""
 
-    def __init__(self):
+    def __init__(self, version=33):
+        self.version = version
         self.created = []
         self.objects = {}
         self.lock = threading.Lock()
@@ -98,7 +101,8 @@ class FakeApiServer:
 
             def _discovery(self, path):
                 if path == "/version":
-                    return {"major": "1", "minor": "33", "gitVersion": "v1.33.0", "platform": "linux/amd64"}
+                    return {"major": "1", "minor": str(api.version), "gitVersion": f"v1.{api.version}.0",
+                            "platform": "linux/amd64"}
                 if path == "/api":
                     return {"kind": "APIVersions", "versions": ["v1"]}
                 if path == "/apis":

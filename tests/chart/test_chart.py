@@ -70,9 +70,10 @@ def lint_with(values):
     return result.get("Messages") or []
 
 
-def install(values):
-    """Installs the chart with `values` into a fake API server; returns (objects, release)."""
-    server = FakeApiServer().start()
+def install(values, kube_minor=33):
+    """Installs the chart with `values` into a fake API server of Kubernetes 1.`kube_minor`;
+    returns (objects, release)."""
+    server = FakeApiServer(version=kube_minor).start()
     try:
         config = helm.Configuration(namespace=NAMESPACE, kubeconfig=server.kubeconfig(NAMESPACE))
         release = asyncio.run(
@@ -106,7 +107,7 @@ EXPECTED_OPERATOR_RULES = [
     (["apps"], ["statefulsets"], None, ["get", "list", "watch", "create", "patch"]),
     ([""], ["services", "configmaps"], None, ["list", "watch", "create", "patch"]),
     (["policy"], ["poddisruptionbudgets"], None, ["list", "watch", "create", "patch", "delete"]),
-    (["monitoring.coreos.com"], ["servicemonitors"], None, ["create", "patch"]),
+    (["monitoring.coreos.com"], ["servicemonitors"], None, ["create", "patch", "delete"]),
     (["apiextensions.k8s.io"], ["customresourcedefinitions"], ["servicemonitors.monitoring.coreos.com"], ["get"]),
     (["events.k8s.io"], ["events"], None, ["create", "patch"]),
 ]
@@ -171,6 +172,9 @@ class Lint(unittest.TestCase):
             "example topic with a bad name": {
                 "exampleGateway": {"enabled": True, "spec": {"topics": [{"name": "a/b", "partitions": 1}]}}
             },
+            "two replicas without leader election": {"replicaCount": 2, "leaderElection": {"enabled": False}},
+            "example gateway name not a DNS-1035 label": {"exampleGateway": {"enabled": True, "name": "9gw"}},
+            "example gateway name too long for its pods": {"exampleGateway": {"enabled": True, "name": "g" * 53}},
         }
         for what, override in bad.items():
             with self.subTest(bad=what):
@@ -224,6 +228,8 @@ class Rendered(unittest.TestCase):
         self.assertEqual(env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name")
         self.assertEqual(env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace")
         self.assertEqual(env["KAFKA_GATEWAY_OPERATOR_LEASE_NAME"]["value"], "kafka-gateway-operator")
+        # Dependencies (kube, hyper) at warn; the operator's own events at info.
+        self.assertEqual(env["RUST_LOG"]["value"], "warn,kafka_gateway_operator=info,kafka_gateway=info")
         self.assertNotIn("args", container)
         self.assertEqual(container["resources"]["requests"], {"cpu": "50m", "memory": "64Mi"})
         self.assertEqual(container["resources"]["limits"], {"memory": "256Mi"})
@@ -316,6 +322,49 @@ class RenderedVariants(unittest.TestCase):
         validate_kgw(kgw)
         self.assertIn("kubectl -n kafka get kafkagateway events -w", release["info"]["notes"])
         self.assertIn("events.kafka.svc:9092", release["info"]["notes"])
+
+
+class KubernetesVersions(unittest.TestCase):
+    def test_installs_on_kubernetes_1_28_and_refuses_older(self):
+        objects, _ = install({}, kube_minor=28)
+        self.assertTrue(by_kind(objects, "Deployment"))
+        with self.assertRaises(helm.InstallError):
+            install({}, kube_minor=27)
+
+
+class UninstallHook(unittest.TestCase):
+    """helm uninstall deletes the operator and its RBAC before custom resources; the pre-delete
+    hook deletes the example KafkaGateway first, while the operator can still finalize it."""
+
+    def hooks(self, values):
+        _, release = install(values)
+        return {(h["kind"], h["name"]): h for h in release.get("hooks") or []}
+
+    def test_no_hook_without_the_example_gateway(self):
+        self.assertEqual(self.hooks({}), {})
+
+    def test_example_gateway_is_deleted_by_a_pre_delete_job_first(self):
+        hooks = self.hooks(load_yaml(EXAMPLES / "values-example-gateway.yaml"))
+        name = "kgo-kafka-gateway-operator-uninstall"
+        self.assertEqual(sorted(kind for kind, _ in hooks), ["Job", "Role", "RoleBinding", "ServiceAccount"])
+        for (kind, hook_name), hook in hooks.items():
+            self.assertEqual(hook_name, name)
+            self.assertEqual(hook["events"], ["pre-delete"], kind)
+            self.assertIn("hook-succeeded", hook["delete_policies"], kind)
+            self.assertEqual(hook.get("weight", 0), 0 if kind == "Job" else -10, kind)
+        role = yaml.safe_load(hooks[("Role", name)]["manifest"])
+        self.assertEqual(rule_tuples(role), [([GROUP], ["kafkagateways"], ["events"], ["get", "delete"])])
+        job = yaml.safe_load(hooks[("Job", name)]["manifest"])
+        pod = job["spec"]["template"]["spec"]
+        self.assertEqual(pod["serviceAccountName"], name)
+        self.assertEqual(pod["restartPolicy"], "Never")
+        (container,) = pod["containers"]
+        self.assertEqual(container["image"], "kafka-gateway-operator:0.1.0")
+        self.assertEqual(container["args"], ["delete-gateway", "--namespace=kafka", "--name=events",
+                                             "--timeout-seconds=120"])
+        self.assertIs(container["securityContext"]["allowPrivilegeEscalation"], False)
+        self.assertEqual(pod["securityContext"]["seccompProfile"], {"type": "RuntimeDefault"})
+        self.assertGreater(job["spec"]["activeDeadlineSeconds"], 120)
 
 
 class Examples(unittest.TestCase):

@@ -152,7 +152,12 @@ impl TopicConfig {
     /// [`StorageError::InvalidConfig`] for unknown, read-only or out-of-range values.
     pub fn set(&mut self, name: &str, value: Option<&str>) -> Result<(), StorageError> {
         let defaults = Self::default();
-        let invalid = |why: &str| StorageError::InvalidConfig(format!("invalid value {value:?} for {name}: {why}"));
+        let invalid = |why: &str| {
+            StorageError::InvalidConfig(match value {
+                Some(v) => format!("invalid value '{v}' for {name}: {why}"),
+                None => format!("{name} cannot be reset: {why}"),
+            })
+        };
         let long = |min: i64| -> Result<Option<i64>, StorageError> {
             match value {
                 None => Ok(None),

@@ -125,12 +125,18 @@ pub(crate) fn child_meta(kgw: &KafkaGateway, names: &Names, name: String) -> Res
 }
 
 /// The controller owner reference pointing at `kgw` (garbage collection and `.owns()` watches).
+/// `blockOwnerDeletion`: a foreground deletion of the gateway waits for its children.
 ///
 /// # Errors
 /// [`Error::MissingObjectKey`] when `kgw` has no uid (it was never stored).
 pub fn owner_ref(kgw: &KafkaGateway) -> Result<OwnerReference> {
-    kgw.controller_owner_ref(&())
-        .ok_or(Error::MissingObjectKey(".metadata.uid"))
+    let owner = kgw
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingObjectKey(".metadata.uid"))?;
+    Ok(OwnerReference {
+        block_owner_deletion: Some(true),
+        ..owner
+    })
 }
 
 /// The address pod `$(POD_NAME)` advertises, with Kubernetes `$(VAR)` expansion.
@@ -188,6 +194,21 @@ mod tests {
         assert_eq!(
             advertised_listener(&kgw, &names),
             "$(POD_NAME).kgw-headless.testns.svc.cluster.local:9092"
+        );
+    }
+
+    #[test]
+    fn children_are_owned_by_the_gateway_and_block_its_deletion() {
+        let kgw = KafkaGateway::test();
+        let owner = owner_ref(&kgw).unwrap();
+        assert_eq!(
+            (
+                owner.kind.as_str(),
+                owner.name.as_str(),
+                owner.controller,
+                owner.block_owner_deletion
+            ),
+            ("KafkaGateway", "kgw", Some(true), Some(true))
         );
     }
 

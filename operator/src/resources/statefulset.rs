@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe,
-    Volume, VolumeMount, VolumeResourceRequirements,
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext,
+    TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -21,10 +21,16 @@ use super::{
     DATA_DIR,
 };
 use crate::crd::KafkaGateway;
+use crate::validate::quantity_value;
 use crate::Result;
 
 /// UID of the gateway image's user (distroless `nonroot`).
 const GATEWAY_UID: i64 = 65532;
+
+/// Node label of the default pod anti-affinity.
+const HOSTNAME_KEY: &str = "kubernetes.io/hostname";
+/// Node label of the default topology spread.
+const ZONE_KEY: &str = "topology.kubernetes.io/zone";
 
 /// Name of the gateway container.
 pub const CONTAINER: &str = "gateway";
@@ -127,7 +133,81 @@ fn container(kgw: &KafkaGateway, names: &Names) -> Container {
         startup_probe: Some(http_probe("/healthz", 2, 60)),
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
         readiness_probe: Some(http_probe("/readyz", 5, 2)),
+        security_context: Some(container_security_context()),
         ..Container::default()
+    }
+}
+
+/// What the Pod Security "restricted" profile requires of a container: no privilege escalation,
+/// every capability dropped, a non-root user, the runtime's default seccomp profile.
+fn container_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..SecurityContext::default()
+    }
+}
+
+fn runtime_default_seccomp() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        ..SeccompProfile::default()
+    }
+}
+
+/// The spec's affinity, or by default a preferred anti-affinity spreading the pods over nodes
+/// (a node failure then costs one raft member, not a majority). Preferred, so a one-node cluster
+/// still schedules every pod.
+fn affinity(kgw: &KafkaGateway, names: &Names) -> Affinity {
+    if let Some(affinity) = &kgw.spec.placement.affinity {
+        return affinity.clone();
+    }
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
+                weight: 100,
+                pod_affinity_term: PodAffinityTerm {
+                    label_selector: Some(selector(names)),
+                    topology_key: HOSTNAME_KEY.into(),
+                    ..PodAffinityTerm::default()
+                },
+            }]),
+            ..PodAntiAffinity::default()
+        }),
+        ..Affinity::default()
+    }
+}
+
+/// The spec's topology spread constraints (label selector filled in when absent), or by default
+/// an even spread over zones that never blocks scheduling (nodes without a zone label still take
+/// pods).
+fn topology_spread(kgw: &KafkaGateway, names: &Names) -> Vec<TopologySpreadConstraint> {
+    let mut spread = kgw.spec.placement.topology_spread_constraints.clone();
+    if spread.is_empty() {
+        spread.push(TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: ZONE_KEY.into(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            ..TopologySpreadConstraint::default()
+        });
+    }
+    for constraint in &mut spread {
+        if constraint.label_selector.is_none() {
+            constraint.label_selector = Some(selector(names));
+        }
+    }
+    spread
+}
+
+fn selector(names: &Names) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(names.selector_labels()),
+        ..LabelSelector::default()
     }
 }
 
@@ -165,15 +245,6 @@ fn data_claim(kgw: &KafkaGateway, names: &Names) -> PersistentVolumeClaim {
 pub fn build(kgw: &KafkaGateway, names: &Names, replicas: i32) -> Result<StatefulSet> {
     let spec = &kgw.spec;
     let hash = configmap::restart_hash(&configmap::entries(kgw, names, replicas));
-    let mut spread = spec.placement.topology_spread_constraints.clone();
-    for constraint in &mut spread {
-        if constraint.label_selector.is_none() {
-            constraint.label_selector = Some(LabelSelector {
-                match_labels: Some(names.selector_labels()),
-                ..LabelSelector::default()
-            });
-        }
-    }
     let pod = PodSpec {
         containers: vec![container(kgw, names)],
         volumes: Some(vec![Volume {
@@ -184,18 +255,21 @@ pub fn build(kgw: &KafkaGateway, names: &Names, replicas: i32) -> Result<Statefu
             }),
             ..Volume::default()
         }]),
-        affinity: spec.placement.affinity.clone(),
+        affinity: Some(affinity(kgw, names)),
         tolerations: (!spec.placement.tolerations.is_empty()).then(|| spec.placement.tolerations.clone()),
         node_selector: (!spec.placement.node_selector.is_empty())
             .then(|| spec.placement.node_selector.clone()),
-        topology_spread_constraints: (!spread.is_empty()).then_some(spread),
+        topology_spread_constraints: Some(topology_spread(kgw, names)),
         termination_grace_period_seconds: Some(60),
         // The gateway image runs as the distroless `nonroot` user; fsGroup makes the raft data
-        // volume writable by it.
+        // volume writable by it. With the container's context this passes Pod Security
+        // "restricted".
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(GATEWAY_UID),
+            run_as_group: Some(GATEWAY_UID),
             fs_group: Some(GATEWAY_UID),
+            seccomp_profile: Some(runtime_default_seccomp()),
             ..PodSecurityContext::default()
         }),
         ..PodSpec::default()
@@ -208,10 +282,7 @@ pub fn build(kgw: &KafkaGateway, names: &Names, replicas: i32) -> Result<Statefu
             replicas: Some(replicas),
             service_name: Some(names.headless()),
             pod_management_policy: Some("Parallel".into()),
-            selector: LabelSelector {
-                match_labels: Some(names.selector_labels()),
-                ..LabelSelector::default()
-            },
+            selector: selector(names),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
@@ -227,183 +298,51 @@ pub fn build(kgw: &KafkaGateway, names: &Names, replicas: i32) -> Result<Statefu
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fixtures::KafkaGatewayExt;
-    use k8s_openapi::api::core::v1::{Toleration, TopologySpreadConstraint};
-
-    #[test]
-    fn pods_run_as_the_image_user_with_a_writable_data_volume() {
-        let kgw = KafkaGateway::test();
-        let names = Names::of(&kgw).unwrap();
-        let sts = build(&kgw, &names, 1).unwrap();
-        let sc = pod_of(&sts).security_context.as_ref().expect("pod security context");
-        assert_eq!((sc.run_as_user, sc.fs_group, sc.run_as_non_root), (Some(65532), Some(65532), Some(true)));
-    }
-
-    fn pod_of(sts: &StatefulSet) -> &PodSpec {
-        sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
-    }
-
-    fn env_of<'a>(sts: &'a StatefulSet, name: &str) -> &'a EnvVar {
-        pod_of(sts).containers[0]
-            .env
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|e| e.name == name)
-            .expect(name)
-    }
-
-    #[test]
-    fn identity_comes_from_the_ordinal_and_downward_api() {
-        let kgw = KafkaGateway::test().with_replicas(3);
-        let names = Names::of(&kgw).unwrap();
-        let sts = build(&kgw, &names, 3).unwrap();
-        let spec = sts.spec.as_ref().unwrap();
-        assert_eq!(spec.replicas, Some(3));
-        assert_eq!(spec.service_name.as_deref(), Some("kgw-headless"));
-        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
-        let node_id = env_of(&sts, "KAFKA_GATEWAY_NODE_ID").value_from.as_ref().unwrap();
-        assert_eq!(
-            node_id.field_ref.as_ref().unwrap().field_path,
-            "metadata.labels['apps.kubernetes.io/pod-index']"
-        );
-        let pod_ip = env_of(&sts, "POD_IP").value_from.as_ref().unwrap();
-        assert_eq!(pod_ip.field_ref.as_ref().unwrap().field_path, "status.podIP");
-        assert_eq!(
-            env_of(&sts, "KAFKA_GATEWAY_ADVERTISED_LISTENER").value.as_deref(),
-            Some("$(POD_IP):9092")
-        );
-        // $(VAR) expansion only sees variables defined earlier in the list.
-        let env = pod_of(&sts).containers[0].env.as_ref().unwrap();
-        let pos = |n: &str| env.iter().position(|e| e.name == n).unwrap();
-        assert!(pos("POD_IP") < pos("KAFKA_GATEWAY_ADVERTISED_LISTENER"));
-        assert!(pos("POD_NAME") < pos("KAFKA_GATEWAY_ADVERTISED_LISTENER"));
-    }
-
-    #[test]
-    fn probes_ports_volumes_and_claim() {
-        let mut kgw = KafkaGateway::test();
-        kgw.spec.storage.size = "5Gi".into();
-        kgw.spec.storage.storage_class_name = Some("fast".into());
-        let names = Names::of(&kgw).unwrap();
-        let sts = build(&kgw, &names, 1).unwrap();
-        let c = &pod_of(&sts).containers[0];
-        let path = |p: &Option<Probe>| {
-            p.as_ref()
-                .unwrap()
-                .http_get
-                .as_ref()
-                .unwrap()
-                .path
-                .clone()
-                .unwrap()
-        };
-        assert_eq!(path(&c.liveness_probe), "/healthz");
-        assert_eq!(path(&c.readiness_probe), "/readyz");
-        assert_eq!(
-            c.readiness_probe
-                .as_ref()
-                .unwrap()
-                .http_get
-                .as_ref()
-                .unwrap()
-                .port,
-            IntOrString::String("admin".into())
-        );
-        let ports: Vec<_> = c
-            .ports
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|p| (p.name.clone().unwrap(), p.container_port))
-            .collect();
-        assert_eq!(
-            ports,
-            [
-                ("kafka".into(), 9092),
-                ("cluster".into(), 9645),
-                ("admin".into(), 9644)
-            ]
-        );
-        assert_eq!(
-            c.args.as_ref().unwrap(),
-            &["--config".to_string(), "/etc/kafka-gateway/gateway.toml".into()]
-        );
-        let mounts: Vec<_> = c
-            .volume_mounts
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|m| m.mount_path.as_str())
-            .collect();
-        assert_eq!(mounts, [DATA_DIR, CONFIG_DIR]);
-        let claim = &sts
-            .spec
-            .as_ref()
-            .unwrap()
-            .volume_claim_templates
-            .as_ref()
-            .unwrap()[0];
-        let claim_spec = claim.spec.as_ref().unwrap();
-        assert_eq!(claim.metadata.name.as_deref(), Some(DATA_VOLUME));
-        assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
-        assert_eq!(
-            claim_spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"],
-            Quantity("5Gi".into())
-        );
-    }
-
-    #[test]
-    fn scaling_changes_replicas_but_not_the_pod_template() {
-        let kgw = KafkaGateway::test();
-        let names = Names::of(&kgw).unwrap();
-        let three = build(&kgw, &names, 3).unwrap().spec.unwrap();
-        let five = build(&kgw, &names, 5).unwrap().spec.unwrap();
-        assert_eq!(five.replicas, Some(5));
-        assert_eq!(three.template, five.template);
-        let moved = KafkaGateway::test().with_brokers();
-        assert_ne!(
-            build(&moved, &names, 3).unwrap().spec.unwrap().template,
-            three.template
-        );
-    }
-
-    #[test]
-    fn placement_and_extra_env_are_passed_through() {
-        let mut kgw = KafkaGateway::test();
-        kgw.spec.placement.tolerations = vec![Toleration {
-            key: Some("dedicated".into()),
-            ..Toleration::default()
-        }];
-        kgw.spec.placement.node_selector = BTreeMap::from([("disk".into(), "ssd".into())]);
-        kgw.spec.placement.topology_spread_constraints = vec![TopologySpreadConstraint {
-            max_skew: 1,
-            topology_key: "topology.kubernetes.io/zone".into(),
-            when_unsatisfiable: "DoNotSchedule".into(),
-            ..TopologySpreadConstraint::default()
-        }];
-        kgw.spec.env = vec![EnvVar {
-            name: "RUST_LOG".into(),
-            value: Some("debug".into()),
-            ..EnvVar::default()
-        }];
-        let names = Names::of(&kgw).unwrap();
-        let sts = build(&kgw, &names, 1).unwrap();
-        let pod = pod_of(&sts);
-        assert_eq!(
-            pod.tolerations.as_ref().unwrap()[0].key.as_deref(),
-            Some("dedicated")
-        );
-        assert_eq!(pod.node_selector.as_ref().unwrap()["disk"], "ssd");
-        let spread = &pod.topology_spread_constraints.as_ref().unwrap()[0];
-        assert_eq!(
-            spread.label_selector.as_ref().unwrap().match_labels,
-            Some(names.selector_labels())
-        );
-        assert_eq!(env_of(&sts, "RUST_LOG").value.as_deref(), Some("debug"));
-        assert!(pod.affinity.is_none());
-    }
+/// The storage request and class of the data claim template.
+fn claim_of(sts: &StatefulSet) -> Option<(String, Option<String>)> {
+    let claim = sts
+        .spec
+        .as_ref()?
+        .volume_claim_templates
+        .as_ref()?
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(DATA_VOLUME))?;
+    let spec = claim.spec.as_ref()?;
+    let size = spec
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("storage")?
+        .0
+        .clone();
+    Some((size, spec.storage_class_name.clone()))
 }
+
+/// How the existing StatefulSet's data claim differs from the desired one, comparing only what
+/// the spec sets (size by value, class): the API server adds defaults (`volumeMode`, `status`,
+/// `apiVersion`) that are no difference. `None` when they match.
+pub fn claim_mismatch(desired: &StatefulSet, current: &StatefulSet) -> Option<String> {
+    let (want_size, want_class) = claim_of(desired)?;
+    let Some((has_size, has_class)) = claim_of(current) else {
+        return Some("the existing StatefulSet has no data volume claim".into());
+    };
+    let same_size = match (quantity_value(&want_size), quantity_value(&has_size)) {
+        (Some(a), Some(b)) => a == b,
+        _ => want_size == has_size,
+    };
+    if same_size && want_class == has_class {
+        return None;
+    }
+    let class = |c: &Option<String>| c.clone().unwrap_or_else(|| "the default class".into());
+    Some(format!(
+        "spec.storage asks {want_size} of {}, the existing volume claims have {has_size} of {}; volume claim \
+         templates are immutable, so the change applies only to a new KafkaGateway",
+        class(&want_class),
+        class(&has_class)
+    ))
+}
+
+#[cfg(test)]
+#[path = "statefulset_tests.rs"]
+mod tests;

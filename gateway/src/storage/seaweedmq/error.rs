@@ -68,8 +68,9 @@ impl SmqErrorKind {
 /// A failed SeaweedMQ operation.
 #[derive(Debug, thiserror::Error)]
 pub enum SmqError {
-    /// The call failed with a gRPC status.
-    #[error("{op} on {addr}: {status}")]
+    /// The call failed with a gRPC status. Shown as message, root cause and code, never as
+    /// tonic's `Display` (which prints the transport error's `Debug`).
+    #[error("{op} on {addr}: {} ({})", status_text(status), status.code().description())]
     Rpc {
         /// The RPC.
         op: &'static str,
@@ -96,6 +97,24 @@ pub enum SmqError {
     /// The response violated the protocol.
     #[error("{0}")]
     Protocol(String),
+}
+
+/// The status message plus the innermost cause of a transport failure (e.g. the DNS error), in
+/// their `Display` forms.
+fn status_text(status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    let mut cause = std::error::Error::source(status);
+    let mut innermost = None;
+    while let Some(c) = cause {
+        innermost = Some(c);
+        cause = c.source();
+    }
+    if let Some(root) = innermost.map(ToString::to_string) {
+        if !text.contains(&root) {
+            text = format!("{text}: {root}");
+        }
+    }
+    text
 }
 
 /// True when a filer lookup failed only because the entry does not exist. The filer answers
