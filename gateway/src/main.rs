@@ -76,6 +76,25 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let registry = prometheus::Registry::new();
     let shutdown = CancellationToken::new();
+    let ready = Arc::new(AtomicBool::new(false));
+    // Serves /healthz, /readyz (503) and /metrics while storage is opened, which on SeaweedMQ
+    // waits for the cluster: a pod started before SeaweedMQ stays alive and unready.
+    let starting = CancellationToken::new();
+    let startup_admin = {
+        let listener = TcpListener::bind(config.admin_listen)
+            .await
+            .with_context(|| format!("binding admin listener {}", config.admin_listen))?;
+        let app = admin::router(AdminState {
+            registry: registry.clone(),
+            ready: Arc::clone(&ready),
+        });
+        let stop = starting.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        })
+    };
     let storage: Arc<dyn Storage> = match config.storage {
         StorageKind::Local => {
             let local = LocalStorage::open(LocalOptions {
@@ -91,15 +110,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
             Arc::new(Metered::new(local, &registry)?)
         }
         StorageKind::Seaweedmq => {
-            let smq = SeaweedStorage::connect(SeaweedOptions {
+            let options = SeaweedOptions {
                 masters: config.seaweedmq_masters.clone(),
                 brokers: config.seaweedmq_brokers.clone(),
                 filer: None,
                 wal_dir: config.seaweedmq_wal.then(|| config.data_dir.join("smq-wal")),
                 wal_metrics: Some(WalMetrics::new(&registry)?),
-            })
-            .await
-            .context("connecting to SeaweedMQ")?;
+            };
+            let Some(smq) = connect_seaweedmq(options).await? else {
+                info!("shutdown requested while waiting for SeaweedMQ");
+                starting.cancel();
+                let _ = startup_admin.await;
+                return Ok(());
+            };
             info!(masters = ?config.seaweedmq_masters, brokers = ?config.seaweedmq_brokers, "storage: SeaweedMQ");
             Arc::new(Metered::new(smq, &registry)?)
         }
@@ -143,7 +166,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    let ready = Arc::new(AtomicBool::new(false));
+    // The full admin router (with the cluster's endpoints) replaces the start-up one.
+    starting.cancel();
+    let _ = startup_admin.await;
     let admin_listener = TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("binding admin listener {}", config.admin_listen))?;
@@ -256,6 +281,37 @@ fn cluster_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
             std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
             Ok(id)
         }
+    }
+}
+
+/// Connects to SeaweedMQ, retrying with backoff (0.5 s doubling to 10 s) while the cluster is
+/// unreachable or not yet ready (pods routinely start before their dependencies). `None` when
+/// a shutdown signal came first. A configuration error fails at once.
+async fn connect_seaweedmq(options: SeaweedOptions) -> anyhow::Result<Option<SeaweedStorage>> {
+    const FIRST: std::time::Duration = std::time::Duration::from_millis(500);
+    const MAX: std::time::Duration = std::time::Duration::from_secs(10);
+    let mut backoff = FIRST;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let attempt = tokio::select! {
+            r = SeaweedStorage::connect(options.clone()) => r,
+            () = &mut stop => return Ok(None),
+        };
+        match attempt {
+            Ok(smq) => return Ok(Some(smq)),
+            Err(e @ kafka_gateway::storage::StorageError::InvalidConfig(_)) => {
+                return Err(e).context("connecting to SeaweedMQ");
+            }
+            Err(e) => {
+                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "SeaweedMQ not reachable yet; not ready until it is");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = &mut stop => return Ok(None),
+        }
+        backoff = (backoff * 2).min(MAX);
     }
 }
 

@@ -14,4 +14,5 @@ mod kafkajs;
 mod kcat;
 mod pipelining;
 mod seaweedmq;
+mod smq_startup;
 mod smq_wal;
