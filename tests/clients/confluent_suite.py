@@ -343,8 +343,19 @@ def scenario_verify_acked(bs, args):
                 acked.append(json.loads(line))
     c = consumer(bs)
     highs = {}
+    def watermarks(p):
+        # Retriable errors (a gateway recovering a partition after a broker restart answers
+        # KAFKA_STORAGE_ERROR) are retried, as a consumer's own offset lookups are.
+        try:
+            return c.get_watermark_offsets(TopicPartition(args.topic, p), timeout=OP_TIMEOUT)
+        except KafkaException as exc:
+            if exc.args and exc.args[0].retriable():
+                log("watermarks of partition %d: %s (retrying)" % (p, exc))
+                return None
+            raise
+
     for p in range(args.partitions):
-        low, high = c.get_watermark_offsets(TopicPartition(args.topic, p), timeout=OP_TIMEOUT)
+        low, high = wait_until(lambda: watermarks(p), "partition %d watermarks" % p)
         check_eq(low, 0, "partition %d log start" % p)
         highs[p] = high
     c.close()

@@ -67,6 +67,9 @@ pub struct PartitionState {
     /// from this offset on sit at offsets the broker gave to other records. Cleared (and those
     /// entries dropped) once SeaweedMQ has flushed everything up to the WAL's end.
     pub(super) wal_invalid_from: parking_lot::Mutex<Option<Offset>>,
+    /// True from the start of a write-ahead-log recovery until one succeeds: reads wait for
+    /// it rather than report what the broker says meanwhile.
+    pub(super) recovering: AtomicBool,
 }
 
 impl Default for PartitionState {
@@ -83,6 +86,7 @@ impl Default for PartitionState {
             keeper: AtomicBool::new(false),
             fenced: parking_lot::Mutex::new(None),
             wal_invalid_from: parking_lot::Mutex::new(None),
+            recovering: AtomicBool::new(false),
         }
     }
 }

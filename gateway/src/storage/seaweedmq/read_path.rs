@@ -134,6 +134,7 @@ impl Inner {
         max_bytes: usize,
     ) -> Result<ReadOutcome> {
         let info = self.partition_of(tp).await?;
+        self.recover_before_read(tp, &info).await?;
         let state = self.partition_state(tp);
         let want = max_bytes.max(READ_AHEAD_BYTES);
         let cached = if offset >= info.doc.log_start(tp.partition) {

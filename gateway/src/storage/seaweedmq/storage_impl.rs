@@ -22,6 +22,7 @@ use crate::storage::{
 impl Inner {
     /// Earliest (gateway log start applied) and high watermark of a partition.
     pub(super) async fn range(&self, tp: &TopicPartition, info: &TopicInfo) -> Result<(Offset, Offset)> {
+        self.recover_before_read(tp, info).await?;
         let ri = self
             .client
             .range_info(&tp.topic, tp.partition)

@@ -36,6 +36,8 @@ const KEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// Recent log files whose last offsets bound what the broker flushed, before its checkpoint
 /// is lowered.
 const CHECKPOINT_FILES_CHECKED: usize = 16;
+/// Longest a read waits for a running write-ahead-log recovery of its partition.
+const READ_WAITS_FOR_RECOVERY: Duration = Duration::from_secs(10);
 /// WAL bytes read per replay step.
 const REPLAY_READ_BYTES: usize = 4 << 20;
 
@@ -60,6 +62,7 @@ impl Inner {
         if let Some(why) = state.fenced.lock().clone() {
             return Err(io(why));
         }
+        state.recovering.store(true, Ordering::Release);
         self.resume_after_divergence(tp, state, &wal).await?;
         let broker_hw = match self.client.range_info(&tp.topic, tp.partition).await {
             Ok(ri) => ri.high_watermark,
@@ -70,6 +73,11 @@ impl Inner {
             }
         };
         let (start, end) = wal.offsets(tp).unwrap_or((broker_hw, broker_hw));
+        let broker_hw = if broker_hw < end {
+            self.counter_past_flushed(tp, guard, broker_hw).await?
+        } else {
+            broker_hw
+        };
         if broker_hw < start {
             // Entries below `start` were trimmed as flushed and checkpointed: the broker lost
             // durable records. Refused on every attempt (never renumbered); not fenced, in case
@@ -84,7 +92,10 @@ impl Inner {
             self.check_broker_kept(tp, info, start, end.min(broker_hw))
                 .await?;
             if broker_hw < end {
-                let publisher = self.open_publisher(tp).await?;
+                let publisher = match guard.publisher.take() {
+                    Some(p) => p,
+                    None => self.open_publisher(tp).await?,
+                };
                 self.replay(
                     tp,
                     info,
@@ -112,6 +123,7 @@ impl Inner {
         if guard.publisher.is_none() {
             guard.publisher = Some(self.open_publisher(tp).await?);
         }
+        state.recovering.store(false, Ordering::Release);
         Ok(())
     }
 
@@ -144,6 +156,52 @@ impl Inner {
         *state.wal_invalid_from.lock() = None;
         info!(partition = %name, invalid_from = from, end, "SeaweedMQ flushed what the write-ahead log held; it resumes at the broker's offsets");
         Ok(())
+    }
+
+    /// Makes sure the broker's offset counter for `tp` continues after every record it has
+    /// flushed, before anything is republished; returns its high watermark. SeaweedMQ 4.48
+    /// writes no offset attributes on a partition's first log file (it starts at offset 0), and
+    /// a restarted broker continues after the larger of its checkpoint (written every 2 s) and
+    /// the highest offset attribute: restarted before its checkpoint covered that file, it
+    /// would hand the file's offsets out again. The checkpoint is raised to the flushed
+    /// records before the partition is loaded (the stream opened here loads it); may leave an
+    /// open publisher in `guard`.
+    async fn counter_past_flushed(&self, tp: &TopicPartition, guard: &mut AppendState, broker_hw: Offset) -> Result<Offset> {
+        let name = tp.to_string();
+        let storage = |e: super::error::SmqError| e.into_storage(&name);
+        let flushed = self
+            .client
+            .flushed_max(&tp.topic, tp.partition, CHECKPOINT_FILES_CHECKED)
+            .await
+            .map_err(storage)?;
+        if flushed < broker_hw {
+            return Ok(broker_hw);
+        }
+        let checkpoint = self.client.checkpoint(&tp.topic, tp.partition).await.map_err(storage)?;
+        if checkpoint < flushed {
+            self.client
+                .write_checkpoint(&tp.topic, tp.partition, flushed)
+                .await
+                .map_err(storage)?;
+            warn!(partition = %name, broker_high_watermark = broker_hw, checkpoint, flushed, "the broker's offsets were behind its flushed records: raised its checkpoint to them before it loads the partition");
+        }
+        let publisher = self.open_publisher(tp).await?;
+        let loaded = self
+            .client
+            .range_info(&tp.topic, tp.partition)
+            .await
+            .map_err(storage)?
+            .high_watermark;
+        if loaded <= flushed {
+            // Loaded before the checkpoint was raised: closing the stream lets the broker
+            // unload the partition, and the next attempt loads it from the raised checkpoint.
+            drop(publisher);
+            return Err(io(format!(
+                "{name}: the broker continues at offset {loaded}, inside records it flushed (through {flushed}); waiting for it to reload the partition from the corrected checkpoint"
+            )));
+        }
+        guard.publisher = Some(publisher);
+        Ok(loaded)
     }
 
     async fn open_publisher(&self, tp: &TopicPartition) -> Result<Publisher> {
@@ -329,6 +387,35 @@ impl Inner {
         if let Err(e) = result {
             debug!(partition = %tp, error = %e, "could not check the broker's checkpoint");
         }
+    }
+
+    /// Before a read asks the broker about `tp`: if the WAL holds entries and the publish
+    /// stream broke (a broker restart), recovers first, so the broker does not load the
+    /// partition (and report its high watermark) before its checkpoint was corrected and the
+    /// lost records republished. Skipped while an append or the keeper holds the partition.
+    pub(super) async fn recover_before_read(&self, tp: &TopicPartition, info: &TopicInfo) -> Result<()> {
+        let Some(wal) = &self.wal else { return Ok(()) };
+        if !wal.offsets(tp).is_some_and(|(s, e)| s < e) {
+            return Ok(());
+        }
+        let state = self.partition_state(tp);
+        if state.fenced.lock().is_some() {
+            return Ok(());
+        }
+        let mut guard = match state.append.try_lock() {
+            Ok(g) => g,
+            // An append holds the lock (its stream is open or being opened): read on.
+            Err(_) if !state.recovering.load(Ordering::Acquire) => return Ok(()),
+            // A recovery runs: wait for it (bounded; a read answers in seconds or fails).
+            Err(_) => tokio::time::timeout(READ_WAITS_FOR_RECOVERY, state.append.lock())
+                .await
+                .map_err(|_| io(format!("{tp}: recovering from a broker restart")))?,
+        };
+        if guard.publisher.as_ref().is_some_and(|p| !p.is_closed()) {
+            return Ok(());
+        }
+        guard.publisher = None;
+        self.reopen_with_wal(tp, info, &state, &mut guard).await
     }
 
     /// After a WAL append: makes sure the partition's keeper runs.
