@@ -7,7 +7,8 @@
   kafka_clients.py workload --bootstrap B --topic T --group G --dir D
       until D/stop exists: one producer (acks=all, idempotent) sends numbered records, and one
       group consumer (subscribe, committed offsets) reads them. D/status.json is rewritten every
-      second ({"acked", "failed", "consumed", "consumed_at"}). After D/stop: flush, let the
+      second ({"acked", "failed", "consumed", "consumed_new" (the workload's own records),
+      "consumed_at"}). After D/stop: flush, let the
       group catch up (at most 90 s), then read every partition from its start and write
       D/summary.json; exit 1 when an acknowledged record is missing from that read.
 """
@@ -121,7 +122,9 @@ class Workload:
     def write_status(self):
         with self.lock:
             status = {"acked": len(self.acked), "failed": len(self.failed),
-                      "consumed": len(self.consumed), "consumed_at": self.consumed_at,
+                      "consumed": len(self.consumed),
+                      "consumed_new": sum(1 for v in self.consumed if v.startswith("w-")),
+                      "consumed_at": self.consumed_at,
                       "time": time.time()}
         tmp = os.path.join(self.a.dir, "status.json.tmp")
         with open(tmp, "w") as f:

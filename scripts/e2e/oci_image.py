@@ -31,6 +31,17 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 UID = 65532
 
 
+def normalized(name):
+    """The name the CRI looks images up by: `kcat:1` is docker.io/library/kcat:1, `a/b:1` is
+    docker.io/a/b:1 (as Docker's reference parser normalizes them)."""
+    first = name.split("/", 1)[0]
+    if "/" not in name:
+        return "docker.io/library/" + name
+    if "." in first or ":" in first or first == "localhost":
+        return name
+    return "docker.io/" + name
+
+
 def shared_libs(binary):
     """Absolute paths of the libraries and loader `ldd` lists (empty for a static binary)."""
     out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
@@ -146,8 +157,8 @@ def main():
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "scripts/e2e/oci_image.py"}],
     }
-    repo, tag = args.name.rsplit(":", 1)
-    full = args.name if "/" in repo else "docker.io/library/" + args.name
+    tag = args.name.rsplit(":", 1)[1]
+    full = normalized(args.name)
     with tarfile.open(args.out, "w") as tar:
         layer_desc = blob(tar, layer_bytes, "application/vnd.oci.image.layer.v1.tar")
         config_desc = blob(tar, json.dumps(config, sort_keys=True).encode(),
