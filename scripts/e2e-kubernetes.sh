@@ -382,6 +382,10 @@ EOF
     kubectl apply -f examples/kafkagateway.yaml
     kgw_ready 1 180
     kubectl -n "$NS" get kgw events -o wide
+    kubectl -n "$NS" describe kgw events | sed -n '/^Status:/,$p'
+    # Service IPs follow EndpointSlices within a second (as kube-proxy's do): wait for it here so
+    # the client steps below do not start with a refused connection.
+    wait_until 30 "bootstrap Service accepts connections" bash -c "</dev/tcp/events.$NS.svc.$DOMAIN/9092"
   }
   # Ready condition True with `n` ready replicas, within `seconds`.
   kgw_ready() {
@@ -435,9 +439,40 @@ sys.exit(0 if len(voters) == n and len(s["members"]) == n and s["leader"] is not
     grep -q 'broker 0 at events-0' "$WORK/kcat-pod.txt"
     timeout 120 kubectl -n "$NS" run kcat-p --rm -i --restart=Never --image="$KCAT_IMAGE" -- \
       -b events.kafka.svc:9092 -t orders -P <<<'hello'
-    timeout 120 kubectl -n "$NS" run kcat-c --rm -i --restart=Never --image="$KCAT_IMAGE" -- \
-      -b events.kafka.svc:9092 -t orders -C -o beginning -e -q </dev/null >"$WORK/kcat-pod-consumed.txt"
+    # An attached run loses output when the container ends quickly: consume into the pod's log.
+    kubectl -n "$NS" run kcat-c --restart=Never --image="$KCAT_IMAGE" -- \
+      -b events.kafka.svc:9092 -t orders -C -o beginning -e -q
+    kubectl -n "$NS" wait pod/kcat-c --for=jsonpath='{.status.phase}'=Succeeded --timeout=120s
+    kubectl -n "$NS" logs kcat-c >"$WORK/kcat-pod-consumed.txt"
+    kubectl -n "$NS" delete pod kcat-c
+    log "kcat-c read $(wc -l <"$WORK/kcat-pod-consumed.txt") records"
     grep -qx hello "$WORK/kcat-pod-consumed.txt"
+  }
+
+  metrics() {
+    # docs/kubernetes.md §6: each gateway pod's admin port, and the operator's metrics Service.
+    curl -sf "http://events-0.events-headless.$NS.svc.$DOMAIN:9644/metrics" >"$WORK/gateway-metrics.txt"
+    grep -E '^kafka_gateway_(requests_total|produce_records_total|connections_active)' "$WORK/gateway-metrics.txt" | head -5
+    grep -q '^kafka_gateway_produce_records_total' "$WORK/gateway-metrics.txt"
+    curl -sf "http://kgo-kafka-gateway-operator-metrics.$NS.svc.$DOMAIN:8080/metrics" >"$WORK/operator-metrics.txt"
+    grep -E '^kafka_gateway_operator_reconciles_total' "$WORK/operator-metrics.txt" | head -3
+    grep -q '^kafka_gateway_operator_reconciles_total' "$WORK/operator-metrics.txt"
+  }
+  hpa() {
+    # docs/kubernetes.md §5: the HPA object is accepted against the scale subresource. There is
+    # no metrics-server here, so it only reports that it cannot read CPU; it scales nothing.
+    kubectl apply -f examples/hpa.yaml
+    kubectl -n "$NS" get hpa events
+    wait_until 60 "HPA reads the scale subresource" bash -c \
+      "kubectl -n $NS get hpa events -o jsonpath='{.status.currentReplicas}' | grep -qx 2"
+    kubectl delete -f examples/hpa.yaml
+  }
+  upgrade() {
+    # docs/kubernetes.md §7: chart upgrade with the same values, then the CRD applied by hand.
+    helm upgrade kgo "$CHART" -n "$NS" --reuse-values
+    kubectl apply --server-side -f "$CHART/crds/kafkagateway.yaml"
+    kubectl -n "$NS" rollout status deployment/kgo-kafka-gateway-operator --timeout=120s
+    kgw_ready 2 60
   }
 
   # --- the workload that runs across scaling, a pod kill and a rolling image change ---------
@@ -595,6 +630,9 @@ PY
   step "kill the raft leader's pod; it rejoins; group consumes" kill_pod
   step "image change: rolling restart; group consumes" change_image
   step "no acknowledged record lost; group consumed them all" workload_verify
+  step "metrics: gateway pod and operator Service" metrics
+  step "HPA on the scale subresource (no metrics-server)" hpa
+  step "helm upgrade --reuse-values; CRD server-side apply" upgrade
   step "Pod Security restricted: pods admissible (known defect)" pod_security
   step "kubectl delete KafkaGateway: children removed" delete_gateway
   step "helm uninstall: operator gone, PVCs deleted" uninstall
