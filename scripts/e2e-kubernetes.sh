@@ -562,6 +562,40 @@ sys.exit(0 if ok else 1)
 PY
   }
 
+  invalid_spec() {
+    # Known defect (issue 15, item 1): a spec the CRD admits but Kubernetes refuses for the
+    # children (here an invalid storage quantity) must be refused by `kubectl apply` or show
+    # Ready=False and a Warning event; today it fails silently in the operator's log.
+    local out rc=0
+    out=$(kubectl apply -f - 2>&1 <<EOF
+apiVersion: kafkagateway.seaweedfs.io/v1alpha1
+kind: KafkaGateway
+metadata: {name: bad-size, namespace: $NS}
+spec:
+  replicas: 1
+  image: $GATEWAY_IMAGE
+  seaweedmq: {masters: ["seaweedfs-master.seaweedfs:9333"]}
+  storage: {size: lots}
+EOF
+    ) || rc=$?
+    echo "$out"
+    if [ "$rc" -ne 0 ]; then
+      log "refused by the API server, as it should be"
+      return 0
+    fi
+    rc=0
+    wait_until 30 "Ready=False on bad-size" bash -c \
+      "kubectl -n $NS get kgw bad-size -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx False" || rc=1
+    kubectl -n "$NS" get kgw bad-size -o wide || true
+    kubectl -n "$NS" get events --field-selector involvedObject.name=bad-size,type=Warning || true
+    [ -n "$(kubectl -n "$NS" get events --field-selector involvedObject.name=bad-size,type=Warning -o name)" ] || rc=1
+    kubectl -n "$NS" delete kgw bad-size --timeout=60s || {
+      kubectl -n "$NS" patch kgw bad-size --type merge -p '{"metadata":{"finalizers":null}}'
+      rc=1
+    }
+    return "$rc"
+  }
+
   pod_security() {
     # Known defect (issue 15, item 3): gateway pods are not Pod Security "restricted". A server
     # dry run of the enforce label lists the existing pods that the namespace would refuse.
@@ -572,7 +606,23 @@ PY
     ! grep -q 'violate' <<<"$out"
   }
 
+  # Pod logs go with the pods: keep the operator's and the gateways' in $WORK/logs, and show the
+  # operator's warnings and errors (they point at defects a passing step does not show).
+  save_logs() {
+    local pod
+    kubectl -n "$NS" logs deployment/kgo-kafka-gateway-operator >"$WORK/logs/operator.log" 2>&1 || true
+    for pod in $(kubectl -n "$NS" get pods -l app.kubernetes.io/instance=events -o name); do
+      kubectl -n "$NS" logs "$pod" >"$WORK/logs/gateway-${pod#pod/}.log" 2>&1 || true
+      kubectl -n "$NS" logs "$pod" --previous >"$WORK/logs/gateway-${pod#pod/}.previous.log" 2>/dev/null || true
+    done
+    kubectl -n "$NS" get pods -o wide
+    log "operator log: warning and error lines, by message:"
+    grep -E 'WARN|ERROR' "$WORK/logs/operator.log" | sed -E 's/^[^ ]+ +//; s/\{[^}]*\}//g' | cut -c1-220 \
+      | sort | uniq -c | sort -rn | head -8 || true
+  }
+
   delete_gateway() {
+    save_logs
     # docs/kubernetes.md §8
     kubectl delete -f examples/kafkagateway.yaml --timeout=120s
     kubectl -n "$NS" wait --for=delete pod -l app.kubernetes.io/instance=events --timeout=120s
@@ -633,6 +683,7 @@ PY
   step "metrics: gateway pod and operator Service" metrics
   step "HPA on the scale subresource (no metrics-server)" hpa
   step "helm upgrade --reuse-values; CRD server-side apply" upgrade
+  step "invalid storage size: refused or Ready=False (known defect)" invalid_spec
   step "Pod Security restricted: pods admissible (known defect)" pod_security
   step "kubectl delete KafkaGateway: children removed" delete_gateway
   step "helm uninstall: operator gone, PVCs deleted" uninstall
