@@ -26,6 +26,19 @@
 # cluster reaches it through a selector-less Service `seaweedfs-master.seaweedfs` with manual
 # Endpoints, exactly as a user points a cluster at an external service.
 #
+# Known defects (issue 15; operator and gateway fixes being made separately) are steps of their
+# own marked "(known defect)", which fail today and should pass once fixed:
+#  - item 1: a spec the CRD admits but Kubernetes refuses for the children (storage.size: lots)
+#    shows no condition and no event (only the operator's log says why);
+#  - item 6: a gateway started before its SeaweedMQ address resolves exits (CrashLoopBackOff)
+#    instead of waiting, not ready, and retrying;
+#  - item 3: gateway pods are not Pod Security "restricted" (allowPrivilegeEscalation,
+#    capabilities, seccompProfile);
+#  - item 4: `helm uninstall` with the chart's example gateway hangs: the KafkaGateway's
+#    finalizer outlives the operator's RBAC (the step removes the finalizer afterwards).
+# Also seen, not a step: "storage settings differ from the existing volume claims" logged on
+# every reconcile of an unchanged KafkaGateway (item 5); save_logs prints the operator's warnings.
+#
 # Every wait has a deadline; the script removes everything it started (processes, network
 # namespace, cgroups, files) on exit, also on failure or Ctrl-C. KGW_E2E_KEEP=1 keeps the work
 # directory (logs) for inspection. Exit status: 0 when every step passed.
@@ -121,7 +134,10 @@ if [ "${1:-}" = "__inside" ]; then
   # Hide the host's default runtime paths behind directories of this run (private mounts).
   private_dirs() {
     local d
-    for d in /var/log/pods /var/log/containers /var/lib/cni /etc/cni /opt/cni /run/containerd; do
+    # (/var/lib/kubelet: the device-plugin socket's fixed path; /usr/libexec/kubernetes: the
+    # controller manager's flex-volume directory.)
+    for d in /var/log/pods /var/log/containers /var/lib/cni /etc/cni /opt/cni /run/containerd \
+      /var/lib/kubelet /usr/libexec/kubernetes; do
       mkdir -p "$WORK/host$d"
       [ -d "$d" ] || { mkdir -p "$d" && echo "$d" >>"$WORK/created-host-dirs"; }
       mount --bind "$WORK/host$d" "$d"
