@@ -910,9 +910,12 @@ critical "cargo build --release (gateway, operator)" build
 critical "unpack Kubernetes binaries from $K8S_DIR" unpack_kubernetes
 critical "images: gateway, operator, sandbox, kcat (OCI, no registry)" images
 if [ -z "$ABORTED" ]; then
-  # The inner half prints and records its own steps.
+  # The inner half prints and records its own steps. In the background, because bash runs a
+  # trap only once the foreground command ends: `wait` lets SIGTERM/SIGINT stop the run at once
+  # (cleanup then ends the inner half with everything else in the namespace).
+  inside &
   set +e
-  inside
+  wait $!
   rc=$?
   set -e
   exit "$rc"
