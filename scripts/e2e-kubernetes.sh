@@ -407,7 +407,7 @@ EOF
   kgw_ready() {
     local n=$1 seconds=$2
     if ! kubectl -n "$NS" wait kgw/events --for=jsonpath='{.status.readyReplicas}'="$n" --timeout="${seconds}s" \
-      || ! kubectl -n "$NS" wait kgw/events --for=condition=Ready --timeout=60s; then
+      || ! kubectl -n "$NS" wait kgw/events --for=condition=Ready --timeout=180s; then
       kubectl -n "$NS" get kgw,sts,pods,pvc -o wide || true
       kubectl -n "$NS" describe kgw events | tail -25 || true
       kubectl -n "$NS" logs deployment/kgo-kafka-gateway-operator --tail=20 || true
