@@ -4,6 +4,8 @@
   kafka_clients.py roundtrip --bootstrap B --topic T [--count N]
       produce N records (acks=all), read them back from the partitions' start; exit 1 if any
       acknowledged record is missing.
+  kafka_clients.py create-topic --bootstrap B --topic T
+      one CreateTopics (3 partitions) with the admin client's default timeouts; prints its time.
   kafka_clients.py workload --bootstrap B --topic T --group G --dir D
       until D/stop exists: one producer (acks=all, idempotent) sends numbered records, and one
       group consumer (subscribe, committed offsets) reads them. D/status.json is rewritten every
@@ -21,6 +23,7 @@ import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 
 def producer(bootstrap):
@@ -74,6 +77,20 @@ def roundtrip(a):
     print(f"confluent-kafka via {a.bootstrap}: {len(acked)}/{a.count} acknowledged in "
           f"{produced:.1f} s ({len(failed)} failed), {len(got)} read back, {len(missing)} missing")
     return 0 if len(acked) == a.count and not missing else 1
+
+
+def create_topic(a):
+    """One CreateTopics with the admin client's default timeouts; prints how long it took."""
+    admin = AdminClient({"bootstrap.servers": a.bootstrap})
+    start = time.monotonic()
+    futures = admin.create_topics([NewTopic(a.topic, num_partitions=3)])
+    try:
+        futures[a.topic].result()
+        print(f"CreateTopics {a.topic}: created in {time.monotonic() - start:.1f} s")
+        return 0
+    except KafkaException as e:
+        print(f"CreateTopics {a.topic}: failed after {time.monotonic() - start:.1f} s: {e}")
+        return 1
 
 
 class Workload:
@@ -169,7 +186,7 @@ class Workload:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("command", choices=["roundtrip", "workload"])
+    ap.add_argument("command", choices=["roundtrip", "workload", "create-topic"])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--count", type=int, default=1000)
@@ -177,6 +194,8 @@ def main():
     ap.add_argument("--dir")
     a = ap.parse_args()
     try:
+        if a.command == "create-topic":
+            return create_topic(a)
         return roundtrip(a) if a.command == "roundtrip" else Workload(a).run()
     except (KafkaException, TimeoutError) as e:
         print(f"error: {e}", file=sys.stderr)
