@@ -49,6 +49,7 @@
 #
 # Needs root, Debian 12, ../shared/k8s (kube-apiserver, kube-controller-manager, kube-scheduler,
 # kubelet built from upstream sources; see its README) and kubectl (on this machine's image).
+# shellcheck disable=SC2317 # steps are functions called through `step`/`critical`
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -834,10 +835,10 @@ cleanup() {
   for sig in TERM KILL; do
     deadline=$(($(date +%s) + 10))
     while :; do
-      pids="$(ip netns pids "$NETNS" 2>/dev/null) $(cat /sys/fs/cgroup/*/"$CGROOT"/cgroup.procs \
-        $(find /sys/fs/cgroup/*/"$CGROOT" -name cgroup.procs 2>/dev/null) 2>/dev/null)"
-      pids=$(echo $pids | tr ' ' '\n' | sort -u | grep -v '^$' || true)
+      pids=$( { ip netns pids "$NETNS"; find /sys/fs/cgroup/*/"$CGROOT" -name cgroup.procs -exec cat {} +; } \
+        2>/dev/null | sort -u | grep -v '^$' || true)
       [ -z "$pids" ] && break
+      # shellcheck disable=SC2086 # one pid per word
       kill -s "$sig" $pids 2>/dev/null
       [ "$(date +%s)" -ge "$deadline" ] && break
       sleep 0.2
