@@ -16,3 +16,4 @@ mod pipelining;
 mod seaweedmq;
 mod smq_startup;
 mod smq_wal;
+mod smq_wal_cluster;
