@@ -91,8 +91,8 @@ pub struct Flags {
     #[arg(long, env = "KAFKA_GATEWAY_SEAWEEDMQ_BROKERS")]
     pub seaweedmq_brokers: Option<String>,
     /// SeaweedMQ: answer acks=all from a local write-ahead log in the data dir (fsynced, group
-    /// commit) instead of waiting for the broker's flush (-logFlushInterval, 5 s) [default: true
-    /// for a gateway without other `--peers`, false in a cluster; docs/seaweedmq-mapping.md §3.3].
+    /// commit) instead of waiting for the broker's flush (-logFlushInterval, 5 s) [default: false;
+    /// opt-in while known failures remain, docs/seaweedmq-mapping.md §3.3].
     #[arg(long, env = "KAFKA_GATEWAY_SEAWEEDMQ_WAL")]
     pub seaweedmq_wal: Option<bool>,
     /// Cluster node id [default: 0].
@@ -360,17 +360,7 @@ impl Config {
             group_initial_rebalance_delay_ms: pick!(group_initial_rebalance_delay_ms, 3000),
             seaweedmq_masters: Vec::new(),
             seaweedmq_brokers: Vec::new(),
-            seaweedmq_wal: {
-                // The WAL is local to a gateway: answering acks=all from it is safe while a
-                // partition's writer cannot move to another gateway, i.e. without other
-                // members; in a cluster the default waits for SMQ's flush (§3.3 says why).
-                let members = f
-                    .peers
-                    .as_deref()
-                    .or(file.peers.as_deref())
-                    .map_or(0, |p| p.split(',').filter(|s| !s.trim().is_empty()).count());
-                pick!(seaweedmq_wal, members <= 1)
-            },
+            seaweedmq_wal: pick!(seaweedmq_wal, false),
             cluster_listen: {
                 let v = pick!(cluster_listen, "0.0.0.0:9645".into());
                 v.parse()
@@ -533,18 +523,11 @@ mod tests {
     }
 
     #[test]
-    fn the_seaweedmq_wal_is_on_for_one_gateway_and_off_in_a_cluster_unless_set() {
+    fn the_seaweedmq_wal_is_opt_in() {
         let smq = ["--storage", "seaweedmq", "--seaweedmq-masters", "m:9333"];
-        let with = |extra: &[&str]| {
-            let mut args = smq.to_vec();
-            args.extend_from_slice(extra);
-            parse(&args).unwrap().seaweedmq_wal
-        };
-        assert!(with(&[]));
-        assert!(with(&["--node-id", "0", "--peers", "0=kgw-0:9645"]));
-        assert!(!with(&["--node-id", "0", "--peers", "0=a:1,1=b:1,2=c:1"]));
-        assert!(with(&["--node-id", "0", "--peers", "0=a:1,1=b:1", "--seaweedmq-wal", "true"]));
-        assert!(!with(&["--seaweedmq-wal", "false"]));
+        assert!(!parse(&smq).unwrap().seaweedmq_wal);
+        let on: Vec<&str> = smq.iter().copied().chain(["--seaweedmq-wal", "true"]).collect();
+        assert!(parse(&on).unwrap().seaweedmq_wal);
     }
 
     #[test]

@@ -101,8 +101,7 @@ impl Inner {
                     info,
                     state,
                     &publisher,
-                    broker_hw,
-                    end,
+                    broker_hw..end,
                     guard.producers.as_mut(),
                 )
                 .await?;
@@ -280,18 +279,18 @@ impl Inner {
         ))
     }
 
-    /// Publishes the WAL's entries from `from` to `end` again and checks their offsets.
+    /// Publishes the WAL's entries in `span` again and checks their offsets.
     async fn replay(
         &self,
         tp: &TopicPartition,
         info: &TopicInfo,
         state: &Arc<PartitionState>,
         publisher: &Publisher,
-        from: Offset,
-        end: Offset,
+        span: std::ops::Range<Offset>,
         mut producers: Option<&mut crate::storage::producer_state::ProducerStateTable>,
     ) -> Result<()> {
         let Some(wal) = &self.wal else { return Ok(()) };
+        let (from, end) = (span.start, span.end);
         let name = tp.to_string();
         let raw = info.meta.config.value_format == ValueFormat::Raw;
         let log_append = info.meta.config.message_timestamp_type == TimestampType::LogAppendTime;
@@ -395,7 +394,7 @@ impl Inner {
     /// lost records republished. Skipped while an append or the keeper holds the partition.
     pub(super) async fn recover_before_read(&self, tp: &TopicPartition, info: &TopicInfo) -> Result<()> {
         let Some(wal) = &self.wal else { return Ok(()) };
-        if !wal.offsets(tp).is_some_and(|(s, e)| s < e) {
+        if wal.offsets(tp).is_none_or(|(s, e)| s >= e) {
             return Ok(());
         }
         let state = self.partition_state(tp);
