@@ -2,8 +2,8 @@
 """Long-running confluent-kafka clients for the gateway cluster suite (failover, membership,
 partition tests).
 
-Usage: cluster_clients.py BOOTSTRAP SCENARIO [options]. Both scenarios print one JSON line per
-event on stdout and stop on the stdin line "stop" (or EOF).
+Usage: cluster_clients.py BOOTSTRAP SCENARIO [options]. The produce and consume scenarios print
+one JSON line per event on stdout and stop on the stdin line "stop" (or EOF).
 
 - produce: acks=all producer writing record i (value "i", key "k-i") round-robin over
   --partitions partitions at about --rate records/s, or --count records then exit. Prints
@@ -14,6 +14,10 @@ event on stdout and stop on the stdin line "stop" (or EOF).
   {"e": "commit", "offsets": {p: o}, "ts"} on success, {"e": "commit_error", "err"} on failure;
   {"e": "assigned"|"revoked", "partitions", "ts"} on rebalances; on "stop" it commits, closes and
   prints {"e": "done"}. ts is time.monotonic() (CLOCK_MONOTONIC, comparable across processes).
+- create: one AdminClient with librdkafka's default timeouts creates --topic with --partitions
+  partitions, as an application would, and prints {"e": "created", "elapsed"} or
+  {"e": "create_error", "err", "elapsed"} (seconds from the call to its outcome). The client's own
+  request timeout decides failure; the script waits on the future only as a backstop.
 """
 
 import argparse
@@ -27,6 +31,7 @@ from common import OP_TIMEOUT, fail, log
 
 try:
     from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
 except ImportError as exc:  # pragma: no cover - environment problem, not a test result
     fail("confluent-kafka is not installed (run scripts/test.sh): %s" % exc)
 
@@ -158,7 +163,19 @@ def scenario_consume(bs, args):
     out({"e": "done"})
 
 
-SCENARIOS = {"produce": scenario_produce, "consume": scenario_consume}
+def scenario_create(bs, args):
+    admin = AdminClient({"bootstrap.servers": bs})
+    started = time.monotonic()
+    future = admin.create_topics([NewTopic(args.topic, num_partitions=args.partitions)])[args.topic]
+    try:
+        # Backstop above librdkafka's own admin request timeout (socket.timeout.ms, 60 s).
+        future.result(timeout=120)
+        out({"e": "created", "elapsed": time.monotonic() - started})
+    except Exception as exc:  # the outcome is the result, reported to the test
+        out({"e": "create_error", "err": str(exc), "elapsed": time.monotonic() - started})
+
+
+SCENARIOS = {"produce": scenario_produce, "consume": scenario_consume, "create": scenario_create}
 
 
 def main():

@@ -422,3 +422,68 @@ fn several_peers_on_local_storage_are_refused_at_start() -> Result<()> {
     );
     Ok(())
 }
+
+/// Failover as an admin client sees it (issue 15 item 7): right after the raft leader's gateway
+/// dies, every surviving node names a live, listed controller, and a confluent-kafka AdminClient
+/// with default settings bootstrapped from a survivor creates a topic well within librdkafka's
+/// 40-60 s admin timeouts (the bound leaves room for an election and a slow machine).
+#[test]
+fn create_topics_right_after_the_raft_leader_is_killed() -> Result<()> {
+    const ADMIN_BOUND: Duration = Duration::from_secs(15);
+    let topic = "cla-after-kill";
+    let mut c = Cluster::start("cl-admin", 3, false, Boot::OneByOne)?;
+    let leader = c.wait_converged(RECOVERY)?;
+    let via = (0..3).find(|id| *id != leader).context("no follower")?;
+    let bs = c.node(via)?.gw.bootstrap();
+    c.node_mut(leader)?.gw.kill9()?;
+    let killed = Instant::now();
+
+    phase(format!("at once: Metadata of the survivors names a live controller (leader {leader} killed)"));
+    let live = c.running();
+    let live_controller = |c: &mut Cluster| -> Result<BTreeMap<i32, i32>> {
+        let mut named = BTreeMap::new();
+        for id in &live {
+            let md = c.metadata(*id, &[])?;
+            let controller = md.controller_id.0;
+            ensure!(
+                live.contains(&controller) && md.brokers.iter().any(|b| b.node_id.0 == controller),
+                "node {id} names controller {controller} (live {live:?}, listed {:?})",
+                md.brokers.iter().map(|b| b.node_id.0).collect::<Vec<_>>()
+            );
+            named.insert(*id, controller);
+        }
+        Ok(named)
+    };
+    let named = live_controller(&mut c)?;
+    note(format!("controllers named {:?} after the kill: {named:?}", killed.elapsed()));
+
+    phase(format!("CreateTopics through node {via} with a default AdminClient"));
+    let out = ClientCommand::python("cluster_clients.py")
+        .args([bs.as_str(), "create", "--topic", topic, "--partitions", "3"])
+        .run_json()?;
+    let took = killed.elapsed();
+    note(format!(
+        "MEASURED CreateTopics after kill -9 of raft leader {leader}: client answered in {}s, {took:?} after the kill",
+        out["elapsed"]
+    ));
+    ensure!(out["e"] == "created", "CreateTopics through node {via}: {out}");
+    ensure!(took < ADMIN_BOUND, "CreateTopics took {took:?} after the kill");
+
+    phase("after the election: every survivor lists the topic and still names a live controller");
+    let new_leader = c.wait_new_leader(leader, RECOVERY)?;
+    note(format!("node {new_leader} leads {:?} after the kill", killed.elapsed()));
+    poll_until("the topic on every survivor", RECOVERY, || {
+        live_controller(&mut c)?;
+        for id in &live {
+            let md = c.metadata(*id, &[topic])?;
+            let t = md.topics.first().ok_or_else(|| anyhow!("node {id}: no topic"))?;
+            ensure!(
+                t.error_code == 0 && t.partitions.len() == 3,
+                "node {id}: {topic} error {} with {} partitions",
+                t.error_code,
+                t.partitions.len()
+            );
+        }
+        Ok(Some(()))
+    })
+}
