@@ -18,6 +18,9 @@ one JSON line per event on stdout and stop on the stdin line "stop" (or EOF).
   partitions, as an application would, and prints {"e": "created", "elapsed"} or
   {"e": "create_error", "err", "elapsed"} (seconds from the call to its outcome). The client's own
   request timeout decides failure; the script waits on the future only as a backstop.
+- admin-session: one long-lived AdminClient (librdkafka defaults) that creates a topic for each
+  stdin line "create NAME" (--partitions partitions) and prints the same events with "topic";
+  "stop" or EOF ends it with {"e": "done"}.
 """
 
 import argparse
@@ -163,26 +166,46 @@ def scenario_consume(bs, args):
     out({"e": "done"})
 
 
-def scenario_create(bs, args):
-    admin = AdminClient({"bootstrap.servers": bs})
+def create_one(admin, topic, partitions):
     started = time.monotonic()
-    future = admin.create_topics([NewTopic(args.topic, num_partitions=args.partitions)])[args.topic]
+    future = admin.create_topics([NewTopic(topic, num_partitions=partitions)])[topic]
     try:
         # Backstop above librdkafka's own admin request timeout (socket.timeout.ms, 60 s).
         future.result(timeout=120)
-        out({"e": "created", "elapsed": time.monotonic() - started})
+        out({"e": "created", "topic": topic, "elapsed": time.monotonic() - started})
     except Exception as exc:  # the outcome is the result, reported to the test
-        out({"e": "create_error", "err": str(exc), "elapsed": time.monotonic() - started})
+        out({"e": "create_error", "topic": topic, "err": str(exc), "elapsed": time.monotonic() - started})
 
 
-SCENARIOS = {"produce": scenario_produce, "consume": scenario_consume, "create": scenario_create}
+def scenario_create(bs, args):
+    create_one(AdminClient({"bootstrap.servers": bs}), args.topic, args.partitions)
+
+
+def scenario_admin_session(bs, args):
+    admin = AdminClient({"bootstrap.servers": bs})
+    for line in sys.stdin:
+        cmd = line.split()
+        if cmd == ["stop"]:
+            break
+        if len(cmd) != 2 or cmd[0] != "create":
+            fail("unknown command %r" % line)
+        create_one(admin, cmd[1], args.partitions)
+    out({"e": "done"})
+
+
+SCENARIOS = {
+    "produce": scenario_produce,
+    "consume": scenario_consume,
+    "create": scenario_create,
+    "admin-session": scenario_admin_session,
+}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("bootstrap")
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
-    parser.add_argument("--topic", required=True)
+    parser.add_argument("--topic", default="")
     parser.add_argument("--group", default="cluster-group")
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--rate", type=float, default=50.0)
