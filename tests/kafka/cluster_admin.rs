@@ -57,12 +57,19 @@ fn create_topics_right_after_the_raft_leader_is_killed() -> Result<()> {
     c.node_mut(leader)?.gw.kill9()?;
     let killed = Instant::now();
 
-    phase(format!("at once: Metadata of the survivors names a live controller (leader {leader} killed)"));
+    phase(format!(
+        "at once: Metadata of the survivors names a live controller (leader {leader} killed)"
+    ));
     let live = c.running();
     let named = live_controllers(&mut c, &live)?;
-    note(format!("controllers named {:?} after the kill: {named:?}", killed.elapsed()));
+    note(format!(
+        "controllers named {:?} after the kill: {named:?}",
+        killed.elapsed()
+    ));
 
-    phase(format!("CreateTopics through node {via} with a default AdminClient"));
+    phase(format!(
+        "CreateTopics through node {via} with a default AdminClient"
+    ));
     let out = ClientCommand::python("cluster_clients.py")
         .args([bs.as_str(), "create", "--topic", topic, "--partitions", "3"])
         .run_json()?;
@@ -76,7 +83,10 @@ fn create_topics_right_after_the_raft_leader_is_killed() -> Result<()> {
 
     phase("after the election: every survivor lists the topic and still names a live controller");
     let new_leader = c.wait_new_leader(leader, RECOVERY)?;
-    note(format!("node {new_leader} leads {:?} after the kill", killed.elapsed()));
+    note(format!(
+        "node {new_leader} leads {:?} after the kill",
+        killed.elapsed()
+    ));
     poll_until("the topic on every survivor", RECOVERY, || {
         live_controllers(&mut c, &live)?;
         for id in &live {

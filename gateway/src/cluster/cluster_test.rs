@@ -238,9 +238,14 @@ async fn replicated_writes_failover_and_fencing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_right_after_the_leader_dies_wait_for_a_new_one_within_a_bound() {
     let mut nodes = cluster().await;
-    let bound = options(0, ClusterNode::default(), &nodes[0].dir).network.forward_timeout;
+    let bound = options(0, ClusterNode::default(), &nodes[0].dir)
+        .network
+        .forward_timeout;
     let leader = leader_of(&nodes);
-    tracing::info!(leader, "phase: kill the leader, then write through a follower at once");
+    tracing::info!(
+        leader,
+        "phase: kill the leader, then write through a follower at once"
+    );
     let old = nodes.iter_mut().find(|n| n.id == leader).unwrap();
     old.coord.take().unwrap().shutdown().await;
     let follower = nodes.iter().find(|n| n.coord.is_some()).unwrap().coord().clone();
@@ -255,7 +260,11 @@ async fn writes_right_after_the_leader_dies_wait_for_a_new_one_within_a_bound() 
     tracing::info!("phase: a second node down leaves no quorum: a bounded, retriable failure");
     let second = nodes
         .iter_mut()
-        .find(|n| n.coord.as_ref().is_some_and(|c| c.node_id() != follower.node_id()))
+        .find(|n| {
+            n.coord
+                .as_ref()
+                .is_some_and(|c| c.node_id() != follower.node_id())
+        })
         .unwrap();
     second.coord.take().unwrap().shutdown().await;
     let started = std::time::Instant::now();

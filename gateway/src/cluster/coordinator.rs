@@ -189,25 +189,24 @@ impl Coordinator {
             )
             .await
             .map_err(|_| ClusterError::NoLeader)?;
-            let (err, failed_leader) =
-                match local {
-                    Ok(r) => return Ok(r),
-                    Err(ForwardError::NotLeader { leader: Some(l) }) if l != self.inner.node_id => {
-                        // A leader whose address swallows packets must not hold the caller
-                        // past its deadline either.
-                        let forwarded = tokio::time::timeout_at(deadline.into(), self.forward_to(l, &request))
-                            .await
-                            .unwrap_or(Err(ClusterError::NoLeader));
-                        match forwarded {
-                            Ok(Ok(r)) => return Ok(r),
-                            Ok(Err(e @ ForwardError::NotLeader { .. })) => (ClusterError::from(e), Some(l)),
-                            Ok(Err(e)) => return Err(e.into()),
-                            Err(e) => (e, Some(l)),
-                        }
+            let (err, failed_leader) = match local {
+                Ok(r) => return Ok(r),
+                Err(ForwardError::NotLeader { leader: Some(l) }) if l != self.inner.node_id => {
+                    // A leader whose address swallows packets must not hold the caller
+                    // past its deadline either.
+                    let forwarded = tokio::time::timeout_at(deadline.into(), self.forward_to(l, &request))
+                        .await
+                        .unwrap_or(Err(ClusterError::NoLeader));
+                    match forwarded {
+                        Ok(Ok(r)) => return Ok(r),
+                        Ok(Err(e @ ForwardError::NotLeader { .. })) => (ClusterError::from(e), Some(l)),
+                        Ok(Err(e)) => return Err(e.into()),
+                        Err(e) => (e, Some(l)),
                     }
-                    Err(e @ ForwardError::NotLeader { .. }) => (ClusterError::from(e), None),
-                    Err(e) => return Err(e.into()),
-                };
+                }
+                Err(e @ ForwardError::NotLeader { .. }) => (ClusterError::from(e), None),
+                Err(e) => return Err(e.into()),
+            };
             tracing::info!(error = %err, failed_leader = ?failed_leader, "leader unavailable, waiting for a leader");
             last = err;
             let remaining = deadline.saturating_duration_since(Instant::now());
