@@ -2,8 +2,8 @@
 """Long-running confluent-kafka clients for the gateway cluster suite (failover, membership,
 partition tests).
 
-Usage: cluster_clients.py BOOTSTRAP SCENARIO [options]. Both scenarios print one JSON line per
-event on stdout and stop on the stdin line "stop" (or EOF).
+Usage: cluster_clients.py BOOTSTRAP SCENARIO [options]. The produce and consume scenarios print
+one JSON line per event on stdout and stop on the stdin line "stop" (or EOF).
 
 - produce: acks=all producer writing record i (value "i", key "k-i") round-robin over
   --partitions partitions at about --rate records/s, or --count records then exit. Prints
@@ -14,6 +14,13 @@ event on stdout and stop on the stdin line "stop" (or EOF).
   {"e": "commit", "offsets": {p: o}, "ts"} on success, {"e": "commit_error", "err"} on failure;
   {"e": "assigned"|"revoked", "partitions", "ts"} on rebalances; on "stop" it commits, closes and
   prints {"e": "done"}. ts is time.monotonic() (CLOCK_MONOTONIC, comparable across processes).
+- create: one AdminClient with librdkafka's default timeouts creates --topic with --partitions
+  partitions, as an application would, and prints {"e": "created", "elapsed"} or
+  {"e": "create_error", "err", "elapsed"} (seconds from the call to its outcome). The client's own
+  request timeout decides failure; the script waits on the future only as a backstop.
+- admin-session: one long-lived AdminClient (librdkafka defaults) that creates a topic for each
+  stdin line "create NAME" (--partitions partitions) and prints the same events with "topic";
+  "stop" or EOF ends it with {"e": "done"}.
 """
 
 import argparse
@@ -27,6 +34,7 @@ from common import OP_TIMEOUT, fail, log
 
 try:
     from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
 except ImportError as exc:  # pragma: no cover - environment problem, not a test result
     fail("confluent-kafka is not installed (run scripts/test.sh): %s" % exc)
 
@@ -158,14 +166,46 @@ def scenario_consume(bs, args):
     out({"e": "done"})
 
 
-SCENARIOS = {"produce": scenario_produce, "consume": scenario_consume}
+def create_one(admin, topic, partitions):
+    started = time.monotonic()
+    future = admin.create_topics([NewTopic(topic, num_partitions=partitions)])[topic]
+    try:
+        # Backstop above librdkafka's own admin request timeout (socket.timeout.ms, 60 s).
+        future.result(timeout=120)
+        out({"e": "created", "topic": topic, "elapsed": time.monotonic() - started})
+    except Exception as exc:  # the outcome is the result, reported to the test
+        out({"e": "create_error", "topic": topic, "err": str(exc), "elapsed": time.monotonic() - started})
+
+
+def scenario_create(bs, args):
+    create_one(AdminClient({"bootstrap.servers": bs}), args.topic, args.partitions)
+
+
+def scenario_admin_session(bs, args):
+    admin = AdminClient({"bootstrap.servers": bs})
+    for line in sys.stdin:
+        cmd = line.split()
+        if cmd == ["stop"]:
+            break
+        if len(cmd) != 2 or cmd[0] != "create":
+            fail("unknown command %r" % line)
+        create_one(admin, cmd[1], args.partitions)
+    out({"e": "done"})
+
+
+SCENARIOS = {
+    "produce": scenario_produce,
+    "consume": scenario_consume,
+    "create": scenario_create,
+    "admin-session": scenario_admin_session,
+}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("bootstrap")
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
-    parser.add_argument("--topic", required=True)
+    parser.add_argument("--topic", default="")
     parser.add_argument("--group", default="cluster-group")
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--rate", type=float, default=50.0)

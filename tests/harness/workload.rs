@@ -333,18 +333,6 @@ fn apply(line: &str, client: usize, events: &Mutex<Events>) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn detects_a_committed_offset_going_back() {
-        let t = Instant::now();
-        let c = |o: i64| (t, BTreeMap::from([(0, o), (1, 5)]));
-        assert!(check_monotonic(&[c(1), c(3), c(3)]).is_ok());
-        assert!(check_monotonic(&[c(1), c(3), c(2)]).is_err());
-    }
-}
 
 /// Checks the summary line of a client's `await-send` scenario (`count` sends, each awaited
 /// before the next; fields `acked`, `read`, `elapsed_s`, `p50_ms`, `p99_ms`, `max_ms`): every
@@ -374,4 +362,17 @@ pub fn check_awaited_sends(
     );
     ensure!(out["read"] == count, "every record read back in order: {out}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_a_committed_offset_going_back() {
+        let t = Instant::now();
+        let c = |o: i64| (t, BTreeMap::from([(0, o), (1, 5)]));
+        assert!(check_monotonic(&[c(1), c(3), c(3)]).is_ok());
+        assert!(check_monotonic(&[c(1), c(3), c(2)]).is_err());
+    }
 }

@@ -6,6 +6,7 @@
 mod admin_http;
 mod bad_input;
 mod cluster;
+mod cluster_admin;
 mod confluent;
 mod durability;
 mod groups;

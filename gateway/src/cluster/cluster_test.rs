@@ -233,6 +233,49 @@ async fn replicated_writes_failover_and_fencing() {
     shutdown_all(&mut nodes).await;
 }
 
+/// A write sent through a follower right after the leader died waits for the election and
+/// succeeds; with no quorum left it fails within the forward bound with a retriable error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_right_after_the_leader_dies_wait_for_a_new_one_within_a_bound() {
+    let mut nodes = cluster().await;
+    let bound = options(0, ClusterNode::default(), &nodes[0].dir)
+        .network
+        .forward_timeout;
+    let leader = leader_of(&nodes);
+    tracing::info!(
+        leader,
+        "phase: kill the leader, then write through a follower at once"
+    );
+    let old = nodes.iter_mut().find(|n| n.id == leader).unwrap();
+    old.coord.take().unwrap().shutdown().await;
+    let follower = nodes.iter().find(|n| n.coord.is_some()).unwrap().coord().clone();
+    let started = std::time::Instant::now();
+    let (owner, _) = follower.claim_group("right-after-kill").await.unwrap();
+    let took = started.elapsed();
+    tracing::info!(?took, owner, "write committed by the new leader");
+    assert_ne!(owner, leader, "a dead node never gets a new group");
+    assert!(took < bound, "took {took:?}");
+    assert_ne!(follower.leader(), Some(leader));
+
+    tracing::info!("phase: a second node down leaves no quorum: a bounded, retriable failure");
+    let second = nodes
+        .iter_mut()
+        .find(|n| {
+            n.coord
+                .as_ref()
+                .is_some_and(|c| c.node_id() != follower.node_id())
+        })
+        .unwrap();
+    second.coord.take().unwrap().shutdown().await;
+    let started = std::time::Instant::now();
+    let err = follower.claim_group("no-quorum").await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, ClusterError::NoLeader), "{err:?}");
+    assert!(err.response_error().is_retriable(), "{err:?}");
+    assert!(took < bound + Duration::from_secs(2), "took {took:?}");
+    shutdown_all(&mut nodes).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_member_catches_up_from_snapshot_and_can_be_removed() {
     let mut nodes = cluster().await;

@@ -170,10 +170,13 @@ impl Coordinator {
     }
 
     /// Runs `request` on the leader: locally if this node leads, else forwarded to the leader.
-    /// Retries a bounded number of times while leadership moves.
+    /// While leadership moves (the leader died, an election runs) it waits for a new leader and
+    /// retries, all within the network's `forward_timeout` (10 s by default: an election takes
+    /// 1-3 s, and Kafka clients time requests out after 30 s).
     ///
     /// # Errors
-    /// [`ClusterError::NoLeader`] when no leader could be reached in time, or the leader's error.
+    /// [`ClusterError::NoLeader`] when no leader could be reached in time (Kafka handlers answer
+    /// it with a retriable code), or the leader's error.
     pub async fn request(&self, request: ForwardRequest) -> Result<ForwardResponse, ClusterError> {
         let deadline = Instant::now() + self.inner.network.options().forward_timeout;
         let mut last = ClusterError::NoLeader;
@@ -186,20 +189,24 @@ impl Coordinator {
             )
             .await
             .map_err(|_| ClusterError::NoLeader)?;
-            let (err, failed_leader) =
-                match local {
-                    Ok(r) => return Ok(r),
-                    Err(ForwardError::NotLeader { leader: Some(l) }) if l != self.inner.node_id => {
-                        match self.forward_to(l, &request).await {
-                            Ok(Ok(r)) => return Ok(r),
-                            Ok(Err(e @ ForwardError::NotLeader { .. })) => (ClusterError::from(e), Some(l)),
-                            Ok(Err(e)) => return Err(e.into()),
-                            Err(e) => (e, Some(l)),
-                        }
+            let (err, failed_leader) = match local {
+                Ok(r) => return Ok(r),
+                Err(ForwardError::NotLeader { leader: Some(l) }) if l != self.inner.node_id => {
+                    // A leader whose address swallows packets must not hold the caller
+                    // past its deadline either.
+                    let forwarded = tokio::time::timeout_at(deadline.into(), self.forward_to(l, &request))
+                        .await
+                        .unwrap_or(Err(ClusterError::NoLeader));
+                    match forwarded {
+                        Ok(Ok(r)) => return Ok(r),
+                        Ok(Err(e @ ForwardError::NotLeader { .. })) => (ClusterError::from(e), Some(l)),
+                        Ok(Err(e)) => return Err(e.into()),
+                        Err(e) => (e, Some(l)),
                     }
-                    Err(e @ ForwardError::NotLeader { .. }) => (ClusterError::from(e), None),
-                    Err(e) => return Err(e.into()),
-                };
+                }
+                Err(e @ ForwardError::NotLeader { .. }) => (ClusterError::from(e), None),
+                Err(e) => return Err(e.into()),
+            };
             tracing::info!(error = %err, failed_leader = ?failed_leader, "leader unavailable, waiting for a leader");
             last = err;
             let remaining = deadline.saturating_duration_since(Instant::now());

@@ -2,6 +2,15 @@
 //! controller, the cluster id, partition leaders spread over members, and whether this node may
 //! act as a group coordinator right now.
 //!
+//! The controller clients see is not the raft leader: every admin API this gateway serves
+//! (CreateTopics, DeleteTopics, CreatePartitions, AlterConfigs, IncrementalAlterConfigs,
+//! DeleteRecords) works on the shared storage from any member, and the raft writes of the Kafka
+//! path (group ownership and records, producer-id blocks) are forwarded to the leader by
+//! [`Coordinator::write`] with a bounded wait for a new one. So, as KRaft brokers do, a member
+//! names a live broker it lists, itself first (see [`controller_for`]). Naming the raft leader
+//! would name a dead node for as long as followers still believe in it (an election timeout
+//! and more), and librdkafka's admin client then waits for that node until its request times out.
+//!
 //! Invariants:
 //! - Every answer comes from this node's applied state, so all members that applied the same
 //!   log answer the same (Metadata agrees across replicas).
@@ -55,6 +64,19 @@ pub fn partition_leader(topic: &str, partition: i32, brokers: &[i32]) -> Option<
     brokers.get(slot as usize).copied()
 }
 
+/// The controller named to clients among `brokers` (the ids listed in the same answer): `me`
+/// when listed (the node answering is alive and serves admin requests itself), else the raft
+/// `leader` when listed (this node was marked dead or removed but still answers), else the
+/// lowest listed id. `None` only when nothing is listed.
+pub fn controller_for(me: i32, leader: Option<i32>, brokers: &[i32]) -> Option<i32> {
+    if brokers.contains(&me) {
+        return Some(me);
+    }
+    leader
+        .filter(|l| brokers.contains(l))
+        .or_else(|| brokers.iter().copied().min())
+}
+
 impl Coordinator {
     /// Live members as Kafka brokers, sorted by id. Empty until this node applied a membership.
     pub fn brokers(&self) -> Vec<Broker> {
@@ -75,8 +97,8 @@ impl Coordinator {
         broker(node_id, &m.node)
     }
 
-    /// The raft leader, reported to clients as the controller.
-    pub fn controller(&self) -> Option<NodeId> {
+    /// The raft leader as this node knows it (possibly a node that just died).
+    pub fn leader(&self) -> Option<NodeId> {
         self.inner.raft.metrics().borrow().current_leader
     }
 
@@ -168,6 +190,18 @@ mod tests {
         );
         assert_eq!(partition_leader("t", 0, &[]), None);
         assert_eq!(partition_leader("t", 5, &[7]), Some(7));
+    }
+
+    #[test]
+    fn controller_is_a_listed_broker_this_node_first() {
+        // Followers right after the leader (0) died: each names itself, not the dead leader.
+        assert_eq!(controller_for(1, Some(0), &[0, 1, 2]), Some(1));
+        assert_eq!(controller_for(2, Some(0), &[1, 2]), Some(2));
+        // This node was marked dead or removed but still answers: a listed broker instead.
+        assert_eq!(controller_for(3, Some(2), &[0, 1, 2]), Some(2));
+        assert_eq!(controller_for(3, Some(7), &[2, 0, 1]), Some(0));
+        assert_eq!(controller_for(3, None, &[2, 1]), Some(1));
+        assert_eq!(controller_for(3, Some(3), &[]), None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! DescribeCluster: the live members (the same list as Metadata), the cluster id, and the raft
-//! leader as the controller.
+//! DescribeCluster: the live members (the same list as Metadata), the cluster id, and a live
+//! listed member as the controller (this node when listed, as in Metadata).
 //!
 //! Members that stopped answering are dropped from the list rather than reported fenced, so
 //! `include_fenced_brokers` (v2) changes nothing.
@@ -38,8 +38,9 @@ pub(super) fn handle(ctx: &Context, version: i16, req: DescribeClusterRequest) -
             .with_error_message(Some(StrBytes::from_string(message)));
     }
     let ops = authorized_ops::cluster(req.include_cluster_authorized_operations);
-    let brokers = ctx
-        .brokers()
+    let members = ctx.brokers();
+    let controller = ctx.controller_id(&members);
+    let brokers = members
         .into_iter()
         .map(|b| {
             DescribeClusterBroker::default()
@@ -50,7 +51,7 @@ pub(super) fn handle(ctx: &Context, version: i16, req: DescribeClusterRequest) -
         })
         .collect();
     resp.with_cluster_id(StrBytes::from_string(ctx.cluster_id()))
-        .with_controller_id(BrokerId(ctx.controller_id()))
+        .with_controller_id(BrokerId(controller))
         .with_cluster_authorized_operations(ops)
         .with_brokers(brokers)
 }

@@ -1,6 +1,10 @@
 //! Metadata: brokers, topics with ids, partition leaders; auto-creation of unknown topics.
 //! A topic named (or identified) more than once is answered once, as Kafka answers the set of
 //! requested topics.
+//!
+//! The controller is a broker of the same answer's list, this node whenever it is listed: any
+//! member serves admin requests, so a client never waits on a dead raft leader
+//! ([`crate::cluster::view::controller_for`]).
 
 use std::collections::HashSet;
 
@@ -19,6 +23,7 @@ use crate::storage::{TopicConfig, TopicMeta};
 pub(super) async fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> MetadataResponse {
     let brokers = ctx.brokers();
     let ids: Vec<i32> = brokers.iter().map(|b| b.node_id).collect();
+    let controller = ctx.controller_id(&brokers);
     let mut resp = MetadataResponse::default()
         .with_brokers(
             brokers
@@ -33,7 +38,7 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: MetadataRequest) ->
                 .collect(),
         )
         .with_cluster_id(Some(StrBytes::from_string(ctx.cluster_id())))
-        .with_controller_id(BrokerId(ctx.controller_id()))
+        .with_controller_id(BrokerId(controller))
         // The cluster field is only sent v8-v10; later versions ask DescribeCluster instead.
         .with_cluster_authorized_operations(authorized_ops::cluster(
             (8..=10).contains(&version) && req.include_cluster_authorized_operations,

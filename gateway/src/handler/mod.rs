@@ -113,12 +113,13 @@ impl Context {
         brokers
     }
 
-    /// The controller id reported to clients: the raft leader, else this node.
-    pub fn controller_id(&self) -> i32 {
-        self.cluster
-            .controller()
-            .and_then(|id| i32::try_from(id).ok())
-            .unwrap_or(self.broker.node_id)
+    /// The controller id reported to clients along with `brokers` (the list in the same
+    /// answer): a live broker from that list, this node whenever it is listed (see
+    /// [`crate::cluster::view::controller_for`] for why not the raft leader).
+    pub fn controller_id(&self, brokers: &[crate::cluster::Broker]) -> i32 {
+        let ids: Vec<i32> = brokers.iter().map(|b| b.node_id).collect();
+        let leader = self.cluster.leader().and_then(|id| i32::try_from(id).ok());
+        crate::cluster::view::controller_for(self.broker.node_id, leader, &ids).unwrap_or(self.broker.node_id)
     }
 
     /// The cluster id reported to clients: the replicated one, else this node's.

@@ -77,7 +77,7 @@ pub(super) async fn handle(
         }
     }
     let transactional = req.transactional_id.is_some();
-    let invalid_acks = !matches!(acks, -1 | 0 | 1);
+    let invalid_acks = !matches!(acks, -1..=1);
     ticket.turn().await;
     // Under the turn, each partition's batches are only handed to storage (their order is then
     // fixed); the answers are awaited after the turn passes to the next request.

@@ -45,11 +45,11 @@ fn sync_req(member_id: &str, generation: i32, assignments: Vec<(String, Bytes)>)
 /// Polls DescribeGroups until the group reaches `state` (10 s deadline).
 async fn eventually_state(coord: &GroupCoordinator, group: &str, state: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !coord
+    while coord
         .describe_group(group)
         .await
         .unwrap()
-        .is_some_and(|d| d.state == state)
+        .is_none_or(|d| d.state != state)
     {
         assert!(
             tokio::time::Instant::now() < deadline,
