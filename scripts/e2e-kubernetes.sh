@@ -774,6 +774,8 @@ EOF
     }
     kubectl -n kafka-restricted get pods -o wide || true
     [ -z "$(kubectl -n kafka-restricted get events --field-selector reason=FailedCreate -o name)" ] || rc=1
+    # The gateway first, so the operator does not reconcile it in a terminating namespace.
+    kubectl -n kafka-restricted delete kgw psa --timeout=60s || rc=1
     kubectl delete namespace kafka-restricted --timeout=120s || rc=1
     return "$rc"
   }
