@@ -44,6 +44,10 @@
 #    the gateways' logs no openraft INFO lines.
 # Issue 15 item 7 (CreateTopics right after the leader's gateway is killed) has a step too.
 #
+# Still failing intermittently (2 of 4 runs): the workload step after the rolling restart (a
+# record the group never gets, or produce to a reloaded partition stalling on an unanswered
+# SubscribeMessage); docs/kubernetes.md has the details. Not part of scripts/test.sh until fixed.
+#
 # Every wait has a deadline; the script removes everything it started (processes, network
 # namespace, cgroups, files) on exit, also on failure or Ctrl-C. KGW_E2E_KEEP=1 keeps the work
 # directory (logs) for inspection. Exit status: 0 when every step passed.

@@ -5,9 +5,6 @@
 #   scripts/test.sh                     everything (what CI runs)
 #   scripts/test.sh -p tests kcat       install + build, then only the given cargo test args
 #
-# The full run ends with scripts/e2e-kubernetes.sh where it can run (root, kubectl,
-# ../shared/k8s; KGW_E2E=0 skips it).
-#
 # Idempotent: on a machine that already has everything it goes straight to cargo.
 set -euo pipefail
 
@@ -106,19 +103,4 @@ else
   # report arithmetic the benchmark tables in docs/ come from.
   phase "test: bench tool (cargo test --manifest-path bench/Cargo.toml)"
   cargo test --manifest-path bench/Cargo.toml --target-dir "$TARGET_DIR/bench"
-fi
-
-# The real-Kubernetes end-to-end suite (docs/kubernetes.md, "Verified by the end-to-end suite"),
-# only in the full run and only where it can run: as root, with kubectl and the Kubernetes
-# binaries in ../shared/k8s. About 5 minutes once the release binaries are built (a cold release
-# build adds about 16 minutes with one cargo job). It removes everything it started on exit; the
-# timeout bounds it (SIGTERM runs that cleanup, SIGKILL 120 s later). KGW_E2E=0 skips it.
-if [ "$#" -eq 0 ] && [ "${KGW_E2E:-1}" != 0 ]; then
-  if [ "$(id -u)" -eq 0 ] && command -v kubectl >/dev/null 2>&1 \
-    && [ -f "${KGW_E2E_K8S_DIR:-$ROOT/../shared/k8s}/kubelet.xz" ]; then
-    phase "test: scripts/e2e-kubernetes.sh (real Kubernetes; at most ${KGW_E2E_TIMEOUT:-2700} s)"
-    timeout --signal=TERM --kill-after=120 "${KGW_E2E_TIMEOUT:-2700}" scripts/e2e-kubernetes.sh
-  else
-    phase "skipped: scripts/e2e-kubernetes.sh (needs root, kubectl and ../shared/k8s)"
-  fi
 fi
