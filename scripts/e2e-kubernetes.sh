@@ -600,7 +600,7 @@ sys.exit(0 if len(voters) == n and len(s["members"]) == n and s["leader"] is not
 import json, sys
 s = json.load(open(sys.argv[1]))
 ok = s["acked"] > 0 and s["acked_missing_from_topic"] == 0 and s["acked_not_consumed_by_group"] == 0
-print("acknowledged records: %(acked)d, lost: %(acked_missing_from_topic)d, not consumed by the group: "
+print("acknowledged records: %(acked)d, lost: %(acked_missing_from_topic)s, not consumed by the group: "
       "%(acked_not_consumed_by_group)d, produce failures: %(failed)d" % s)
 sys.exit(0 if ok else 1)
 PY
