@@ -44,7 +44,7 @@
 #    the gateways' logs no openraft INFO lines.
 # Issue 15 item 7 (CreateTopics right after the leader's gateway is killed) has a step too.
 #
-# Still failing intermittently (2 of 4 runs): the workload step after the rolling restart (a
+# Still failing intermittently (2 of 5 runs): the workload step after the rolling restart (a
 # record the group never gets, or produce to a reloaded partition stalling on an unanswered
 # SubscribeMessage); docs/kubernetes.md has the details. Not part of scripts/test.sh until fixed.
 #
