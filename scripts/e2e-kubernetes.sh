@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end suite on a real single-node Kubernetes (opt-in, slow: 5-7 minutes once the release
+# End-to-end suite on a real single-node Kubernetes (opt-in, slow: 6-9 minutes once the release
 # binaries are built).
 #
 #   scripts/e2e-kubernetes.sh
@@ -21,27 +21,32 @@
 #     kubectl scale 1 -> 3 -> 2 under a producer and a group consumer, kill the raft leader's
 #     pod (twice), change the image, metrics, HPA, helm upgrade, delete, helm uninstall,
 #     checking that no acknowledged record is lost and the group keeps consuming; then the
-#     known defects below.
+#     fixes of issue 15 below.
 #
 # SeaweedMQ runs in the node's network namespace (weed server + weed mq.broker on the node IP),
 # not as a pod: the guide's premise is an existing SeaweedMQ outside the gateway's release. The
 # cluster reaches it through a selector-less Service `seaweedfs-master.seaweedfs` with manual
 # Endpoints, exactly as a user points a cluster at an external service.
 #
-# Known defects (issue 15; operator and gateway fixes being made separately) are steps of their
-# own marked "(known defect)", which fail today and should pass once fixed:
-#  - item 1: a spec the CRD admits but Kubernetes refuses for the children (storage.size: lots)
-#    shows no condition and no event (only the operator's log says why);
-#  - item 6: a gateway started before its SeaweedMQ address resolves exits (CrashLoopBackOff)
-#    instead of waiting, not ready, and retrying;
-#  - item 3: gateway pods are not Pod Security "restricted" (allowPrivilegeEscalation,
-#    capabilities, seccompProfile);
-#  - item 4: `helm uninstall` with the chart's example gateway hangs: the KafkaGateway's
-#    finalizer outlives the operator's RBAC (the step removes the finalizer afterwards).
-# Issue 15 item 7 (CreateTopics right after the leader's gateway is killed) has a step too; it
-# passes here (2-3 s). Also seen, not a step: "storage settings differ from the existing volume
-# claims" logged on every reconcile of an unchanged KafkaGateway (item 5); save_logs prints the
-# operator's warnings.
+# Issue 15's defects, which earlier runs of this suite reported as failing steps, each have a
+# step asserting the fixed behaviour:
+#  - item 1: `storage.size: lots` is refused by `kubectl apply`, the message naming
+#    spec.storage.size; a spec the schema cannot judge (CPU request above its limit) shows
+#    Ready=False/InvalidSpec and a Warning event naming the field, and gets no child;
+#  - item 6: a gateway started before its SeaweedMQ address resolves keeps running, unready,
+#    retrying, and is Ready within 30 s of SeaweedMQ becoming reachable, without a restart;
+#  - item 3: a namespace enforcing Pod Security "restricted" admits and runs a gateway's pod
+#    (and the dry run of the label on the main namespace lists no violation);
+#  - item 4: `helm uninstall` with the chart's example gateway completes on its own, also with
+#    topicDeletionPolicy Delete (finalizer; the chart's pre-delete hook Job deletes the gateway
+#    while the operator still runs);
+#  - item 5 and openraft's dumps: the operator's log has no storage warning per reconcile and
+#    the gateways' logs no openraft INFO lines.
+# Issue 15 item 7 (CreateTopics right after the leader's gateway is killed) has a step too.
+#
+# Still failing intermittently (2 of 5 runs): the workload step after the rolling restart (a
+# record the group never gets, or produce to a reloaded partition stalling on an unanswered
+# SubscribeMessage); docs/kubernetes.md has the details. Not part of scripts/test.sh until fixed.
 #
 # Every wait has a deadline; the script removes everything it started (processes, network
 # namespace, cgroups, files) on exit, also on failure or Ctrl-C. KGW_E2E_KEEP=1 keeps the work
@@ -336,7 +341,7 @@ EOF
 
   volumes() {
     local i
-    for i in $(seq 0 7); do
+    for i in $(seq 0 11); do
       mkdir -p "$WORK/pv/$i"
       cat <<EOF
 ---
@@ -595,18 +600,17 @@ sys.exit(0 if len(voters) == n and len(s["members"]) == n and s["leader"] is not
 import json, sys
 s = json.load(open(sys.argv[1]))
 ok = s["acked"] > 0 and s["acked_missing_from_topic"] == 0 and s["acked_not_consumed_by_group"] == 0
-print("acknowledged records: %(acked)d, lost: %(acked_missing_from_topic)d, not consumed by the group: "
+print("acknowledged records: %(acked)d, lost: %(acked_missing_from_topic)s, not consumed by the group: "
       "%(acked_not_consumed_by_group)d, produce failures: %(failed)d" % s)
 sys.exit(0 if ok else 1)
 PY
   }
 
   invalid_spec() {
-    # Known defect (issue 15, item 1): a spec the CRD admits but Kubernetes refuses for the
-    # children (here an invalid storage quantity) must be refused by `kubectl apply` or show
-    # Ready=False and a Warning event; today it fails silently in the operator's log.
-    local out rc=0
-    out=$(kubectl apply -f - 2>&1 <<EOF
+    # Issue 15, item 1 (fixed): the CRD's schema refuses an invalid quantity at apply time, and
+    # the API server's message names the field.
+    local out
+    if out=$(kubectl apply -f - 2>&1 <<EOF
 apiVersion: kafkagateway.seaweedfs.io/v1alpha1
 kind: KafkaGateway
 metadata: {name: bad-size, namespace: $NS}
@@ -616,22 +620,50 @@ spec:
   seaweedmq: {masters: ["seaweedfs-master.seaweedfs:9333"]}
   storage: {size: lots}
 EOF
-    ) || rc=$?
-    echo "$out"
-    if [ "$rc" -ne 0 ]; then
-      log "refused by the API server, as it should be"
-      return 0
+    ); then
+      echo "$out"
+      log "kubectl apply admitted storage.size: lots"
+      kubectl -n "$NS" delete kgw bad-size --ignore-not-found --timeout=60s || true
+      return 1
     fi
-    rc=0
-    wait_until 30 "Ready=False on bad-size" bash -c \
-      "kubectl -n $NS get kgw bad-size -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx False" || rc=1
-    kubectl -n "$NS" get kgw bad-size -o wide || true
-    kubectl -n "$NS" get events --field-selector involvedObject.name=bad-size,type=Warning || true
-    [ -n "$(kubectl -n "$NS" get events --field-selector involvedObject.name=bad-size,type=Warning -o name)" ] || rc=1
-    kubectl -n "$NS" delete kgw bad-size --timeout=60s || {
-      kubectl -n "$NS" patch kgw bad-size --type merge -p '{"metadata":{"finalizers":null}}'
-      rc=1
-    }
+    echo "$out"
+    grep -q 'spec.storage.size' <<<"$out" || { log "the refusal does not name spec.storage.size"; return 1; }
+    [ -z "$(kubectl -n "$NS" get kgw bad-size -o name --ignore-not-found)" ]
+  }
+  # Ready condition "status/reason" of KafkaGateway $1.
+  ready_condition() {
+    kubectl -n "$NS" get kgw "$1" \
+      -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}/{.status.conditions[?(@.type=="Ready")].reason}'
+  }
+  invalid_spec_admitted() {
+    # What the schema cannot judge (a CPU request above its limit, which the StatefulSet API
+    # admits but pod creation refuses): Ready=False/InvalidSpec, a Warning event naming the
+    # field, and no child at all.
+    local rc=0
+    kubectl apply -f - <<EOF
+apiVersion: kafkagateway.seaweedfs.io/v1alpha1
+kind: KafkaGateway
+metadata: {name: bad-request, namespace: $NS}
+spec:
+  replicas: 1
+  image: $GATEWAY_IMAGE
+  seaweedmq: {masters: ["seaweedfs-master.seaweedfs:9333"]}
+  resources: {requests: {cpu: "2"}, limits: {cpu: "1"}}
+EOF
+    wait_until 30 "bad-request: Ready=False/InvalidSpec" bash -c \
+      "[ \"\$(kubectl -n $NS get kgw bad-request -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}/{.status.conditions[?(@.type==\"Ready\")].reason}')\" = False/InvalidSpec ]" \
+      || rc=1
+    kubectl -n "$NS" get kgw bad-request -o wide || true
+    log "Ready: $(ready_condition bad-request): $(kubectl -n "$NS" get kgw bad-request \
+      -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}')"
+    wait_until 30 "Warning event InvalidSpec naming spec.resources.requests.cpu" bash -c \
+      "kubectl -n $NS get events --field-selector involvedObject.name=bad-request,type=Warning,reason=InvalidSpec -o jsonpath='{.items[*].message}' | grep -q spec.resources.requests.cpu" \
+      || rc=1
+    kubectl -n "$NS" get events --field-selector involvedObject.name=bad-request,type=Warning || true
+    local children
+    children=$(kubectl -n "$NS" get sts,svc,cm,pdb -l app.kubernetes.io/instance=bad-request -o name)
+    [ -z "$children" ] || { log "children of an invalid spec: $children"; rc=1; }
+    kubectl -n "$NS" delete kgw bad-request --timeout=60s || rc=1
     return "$rc"
   }
 
@@ -665,26 +697,36 @@ subsets:
     ports: [{name: http, port: 9333}, {name: grpc, port: 19333}]
 EOF
   }
-  # The gateway container has run (started, or exited and been restarted).
-  late_started() {
-    kubectl -n "$NS" get pod late-0 -o jsonpath='{.status.containerStatuses[0].started} {.status.containerStatuses[0].restartCount}' \
-      | grep -qE '^true |[1-9][0-9]*$'
+  # late-0's gateway container runs, never restarted, is not ready, and has logged at least `n`
+  # retries (once it restarted this never succeeds).
+  late_waiting() {
+    local n=$1 state
+    state=$(kubectl -n "$NS" get pod late-0 -o jsonpath='{.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready} {.status.containerStatuses[0].state.running.startedAt}')
+    case "$state" in
+      "" | "0 "*) ;;
+      *) log "late-0 restarted: $state"; return 2 ;;
+    esac
+    [[ "$state" =~ ^0\ false\ [0-9] ]] || return 1
+    [ "$(kubectl -n "$NS" logs late-0 | grep -c 'SeaweedMQ not reachable yet')" -ge "$n" ]
   }
   seaweedmq_later() {
-    # Known defect (issue 15, item 6): a gateway that starts before SeaweedMQ answers exits
-    # (CrashLoopBackOff, back-off delays before Ready) instead of waiting, not ready, and
-    # retrying. Passes when the pod never restarted and is Ready within 30 s of SeaweedMQ.
-    local rc=0 t0 restarts
+    # Issue 15, item 6 (fixed): a gateway that starts before its SeaweedMQ address resolves
+    # keeps running, not ready (/readyz 503), retrying with backoff (0.5 s doubling to 10 s);
+    # once SeaweedMQ is reachable it gets Ready within 30 s, the container never restarted.
+    local rc=0 t0 restarts took
     late_kgw
-    wait_until 90 "late-0 ran its gateway" late_started || { kubectl -n "$NS" get pods -o wide; rc=1; }
+    wait_until 90 "late-0 runs, unready, after 4 retries" late_waiting 4 || rc=1
     kubectl -n "$NS" get pod late-0 -o wide || true
-    t0=$(date +%s)
-    late_endpoints
-    kubectl -n "$NS" wait kgw/late --for=jsonpath='{.status.readyReplicas}'=1 --timeout=120s || rc=1
-    restarts=$(kubectl -n "$NS" get pod late-0 -o jsonpath='{.status.containerStatuses[0].restartCount}')
-    log "Ready $(($(date +%s) - t0)) s after SeaweedMQ became reachable; container restarts: $restarts"
-    [ "$restarts" = 0 ] && [ $(($(date +%s) - t0)) -le 30 ] || rc=1
-    kubectl -n "$NS" logs late-0 --previous 2>/dev/null | grep -E 'ERROR|error' | tail -3 | cut -c1-300 || true
+    kubectl -n "$NS" logs late-0 | grep 'SeaweedMQ not reachable yet' | tail -2 | cut -c1-300 || true
+    if [ "$rc" -eq 0 ]; then
+      t0=$(date +%s)
+      late_endpoints
+      kubectl -n "$NS" wait kgw/late --for=jsonpath='{.status.readyReplicas}'=1 --timeout=60s || rc=1
+      took=$(($(date +%s) - t0))
+      restarts=$(kubectl -n "$NS" get pod late-0 -o jsonpath='{.status.containerStatuses[0].restartCount}')
+      log "Ready $took s after SeaweedMQ became reachable; container restarts: $restarts"
+      [ "$restarts" = 0 ] && [ "$took" -le 30 ] || rc=1
+    fi
     kubectl -n "$NS" delete kgw late --timeout=90s || rc=1
     kubectl -n "$NS" delete pvc -l app.kubernetes.io/instance=late --timeout=60s || true
     kubectl -n seaweedfs delete service,endpoints seaweedfs-late --ignore-not-found || true
@@ -707,13 +749,39 @@ EOF
   }
 
   pod_security() {
-    # Known defect (issue 15, item 3): gateway pods are not Pod Security "restricted". A server
-    # dry run of the enforce label lists the existing pods that the namespace would refuse.
-    local out
+    # Issue 15, item 3 (fixed): gateway pods pass Pod Security "restricted". A server dry run of
+    # the enforce label lists no existing pod the namespace would refuse, and in a namespace
+    # that enforces it a KafkaGateway's pod is admitted and gets Ready.
+    local out rc=0
     out=$(kubectl label --dry-run=server --overwrite namespace "$NS" \
       pod-security.kubernetes.io/enforce=restricted 2>&1)
     echo "$out"
-    ! grep -q 'violate' <<<"$out"
+    ! grep -q 'violate' <<<"$out" || rc=1
+    kubectl apply -f - <<EOF
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: kafka-restricted
+  labels: {pod-security.kubernetes.io/enforce: restricted}
+---
+apiVersion: kafkagateway.seaweedfs.io/v1alpha1
+kind: KafkaGateway
+metadata: {name: psa, namespace: kafka-restricted}
+spec:
+  replicas: 1
+  image: $GATEWAY_IMAGE
+  seaweedmq: {masters: ["seaweedfs-master.seaweedfs:9333"]}
+EOF
+    kubectl -n kafka-restricted wait kgw/psa --for=jsonpath='{.status.readyReplicas}'=1 --timeout=180s || {
+      kubectl -n kafka-restricted get events --field-selector type=Warning || true
+      rc=1
+    }
+    kubectl -n kafka-restricted get pods -o wide || true
+    [ -z "$(kubectl -n kafka-restricted get events --field-selector reason=FailedCreate -o name)" ] || rc=1
+    # The gateway first, so the operator does not reconcile it in a terminating namespace.
+    kubectl -n kafka-restricted delete kgw psa --timeout=60s || rc=1
+    kubectl delete namespace kafka-restricted --timeout=120s || rc=1
+    return "$rc"
   }
 
   # Pod logs go with the pods: keep the operator's and the gateways' in $WORK/logs, and show the
@@ -731,8 +799,21 @@ EOF
       | sort | uniq -c | sort -rn | head -8 || true
   }
 
-  delete_gateway() {
+  quiet_logs() {
+    # Issue 15, item 5 and the openraft dumps (fixed): with the default log filters the operator
+    # logs no warning about storage settings for an unchanged KafkaGateway (the
+    # StorageUpToDate condition says it instead), and the gateways log nothing of openraft at INFO.
+    local n m rc=0
     save_logs
+    n=$(grep -c 'storage settings differ' "$WORK/logs/operator.log" || true)
+    m=$(cat "$WORK"/logs/gateway-*.log | grep -cE 'INFO +openraft' || true)
+    log "operator log: $n storage warnings; gateway logs: $m openraft INFO lines"
+    [ "$n" -eq 0 ] && [ "$m" -eq 0 ] || rc=1
+    log "StorageUpToDate: $(kubectl -n "$NS" get kgw events \
+      -o jsonpath='{.status.conditions[?(@.type=="StorageUpToDate")].status}/{.status.conditions[?(@.type=="StorageUpToDate")].reason}')"
+    return "$rc"
+  }
+  delete_gateway() {
     # docs/kubernetes.md §8
     kubectl delete -f examples/kafkagateway.yaml --timeout=120s
     kubectl -n "$NS" wait --for=delete pod -l app.kubernetes.io/instance=events --timeout=120s
@@ -746,25 +827,48 @@ EOF
     kubectl -n "$NS" wait --for=delete pod -l app.kubernetes.io/name=kafka-gateway-operator --timeout=90s
     [ "$(helm list -n "$NS")" = "[]" ]
   }
-  uninstall_with_example() {
-    # Known defect (issue 15, item 4): with the chart's example gateway, helm uninstall removes
-    # the operator's RBAC while the KafkaGateway still carries the operator's finalizer.
-    helm install kgo "$CHART" -n "$NS" --create-namespace -f examples/values-example-gateway.yaml
+  # Installs the release with the example gateway (extra helm arguments in "$@"), waits for the
+  # operator and the gateway, and checks the gateway's finalizers are `$1`.
+  install_example() {
+    local finalizers=$1; shift
+    helm install kgo "$CHART" -n "$NS" --create-namespace -f examples/values-example-gateway.yaml "$@"
     kubectl -n "$NS" rollout status deployment/kgo-kafka-gateway-operator --timeout=120s
-    wait_until 60 "finalizer on the example gateway" bash -c \
-      "kubectl -n $NS get kgw events -o jsonpath='{.metadata.finalizers}' | grep -q cleanup"
-    local rc=0
-    helm uninstall kgo -n "$NS" --wait --timeout 60s || rc=$?
+    kubectl -n "$NS" wait kgw/events --for=condition=Ready --timeout=180s
+    wait_until 30 "finalizers of the example gateway: '$finalizers'" bash -c \
+      "[ \"\$(kubectl -n $NS get kgw events -o jsonpath='{.metadata.finalizers}')\" = '$finalizers' ]" \
+      || { kubectl -n "$NS" get kgw events -o jsonpath='{.metadata.finalizers}{"\n"}'; return 1; }
+  }
+  # `helm uninstall` of the release completes within 150 s on its own (no finalizer removed by
+  # hand), and the example gateway and the hook's objects are gone.
+  uninstall_example() {
+    local t0 rc=0
+    t0=$(date +%s)
+    timeout 150 helm uninstall kgo -n "$NS" --wait --timeout 120s || rc=1
+    log "helm uninstall took $(($(date +%s) - t0)) s"
     kubectl -n "$NS" wait --for=delete kgw/events --timeout=10s || rc=1
-    if [ "$rc" -ne 0 ]; then
-      log "helm uninstall did not finish: the KafkaGateway keeps its finalizer without an operator"
-      kubectl -n "$NS" get kgw events -o jsonpath='{.metadata.finalizers}{"\n"}' || true
-      # Clean up as the guide says for this case, so the next steps start clean.
-      kubectl -n "$NS" patch kgw events --type merge -p '{"metadata":{"finalizers":null}}' || true
-      helm uninstall kgo -n "$NS" --timeout 30s >/dev/null 2>&1 || true
-    fi
+    kubectl -n "$NS" wait --for=delete pod -l app.kubernetes.io/name=kafka-gateway-operator --timeout=90s || rc=1
+    local left
+    left=$(kubectl -n "$NS" get kgw,sts,job,sa,role,rolebinding -o name | grep -E 'events|kgo' || true)
+    [ -z "$left" ] || { log "left after uninstall: $left"; rc=1; }
     kubectl -n "$NS" delete pvc -l app.kubernetes.io/instance=events --timeout=60s || true
+    if [ "$rc" -ne 0 ]; then # so that the next steps start clean
+      kubectl -n "$NS" patch kgw events --type merge -p '{"metadata":{"finalizers":null}}' 2>/dev/null || true
+      timeout 60 helm uninstall kgo -n "$NS" --timeout 30s >/dev/null 2>&1 || true
+    fi
     return "$rc"
+  }
+  uninstall_with_example() {
+    # docs/kubernetes.md §2 and §8: the chart's example gateway (topicDeletionPolicy Retain, the
+    # default) carries no finalizer; the pre-delete hook deletes it.
+    install_example ""
+    uninstall_example
+  }
+  uninstall_with_example_delete() {
+    # Issue 15, item 4 (fixed): with topicDeletionPolicy Delete the example gateway carries the
+    # operator's finalizer; the chart's pre-delete hook Job deletes the gateway while the
+    # operator still runs, so helm uninstall completes without manual finalizer removal.
+    install_example '["kafkagateway.seaweedfs.io/cleanup"]' --set exampleGateway.spec.topicDeletionPolicy=Delete
+    uninstall_example
   }
   remove_crd() {
     kubectl delete crd kafkagateways.kafkagateway.seaweedfs.io --timeout=60s
@@ -794,12 +898,15 @@ EOF
   step "metrics: gateway pod and operator Service" metrics
   step "HPA on the scale subresource (no metrics-server)" hpa
   step "helm upgrade --reuse-values; CRD server-side apply" upgrade
-  step "invalid storage size: refused or Ready=False (known defect)" invalid_spec
-  step "gateway before SeaweedMQ: waits, no restarts (known defect)" seaweedmq_later
-  step "Pod Security restricted: pods admissible (known defect)" pod_security
+  step "invalid storage size: kubectl apply refused, naming the field" invalid_spec
+  step "request above limit: Ready=False/InvalidSpec, Warning event" invalid_spec_admitted
+  step "gateway before SeaweedMQ: waits unready, Ready, no restarts" seaweedmq_later
+  step "Pod Security restricted: enforcing namespace runs a gateway" pod_security
+  step "logs: no storage warning per reconcile, no openraft INFO" quiet_logs
   step "kubectl delete KafkaGateway: children removed" delete_gateway
   step "helm uninstall: operator gone, PVCs deleted" uninstall
-  step "helm uninstall with example gateway (known defect)" uninstall_with_example
+  step "helm install/uninstall with the example gateway (Retain)" uninstall_with_example
+  step "same with topicDeletionPolicy Delete: finalizer, hook Job" uninstall_with_example_delete
   step "delete the CRD" remove_crd
   grep -q '^FAIL\|^SKIP' "$RESULTS" && exit 1
   exit 0

@@ -31,8 +31,9 @@ def producer(bootstrap):
                      "message.timeout.ms": 120000, "linger.ms": 5})
 
 
-def read_all(bootstrap, topic, deadline_s=90):
-    """Values of every record of `topic`, read from each partition's start to its end."""
+def read_all(bootstrap, topic, deadline_s=90, positions=None):
+    """Values of every record of `topic`, read from each partition's start to its end; with a
+    dict `positions`, also fills it with value -> (partition, offset)."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "e2e-verify-" + uuid.uuid4().hex,
                   "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
@@ -53,6 +54,8 @@ def read_all(bootstrap, topic, deadline_s=90):
                     continue
                 pos[m.partition()] = m.offset() + 1
                 values.append(m.value().decode())
+                if positions is not None:
+                    positions[values[-1]] = (m.partition(), m.offset())
         return values
     finally:
         c.close()
@@ -170,18 +173,40 @@ class Workload:
         consumer.join(30)
         ticker_stop.set()
         self.write_status()
-        stored = set(read_all(self.a.bootstrap, self.a.topic))
+        where, read_error = {}, None
+        try:
+            stored = set(read_all(self.a.bootstrap, self.a.topic, positions=where))
+        except (KafkaException, TimeoutError) as e:
+            # The topic cannot be read to its end: still report what the group got.
+            read_error, stored = str(e), None
         with self.lock:
-            lost = sorted(self.acked - stored, key=lambda v: int(v.split("-")[1]))
+            lost = [] if stored is None else sorted(self.acked - stored, key=lambda v: int(v.split("-")[1]))
             unconsumed = sorted(self.acked - self.consumed, key=lambda v: int(v.split("-")[1]))
             summary = {"sent": sent, "acked": len(self.acked), "failed": len(self.failed),
                        "failures": self.failed[:5], "consumed_by_group": len(self.consumed),
                        "acked_not_consumed_by_group": len(unconsumed),
                        "acked_missing_from_topic": len(lost), "missing_examples": lost[:10]}
+        if read_error:
+            summary["acked_missing_from_topic"] = None
+            summary["read_error"] = read_error
+        if unconsumed:
+            # Where the records the group never got are, and the group's committed offsets there.
+            summary["unconsumed_examples"] = [
+                "%s at %s:%s" % ((v,) + where.get(v, ("?", "?"))) for v in unconsumed[:10]]
+            parts = sorted({where[v][0] for v in unconsumed if v in where})
+            c = Consumer({"bootstrap.servers": self.a.bootstrap, "group.id": self.a.group,
+                          "enable.auto.commit": False})
+            try:
+                committed = c.committed([TopicPartition(self.a.topic, p) for p in parts], timeout=30)
+                summary["group_committed"] = {tp.partition: tp.offset for tp in committed}
+            except KafkaException as e:
+                summary["group_committed"] = str(e)
+            finally:
+                c.close()
         with open(os.path.join(self.a.dir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=1)
         print(json.dumps(summary))
-        return 0 if not lost else 1
+        return 0 if not lost and not read_error else 1
 
 
 def main():
