@@ -300,9 +300,17 @@ def scenario_produce_acked(bs, args):
     """Produces records key-<i>/payload(i), i in [start, start+count), round-robin over partitions with acks=all and prints one
     JSON line per acknowledged record: {"i", "p", "o"}. With --continuous it keeps producing up to
     --count records paced by delivery, so a test can kill the gateway mid-stream."""
-    producer = Producer({"bootstrap.servers": bs, "acks": "all", "linger.ms": 1,
-                         "enable.idempotence": args.idempotent,
-                         "message.timeout.ms": 10000, "retries": 2})
+    config = {"bootstrap.servers": bs, "acks": "all", "linger.ms": 1,
+              "enable.idempotence": args.idempotent}
+    if args.message_timeout_ms is None:
+        # Fail fast: a test counts what was acknowledged before a crash.
+        config.update({"message.timeout.ms": 10000, "retries": 2})
+    else:
+        # An idempotent producer whose message times out in flight bumps its epoch and resends
+        # the rest under new sequence numbers, which no broker can deduplicate: a test of
+        # duplicates across outages longer than 10 s keeps its timeouts above them.
+        config["message.timeout.ms"] = args.message_timeout_ms
+    producer = Producer(config)
     acked, failed = [0], [0]
 
     def on_delivery(err, msg):
@@ -401,6 +409,7 @@ def main():
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--continuous", action="store_true")
     parser.add_argument("--idempotent", action="store_true")
+    parser.add_argument("--message-timeout-ms", type=int)
     parser.add_argument("--acked-file")
     args = parser.parse_args()
     SCENARIOS[args.scenario](args.bootstrap, args)
