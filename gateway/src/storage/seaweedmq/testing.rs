@@ -34,19 +34,34 @@ pub struct WeedCluster {
     flush_interval: u32,
 }
 
-/// A free loopback port whose `+10000` twin (SeaweedFS's default gRPC port) is free too.
-fn free_port_pair() -> std::io::Result<u16> {
-    for _ in 0..200 {
+/// Three free loopback ports whose `+10000` twins (SeaweedFS's default gRPC ports) are free
+/// too, all six distinct: master, volume server and filer of one `weed server`.
+///
+/// Every candidate and twin stays bound until all three are chosen: picking them one at a time
+/// let the OS hand out a port equal to an earlier pick's twin (a master on 45091 and a filer
+/// whose gRPC twin is 45091), and the filer then died on its listen.
+fn free_port_triple() -> std::io::Result<(u16, u16, u16)> {
+    let mut held = Vec::new();
+    let mut picked = Vec::new();
+    for _ in 0..600 {
+        if picked.len() == 3 {
+            break;
+        }
         let l = TcpListener::bind("127.0.0.1:0")?;
         let port = l.local_addr()?.port();
+        held.push(l);
         if !(1024..55_000).contains(&port) {
             continue;
         }
-        if TcpListener::bind(("127.0.0.1", port + GRPC_PORT_OFFSET)).is_ok() {
-            return Ok(port);
+        if let Ok(twin) = TcpListener::bind(("127.0.0.1", port + GRPC_PORT_OFFSET)) {
+            held.push(twin);
+            picked.push(port);
         }
     }
-    Err(std::io::Error::other("no free port pair found"))
+    match picked[..] {
+        [master, volume, filer] => Ok((master, volume, filer)),
+        _ => Err(std::io::Error::other("no three free port pairs found")),
+    }
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -109,35 +124,51 @@ impl WeedCluster {
     pub async fn start_with_flush_interval(flush_interval: u32) -> std::io::Result<Self> {
         let weed = weed_path()?;
         let dir = tempfile::tempdir()?;
-        let (master_port, volume_port, filer_port) =
-            (free_port_pair()?, free_port_pair()?, free_port_pair()?);
-        let broker_port = free_port()?;
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data)?;
-        let args: Vec<String> = vec![
-            "server".into(),
-            format!("-dir={}", data.display()),
-            "-ip=127.0.0.1".into(),
-            "-ip.bind=127.0.0.1".into(),
-            format!("-master.port={master_port}"),
-            format!("-volume.port={volume_port}"),
-            "-filer".into(),
-            format!("-filer.port={filer_port}"),
-            "-master.volumeSizeLimitMB=64".into(),
-            "-volume.max=0".into(),
-        ];
-        let server = spawn(&weed, &args, &dir.path().join("server.log"))?;
         let mut cluster = Self {
-            master: format!("127.0.0.1:{master_port}"),
-            broker_addr: format!("127.0.0.1:{broker_port}"),
-            filer: format!("127.0.0.1:{filer_port}"),
+            master: String::new(),
+            broker_addr: String::new(),
+            filer: String::new(),
             dir,
-            server: Some(server),
+            server: None,
             broker: None,
-            broker_port,
+            broker_port: 0,
             flush_interval,
         };
-        cluster.wait_filer().await?;
+        // A port picked free may still be taken by a parallel test before weed binds it (weed
+        // then exits at once): start again on other ports.
+        for attempt in 1.. {
+            let (master_port, volume_port, filer_port) = free_port_triple()?;
+            cluster.master = format!("127.0.0.1:{master_port}");
+            cluster.filer = format!("127.0.0.1:{filer_port}");
+            let args: Vec<String> = vec![
+                "server".into(),
+                format!("-dir={}", data.display()),
+                "-ip=127.0.0.1".into(),
+                "-ip.bind=127.0.0.1".into(),
+                format!("-master.port={master_port}"),
+                format!("-volume.port={volume_port}"),
+                "-filer".into(),
+                format!("-filer.port={filer_port}"),
+                "-master.volumeSizeLimitMB=64".into(),
+                "-volume.max=0".into(),
+            ];
+            let log = cluster.dir.path().join("server.log");
+            cluster.server = Some(spawn(&weed, &args, &log)?);
+            match cluster.wait_filer().await {
+                Ok(()) => break,
+                Err(e) if attempt < 3 && cluster.server_exited() => {
+                    tracing::debug!(error = %e, "weed server exited at start; retrying on other ports");
+                    kill_group(&mut cluster.server);
+                    std::fs::remove_dir_all(&data)?;
+                    std::fs::create_dir_all(&data)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        cluster.broker_port = free_port()?;
+        cluster.broker_addr = format!("127.0.0.1:{}", cluster.broker_port);
         // The broker's port was free when picked; a parallel test may take it before the broker
         // binds (the broker then exits at once): pick another and start again.
         for attempt in 1.. {
@@ -246,10 +277,16 @@ impl WeedCluster {
         )
     }
 
-    async fn wait_filer(&self) -> std::io::Result<()> {
+    async fn wait_filer(&mut self) -> std::io::Result<()> {
         let client = self.client();
         let deadline = Instant::now() + READY_DEADLINE;
         loop {
+            if self.server_exited() {
+                return Err(std::io::Error::other(format!(
+                    "weed server exited at start\n{}",
+                    self.logs()
+                )));
+            }
             match client.kv_get("kafka-gateway/ready-probe").await {
                 Ok(_) => return Ok(()),
                 Err(e) if Instant::now() > deadline => {
@@ -264,6 +301,13 @@ impl WeedCluster {
                 }
             }
         }
+    }
+
+    /// True when the `weed server` process has exited.
+    fn server_exited(&mut self) -> bool {
+        self.server
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
     }
 
     /// True when the broker process has exited.
