@@ -74,7 +74,7 @@ pub struct FileIndex {
 }
 
 impl FileIndex {
-    fn last_offset(&self) -> Offset {
+    pub(super) fn last_offset(&self) -> Offset {
         self.files.last().map_or(-1, |f| f.last)
     }
 

@@ -49,6 +49,7 @@ pub mod testing;
 mod tests;
 pub mod wal_metrics;
 mod wal_sync;
+mod wal_replay;
 #[cfg(test)]
 mod wal_tests;
 

@@ -70,6 +70,9 @@ pub struct PartitionState {
     /// True from the start of a write-ahead-log recovery until one succeeds: reads wait for
     /// it rather than report what the broker says meanwhile.
     pub(super) recovering: AtomicBool,
+    /// The offset a recovery could not read back, with the broker's flushed end and high
+    /// watermark then, and since when (`wal_sync`'s hole detection).
+    pub(super) unreadable: parking_lot::Mutex<Option<(Offset, Offset, Offset, std::time::Instant)>>,
 }
 
 impl Default for PartitionState {
@@ -87,6 +90,7 @@ impl Default for PartitionState {
             fenced: parking_lot::Mutex::new(None),
             wal_invalid_from: parking_lot::Mutex::new(None),
             recovering: AtomicBool::new(false),
+            unreadable: parking_lot::Mutex::new(None),
         }
     }
 }

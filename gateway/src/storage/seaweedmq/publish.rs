@@ -149,7 +149,7 @@ impl Publisher {
                 )))
             }
         }
-        debug!(leader, topic = %topic.name, generation, "publish stream open");
+        debug!(leader, topic = %topic.name, range_start = partition.range_start, generation, "publish stream open");
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(64);
         let closed = Arc::new(Closed::default());
         let pending = Arc::new(Mutex::new(VecDeque::<Pending>::new()));

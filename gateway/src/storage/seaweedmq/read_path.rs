@@ -18,18 +18,22 @@ use crate::storage::{
 
 /// Most FetchMessage calls one read continues with after the first.
 const MAX_ROUNDS: usize = 8;
+/// Longest run of offsets the broker never stored that a read skips ([`Inner::past_hole`]).
+const MAX_HOLE: i64 = 64;
 
 impl Inner {
     /// Records from `offset` (message `i` at `offset + i`): from the flushed log files when they
     /// hold `offset`, else FetchMessage, with the subscribe fallback when that returns nothing
-    /// below the high watermark.
+    /// below the high watermark. Returns the records, the offset of the first (`offset`, or
+    /// the next stored offset when the broker never stored `offset`: see [`Self::past_hole`]),
+    /// the log start and the high watermark.
     pub(super) async fn read_records(
         &self,
         tp: &TopicPartition,
         info: &TopicInfo,
         offset: Offset,
         max_bytes: usize,
-    ) -> Result<(Vec<Stored>, Offset, Offset)> {
+    ) -> Result<(Vec<Stored>, Offset, Offset, Offset)> {
         let name = tp.to_string();
         let gw_start = info.doc.log_start(tp.partition);
         let out_of_range = |log_start, high_watermark| StorageError::OffsetOutOfRange {
@@ -41,13 +45,17 @@ impl Inner {
             let (start, hw) = self.range(tp, info).await?;
             return Err(out_of_range(start, hw));
         }
-        if let Some(messages) = self.read_flushed(tp, offset).await {
+        let flushed = match self.read_flushed(tp, offset).await {
+            Some(messages) => Some((offset, messages)),
+            None => self.past_hole(tp, offset).await,
+        };
+        if let Some((first, messages)) = flushed {
             let n = i64::try_from(messages.len()).unwrap_or(0);
-            self.partition_state(tp).advance(offset + n);
+            self.partition_state(tp).advance(first + n);
             let (start, hw) = self.range(tp, info).await?;
             let records = decode_messages(messages)
                 .map_err(|e| StorageError::CorruptBatch(format!("stored record in {name}: {e}")))?;
-            return Ok((records, start, hw.max(offset + n)));
+            return Ok((records, first, start, hw.max(first + n)));
         }
         let max = i32::try_from(max_bytes).unwrap_or(MAX_BYTES).clamp(1, MAX_BYTES);
         let fetched = match self
@@ -68,7 +76,7 @@ impl Inner {
                 return Err(out_of_range(start, hw));
             }
             if offset == hw {
-                return Ok((Vec::new(), start, hw));
+                return Ok((Vec::new(), offset, start, hw));
             }
             warn!(partition = %name, offset, high_watermark = hw, "FetchMessage returned nothing below the high watermark; reading by subscription");
             let want = usize::try_from((hw - offset).min(1000)).unwrap_or(1000);
@@ -87,7 +95,34 @@ impl Inner {
         };
         let records = decode_messages(messages)
             .map_err(|e| StorageError::CorruptBatch(format!("stored record in {name}: {e}")))?;
-        Ok((records, start, hw))
+        Ok((records, offset, start, hw))
+    }
+
+    /// When `offset` is an offset the broker counted but never stored (SeaweedMQ 4.48 does so
+    /// for a publish that reaches a partition while it unloads; see docs/seaweedmq-mapping.md
+    /// §3.3), the messages from the next stored offset, read from the flushed log files: the
+    /// broker writes its files in offset order, so a flushed record after `offset`, with the one
+    /// before it flushed too, means nothing exists in between. A broker read would label the
+    /// next records with the missing offsets. `None` otherwise (at most [`MAX_HOLE`] offsets
+    /// are skipped).
+    async fn past_hole(&self, tp: &TopicPartition, offset: Offset) -> Option<(Offset, Vec<DataMessage>)> {
+        let state = self.partition_state(tp);
+        let hw = *state.hw.borrow();
+        // Cheap first: the flushed files this gateway has listed reach past `offset` (a
+        // consumer reading records still in the broker's memory stops here).
+        if offset + 1 >= hw || state.files.lock().await.last_offset() <= offset {
+            return None;
+        }
+        if offset > 0 && self.read_flushed(tp, offset - 1).await.is_none() {
+            return None;
+        }
+        for next in offset + 1..(offset + 1 + MAX_HOLE).min(hw) {
+            if let Some(messages) = self.read_flushed(tp, next).await {
+                warn!(partition = %tp, from = offset, to = next, "SeaweedMQ stores nothing at these offsets; reads continue after them");
+                return Some((next, messages));
+            }
+        }
+        None
     }
 
     /// Messages from `offset` read from the partition's flushed log files ([`super::log_files`]),
@@ -156,11 +191,12 @@ impl Inner {
         while !stored.is_empty() && next < hw && bytes < max_bytes && rounds < MAX_ROUNDS {
             rounds += 1;
             let more = match self.read_records(tp, &info, next, want).await {
-                Ok((more, start, high)) if !more.is_empty() => {
+                Ok((more, first, start, high)) if !more.is_empty() && first == next => {
                     hw = hw.max(high);
                     log_start = log_start.max(start);
                     more
                 }
+                // A hole: served from its far side by the next read.
                 Ok(_) => break,
                 Err(e) => {
                     debug!(partition = %tp, offset = next, error = %e, "continuing a read failed; serving what was read");
@@ -194,16 +230,16 @@ impl Inner {
         offset: Offset,
         want: usize,
     ) -> Result<(Vec<Stored>, Offset, Offset, Offset)> {
-        let (stored, log_start, hw) = self.read_records(tp, info, offset, want).await?;
+        let (stored, first, log_start, hw) = self.read_records(tp, info, offset, want).await?;
         let delta = offset_delta_of_first(&stored);
-        if delta > 0 && offset - delta >= log_start {
-            let from = offset - delta;
-            let (back, start, high) = self.read_records(tp, info, from, want).await?;
-            if starts_with_whole_batch(&back, usize::try_from(delta).unwrap_or(usize::MAX) + 1) {
+        if delta > 0 && first - delta >= log_start {
+            let from = first - delta;
+            let (back, at, start, high) = self.read_records(tp, info, from, want).await?;
+            if at == from && starts_with_whole_batch(&back, usize::try_from(delta).unwrap_or(usize::MAX) + 1) {
                 return Ok((back, start, high, from));
             }
         }
-        Ok((stored, log_start, hw, offset))
+        Ok((stored, log_start, hw, first))
     }
 
     /// Scans `[start, hw)` for the first record with timestamp >= `at` (`Some(at)`) or the
@@ -217,10 +253,11 @@ impl Inner {
         let (mut offset, hw) = self.range(tp, info).await?;
         let mut best: Option<OffsetAndTimestamp> = None;
         while offset < hw {
-            let (records, _, _) = self.read_records(tp, info, offset, MAX_BYTES as usize).await?;
+            let (records, first, _, _) = self.read_records(tp, info, offset, MAX_BYTES as usize).await?;
             if records.is_empty() {
                 break;
             }
+            offset = first;
             for (i, r) in records.iter().enumerate() {
                 let found = OffsetAndTimestamp {
                     offset: offset + i as i64,

@@ -23,13 +23,12 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 
-use super::append::messages_of_batch;
 use super::durability::FlushCursor;
 use super::partition::{AppendState, PartitionState};
 use super::publish::Publisher;
+use super::wal_replay::{Kept, ReplaySpan};
 use super::{client, Inner, TopicInfo};
-use crate::records::BatchHeader;
-use crate::storage::{Offset, Result, StorageError, TimestampType, TopicPartition, ValueFormat};
+use crate::storage::{Offset, Result, StorageError, TopicPartition};
 
 /// How often a partition with unflushed WAL entries is checked (trim, broker restarts).
 const KEEP_INTERVAL: Duration = Duration::from_millis(500);
@@ -43,8 +42,7 @@ const READ_WAITS_FOR_RECOVERY: Duration = Duration::from_secs(10);
 const UNLOAD_FLUSH_WAIT: Duration = Duration::from_secs(7);
 /// How long after an unloading partition's flush is seen the broker may still hold it.
 const UNLOAD_SETTLE: Duration = Duration::from_millis(300);
-/// WAL bytes read per replay step.
-const REPLAY_READ_BYTES: usize = 4 << 20;
+
 
 fn io(e: impl std::fmt::Display) -> StorageError {
     StorageError::Io(std::io::Error::other(e.to_string()))
@@ -78,11 +76,15 @@ impl Inner {
             }
         };
         let (start, end) = wal.offsets(tp).unwrap_or((broker_hw, broker_hw));
+        debug!(partition = %name, broker_high_watermark = broker_hw, wal_start = start, wal_end = end, "reopening the publish stream after the write-ahead log's checks");
         let broker_hw = if broker_hw < end {
             self.counter_past_flushed(tp, guard, broker_hw).await?
         } else {
             broker_hw
         };
+        // Held here until the recovery succeeds: `guard` gets a stream only together with the
+        // offsets it continues at, so a failed attempt leaves no stream behind to append on.
+        let mut stream = guard.publisher.take();
         if broker_hw < start {
             // Entries below `start` were trimmed as flushed and checkpointed: the broker lost
             // durable records. Refused on every attempt (never renumbered); not fenced, in case
@@ -94,19 +96,26 @@ impl Inner {
         }
         let mut floor = broker_hw;
         if start < end {
-            if guard.publisher.is_none() {
+            if stream.is_none() {
                 // Opened before the checks read anything back, and kept open: SeaweedMQ 4.48
                 // unloads a partition when its last publisher and subscriber leave, and a
                 // publish that reaches it while it unloads fails after its offset was counted
                 // ("log buffer is stopping"), leaving a hole no one can fill. Our own read-back
                 // subscriptions ending would start such an unload.
                 self.wait_unloaded_flush(tp, broker_hw).await;
-                guard.publisher = Some(self.open_publisher(tp).await?);
+                stream = Some(self.open_publisher(tp).await?);
             }
-            self.check_broker_kept(tp, info, start, end.min(broker_hw))
+            let kept = self
+                .check_broker_kept(tp, info, start, end.min(broker_hw), broker_hw)
                 .await?;
-            if broker_hw < end {
-                let publisher = match guard.publisher.take() {
+            // Republished from the broker's end at their own offsets; after a hole, from the
+            // hole on, each `shift` offsets later.
+            let (from, shift) = match kept {
+                Kept::Yes => (broker_hw, 0),
+                Kept::HoleFrom(hole) => (hole, broker_hw - hole),
+            };
+            if from < end {
+                let publisher = match stream.take() {
                     Some(p) => p,
                     None => self.open_publisher(tp).await?,
                 };
@@ -115,12 +124,26 @@ impl Inner {
                     info,
                     state,
                     &publisher,
-                    broker_hw..end,
+                    ReplaySpan { from, end, shift },
                     guard.producers.as_mut(),
                 )
                 .await?;
-                guard.publisher = Some(publisher);
-                floor = end;
+                stream = Some(publisher);
+                floor = end + shift;
+            }
+            if shift > 0 {
+                // The WAL's entries from the hole on name offsets the broker gave other
+                // records: like an interleaving, appends wait until SeaweedMQ has flushed the
+                // renumbered copies, then the WAL drops them (`resume_after_divergence`).
+                error!(partition = %name, hole_from = from, hole_to = broker_hw, renumbered_to = floor, "SeaweedMQ counted offsets it never stored (a publish that reached the partition while the broker unloaded it); the write-ahead log's records from the hole on were republished after it, at later offsets");
+                *state.wal_invalid_from.lock() = Some(from);
+                state.advance(floor);
+                drop(stream);
+                guard.generation += 1;
+                state.recovering.store(false, Ordering::Release);
+                return Err(io(format!(
+                    "{name}: SeaweedMQ skipped offsets {from}..{broker_hw}; appends resume once it has flushed the records republished after them"
+                )));
             }
         }
         let seen = *state.hw.borrow();
@@ -132,10 +155,12 @@ impl Inner {
         state.advance(floor);
         guard.floor = floor;
         guard.next_expected = floor;
+        let stream = match stream {
+            Some(p) => p,
+            None => self.open_publisher(tp).await?,
+        };
         guard.generation += 1;
-        if guard.publisher.is_none() {
-            guard.publisher = Some(self.open_publisher(tp).await?);
-        }
+        guard.publisher = Some(stream);
         state.recovering.store(false, Ordering::Release);
         Ok(())
     }
@@ -154,15 +179,18 @@ impl Inner {
         };
         let name = tp.to_string();
         let end = wal.offsets(tp).map_or(from, |(_, end)| end);
+        // What this gateway published past the WAL's end (records republished after a hole)
+        // must be flushed too before the WAL stops holding them.
+        let target = end.max(*state.hw.borrow());
         let mut cursor = FlushCursor::default();
         let durable = self
             .client
             .durable_through(&tp.topic, tp.partition, &mut cursor)
             .await
             .map_err(|e| e.into_storage(&name))?;
-        if durable + 1 < end {
+        if durable + 1 < target {
             return Err(io(format!(
-                "{name}: another gateway published to this partition; appends resume once SeaweedMQ has flushed offsets below {end} (flushed through {durable})"
+                "{name}: the write-ahead log's offsets no longer match the broker's (another publisher, or offsets the broker skipped); appends resume once SeaweedMQ has flushed offsets below {target} (flushed through {durable})"
             )));
         }
         wal.trim(tp, end).await?;
@@ -265,150 +293,6 @@ impl Inner {
             })
             .await
             .map_err(|e| e.into_storage(&tp.to_string()))
-    }
-
-    /// Refuses further appends to `tp` with `why` (kept until the gateway restarts).
-    fn fence(&self, tp: &TopicPartition, state: &PartitionState, why: String) -> StorageError {
-        error!(partition = %tp, reason = %why, "partition fenced: appends are refused; the write-ahead log keeps its records");
-        *state.fenced.lock() = Some(why.clone());
-        io(why)
-    }
-
-    /// Checks that the broker still holds the first WAL entry past its flushed files, when
-    /// that entry is below the broker's high watermark. A broker that restarted keeps only its
-    /// flushed files but continues after its checkpoint, so records between the two are gone
-    /// while their offsets count as used: they cannot be published again at their offsets.
-    async fn check_broker_kept(
-        &self,
-        tp: &TopicPartition,
-        info: &TopicInfo,
-        start: Offset,
-        below: Offset,
-    ) -> Result<()> {
-        let Some(wal) = &self.wal else { return Ok(()) };
-        let name = tp.to_string();
-        let mut cursor = FlushCursor::default();
-        let flushed = self
-            .client
-            .flushed(&tp.topic, tp.partition, &mut cursor)
-            .await
-            .map_err(|e| e.into_storage(&name))?;
-        let probe = (flushed + 1).max(start);
-        if probe >= below {
-            return Ok(());
-        }
-        let expected = wal_message_at(wal, tp, info, probe).await?;
-        let fetched = self
-            .client
-            .fetch(&tp.topic, tp.partition, probe, 1 << 20, 1)
-            .await
-            .map_err(|e| e.into_storage(&name))?;
-        let mut messages = if fetched.next_offset == probe + fetched.messages.len() as i64 {
-            fetched.messages
-        } else {
-            Vec::new()
-        };
-        if messages.is_empty() {
-            // FetchMessage answers nothing for some in-memory offsets; a subscription reads them.
-            messages = self
-                .client
-                .subscribe_read(&tp.topic, tp.partition, probe, 1)
-                .await
-                .unwrap_or_default();
-        }
-        let Some(first) = messages.first() else {
-            // Nothing readable proves neither: refuse for now (retriable), decide on a retry.
-            return Err(io(format!(
-                "{name}: cannot yet read offset {probe} back from the broker to check it kept the write-ahead log's records"
-            )));
-        };
-        if Some(&first.value) == expected.as_ref() {
-            return Ok(());
-        }
-        let state = self.partition_state(tp);
-        Err(self.fence(
-            tp,
-            &state,
-            format!("{name}: the broker holds other records than the write-ahead log at offset {probe} (it restarted without offsets {probe}..{below}, its checkpoint having run ahead of its flushed files, and another writer used them); they cannot be published again at their offsets. The gateway's write-ahead log keeps them"),
-        ))
-    }
-
-    /// Publishes the WAL's entries in `span` again and checks their offsets.
-    async fn replay(
-        &self,
-        tp: &TopicPartition,
-        info: &TopicInfo,
-        state: &Arc<PartitionState>,
-        publisher: &Publisher,
-        span: std::ops::Range<Offset>,
-        mut producers: Option<&mut crate::storage::producer_state::ProducerStateTable>,
-    ) -> Result<()> {
-        let Some(wal) = &self.wal else { return Ok(()) };
-        let (from, end) = (span.start, span.end);
-        let name = tp.to_string();
-        let raw = info.meta.config.value_format == ValueFormat::Raw;
-        let log_append = info.meta.config.message_timestamp_type == TimestampType::LogAppendTime;
-        let mut next = from;
-        let mut records = 0u64;
-        while next < end {
-            let bytes = wal.read(tp, next, REPLAY_READ_BYTES).await?;
-            if bytes.is_empty() {
-                break;
-            }
-            let mut rest = &bytes[..];
-            while rest.len() >= crate::records::HEADER_LEN && next < end {
-                let header =
-                    BatchHeader::parse(rest).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
-                let at = bytes.len() - rest.len();
-                let batch = bytes.slice(at..at + header.total_len());
-                rest = &rest[header.total_len()..];
-                if header.last_offset() < next {
-                    continue;
-                }
-                if header.base_offset > next {
-                    return Err(self.fence(tp, state, format!("{name}: the write-ahead log has no entry at offset {next} (next entry at {}); the broker lost records nobody can restore", header.base_offset)));
-                }
-                let stamp = (log_append && header.attributes & 0x08 != 0).then_some(header.max_timestamp);
-                let (_, messages) = messages_of_batch(&batch, raw, stamp)?;
-                if header.is_idempotent() {
-                    // The batch may never have been acknowledged (its ack was lost with the
-                    // broker): a retry of it is a duplicate now.
-                    if let Some(table) = producers.as_deref_mut() {
-                        table.record(&header, header.base_offset);
-                    }
-                }
-                let skip = usize::try_from(next - header.base_offset).unwrap_or(0);
-                let messages: Vec<_> = messages.into_iter().skip(skip).collect();
-                let count = messages.len() as i64;
-                let acked = publisher
-                    .submit(messages)
-                    .await
-                    .map_err(|e| e.into_storage(&name))?
-                    .await
-                    .map_err(|_| io("publish stream dropped"))?
-                    .map_err(|e| e.into_storage(&name))?;
-                if acked.base_offset != next || acked.last_offset != next + count - 1 || !acked.contiguous {
-                    return Err(self.fence(tp, state, format!(
-                        "{name}: replayed records from offset {next} landed at {}..{} (another writer interleaved)",
-                        acked.base_offset, acked.last_offset
-                    )));
-                }
-                next += count;
-                records += count as u64;
-            }
-        }
-        if next < end {
-            return Err(self.fence(
-                tp,
-                state,
-                format!("{name}: the write-ahead log ends at {next}, before its recorded end {end}"),
-            ));
-        }
-        if let Some(m) = &self.wal_metrics {
-            m.replayed(tp, records);
-        }
-        info!(partition = %name, from, to = end, records, "republished records the broker had lost from the write-ahead log");
-        Ok(())
     }
 
     /// Sets the broker's checkpoint of `tp` to its last flushed offset while the broker is
@@ -553,29 +437,6 @@ impl Inner {
         );
         Ok(())
     }
-}
-
-/// The message the WAL holds at `offset`, as it was published.
-async fn wal_message_at(
-    wal: &crate::storage::local::WriteAheadLog,
-    tp: &TopicPartition,
-    info: &TopicInfo,
-    offset: Offset,
-) -> Result<Option<bytes::Bytes>> {
-    let bytes = wal.read(tp, offset, 1).await?;
-    if bytes.len() < crate::records::HEADER_LEN {
-        return Ok(None);
-    }
-    let header = BatchHeader::parse(&bytes).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
-    if offset < header.base_offset || offset > header.last_offset() {
-        return Ok(None);
-    }
-    let raw = info.meta.config.value_format == ValueFormat::Raw;
-    let log_append = info.meta.config.message_timestamp_type == TimestampType::LogAppendTime;
-    let stamp = (log_append && header.attributes & 0x08 != 0).then_some(header.max_timestamp);
-    let (_, messages) = messages_of_batch(&bytes.slice(..header.total_len()), raw, stamp)?;
-    let i = usize::try_from(offset - header.base_offset).unwrap_or(usize::MAX);
-    Ok(messages.into_iter().nth(i).map(|m| m.value))
 }
 
 /// Runs while `tp` has WAL entries the broker has not made durable: trims what it has,

