@@ -23,10 +23,14 @@ use crate::storage::TopicPartition;
 /// A leader epoch of -1 means "unknown" on the wire.
 const NO_LEADER_EPOCH: i32 = -1;
 
+/// One partition entry of the request: its index and either an early error or the position of
+/// its commit in the coordinator request.
+type Entry = (i32, Result<usize, ResponseError>);
+
 pub(super) async fn handle(ctx: &Context, version: i16, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let group_id = req.group_id.0.to_string();
-    // Per request entry, in request order: an early error, or the index of its commit.
-    let mut outcome: Vec<(Vec<(i32, Result<usize, ResponseError>)>, TopicName)> = Vec::new();
+    // Per request topic and entry, in request order: an early error, or the index of its commit.
+    let mut outcome: Vec<(TopicName, Vec<Entry>)> = Vec::new();
     let mut offsets = Vec::new();
     let mut partition_counts: HashMap<String, Option<i32>> = HashMap::new();
     for topic in req.topics {
@@ -65,7 +69,7 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: OffsetCommitRequest
             };
             entries.push((p.partition_index, entry));
         }
-        outcome.push((entries, topic.name));
+        outcome.push((topic.name, entries));
     }
     // One result per commit entry, in order (duplicates included).
     let committed: Vec<Option<ResponseError>> = if offsets.is_empty() {
@@ -97,7 +101,7 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: OffsetCommitRequest
     // As Kafka answers: one topic per request topic, one partition per request entry.
     let topics = outcome
         .into_iter()
-        .map(|(entries, name)| {
+        .map(|(name, entries)| {
             let partitions = entries
                 .into_iter()
                 .map(|(partition, entry)| {
