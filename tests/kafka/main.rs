@@ -10,6 +10,7 @@ mod cluster_admin;
 mod confluent;
 mod durability;
 mod groups;
+mod hostile;
 mod kafka_python;
 mod kafkajs;
 mod kcat;
