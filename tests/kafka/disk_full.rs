@@ -78,7 +78,9 @@ fn full_disk_fails_produce_and_keeps_every_acknowledged_record() -> Result<()> {
     let tmpfs = match Tmpfs::mount(&gw.data_dir()) {
         Ok(t) => t,
         Err(e) => {
-            println!("SKIPPED full_disk_fails_produce_and_keeps_every_acknowledged_record: cannot mount a tmpfs ({e:#})");
+            note(format!(
+                "SKIPPED: cannot mount a tmpfs for the data directory ({e:#})"
+            ));
             return Ok(());
         }
     };
