@@ -119,17 +119,19 @@ impl Gateway {
         let ip = opts.bind_ip.unwrap_or(Ipv4Addr::LOCALHOST);
         // Every gateway is a raft member; a test that does not choose the peer port gets a free
         // one (kept across restarts like the other addresses).
+        // Picked together so the three are distinct: picked one at a time, a released port was
+        // handed out again (a Kafka listener on the raft peer port failed to bind).
+        let [kafka_addr, admin_addr, cluster] = free_addrs_on(ip)?;
         let mut opts = opts;
         if !opts.extra_args.iter().any(|a| a == "--cluster-listen") {
-            let cluster = free_addr_on(ip)?.to_string();
-            opts = opts.arg("--cluster-listen", &cluster);
+            opts = opts.arg("--cluster-listen", &cluster.to_string());
         }
         let mut gateway = Self {
             name: name.to_owned(),
             opts,
             dir,
-            kafka_addr: free_addr_on(ip)?,
-            admin_addr: free_addr_on(ip)?,
+            kafka_addr,
+            admin_addr,
             running: None,
         };
         gateway.spawn()?;
@@ -434,14 +436,6 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
-/// Reserves a free loopback port by binding port 0 and releasing it.
-///
-/// # Errors
-/// Binding fails.
-pub fn free_loopback_addr() -> Result<SocketAddr> {
-    free_addr_on(Ipv4Addr::LOCALHOST)
-}
-
 /// Reserves a free port on the loopback address `ip` by binding port 0 there and releasing it.
 ///
 /// # Errors
@@ -449,6 +443,23 @@ pub fn free_loopback_addr() -> Result<SocketAddr> {
 pub fn free_addr_on(ip: Ipv4Addr) -> Result<SocketAddr> {
     let listener = TcpListener::bind((ip, 0)).with_context(|| format!("bind {ip}:0"))?;
     Ok(listener.local_addr()?)
+}
+
+/// `N` distinct free ports on the loopback address `ip`, all held until all are chosen.
+///
+/// # Errors
+/// Binding fails.
+pub fn free_addrs_on<const N: usize>(ip: Ipv4Addr) -> Result<[SocketAddr; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind((ip, 0)).with_context(|| format!("bind {ip}:0")))
+        .collect::<Result<Vec<_>>>()?;
+    let addrs = listeners
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<std::io::Result<Vec<_>>>()?;
+    addrs
+        .try_into()
+        .map_err(|_| anyhow!("bound {N} listeners but read fewer addresses"))
 }
 
 /// Location of the gateway binary: `$KAFKA_GATEWAY_BIN`, else next to this test binary's

@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 use anyhow::{anyhow, bail, Context, Result};
 use kafka_gateway::storage::seaweedmq::testing::WeedCluster;
 
-use super::gateway::{free_loopback_addr, Gateway, GatewayOptions};
+use super::gateway::{Gateway, GatewayOptions};
 use super::phase::{note, phase};
 
 /// The gateway's storage backend.
@@ -51,7 +51,7 @@ impl Backend {
     pub fn options(self, opts: GatewayOptions) -> Result<GatewayOptions> {
         match self {
             Self::Local => Ok(opts),
-            Self::SeaweedMq => Ok(shared_cluster()?.gateway_options(private_cluster_listener(opts)?)),
+            Self::SeaweedMq => Ok(shared_cluster()?.gateway_options(opts)),
         }
     }
 
@@ -215,19 +215,6 @@ pub fn shared_cluster() -> Result<&'static WeedHandle> {
         .get_or_init(|| WeedHandle::start().map_err(|e| format!("{e:#}")))
         .as_ref()
         .map_err(|e| anyhow!("shared SeaweedMQ cluster unavailable: {e}"))
-}
-
-/// `opts` with a `--cluster-listen` on a free loopback port unless it has one: a SeaweedMQ
-/// gateway binds its raft peer listener (default `0.0.0.0:9645`), which gateways of tests running
-/// in parallel would otherwise compete for.
-///
-/// # Errors
-/// No free port.
-pub fn private_cluster_listener(opts: GatewayOptions) -> Result<GatewayOptions> {
-    if opts.extra_args.iter().any(|a| a == "--cluster-listen") {
-        return Ok(opts);
-    }
-    Ok(opts.arg("--cluster-listen", &free_loopback_addr()?.to_string()))
 }
 
 /// A `sh` process that kills a cluster's weed process groups and removes its directory once

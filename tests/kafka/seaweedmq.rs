@@ -12,7 +12,7 @@ use kafka_gateway::storage::seaweedmq::{Seeds, SmqClient};
 use serde_json::Value;
 use tests::harness::phase::note;
 use tests::harness::raw::{create_topic, RawClient};
-use tests::harness::weed::{private_cluster_listener, shared_cluster, WeedHandle};
+use tests::harness::weed::{shared_cluster, WeedHandle};
 use tests::{phase, Backend, ClientCommand, Gateway, GatewayOptions};
 
 use crate::durability::{ack_lines, producer, topic_partitions, verify};
@@ -69,7 +69,7 @@ fn broker_restart_loses_no_acknowledged_record_and_producing_continues() -> Resu
     let mut weed = WeedHandle::start()?;
     let gw = Gateway::start(
         "smq-broker-restart",
-        weed.gateway_options(private_cluster_listener(GatewayOptions::default())?),
+        weed.gateway_options(GatewayOptions::default()),
     )?;
     create_topic(gw.kafka_addr(), TOPIC, 3)?;
 

@@ -125,15 +125,6 @@ impl Inner {
         }
         let mut guard = state.append.lock().await;
         let idempotent = header.is_idempotent();
-        if idempotent && guard.producers.is_none() {
-            let (start, hw) = self.range(tp, &info).await?;
-            let from = start.max(hw - REBUILD_WINDOW);
-            let table = rebuild_producers(&self.client, tp, from, hw)
-                .await
-                .map_err(|e| e.into_storage(&name))?;
-            debug!(partition = %name, producers = table.len(), from, to = hw, "rebuilt producer state from envelopes");
-            guard.producers = Some(table);
-        }
         if guard.publisher.as_ref().is_none_or(Publisher::is_closed) {
             guard.publisher = None;
             if self.wal.is_some() {
@@ -165,6 +156,7 @@ impl Inner {
                 }
                 guard.floor = broker_hw;
                 guard.next_expected = broker_hw;
+                self.wait_unloaded_flush(tp, broker_hw).await;
                 let channels = self.client.discovery().channels();
                 let publisher = self
                     .client
@@ -175,6 +167,18 @@ impl Inner {
                     .map_err(|e| e.into_storage(&name))?;
                 guard.publisher = Some(publisher);
             }
+        }
+        // After the stream is open: it keeps the partition loaded on the broker while the
+        // rebuild's reads come and go (see `Inner::wait_unloaded_flush`), and the table then
+        // includes whatever a WAL replay put back.
+        if idempotent && guard.producers.is_none() {
+            let (start, hw) = self.range(tp, &info).await?;
+            let from = start.max(hw - REBUILD_WINDOW);
+            let table = rebuild_producers(&self.client, tp, from, hw)
+                .await
+                .map_err(|e| e.into_storage(&name))?;
+            debug!(partition = %name, producers = table.len(), from, to = hw, "rebuilt producer state from envelopes");
+            guard.producers = Some(table);
         }
         // Checked after a reopen: its replay may have put a lost batch back (and into the table).
         let check = guard.producers.as_ref().map(|t| t.check(&header)).transpose()?;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, warn};
 
@@ -54,11 +54,48 @@ struct Pending {
     done: oneshot::Sender<SmqResult<Acked>>,
 }
 
+/// Set once when a stream fails or ends; wakes whoever waits for that.
+#[derive(Debug, Default)]
+struct Closed {
+    flag: AtomicBool,
+    changed: Notify,
+}
+
+impl Closed {
+    fn set(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    fn get(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+}
+
+/// Resolves when its stream has failed or ended (see [`Publisher::close_signal`]).
+#[derive(Debug, Clone)]
+pub struct CloseSignal(Arc<Closed>);
+
+impl CloseSignal {
+    /// Waits until the stream is closed (at once if it already is).
+    pub async fn closed(&self) {
+        loop {
+            let changed = self.0.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.0.get() {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
 /// A live publish stream to one partition leader.
 #[derive(Debug)]
 pub struct Publisher {
     jobs: mpsc::Sender<Job>,
-    closed: Arc<AtomicBool>,
+    closed: Arc<Closed>,
     /// The partition generation this stream publishes to.
     pub generation: i64,
 }
@@ -114,7 +151,7 @@ impl Publisher {
         }
         debug!(leader, topic = %topic.name, generation, "publish stream open");
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(64);
-        let closed = Arc::new(AtomicBool::new(false));
+        let closed = Arc::new(Closed::default());
         let pending = Arc::new(Mutex::new(VecDeque::<Pending>::new()));
         let window = Arc::new(Semaphore::new(WINDOW));
         tokio::spawn(write_loop(
@@ -140,7 +177,14 @@ impl Publisher {
 
     /// True once the stream failed or ended; the owner should open a new one.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire) || self.jobs.is_closed()
+        self.closed.get() || self.jobs.is_closed()
+    }
+
+    /// A handle that resolves when this stream fails or ends, without holding the publisher:
+    /// a broken stream usually means a broker restart, which the write-ahead log's keeper
+    /// must act on before anything loads the partition on the new broker.
+    pub fn close_signal(&self) -> CloseSignal {
+        CloseSignal(Arc::clone(&self.closed))
     }
 
     /// Queues a batch; the receiver yields its offsets once every message is acknowledged.
@@ -181,8 +225,8 @@ fn check_response(r: &PublishMessageResponse) -> SmqResult<()> {
     Ok(())
 }
 
-fn fail_all(pending: &Mutex<VecDeque<Pending>>, closed: &AtomicBool, why: &SmqError) {
-    closed.store(true, Ordering::Release);
+fn fail_all(pending: &Mutex<VecDeque<Pending>>, closed: &Closed, why: &SmqError) {
+    closed.set();
     for p in pending.lock().drain(..) {
         let err = match why {
             SmqError::Server {
@@ -207,10 +251,10 @@ async fn write_loop(
     frames: mpsc::Sender<Vec<PublishMessageRequest>>,
     pending: Arc<Mutex<VecDeque<Pending>>>,
     window: Arc<Semaphore>,
-    closed: Arc<AtomicBool>,
+    closed: Arc<Closed>,
 ) {
     while let Some(job) = jobs.recv().await {
-        if closed.load(Ordering::Acquire) {
+        if closed.get() {
             let _ = job
                 .done
                 .send(Err(SmqError::Unavailable("publish stream closed".into())));
@@ -256,7 +300,7 @@ async fn read_loop(
     mut acks: tonic::Streaming<PublishMessageResponse>,
     pending: Arc<Mutex<VecDeque<Pending>>>,
     window: Arc<Semaphore>,
-    closed: Arc<AtomicBool>,
+    closed: Arc<Closed>,
     leader: String,
 ) {
     let why = 'stream: loop {
@@ -319,4 +363,31 @@ fn match_ack(pending: &Mutex<VecDeque<Pending>>, offset: i64) -> SmqResult<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn close_signal_wakes_a_waiter_and_answers_at_once_after() {
+        let closed = Arc::new(Closed::default());
+        let signal = CloseSignal(Arc::clone(&closed));
+        let waiter = tokio::spawn({
+            let signal = signal.clone();
+            async move { signal.closed().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "woke before the stream closed");
+        closed.set();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("waiter woke")
+            .expect("waiter ran");
+        // A waiter that comes after the close must not wait for another notification.
+        tokio::time::timeout(Duration::from_secs(5), signal.closed())
+            .await
+            .expect("resolved at once");
+    }
 }

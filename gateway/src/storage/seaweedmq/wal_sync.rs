@@ -38,6 +38,11 @@ const KEEP_INTERVAL: Duration = Duration::from_millis(500);
 const CHECKPOINT_FILES_CHECKED: usize = 16;
 /// Longest a read waits for a running write-ahead-log recovery of its partition.
 const READ_WAITS_FOR_RECOVERY: Duration = Duration::from_secs(10);
+/// Longest a recovery waits for the broker to flush a partition it unloads (SeaweedMQ's
+/// default flush interval is 5 s).
+const UNLOAD_FLUSH_WAIT: Duration = Duration::from_secs(7);
+/// How long after an unloading partition's flush is seen the broker may still hold it.
+const UNLOAD_SETTLE: Duration = Duration::from_millis(300);
 /// WAL bytes read per replay step.
 const REPLAY_READ_BYTES: usize = 4 << 20;
 
@@ -89,6 +94,15 @@ impl Inner {
         }
         let mut floor = broker_hw;
         if start < end {
+            if guard.publisher.is_none() {
+                // Opened before the checks read anything back, and kept open: SeaweedMQ 4.48
+                // unloads a partition when its last publisher and subscriber leave, and a
+                // publish that reaches it while it unloads fails after its offset was counted
+                // ("log buffer is stopping"), leaving a hole no one can fill. Our own read-back
+                // subscriptions ending would start such an unload.
+                self.wait_unloaded_flush(tp, broker_hw).await;
+                guard.publisher = Some(self.open_publisher(tp).await?);
+            }
             self.check_broker_kept(tp, info, start, end.min(broker_hw))
                 .await?;
             if broker_hw < end {
@@ -201,6 +215,46 @@ impl Inner {
         }
         guard.publisher = Some(publisher);
         Ok(loaded)
+    }
+
+    /// Waits (at most [`UNLOAD_FLUSH_WAIT`]) until the broker's flushed files reach its high
+    /// watermark `broker_hw`, i.e. it holds nothing unflushed in memory. After a gateway
+    /// restarted, the broker unloads the partitions its old streams published to and flushes
+    /// them first; a stream opened before that flush ends would publish into the unloading
+    /// partition (see `reopen_with_wal`), and reads would wait on it without an answer. Waiting longer proves nothing: a broker that keeps
+    /// records in memory for another publisher is not unloading.
+    pub(super) async fn wait_unloaded_flush(&self, tp: &TopicPartition, broker_hw: Offset) {
+        let deadline = Instant::now() + UNLOAD_FLUSH_WAIT;
+        let mut waited = false;
+        loop {
+            match self
+                .client
+                .flushed_max(&tp.topic, tp.partition, CHECKPOINT_FILES_CHECKED)
+                .await
+            {
+                Ok(flushed) if flushed + 1 >= broker_hw => {
+                    if waited {
+                        // The broker checks for the end of its flush every 113 ms before it
+                        // drops the unloaded partition; a stream opened in between would
+                        // still join it.
+                        tokio::time::sleep(UNLOAD_SETTLE).await;
+                    }
+                    return;
+                }
+                Ok(flushed) if Instant::now() >= deadline => {
+                    debug!(partition = %tp, flushed, broker_high_watermark = broker_hw, "the broker still holds unflushed records; opening the stream anyway");
+                    return;
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    debug!(partition = %tp, error = %e, "could not read the broker's flushed files");
+                    return;
+                }
+                _ => {
+                    waited = true;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
     }
 
     async fn open_publisher(&self, tp: &TopicPartition) -> Result<Publisher> {
@@ -357,9 +411,17 @@ impl Inner {
         Ok(())
     }
 
-    /// Lowers the broker's checkpoint of `tp` to its last flushed offset when it runs ahead
-    /// while the WAL holds the records in between. Only while the broker is unreachable (a
-    /// running broker could flush between the read and the write).
+    /// Sets the broker's checkpoint of `tp` to its last flushed offset while the broker is
+    /// unreachable, so that the restarted broker continues right after what it flushed:
+    /// * lowered when it runs ahead while the WAL holds the records in between (the replay
+    ///   refills them at their offsets);
+    /// * raised when it lags a flushed file without offset attributes (a partition's first
+    ///   file, see [`Self::counter_past_flushed`]), before any read or publish loads the
+    ///   partition from the stale value: once loaded, the broker would keep handing out
+    ///   flushed offsets again for its lifetime.
+    ///
+    /// Only while the broker is unreachable (a running broker could flush between the read and
+    /// the write).
     pub(super) async fn hold_checkpoint_at_flush(&self, tp: &TopicPartition) {
         let Some(wal) = &self.wal else { return };
         let Some((start, end)) = wal.offsets(tp) else {
@@ -374,8 +436,13 @@ impl Inner {
                 .client
                 .flushed_max(&tp.topic, tp.partition, CHECKPOINT_FILES_CHECKED)
                 .await?;
+            if checkpoint < flushed {
+                self.client.write_checkpoint(&tp.topic, tp.partition, flushed).await?;
+                warn!(partition = %tp, checkpoint, flushed, "broker unreachable: raised its checkpoint to its flushed records so it does not hand their offsets out again");
+                return Ok(());
+            }
             // Only records the WAL holds may be uncounted again.
-            if checkpoint <= flushed || flushed + 1 < start {
+            if checkpoint == flushed || flushed + 1 < start {
                 return Ok(());
             }
             self.client.write_checkpoint(&tp.topic, tp.partition, flushed).await?;
@@ -518,7 +585,23 @@ async fn keep(inner: &Arc<Inner>, tp: &TopicPartition, state: &Arc<PartitionStat
     let mut cursor = FlushCursor::default();
     let mut oldest: Option<(Offset, Instant)> = None;
     loop {
-        tokio::time::sleep(KEEP_INTERVAL).await;
+        // Woken early when the partition's open stream breaks: the checkpoint must be
+        // corrected while the broker is down (see `hold_checkpoint_at_flush`).
+        let broken = state.append.try_lock().ok().and_then(|g| {
+            g.publisher
+                .as_ref()
+                .filter(|p| !p.is_closed())
+                .map(Publisher::close_signal)
+        });
+        match broken {
+            Some(signal) => {
+                tokio::select! {
+                    () = tokio::time::sleep(KEEP_INTERVAL) => {}
+                    () = signal.closed() => {}
+                }
+            }
+            None => tokio::time::sleep(KEEP_INTERVAL).await,
+        }
         if Arc::strong_count(inner) <= 1 {
             break;
         }
