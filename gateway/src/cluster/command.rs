@@ -41,6 +41,25 @@ pub enum Command {
         /// The changes, in order.
         records: Vec<GroupRecord>,
     },
+    /// Retires the owner's epoch of a group after one of its writes failed (the owner then
+    /// reloads the group from the applied state under the next epoch). Answers the new
+    /// ownership, or `Fenced` when `(owner, epoch)` is no longer current.
+    RenewGroup {
+        /// Node that believes it owns the group.
+        owner: NodeId,
+        /// The epoch to retire.
+        epoch: u64,
+        /// The group.
+        group_id: String,
+    },
+    /// Removes the owner's claims that never got durable state: each `(group_id, epoch)` whose
+    /// group is still owned by `owner` under `epoch` and has no metadata and no offsets.
+    ReleaseGroups {
+        /// Node that holds the claims.
+        owner: NodeId,
+        /// Group ids with the epoch each was claimed under.
+        claims: Vec<(String, u64)>,
+    },
     /// Sets the cluster id reported to Kafka clients, once: ignored when one is already set.
     SetClusterId {
         /// The proposed id.
@@ -67,6 +86,8 @@ impl Command {
             Command::ClaimGroup { .. } => "claim_group",
             Command::GroupWrite { .. } => "group_write",
             Command::GroupWrites { .. } => "group_writes",
+            Command::RenewGroup { .. } => "renew_group",
+            Command::ReleaseGroups { .. } => "release_groups",
             Command::SetClusterId { .. } => "set_cluster_id",
             Command::AllocateProducerIds { .. } => "allocate_producer_ids",
             Command::SetLive { .. } => "set_live",

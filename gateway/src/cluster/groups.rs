@@ -8,29 +8,25 @@
 //!   so every member agrees on its owner.
 //! - Records are written as one [`Command::GroupWrites`] per submission under the writer's
 //!   epoch; the state machine rejects (fences) the batch when the epoch is stale. Submissions of
-//!   one group are committed in submission order (one writer task; batches of different groups
-//!   are committed concurrently).
-
-use std::collections::HashMap;
+//!   one group are committed in submission order, groups independently of each other
+//!   ([`super::group_writer`]).
+//! - After a failed write the coordinator retires its epoch with [`Command::RenewGroup`],
+//!   queued behind the group's earlier submissions, and reloads the group once the applied
+//!   state shows the new epoch (by then every earlier write of the group is applied here too).
+//! - Claims that never got durable state are released with [`Command::ReleaseGroups`].
 
 use kafka_protocol::ResponseError;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
 
 use super::command::{Command, CommandResponse};
+use super::group_writer::{self, Submission, Work};
 use super::{ClusterError, Coordinator, NodeId};
 use crate::group::record::GroupRecord;
 use crate::group::store::{ImageGroup, StoreError};
-use crate::group::{GroupLog, OwnershipFuture};
+use crate::group::{GroupLog, LogFuture, OwnershipFuture};
 
-type Ack = oneshot::Sender<Result<(), StoreError>>;
-
-struct Submission {
-    group_id: String,
-    epoch: u64,
-    records: Vec<GroupRecord>,
-    ack: Ack,
-}
+/// Most idle claims released by one log entry.
+const RELEASE_CHUNK: usize = 1000;
 
 /// The raft-backed group log of one node.
 #[derive(Debug, Clone)]
@@ -43,17 +39,27 @@ impl ClusterGroupLog {
     /// A group log writing through `coordinator`; its writer task ends when the log is dropped.
     pub fn new(coordinator: Coordinator) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(coordinator.clone(), rx));
+        let committer = coordinator.clone();
+        let commit = move |group_id: String, epoch: u64, work: Work| {
+            let coordinator = committer.clone();
+            async move { commit(&coordinator, group_id, epoch, work).await }
+        };
+        tokio::spawn(group_writer::run(commit, rx));
         Self { coordinator, tx }
     }
-}
 
-impl std::fmt::Debug for Submission {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Submission")
-            .field("group_id", &self.group_id)
-            .field("epoch", &self.epoch)
-            .finish_non_exhaustive()
+    fn queue(&self, group_id: &str, epoch: u64, work: Work) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (ack, rx) = oneshot::channel();
+        let submission = Submission {
+            group_id: group_id.to_owned(),
+            epoch,
+            work,
+            ack,
+        };
+        if let Err(mpsc::error::SendError(s)) = self.tx.send(submission) {
+            let _ = s.ack.send(Err(StoreError::Closed));
+        }
+        rx
     }
 }
 
@@ -119,58 +125,77 @@ impl GroupLog for ClusterGroupLog {
         epoch: u64,
         records: Vec<GroupRecord>,
     ) -> oneshot::Receiver<Result<(), StoreError>> {
-        let (ack, rx) = oneshot::channel();
-        let submission = Submission {
-            group_id: group_id.to_owned(),
+        self.queue(group_id, epoch, Work::Records(records))
+    }
+
+    fn renew<'a>(&'a self, group_id: &'a str, epoch: u64) -> LogFuture<'a> {
+        let answer = self.queue(group_id, epoch, Work::Renew);
+        Box::pin(async move { answer.await.unwrap_or(Err(StoreError::Closed)) })
+    }
+
+    fn idle_claims(&self) -> Vec<(String, u64)> {
+        let me = self.coordinator.node_id();
+        self.coordinator.with_applied(|a| {
+            a.state
+                .groups
+                .iter()
+                .filter(|(_, g)| g.owner == me && g.metadata.is_none() && g.offsets.is_empty())
+                .map(|(id, g)| (id.clone(), g.epoch))
+                .collect()
+        })
+    }
+
+    fn release(&self, claims: Vec<(String, u64)>) -> LogFuture<'_> {
+        Box::pin(async move {
+            for chunk in claims.chunks(RELEASE_CHUNK) {
+                let command = Command::ReleaseGroups {
+                    owner: self.coordinator.node_id(),
+                    claims: chunk.to_vec(),
+                };
+                self.coordinator
+                    .write(command)
+                    .await
+                    .map_err(|e| StoreError::Cluster(e.to_string()))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Commits one submission: its records under `epoch`, or the retirement of `epoch`.
+async fn commit(
+    coordinator: &Coordinator,
+    group_id: String,
+    epoch: u64,
+    work: Work,
+) -> Result<(), StoreError> {
+    let owner = coordinator.node_id();
+    let renewal = work == Work::Renew;
+    let command = match work {
+        Work::Records(records) => Command::GroupWrites {
+            owner,
             epoch,
+            group_id: group_id.clone(),
             records,
-            ack,
-        };
-        if let Err(mpsc::error::SendError(s)) = self.tx.send(submission) {
-            let _ = s.ack.send(Err(StoreError::Closed));
-        }
-        rx
-    }
-}
-
-/// Drains queued submissions, commits each group's submissions in order, groups concurrently.
-async fn writer(coordinator: Coordinator, mut rx: mpsc::UnboundedReceiver<Submission>) {
-    while let Some(first) = rx.recv().await {
-        let mut by_group: HashMap<String, Vec<Submission>> = HashMap::new();
-        by_group.entry(first.group_id.clone()).or_default().push(first);
-        while let Ok(next) = rx.try_recv() {
-            by_group.entry(next.group_id.clone()).or_default().push(next);
-        }
-        let mut tasks = JoinSet::new();
-        for (_, submissions) in by_group {
-            let coordinator = coordinator.clone();
-            tasks.spawn(async move {
-                for s in submissions {
-                    let result = commit(&coordinator, &s).await;
-                    let _ = s.ack.send(result);
-                }
-            });
-        }
-        while tasks.join_next().await.is_some() {}
-    }
-}
-
-async fn commit(coordinator: &Coordinator, s: &Submission) -> Result<(), StoreError> {
-    let command = Command::GroupWrites {
-        owner: coordinator.node_id(),
-        epoch: s.epoch,
-        group_id: s.group_id.clone(),
-        records: s.records.clone(),
+        },
+        Work::Renew => Command::RenewGroup {
+            owner,
+            epoch,
+            group_id: group_id.clone(),
+        },
     };
     match coordinator.write(command).await {
         Ok(CommandResponse::Written) => Ok(()),
+        // A renewal is done whether it moved the epoch on or found it already moved.
+        Ok(CommandResponse::Owner { .. }) => Ok(()),
+        Ok(CommandResponse::Fenced { .. }) if renewal => Ok(()),
         Ok(CommandResponse::Fenced { owner, epoch }) => {
-            tracing::info!(group = %s.group_id, owner = ?owner, epoch, "group write fenced: ownership moved");
+            tracing::info!(group = %group_id, owner = ?owner, epoch, "group write fenced: ownership moved");
             Err(StoreError::Fenced)
         }
         Ok(other) => Err(StoreError::Cluster(format!("unexpected answer {other:?}"))),
         Err(e @ ClusterError::Fenced { .. }) => {
-            tracing::info!(group = %s.group_id, error = %e, "group write fenced");
+            tracing::info!(group = %group_id, error = %e, "group write fenced");
             Err(StoreError::Fenced)
         }
         Err(e) => Err(StoreError::Cluster(e.to_string())),

@@ -170,3 +170,50 @@ async fn shutdown(members: &mut Vec<Member>) {
         m.cluster.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn claims_of_deleted_and_unused_groups_leave_the_replicated_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = test_support::single_node(dir.path(), "127.0.0.1:9092", "claims").await;
+    let groups = GroupCoordinator::with_log(
+        Arc::new(ClusterGroupLog::new(cluster.clone())),
+        GroupConfig::default(),
+        GroupMetrics::new(&prometheus::Registry::new(), 10).unwrap(),
+        CancellationToken::new(),
+    );
+    let claimed = |id: &str| cluster.group(id).is_some();
+
+    // FindCoordinator-style lookups claim groups that never get state.
+    for i in 0..5 {
+        cluster.group_owner(&format!("looked-up-{i}")).await.unwrap();
+    }
+    assert!(claimed("looked-up-0"));
+    // A group with offsets, then deleted.
+    assert!(groups.commit_offsets("deleted", commit(7)).await.is_ok());
+    let (_, deleted_epoch) = cluster.group_owner("deleted").await.unwrap();
+    assert_eq!(groups.delete_groups(&["deleted".into()]).await[0].1, None);
+    assert!(!claimed("deleted"), "a deleted group keeps its claim");
+    // A group in use keeps its claim.
+    assert!(groups.commit_offsets("kept", commit(3)).await.is_ok());
+
+    groups.expire_offsets().await;
+    for i in 0..5 {
+        assert!(!claimed(&format!("looked-up-{i}")), "idle claim {i} kept");
+    }
+    assert!(claimed("kept"));
+    assert_eq!(committed_on(&groups, "kept").await, Ok(Some(3)));
+
+    // A deleted group comes back empty under a new epoch.
+    let (_, epoch) = cluster.group_owner("deleted").await.unwrap();
+    assert!(epoch > deleted_epoch);
+    assert_eq!(committed_on(&groups, "deleted").await, Ok(None));
+    cluster.shutdown().await;
+}
+
+async fn committed_on(groups: &GroupCoordinator, group: &str) -> Result<Option<i64>, ResponseError> {
+    let tp = TopicPartition::new("t", 0);
+    let found = groups
+        .fetch_offsets(group, Some(std::slice::from_ref(&tp)))
+        .await?;
+    Ok(found[0].1.as_ref().map(|c| c.offset))
+}

@@ -17,6 +17,7 @@ pub mod admin_http;
 pub mod bootstrap;
 pub mod command;
 pub mod error;
+mod group_writer;
 pub mod groups;
 pub mod log_store;
 pub mod management;

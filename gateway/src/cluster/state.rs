@@ -8,6 +8,11 @@
 //!   changed moves and its `epoch` increases by one. Epochs never decrease.
 //! - A [`Command::GroupWrite`] applies only if `(owner, epoch)` equals the group's current
 //!   ownership, which fences any writer that lost the group.
+//! - A group leaves `groups` when it is deleted (a [`GroupRecord::GroupDelete`], written by
+//!   DeleteGroups and by offset expiry of an empty group) or when its owner releases a claim
+//!   that never got durable state ([`Command::ReleaseGroups`]). `retired_epoch` keeps the
+//!   highest epoch of any removed group and new claims start above it, so an epoch is never
+//!   granted twice for a group id and a writer of the removed group stays fenced.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -61,7 +66,7 @@ impl GroupState {
                     }
                 }
             }
-            // Ownership survives the deletion so the epoch keeps fencing old writers.
+            // The caller removes the group; `retired_epoch` keeps fencing its old writers.
             GroupRecord::GroupDelete { .. } => {
                 g.metadata = None;
                 g.offsets.clear();
@@ -84,6 +89,9 @@ pub struct ClusterState {
     /// Cluster id reported to Kafka clients; empty until the first member sets it.
     #[serde(default)]
     pub cluster_id: String,
+    /// Highest ownership epoch of any group removed from `groups`; claims start above it.
+    #[serde(default)]
+    pub retired_epoch: u64,
 }
 
 impl ClusterState {
@@ -107,6 +115,22 @@ impl ClusterState {
                     };
                 }
                 self.group_write(*owner, *epoch, group_id, records)
+            }
+            Command::RenewGroup {
+                owner,
+                epoch,
+                group_id,
+            } => self.renew(*owner, *epoch, group_id),
+            Command::ReleaseGroups { owner, claims } => {
+                for (group_id, epoch) in claims {
+                    let idle = self.groups.get(group_id).is_some_and(|g| {
+                        g.owner == *owner && g.epoch == *epoch && g.metadata.is_none() && g.offsets.is_empty()
+                    });
+                    if idle {
+                        self.remove_group(group_id);
+                    }
+                }
+                CommandResponse::Applied
             }
             Command::SetClusterId { cluster_id } => {
                 if self.cluster_id.is_empty() {
@@ -170,14 +194,43 @@ impl ClusterState {
                 reason: "no live voter can own the group".into(),
             };
         };
+        let epoch = self.retired_epoch + 1;
         let state = GroupState {
             owner,
-            epoch: 1,
+            epoch,
             metadata: None,
             offsets: BTreeMap::new(),
         };
         self.groups.insert(group_id.to_owned(), state);
-        CommandResponse::Owner { owner, epoch: 1 }
+        CommandResponse::Owner { owner, epoch }
+    }
+
+    /// Retires `epoch` of a group after its owner failed a write: the owner reloads the group
+    /// under the next epoch, and writes still queued under `epoch` are fenced.
+    fn renew(&mut self, owner: NodeId, epoch: u64, group_id: &str) -> CommandResponse {
+        match self.groups.get_mut(group_id) {
+            Some(g) if g.owner == owner && g.epoch == epoch => {
+                g.epoch += 1;
+                CommandResponse::Owner {
+                    owner,
+                    epoch: g.epoch,
+                }
+            }
+            Some(g) => CommandResponse::Fenced {
+                owner: Some(g.owner),
+                epoch: g.epoch,
+            },
+            None => CommandResponse::Fenced {
+                owner: None,
+                epoch: 0,
+            },
+        }
+    }
+
+    fn remove_group(&mut self, group_id: &str) {
+        if let Some(g) = self.groups.remove(group_id) {
+            self.retired_epoch = self.retired_epoch.max(g.epoch);
+        }
     }
 
     fn group_write(
@@ -201,6 +254,12 @@ impl ClusterState {
         }
         for record in records {
             g.apply(record);
+        }
+        let deleted = records
+            .iter()
+            .any(|r| matches!(r, GroupRecord::GroupDelete { .. }));
+        if deleted && g.metadata.is_none() && g.offsets.is_empty() {
+            self.remove_group(group_id);
         }
         CommandResponse::Written
     }

@@ -178,3 +178,103 @@ fn state_round_trips_through_json() {
     let back: ClusterState = serde_json::from_slice(&json).unwrap();
     assert_eq!(back, s);
 }
+
+#[test]
+fn deleted_group_leaves_the_state_and_its_epochs_stay_fenced() {
+    let mut s = state_with(&[1, 2]);
+    let (owner, epoch) = claim(&mut s, "g");
+    let write = |records: Vec<GroupRecord>| Command::GroupWrites {
+        owner,
+        epoch,
+        group_id: "g".into(),
+        records,
+    };
+    assert_eq!(s.apply(&write(vec![commit("g", 5)])), CommandResponse::Written);
+    let delete = GroupRecord::GroupDelete { group_id: "g".into() };
+    assert_eq!(s.apply(&write(vec![delete])), CommandResponse::Written);
+    assert!(!s.groups.contains_key("g"), "a deleted group keeps its claim");
+
+    // Claimed again, the group gets an epoch never granted before: the old writer is fenced.
+    let (_, again) = claim(&mut s, "g");
+    assert!(again > epoch, "epoch {again} reused (was {epoch})");
+    assert!(matches!(
+        s.apply(&write(vec![commit("g", 6)])),
+        CommandResponse::Fenced { .. }
+    ));
+}
+
+#[test]
+fn idle_claims_are_released_only_when_idle_and_current() {
+    let mut s = state_with(&[1]);
+    let (_, idle) = claim(&mut s, "idle");
+    let (_, used) = claim(&mut s, "used");
+    let (_, moved) = claim(&mut s, "renewed");
+    s.apply(&Command::GroupWrites {
+        owner: 1,
+        epoch: used,
+        group_id: "used".into(),
+        records: vec![commit("used", 1)],
+    });
+    let renewed = s.apply(&Command::RenewGroup {
+        owner: 1,
+        epoch: moved,
+        group_id: "renewed".into(),
+    });
+    assert_eq!(
+        renewed,
+        CommandResponse::Owner {
+            owner: 1,
+            epoch: moved + 1
+        }
+    );
+    s.apply(&Command::ReleaseGroups {
+        owner: 1,
+        claims: vec![
+            ("idle".into(), idle),
+            ("used".into(), used),
+            ("renewed".into(), moved),
+        ],
+    });
+    assert!(!s.groups.contains_key("idle"));
+    assert!(s.groups.contains_key("used"), "a group with offsets was released");
+    assert!(
+        s.groups.contains_key("renewed"),
+        "a claim under a newer epoch was released"
+    );
+    assert!(claim(&mut s, "idle").1 > idle);
+}
+
+#[test]
+fn renewal_fences_writes_under_the_retired_epoch() {
+    let mut s = state_with(&[1]);
+    let (owner, epoch) = claim(&mut s, "g");
+    s.apply(&Command::RenewGroup {
+        owner,
+        epoch,
+        group_id: "g".into(),
+    });
+    let stale = s.apply(&Command::GroupWrites {
+        owner,
+        epoch,
+        group_id: "g".into(),
+        records: vec![commit("g", 1)],
+    });
+    assert_eq!(
+        stale,
+        CommandResponse::Fenced {
+            owner: Some(owner),
+            epoch: epoch + 1
+        }
+    );
+    assert_eq!(
+        s.apply(&Command::RenewGroup {
+            owner,
+            epoch,
+            group_id: "g".into()
+        }),
+        CommandResponse::Fenced {
+            owner: Some(owner),
+            epoch: epoch + 1
+        }
+    );
+}

@@ -71,14 +71,7 @@ impl GroupCoordinator {
             if let Some(deadline) = state.next_deadline() {
                 schedule.schedule(id, deadline);
             }
-            groups.insert(
-                id.clone(),
-                Arc::new(Mutex::new(Slot {
-                    state,
-                    waiters: HashMap::new(),
-                    epoch: 0,
-                })),
-            );
+            groups.insert(id.clone(), Arc::new(Mutex::new(Slot::new(state, 0))));
         }
         let wake = Arc::new(Notify::new());
         let inner = Arc::new(Inner {
@@ -386,9 +379,11 @@ impl GroupCoordinator {
         }
     }
 
-    /// Runs offset expiry now (the timer also runs it periodically).
+    /// Runs offset expiry now, then releases idle group claims (the timer also does both
+    /// every `offsets_retention_check_interval_ms`).
     pub async fn expire_offsets(&self) {
         self.inner.expire_offsets().await;
+        self.inner.release_idle_claims().await;
     }
 
     /// Publishes consumer lag per group and partition: `hwm` returns a partition's high

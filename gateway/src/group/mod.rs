@@ -41,7 +41,7 @@ mod types;
 mod tests;
 
 pub use coordinator::{GroupCoordinator, PartitionResults};
-pub use log::{GroupLog, OwnershipFuture};
+pub use log::{GroupLog, LogFuture, OwnershipFuture};
 pub use member::Member;
 pub use metrics::GroupMetrics;
 pub use record::GroupRecord;

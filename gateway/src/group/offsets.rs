@@ -1,6 +1,6 @@
 //! Committed offsets: commit validation, fetch, delete, expiry.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use kafka_protocol::ResponseError;
 
@@ -35,11 +35,13 @@ impl GroupState {
         Ok(())
     }
 
-    /// Handles an OffsetCommit request.
+    /// Handles an OffsetCommit request. A partition named more than once is answered once per
+    /// entry, in request order, and ends at its last valid entry, as Kafka's replay of one
+    /// record per entry leaves it; only that entry is written.
     ///
     /// # Errors
     /// A validation error that applies to every partition of the request; per-partition
-    /// errors (OFFSET_METADATA_TOO_LARGE) are in the result.
+    /// errors (OFFSET_METADATA_TOO_LARGE) are in the result, one per request entry.
     pub fn commit_offsets(
         &mut self,
         req: CommitRequest,
@@ -53,25 +55,38 @@ impl GroupState {
             .retention_ms
             .filter(|r| *r >= 0)
             .map(|r| now_ms.saturating_add(u64::try_from(r).unwrap_or(0)));
+        let max_metadata = self.config.offset_metadata_max_bytes;
+        let valid = |c: &super::types::OffsetCommit| c.metadata.len() <= max_metadata;
+        // The last valid entry of each partition is the one that takes effect.
+        let last: HashMap<&TopicPartition, usize> = req
+            .offsets
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| valid(c))
+            .map(|(i, c)| (&c.tp, i))
+            .collect();
+        let winners: HashSet<usize> = last.into_values().collect();
         let mut results = Vec::with_capacity(req.offsets.len());
-        for commit in req.offsets {
-            if commit.metadata.len() > self.config.offset_metadata_max_bytes {
+        for (i, commit) in req.offsets.into_iter().enumerate() {
+            if !valid(&commit) {
                 results.push((commit.tp, Some(ResponseError::OffsetMetadataTooLarge)));
                 continue;
             }
-            let committed = CommittedOffset {
-                offset: commit.offset,
-                leader_epoch: commit.leader_epoch,
-                metadata: commit.metadata,
-                commit_timestamp_ms: now_ms,
-                expire_timestamp_ms: expire,
-            };
-            self.effects.records.push(GroupRecord::OffsetCommit(offset_record(
-                &self.group_id,
-                &commit.tp,
-                &committed,
-            )));
-            self.offsets.insert(commit.tp.clone(), committed);
+            if winners.contains(&i) {
+                let committed = CommittedOffset {
+                    offset: commit.offset,
+                    leader_epoch: commit.leader_epoch,
+                    metadata: commit.metadata,
+                    commit_timestamp_ms: now_ms,
+                    expire_timestamp_ms: expire,
+                };
+                self.effects.records.push(GroupRecord::OffsetCommit(offset_record(
+                    &self.group_id,
+                    &commit.tp,
+                    &committed,
+                )));
+                self.offsets.insert(commit.tp.clone(), committed);
+            }
             results.push((commit.tp, None));
         }
         Ok(results)

@@ -55,6 +55,24 @@ pub(super) struct Slot {
     pub(super) waiters: HashMap<Token, Waiter>,
     /// Ownership epoch the group was loaded under; its records are written under it.
     pub(super) epoch: u64,
+    /// A write of this group failed: `state` holds changes the log does not, so nothing is
+    /// served from it or written on top of it; the group is reloaded once the log retired
+    /// `epoch` ([`GroupLog::renew`]).
+    pub(super) failed: bool,
+    /// A renewal of `epoch` is under way or done.
+    pub(super) renewing: bool,
+}
+
+impl Slot {
+    pub(super) fn new(state: GroupState, epoch: u64) -> Self {
+        Self {
+            state,
+            waiters: HashMap::new(),
+            epoch,
+            failed: false,
+            renewing: false,
+        }
+    }
 }
 
 pub(super) type SlotRef = Arc<Mutex<Slot>>;
@@ -92,10 +110,15 @@ impl Inner {
         };
         let mut groups = self.groups.lock();
         if let Some(slot) = groups.get(group_id) {
-            let (same_epoch, dead) = {
+            let (same_epoch, dead, failed) = {
                 let s = slot.lock();
-                (s.epoch == epoch, s.state.phase() == GroupPhase::Dead)
+                (s.epoch == epoch, s.state.phase() == GroupPhase::Dead, s.failed)
             };
+            if same_epoch && failed {
+                // Retried here when an earlier renewal failed.
+                self.renew(group_id, slot);
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
             if same_epoch && (!create || !dead) {
                 return Ok(Some(slot.clone()));
             }
@@ -117,13 +140,39 @@ impl Inner {
                 self.wake.notify_one();
             }
         }
-        let slot = Arc::new(Mutex::new(Slot {
-            state,
-            waiters: HashMap::new(),
-            epoch,
-        }));
+        let slot = Arc::new(Mutex::new(Slot::new(state, epoch)));
         groups.insert(group_id.to_owned(), slot.clone());
         Ok(Some(slot))
+    }
+
+    /// Marks the group failed (a write of it was not stored), answers its pending
+    /// JoinGroup/SyncGroup calls, and asks the log to retire its epoch unless that is under way.
+    /// The group is reloaded from the log by the first [`Inner::slot`] call after the log
+    /// answers the new epoch.
+    fn renew(&self, group_id: &str, slot: &SlotRef) {
+        let epoch = {
+            let mut s = slot.lock();
+            s.failed = true;
+            // Dropped senders answer COORDINATOR_NOT_AVAILABLE: the members rejoin.
+            s.waiters.clear();
+            if s.renewing {
+                return;
+            }
+            s.renewing = true;
+            s.epoch
+        };
+        tracing::info!(
+            group = group_id,
+            epoch,
+            "discarding group state after a failed write"
+        );
+        let (log, slot, group_id) = (self.log.clone(), slot.clone(), group_id.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = log.renew(&group_id, epoch).await {
+                tracing::warn!(group = %group_id, error = %e, "retiring the group epoch failed, will retry");
+                slot.lock().renewing = false;
+            }
+        });
     }
 
     /// Forgets a group this gateway no longer coordinates; its pending JoinGroup/SyncGroup
@@ -159,6 +208,9 @@ impl Inner {
     ) -> Result<T, StoreError> {
         let (out, ack, deliveries, dead) = {
             let mut s = slot.lock();
+            if s.failed {
+                return Err(StoreError::Reloading);
+            }
             let now = self.clock.now_ms();
             let live = |p: GroupPhase| (p != GroupPhase::Dead).then_some(p);
             let before = live(s.state.phase());
@@ -197,6 +249,9 @@ impl Inner {
             deliver(waiter, completion, stored.is_ok());
         }
         let fenced = matches!(stored, Err(StoreError::Fenced));
+        if stored.is_err() && !fenced {
+            self.renew(group_id, slot);
+        }
         if dead || fenced {
             let mut groups = self.groups.lock();
             if groups.get(group_id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
@@ -210,9 +265,11 @@ impl Inner {
         stored.map(|()| out)
     }
 
+    /// Runs offset expiry on every group held in memory, all groups at once so that one slow
+    /// write holds up no other group.
     pub(super) async fn expire_offsets(&self) {
         let retention = self.config.offsets_retention_ms;
-        for slot in self.slots() {
+        let passes = self.slots().into_iter().map(|slot| async move {
             let id = slot.lock().state.group_id().to_owned();
             if let Err(e) = self
                 .apply(&id, &slot, |s, now| s.state.expire_offsets(now, retention))
@@ -220,6 +277,28 @@ impl Inner {
             {
                 tracing::warn!(group = %id, error = %e, "offset expiry failed");
             }
+        });
+        futures::future::join_all(passes).await;
+    }
+
+    /// Drops this gateway's claims on groups that have no durable state and are not held in
+    /// memory (looked up by FindCoordinator, never used), so they do not pile up in the log.
+    pub(super) async fn release_idle_claims(&self) {
+        let idle: Vec<(String, u64)> = {
+            let groups = self.groups.lock();
+            self.log
+                .idle_claims()
+                .into_iter()
+                .filter(|(id, _)| !groups.contains_key(id))
+                .collect()
+        };
+        if idle.is_empty() {
+            return;
+        }
+        let claims = idle.len();
+        match self.log.release(idle).await {
+            Ok(()) => tracing::info!(claims, "released idle group claims"),
+            Err(e) => tracing::warn!(claims, error = %e, "releasing idle group claims failed"),
         }
     }
 }
@@ -248,8 +327,13 @@ fn deliver(waiter: Waiter, completion: Completion, stored: bool) {
 }
 
 /// The timer task: ticks due groups, runs offset expiry, sleeps until the next deadline.
+///
+/// Each due group is ticked in a task of its own, and expiry runs in one task at a time, so a
+/// group whose write is slow (a raft proposal waiting for a quorum) delays no other group's
+/// session or rebalance timeouts.
 pub(super) async fn run_timer(inner: Weak<Inner>, wake: Arc<Notify>, shutdown: CancellationToken) {
     let mut next_expiry: Option<u64> = None;
+    let mut expiry: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         let notified = wake.notified();
         tokio::pin!(notified);
@@ -258,17 +342,24 @@ pub(super) async fn run_timer(inner: Weak<Inner>, wake: Arc<Notify>, shutdown: C
         let now = strong.clock.now_ms();
         let due = strong.schedule.lock().pop_due(now);
         for id in due {
-            if let Ok(Some(slot)) = strong.slot(&id, false).await {
-                if let Err(e) = strong.apply(&id, &slot, |s, now| s.state.tick(now)).await {
-                    tracing::warn!(group = %id, error = %e, "group timeout handling failed to persist");
+            let inner = strong.clone();
+            tokio::spawn(async move {
+                if let Ok(Some(slot)) = inner.slot(&id, false).await {
+                    if let Err(e) = inner.apply(&id, &slot, |s, now| s.state.tick(now)).await {
+                        tracing::warn!(group = %id, error = %e, "group timeout handling failed to persist");
+                    }
                 }
-            }
+            });
         }
         let interval = strong.config.offsets_retention_check_interval_ms;
         let expiry_at = next_expiry.get_or_insert(now + interval);
-        if *expiry_at <= now {
-            strong.expire_offsets().await;
-            *expiry_at = strong.clock.now_ms() + interval;
+        if *expiry_at <= now && expiry.as_ref().is_none_or(|t| t.is_finished()) {
+            let inner = strong.clone();
+            expiry = Some(tokio::spawn(async move {
+                inner.expire_offsets().await;
+                inner.release_idle_claims().await;
+            }));
+            *expiry_at = now + interval;
         }
         let expiry_at = *expiry_at;
         let next = strong

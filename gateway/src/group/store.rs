@@ -26,6 +26,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use super::record::{
@@ -69,6 +70,10 @@ pub enum StoreError {
     /// The replicated log could not commit the records (no leader reachable in time).
     #[error("cluster write failed: {0}")]
     Cluster(String),
+    /// The group's in-memory state is being discarded after a refused write; it is served again
+    /// once reloaded from the log.
+    #[error("group is reloading after a failed write")]
+    Reloading,
 }
 
 impl StoreError {
@@ -149,6 +154,12 @@ type Ack = oneshot::Sender<Result<(), StoreError>>;
 pub struct GroupStore {
     tx: Option<mpsc::Sender<(Vec<GroupRecord>, Ack)>>,
     writer: Option<JoinHandle<()>>,
+    /// What the log holds, updated by the writer before it acknowledges a write: a group whose
+    /// in-memory state was discarded after a failed write is reloaded from it.
+    image: Arc<Mutex<GroupImage>>,
+    /// Generation of each group's in-memory state, bumped when a failed write discards it
+    /// (the local log's ownership epoch; absent means 0).
+    pub(super) epochs: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl GroupStore {
@@ -204,6 +215,7 @@ impl GroupStore {
         }
         sync_dir(dir)?;
         tracing::info!(dir = %dir.display(), epoch, groups = image.groups.len(), "group store replayed");
+        let shared = Arc::new(Mutex::new(image.clone()));
         let writer = Writer {
             dir: dir.to_owned(),
             epoch,
@@ -211,7 +223,7 @@ impl GroupStore {
             len,
             snapshot_len,
             compact_bytes,
-            image: image.clone(),
+            image: shared.clone(),
             broken: false,
         };
         let (tx, rx) = mpsc::channel();
@@ -223,6 +235,8 @@ impl GroupStore {
             GroupStore {
                 tx: Some(tx),
                 writer: Some(handle),
+                image: shared,
+                epochs: Mutex::default(),
             },
             image,
         ))
@@ -242,6 +256,11 @@ impl GroupStore {
             }
         }
         rx
+    }
+
+    /// The durable state of `group_id` as of the last acknowledged write.
+    pub fn image_of(&self, group_id: &str) -> Option<ImageGroup> {
+        self.image.lock().groups.get(group_id).cloned()
     }
 }
 
@@ -330,7 +349,7 @@ struct Writer {
     len: u64,
     snapshot_len: u64,
     compact_bytes: u64,
-    image: GroupImage,
+    image: Arc<Mutex<GroupImage>>,
     /// Set when a failed write could not be rolled back: every later write fails.
     broken: bool,
 }
@@ -375,7 +394,8 @@ impl Writer {
             return Err(io_err("append", &path)(e));
         }
         self.len += buf.len() as u64;
-        records.iter().for_each(|r| self.image.apply(r));
+        let mut image = self.image.lock();
+        records.iter().for_each(|r| image.apply(r));
         Ok(())
     }
 
@@ -383,7 +403,7 @@ impl Writer {
         let next = self.epoch + 1;
         let tmp = self.dir.join(format!("snapshot-{next:020}.tmp"));
         let mut buf = FILE_MAGIC.to_vec();
-        for r in self.image.records() {
+        for r in self.image.lock().records() {
             encode_frame(&r, &mut buf).map_err(|e| StoreError::Encode(Arc::new(e)))?;
         }
         let mut snap = File::create(&tmp).map_err(io_err("create", &tmp))?;

@@ -2,7 +2,10 @@
 //!
 //! As in Kafka, partitions of unknown topics (or beyond a topic's partition count) are answered
 //! with UNKNOWN_TOPIC_OR_PARTITION and never reach the coordinator; the rest are committed (or
-//! refused together with the coordinator's group-level error).
+//! refused together with the coordinator's group-level error). A partition named twice is
+//! answered twice, in request order, and keeps its last valid offset (Kafka writes one record
+//! per entry and replays them in order; the coordinator writes only the last). Linear in the
+//! request size: one topic lookup per distinct topic, index-addressed results.
 
 use std::collections::HashMap;
 
@@ -10,7 +13,6 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tracing::debug;
 
@@ -21,10 +23,14 @@ use crate::storage::TopicPartition;
 /// A leader epoch of -1 means "unknown" on the wire.
 const NO_LEADER_EPOCH: i32 = -1;
 
+/// One partition entry of the request: its index and either an early error or the position of
+/// its commit in the coordinator request.
+type Entry = (i32, Result<usize, ResponseError>);
+
 pub(super) async fn handle(ctx: &Context, version: i16, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let group_id = req.group_id.0.to_string();
-    // Per (topic, partition) in request order: an early error, or `None` to be committed.
-    let mut outcome: Vec<(TopicPartition, Option<ResponseError>)> = Vec::new();
+    // Per request topic and entry, in request order: an early error, or the index of its commit.
+    let mut outcome: Vec<(TopicName, Vec<Entry>)> = Vec::new();
     let mut offsets = Vec::new();
     let mut partition_counts: HashMap<String, Option<i32>> = HashMap::new();
     for topic in req.topics {
@@ -40,13 +46,13 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: OffsetCommitRequest
             partition_counts.insert(name.clone(), count);
         }
         let count = partition_counts[&name];
+        let mut entries = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
-            let tp = TopicPartition::new(name.as_str(), p.partition_index);
             let known = count.is_some_and(|n| (0..n).contains(&p.partition_index));
-            if group_id.is_empty() {
-                outcome.push((tp, Some(ResponseError::InvalidGroupId)));
+            let entry = if group_id.is_empty() {
+                Err(ResponseError::InvalidGroupId)
             } else if !known {
-                outcome.push((tp, Some(ResponseError::UnknownTopicOrPartition)));
+                Err(ResponseError::UnknownTopicOrPartition)
             } else {
                 let epoch = if version >= 6 {
                     p.committed_leader_epoch
@@ -54,17 +60,22 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: OffsetCommitRequest
                     NO_LEADER_EPOCH
                 };
                 offsets.push(OffsetCommit {
-                    tp: tp.clone(),
+                    tp: TopicPartition::new(name.as_str(), p.partition_index),
                     offset: p.committed_offset,
                     leader_epoch: (epoch >= 0).then_some(epoch),
                     metadata: p.committed_metadata.map(|m| m.to_string()).unwrap_or_default(),
                 });
-                outcome.push((tp, None));
-            }
+                Ok(offsets.len() - 1)
+            };
+            entries.push((p.partition_index, entry));
         }
+        outcome.push((topic.name, entries));
     }
-    let mut committed: HashMap<TopicPartition, Option<ResponseError>> = HashMap::new();
-    if !offsets.is_empty() {
+    // One result per commit entry, in order (duplicates included).
+    let committed: Vec<Option<ResponseError>> = if offsets.is_empty() {
+        Vec::new()
+    } else {
+        let n = offsets.len();
         let commit = CommitRequest {
             member_id: req.member_id.to_string(),
             instance_id: (version >= 7)
@@ -75,29 +86,35 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: OffsetCommitRequest
             offsets,
         };
         let member = commit.member_id.clone();
-        let tps: Vec<TopicPartition> = commit.offsets.iter().map(|o| o.tp.clone()).collect();
         match ctx.groups.commit_offsets(&group_id, commit).await {
-            Ok(results) => committed.extend(results),
+            Ok(results) if results.len() == n => results.into_iter().map(|(_, e)| e).collect(),
+            Ok(results) => {
+                tracing::error!(group = %group_id, expected = n, got = results.len(), "offset commit results do not match the request");
+                vec![Some(ResponseError::UnknownServerError); n]
+            }
             Err(e) => {
                 debug!(group = %group_id, member = %member, error = ?e, "offset commit refused");
-                committed.extend(tps.into_iter().map(|tp| (tp, Some(e))));
+                vec![Some(e); n]
             }
         }
-    }
-    let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
-    for (tp, early) in outcome {
-        let error = early.or_else(|| committed.get(&tp).copied().flatten());
-        let partition = OffsetCommitResponsePartition::default()
-            .with_partition_index(tp.partition)
-            .with_error_code(error.map_or(0, |e| e.code()));
-        match topics.last_mut() {
-            Some(t) if *t.name.0 == *tp.topic => t.partitions.push(partition),
-            _ => topics.push(
-                OffsetCommitResponseTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(tp.topic.to_string())))
-                    .with_partitions(vec![partition]),
-            ),
-        }
-    }
+    };
+    // As Kafka answers: one topic per request topic, one partition per request entry.
+    let topics = outcome
+        .into_iter()
+        .map(|(name, entries)| {
+            let partitions = entries
+                .into_iter()
+                .map(|(partition, entry)| {
+                    let error = entry.map_or_else(Some, |i| committed[i]);
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(partition)
+                        .with_error_code(error.map_or(0, |e| e.code()))
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(name)
+                .with_partitions(partitions)
+        })
+        .collect();
     OffsetCommitResponse::default().with_topics(topics)
 }

@@ -11,18 +11,32 @@
 //! failed. Waiters are served first come, first served (tokio's fair semaphore), so a large frame
 //! is not starved by a stream of small ones. A frame larger than the whole budget could never be
 //! admitted; the session refuses it like an over-size frame.
+//!
+//! A sixteenth of the budget (the headroom) is kept for small frames (at most
+//! [`SMALL_FRAME_BYTES`]): a small frame takes bytes from the main part if it can at once, else
+//! from the headroom. So clients holding large frames open (a slow or hostile sender that never
+//! completes them) can fill the main part, but a normal client's ApiVersions, Metadata,
+//! heartbeats and small produces are still read. A frame larger than the main part takes the
+//! rest from the headroom. The total held never exceeds the budget.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use prometheus::IntGauge;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// Largest frame that may use the headroom kept for small frames.
+pub const SMALL_FRAME_BYTES: usize = 1 << 20;
 
 /// The shared bound on request bytes held by queued and in-flight requests.
 #[derive(Debug)]
 pub struct MemoryBudget {
     limit: usize,
+    /// The main part: every frame may use it.
     permits: Semaphore,
+    /// The headroom: small frames, and the part of a frame larger than the main part.
+    headroom: Semaphore,
+    headroom_size: usize,
     held: IntGauge,
     waiting: IntGauge,
 }
@@ -32,9 +46,12 @@ impl MemoryBudget {
     /// reserved, readers waiting for bytes).
     pub fn new(limit: usize, held: IntGauge, waiting: IntGauge) -> Arc<Self> {
         let limit = limit.min(Semaphore::MAX_PERMITS);
+        let headroom_size = limit / 16;
         Arc::new(Self {
             limit,
-            permits: Semaphore::new(limit),
+            permits: Semaphore::new(limit - headroom_size),
+            headroom: Semaphore::new(headroom_size),
+            headroom_size,
             held,
             waiting,
         })
@@ -47,31 +64,74 @@ impl MemoryBudget {
 
     /// Bytes currently reserved.
     pub fn held(&self) -> usize {
-        self.limit - self.permits.available_permits()
+        self.limit - self.permits.available_permits() - self.headroom.available_permits()
     }
 
     /// Reserves `bytes`, waiting while the budget cannot hold them. `None` when `bytes` exceeds
     /// the whole budget (it could never be reserved). Cancel-safe: a reservation abandoned while
-    /// waiting takes nothing.
+    /// waiting takes nothing (permits are kept only once all of them are acquired).
     pub async fn reserve(self: &Arc<Self>, bytes: usize) -> Option<Reservation> {
         if bytes > self.limit {
             return None;
         }
         let n = u32::try_from(bytes).ok()?;
-        match self.permits.try_acquire_many(n) {
-            Ok(p) => p.forget(),
-            Err(_) => {
-                self.waiting.inc();
-                let _waiting = Dec(&self.waiting);
-                // The semaphore is never closed.
-                self.permits.acquire_many(n).await.ok()?.forget();
-            }
-        }
+        let main_size = u32::try_from(self.limit - self.headroom_size).ok()?;
+        let (main, headroom) = if bytes <= SMALL_FRAME_BYTES.min(self.headroom_size) {
+            self.reserve_small(n).await?
+        } else if n > main_size {
+            // Larger than the main part: all of it, then the rest from the headroom.
+            let main = self.acquire(&self.permits, main_size).await?;
+            let rest = self.acquire(&self.headroom, n - main_size).await?;
+            (Some(main), Some(rest))
+        } else {
+            (Some(self.acquire(&self.permits, n).await?), None)
+        };
+        let kept = |p: Option<SemaphorePermit<'_>>| {
+            p.map_or(0, |p| {
+                let k = p.num_permits();
+                p.forget();
+                k
+            })
+        };
+        let (main, headroom) = (kept(main), kept(headroom));
         self.held.add(bytes as i64);
         Some(Reservation {
             budget: Some(Arc::clone(self)),
-            bytes: AtomicUsize::new(bytes),
+            bytes: AtomicUsize::new(main),
+            headroom: AtomicUsize::new(headroom),
         })
+    }
+
+    /// A small frame: the main part if it has room now, else the headroom if it has, else
+    /// whichever part frees room first.
+    async fn reserve_small(
+        &self,
+        n: u32,
+    ) -> Option<(Option<SemaphorePermit<'_>>, Option<SemaphorePermit<'_>>)> {
+        if let Ok(p) = self.permits.try_acquire_many(n) {
+            return Some((Some(p), None));
+        }
+        if let Ok(p) = self.headroom.try_acquire_many(n) {
+            return Some((None, Some(p)));
+        }
+        self.waiting.inc();
+        let _waiting = Dec(&self.waiting);
+        // Both acquisitions are cancel-safe: the one that loses the race takes nothing. The
+        // semaphores are never closed.
+        tokio::select! {
+            p = self.permits.acquire_many(n) => Some((Some(p.ok()?), None)),
+            p = self.headroom.acquire_many(n) => Some((None, Some(p.ok()?))),
+        }
+    }
+
+    async fn acquire<'a>(&self, pool: &'a Semaphore, n: u32) -> Option<SemaphorePermit<'a>> {
+        if let Ok(p) = pool.try_acquire_many(n) {
+            return Some(p);
+        }
+        self.waiting.inc();
+        let _waiting = Dec(&self.waiting);
+        // The semaphore is never closed.
+        pool.acquire_many(n).await.ok()
     }
 }
 
@@ -87,7 +147,10 @@ impl Drop for Dec<'_> {
 #[derive(Debug)]
 pub struct Reservation {
     budget: Option<Arc<MemoryBudget>>,
+    /// Bytes from the main part.
     bytes: AtomicUsize,
+    /// Bytes from the headroom.
+    headroom: AtomicUsize,
 }
 
 impl Reservation {
@@ -96,15 +159,18 @@ impl Reservation {
         Self {
             budget: None,
             bytes: AtomicUsize::new(0),
+            headroom: AtomicUsize::new(0),
         }
     }
 
     /// Returns the bytes to the budget. Idempotent.
     pub fn release(&self) {
         let bytes = self.bytes.swap(0, Ordering::AcqRel);
-        if let (Some(budget), true) = (&self.budget, bytes > 0) {
-            budget.held.sub(bytes as i64);
+        let headroom = self.headroom.swap(0, Ordering::AcqRel);
+        if let Some(budget) = &self.budget {
+            budget.held.sub((bytes + headroom) as i64);
             budget.permits.add_permits(bytes);
+            budget.headroom.add_permits(headroom);
         }
     }
 }
@@ -131,10 +197,11 @@ mod tests {
 
     #[tokio::test]
     async fn reservations_wait_for_released_bytes_and_never_exceed_the_limit() {
+        // 94 bytes of main part, 6 of headroom.
         let b = budget(100);
         let a = b.reserve(60).await.expect("fits");
-        let c = b.reserve(40).await.expect("fits exactly");
-        assert_eq!((b.held(), b.held.get()), (100, 100));
+        let c = b.reserve(34).await.expect("fills the main part");
+        assert_eq!((b.held(), b.held.get()), (94, 94));
         let waiter = tokio::spawn({
             let b = Arc::clone(&b);
             async move { b.reserve(50).await.expect("fits once released") }
@@ -147,7 +214,7 @@ mod tests {
             );
             tokio::task::yield_now().await;
         }
-        assert_eq!(b.held(), 100, "a waiter holds nothing");
+        assert_eq!(b.held(), 94, "a waiter holds nothing");
         a.release();
         a.release();
         drop(a);
@@ -155,11 +222,47 @@ mod tests {
             .await
             .expect("the waiter is admitted once 60 bytes are back")
             .expect("waiter task");
-        assert_eq!((b.held(), b.held.get(), b.waiting.get()), (90, 90, 0));
+        assert_eq!((b.held(), b.held.get(), b.waiting.get()), (84, 84, 0));
         drop((c, d));
         assert_eq!((b.held(), b.held.get()), (0, 0));
         assert!(b.reserve(101).await.is_none(), "larger than the whole budget");
         Reservation::none().release();
+    }
+
+    #[tokio::test]
+    async fn small_frames_are_read_while_large_ones_fill_the_main_part() {
+        // 150 bytes of main part, 10 of headroom; frames up to 10 bytes are small.
+        let b = budget(160);
+        let large = b.reserve(150).await.expect("fills the main part");
+        let stuck = tokio::spawn({
+            let b = Arc::clone(&b);
+            async move { b.reserve(20).await.expect("fits once released") }
+        });
+        let small = [b.reserve(5).await.unwrap(), b.reserve(5).await.unwrap()];
+        assert_eq!(b.held(), 160, "small frames use the headroom");
+        let third = tokio::spawn({
+            let b = Arc::clone(&b);
+            async move { b.reserve(5).await.expect("fits once released") }
+        });
+        drop(small);
+        let third = tokio::time::timeout(Duration::from_secs(5), third)
+            .await
+            .expect("a waiting small frame gets freed headroom")
+            .expect("small waiter");
+        assert!(!stuck.is_finished(), "a large frame never takes the headroom");
+        drop((large, third));
+        let stuck = tokio::time::timeout(Duration::from_secs(5), stuck)
+            .await
+            .expect("the large frame is admitted once the main part is free")
+            .expect("large waiter");
+        drop(stuck);
+        let whole = b
+            .reserve(160)
+            .await
+            .expect("the whole budget: main part and headroom");
+        assert_eq!(b.held(), 160);
+        drop(whole);
+        assert_eq!((b.held(), b.held.get()), (0, 0));
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@ use super::*;
 
 mod coordinator_test;
 mod offsets_test;
+mod refused_write_test;
 mod state_test;
 mod static_test;
 

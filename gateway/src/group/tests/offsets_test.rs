@@ -181,3 +181,70 @@ fn deleted_topics_lose_their_offsets() {
     assert!(h.g.fetch_offset(&TopicPartition::new("kept", 0)).is_some());
     assert_eq!(h.g.take_effects().records.len(), 1);
 }
+
+#[test]
+fn duplicate_partitions_answer_each_entry_and_write_the_last_valid_once() {
+    let mut h = Harness::new(cfg());
+    let entry = |p: i32, offset: i64, metadata: &str| OffsetCommit {
+        tp: TopicPartition::new("t", p),
+        offset,
+        leader_epoch: None,
+        metadata: metadata.into(),
+    };
+    let too_long = "x".repeat(cfg().offset_metadata_max_bytes + 1);
+    let mut req = commit("", -1, "t", 0);
+    req.offsets = vec![
+        entry(0, 1, ""),
+        entry(1, 10, ""),
+        entry(0, 2, ""),
+        entry(0, 3, &too_long),
+        entry(1, 11, ""),
+    ];
+    let results = h.g.commit_offsets(req, h.now).unwrap();
+    let errors: Vec<(i32, Option<ResponseError>)> =
+        results.iter().map(|(tp, e)| (tp.partition, *e)).collect();
+    assert_eq!(
+        errors,
+        vec![
+            (0, None),
+            (1, None),
+            (0, None),
+            (0, Some(ResponseError::OffsetMetadataTooLarge)),
+            (1, None)
+        ]
+    );
+    // The last valid entry wins, as Kafka's replay of one record per entry leaves it.
+    assert_eq!(h.g.fetch_offset(&TopicPartition::new("t", 0)).unwrap().offset, 2);
+    assert_eq!(h.g.fetch_offset(&TopicPartition::new("t", 1)).unwrap().offset, 11);
+    let written: Vec<(i32, i64)> =
+        h.g.take_effects()
+            .records
+            .iter()
+            .map(|r| match r {
+                GroupRecord::OffsetCommit(o) => (o.partition, o.offset),
+                other => panic!("unexpected record {other:?}"),
+            })
+            .collect();
+    assert_eq!(written, vec![(0, 2), (1, 11)]);
+}
+
+#[test]
+fn a_hundred_thousand_duplicates_write_one_record() {
+    let mut h = Harness::new(cfg());
+    let mut req = commit("", -1, "t", 0);
+    req.offsets = (0..100_000)
+        .map(|i| OffsetCommit {
+            tp: TopicPartition::new("t", 0),
+            offset: i,
+            leader_epoch: None,
+            metadata: String::new(),
+        })
+        .collect();
+    let results = h.g.commit_offsets(req, h.now).unwrap();
+    assert_eq!(results.len(), 100_000);
+    assert_eq!(h.g.take_effects().records.len(), 1);
+    assert_eq!(
+        h.g.fetch_offset(&TopicPartition::new("t", 0)).unwrap().offset,
+        99_999
+    );
+}
