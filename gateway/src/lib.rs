@@ -15,6 +15,8 @@
 pub mod admin;
 pub mod cluster;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod group;
 pub mod handler;
 pub mod metrics;

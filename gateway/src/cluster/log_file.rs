@@ -53,15 +53,11 @@ impl LogFile {
             .open(&path)?;
         let mut buf = Vec::new();
         file.read_to_end(&mut buf)?;
-        let mut frames = Vec::new();
-        let mut positions = BTreeMap::new();
-        let mut pos = 0usize;
-        while let Some((payload, next)) = decode_frame(&buf, pos) {
-            let Some(index) = index_of(payload) else { break };
-            positions.insert(index, pos as u64);
-            frames.push((index, payload.to_vec()));
-            pos = next;
-        }
+        let Scan {
+            frames,
+            positions,
+            valid_len: pos,
+        } = scan(&buf, index_of);
         if pos < buf.len() {
             tracing::warn!(path = %path.display(), valid_bytes = pos, file_bytes = buf.len(), "cutting torn raft log tail");
             file.set_len(pos as u64)?;
@@ -141,7 +137,41 @@ impl LogFile {
     }
 }
 
-fn encode_frame(payload: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+/// What [`scan`] read from a log file's bytes.
+#[derive(Debug)]
+pub(crate) struct Scan {
+    /// Every intact frame's `(index, payload)`, in file order.
+    pub(crate) frames: Frames,
+    /// Frame start by log index.
+    pub(crate) positions: BTreeMap<u64, u64>,
+    /// Length of the intact prefix; the file is cut there.
+    pub(crate) valid_len: usize,
+}
+
+/// Reads the frames of a log file's bytes up to the first incomplete or corrupt frame, or the
+/// first payload `index_of` rejects.
+pub(crate) fn scan(buf: &[u8], index_of: impl Fn(&[u8]) -> Option<u64>) -> Scan {
+    let mut frames = Vec::new();
+    let mut positions = BTreeMap::new();
+    let mut pos = 0usize;
+    while let Some((payload, next)) = decode_frame(buf, pos) {
+        let Some(index) = index_of(payload) else { break };
+        positions.insert(index, pos as u64);
+        frames.push((index, payload.to_vec()));
+        pos = next;
+    }
+    Scan {
+        frames,
+        positions,
+        valid_len: pos,
+    }
+}
+
+/// Appends one frame holding `payload` to `out`.
+///
+/// # Errors
+/// `InvalidInput` for a payload larger than the frame limit.
+pub(crate) fn encode_frame(payload: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
     if payload.len() > MAX_FRAME_BYTES {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

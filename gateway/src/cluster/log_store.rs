@@ -56,22 +56,10 @@ impl LogStore {
     /// # Errors
     /// I/O errors, or a vote or purge file that does not parse.
     pub fn open(dir: &Path) -> std::io::Result<Self> {
-        let (file, frames) = LogFile::open(dir, |p| {
-            serde_json::from_slice::<Entry<TypeConfig>>(p)
-                .ok()
-                .map(|e| e.log_id.index)
-        })?;
+        let (file, frames) = LogFile::open(dir, entry_index)?;
         let vote = read_json(dir, VOTE_FILE)?;
         let last_purged: Option<LogId<NodeId>> = read_json(dir, PURGED_FILE)?;
-        let floor = last_purged.map(|l| l.index);
-        let mut entries = BTreeMap::new();
-        for (index, payload) in frames {
-            if floor.is_some_and(|f| index <= f) {
-                continue;
-            }
-            let entry: Entry<TypeConfig> = serde_json::from_slice(&payload).map_err(std::io::Error::other)?;
-            entries.insert(index, entry);
-        }
+        let entries = decode_entries(frames, last_purged.map(|l| l.index))?;
         Ok(Self {
             dir: dir.to_owned(),
             mem: Arc::new(Mutex::new(MemLog {
@@ -99,6 +87,33 @@ impl LogStore {
         .await
         .map_err(std::io::Error::other)?
     }
+}
+
+/// The log index of a raft log frame's payload, `None` when it is not an entry (which ends the
+/// log when it is read at open).
+pub(crate) fn entry_index(payload: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<Entry<TypeConfig>>(payload)
+        .ok()
+        .map(|e| e.log_id.index)
+}
+
+/// The entries of the frames read at open, without those at or below the purge point `floor`.
+///
+/// # Errors
+/// `Other` for a payload that is not an entry.
+pub(crate) fn decode_entries(
+    frames: super::log_file::Frames,
+    floor: Option<u64>,
+) -> std::io::Result<BTreeMap<u64, Entry<TypeConfig>>> {
+    let mut entries = BTreeMap::new();
+    for (index, payload) in frames {
+        if floor.is_some_and(|f| index <= f) {
+            continue;
+        }
+        let entry: Entry<TypeConfig> = serde_json::from_slice(&payload).map_err(std::io::Error::other)?;
+        entries.insert(index, entry);
+    }
+    Ok(entries)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> std::io::Result<Option<T>> {

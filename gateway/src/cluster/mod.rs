@@ -30,7 +30,7 @@ pub mod state_machine;
 pub mod view;
 
 mod coordinator;
-mod log_file;
+pub(crate) mod log_file;
 
 use std::fmt;
 use std::io::Cursor;

@@ -291,7 +291,7 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// Decodes every frame after the header: the records, the length of the valid prefix, and the
 /// error that stopped decoding, if any.
-fn decode_all(data: &[u8]) -> (Vec<GroupRecord>, usize, Option<FrameError>) {
+pub(crate) fn decode_all(data: &[u8]) -> (Vec<GroupRecord>, usize, Option<FrameError>) {
     if data.len() < FILE_MAGIC.len() || &data[..FILE_MAGIC.len()] != FILE_MAGIC {
         return (Vec::new(), 0, Some(FrameError::Payload("bad file header".into())));
     }

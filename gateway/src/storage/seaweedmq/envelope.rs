@@ -231,7 +231,7 @@ pub fn encode(e: &Envelope) -> Bytes {
 }
 
 /// CRC32C over the version byte and everything after the CRC field; `buf.len() >= PREFIX_LEN`.
-fn checksum(buf: &[u8]) -> u32 {
+pub(crate) fn checksum(buf: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&buf[1..2]), &buf[PREFIX_LEN..])
 }
 
