@@ -129,6 +129,11 @@ impl GroupImage {
             } => {
                 if let Some(group) = self.groups.get_mut(group_id) {
                     group.offsets.remove(&(topic.clone(), *partition));
+                    // A group without metadata or offsets has no state: the image holds exactly
+                    // what its records (a snapshot) rebuild, so it reads the same after a restart.
+                    if group.metadata.is_none() && group.offsets.is_empty() {
+                        self.groups.remove(group_id);
+                    }
                 }
             }
             GroupRecord::GroupDelete { group_id } => {

@@ -98,3 +98,22 @@ fn corrupt_snapshot_is_an_error() {
         Err(StoreError::Corrupt { .. })
     ));
 }
+
+#[test]
+fn a_group_left_without_metadata_or_offsets_leaves_the_image() {
+    let delete = |partition| GroupRecord::OffsetDelete {
+        group_id: "a".into(),
+        topic: "t".into(),
+        partition,
+    };
+    let mut image = GroupImage::default();
+    for r in [commit("a", 0, 1), commit("a", 1, 2), delete(0)] {
+        image.apply(&r);
+    }
+    assert_eq!(image.groups["a"].offsets.len(), 1);
+    image.apply(&delete(1));
+    assert!(image.groups.is_empty(), "{image:?}");
+    let mut rebuilt = GroupImage::default();
+    image.records().for_each(|r| rebuilt.apply(&r));
+    assert_eq!(rebuilt, image, "a snapshot rebuilds the same image");
+}
