@@ -20,9 +20,12 @@ use crate::storage::seaweedmq::envelope;
 use crate::storage::seaweedmq::pb::messaging_pb::DataMessage;
 use crate::storage::seaweedmq::rebuild::{decode_messages, encode_batches};
 
+/// An entry function: arbitrary bytes in, a panic only for a broken property.
+pub type Entry = fn(&[u8]);
+
 /// The fuzz targets, by the name of their `fuzz/fuzz_targets/<name>.rs` file and corpus
 /// directory, with their entry function.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Entry)] = &[
     ("request", request),
     ("record_batch", record_batch),
     ("smq_envelope", smq_envelope),
