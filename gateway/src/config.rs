@@ -46,6 +46,38 @@ pub enum FsyncPolicy {
     Interval,
 }
 
+/// When the SeaweedMQ backend answers acks=all from its write-ahead log
+/// (docs/seaweedmq-mapping.md §3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WalMode {
+    /// While this gateway is its cluster's only member; before a second member is added,
+    /// SeaweedMQ must have flushed what the WAL holds (the WAL is not replicated).
+    Auto,
+    /// Always, also in a cluster: acknowledged records then have one copy on the partition's
+    /// gateway until SeaweedMQ flushes them.
+    #[value(alias = "true")]
+    Always,
+    /// Never: acks=all waits for SeaweedMQ's flush (`-logFlushInterval`, 5 s by default).
+    #[value(alias = "false")]
+    Off,
+}
+
+impl<'de> Deserialize<'de> for WalMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Name(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(Self::Always),
+            Raw::Bool(false) => Ok(Self::Off),
+            Raw::Name(n) => <Self as clap::ValueEnum>::from_str(&n, true).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// Storage backend selection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -90,11 +122,12 @@ pub struct Flags {
     /// SeaweedMQ broker gRPC addresses (host:port,...), used when no masters are given.
     #[arg(long, env = "KAFKA_GATEWAY_SEAWEEDMQ_BROKERS")]
     pub seaweedmq_brokers: Option<String>,
-    /// SeaweedMQ: answer acks=all from a local write-ahead log in the data dir (fsynced, group
-    /// commit) instead of waiting for the broker's flush (-logFlushInterval, 5 s) [default: false;
-    /// opt-in while known failures remain, docs/seaweedmq-mapping.md §3.3].
-    #[arg(long, env = "KAFKA_GATEWAY_SEAWEEDMQ_WAL")]
-    pub seaweedmq_wal: Option<bool>,
+    /// SeaweedMQ: when acks=all is answered from a local write-ahead log in the data dir
+    /// (fsynced, group commit) instead of after the broker's flush (-logFlushInterval, 5 s):
+    /// `auto` while this gateway is its cluster's only member, `always`, or `off`
+    /// [default: auto; docs/seaweedmq-mapping.md §3.3].
+    #[arg(long, env = "KAFKA_GATEWAY_SEAWEEDMQ_WAL", value_enum)]
+    pub seaweedmq_wal: Option<WalMode>,
     /// Cluster node id [default: 0].
     #[arg(long, env = "KAFKA_GATEWAY_NODE_ID")]
     pub node_id: Option<i32>,
@@ -233,8 +266,8 @@ pub struct Config {
     pub seaweedmq_masters: Vec<String>,
     /// SeaweedMQ broker gRPC addresses (used without masters).
     pub seaweedmq_brokers: Vec<String>,
-    /// SeaweedMQ: acks=all answered from the write-ahead log under `data_dir/smq-wal`.
-    pub seaweedmq_wal: bool,
+    /// SeaweedMQ: when acks=all is answered from the write-ahead log under `data_dir/smq-wal`.
+    pub seaweedmq_wal: WalMode,
 }
 
 impl Config {
@@ -360,7 +393,7 @@ impl Config {
             group_initial_rebalance_delay_ms: pick!(group_initial_rebalance_delay_ms, 3000),
             seaweedmq_masters: Vec::new(),
             seaweedmq_brokers: Vec::new(),
-            seaweedmq_wal: pick!(seaweedmq_wal, false),
+            seaweedmq_wal: pick!(seaweedmq_wal, WalMode::Auto),
             cluster_listen: {
                 let v = pick!(cluster_listen, "0.0.0.0:9645".into());
                 v.parse()
@@ -523,11 +556,30 @@ mod tests {
     }
 
     #[test]
-    fn the_seaweedmq_wal_is_opt_in() {
+    fn the_seaweedmq_wal_defaults_to_auto_and_takes_the_old_booleans() {
         let smq = ["--storage", "seaweedmq", "--seaweedmq-masters", "m:9333"];
-        assert!(!parse(&smq).unwrap().seaweedmq_wal);
-        let on: Vec<&str> = smq.iter().copied().chain(["--seaweedmq-wal", "true"]).collect();
-        assert!(parse(&on).unwrap().seaweedmq_wal);
+        assert_eq!(parse(&smq).unwrap().seaweedmq_wal, WalMode::Auto);
+        for (arg, mode) in [
+            ("true", WalMode::Always),
+            ("always", WalMode::Always),
+            ("false", WalMode::Off),
+            ("off", WalMode::Off),
+            ("auto", WalMode::Auto),
+        ] {
+            let args: Vec<&str> = smq.iter().copied().chain(["--seaweedmq-wal", arg]).collect();
+            assert_eq!(parse(&args).unwrap().seaweedmq_wal, mode, "{arg}");
+        }
+        let bad: Vec<&str> = ["kafka-gateway", "--seaweedmq-wal", "sometimes"].to_vec();
+        assert!(Flags::try_parse_from(bad).is_err());
+        #[derive(Deserialize)]
+        struct T {
+            w: WalMode,
+        }
+        let t: T = toml::from_str("w = true").unwrap();
+        assert_eq!(t.w, WalMode::Always);
+        let t: T = toml::from_str("w = \"auto\"").unwrap();
+        assert_eq!(t.w, WalMode::Auto);
+        assert!(toml::from_str::<T>("w = \"sometimes\"").is_err());
     }
 
     #[test]

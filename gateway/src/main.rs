@@ -10,7 +10,7 @@ use kafka_gateway::admin::{self, AdminState};
 use kafka_gateway::cluster::{
     self, ClusterGroupLog, ClusterMetrics, ClusterNode, ClusterOptions, Coordinator,
 };
-use kafka_gateway::config::{Config, Flags, FsyncPolicy, StorageKind};
+use kafka_gateway::config::{Config, Flags, FsyncPolicy, StorageKind, WalMode};
 use kafka_gateway::group::{GroupConfig, GroupCoordinator, GroupMetrics};
 use kafka_gateway::handler::caps::ResourceCaps;
 use kafka_gateway::handler::{BrokerInfo, Context, HandlerOptions};
@@ -71,6 +71,10 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Longest a member addition waits for SeaweedMQ to flush what the WAL holds (its default
+/// flush interval is 5 s); the cluster's forward timeout is 10 s.
+const WAL_DRAIN_BEFORE_GROWING: std::time::Duration = std::time::Duration::from_secs(7);
+
 async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
@@ -95,6 +99,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .await
         })
     };
+    // Whether this gateway is its cluster's only member: the SeaweedMQ WAL's `auto` mode.
+    let (alone_tx, alone_rx) = tokio::sync::watch::channel(false);
+    let mut smq_handle = None;
     let storage: Arc<dyn Storage> = match config.storage {
         StorageKind::Local => {
             let local = LocalStorage::open(LocalOptions {
@@ -114,8 +121,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 masters: config.seaweedmq_masters.clone(),
                 brokers: config.seaweedmq_brokers.clone(),
                 filer: None,
-                wal_dir: config.seaweedmq_wal.then(|| config.data_dir.join("smq-wal")),
+                wal_dir: (config.seaweedmq_wal != WalMode::Off).then(|| config.data_dir.join("smq-wal")),
                 wal_metrics: Some(WalMetrics::new(&registry)?),
+                wal_only_while: (config.seaweedmq_wal == WalMode::Auto).then(|| alone_rx.clone()),
             };
             let Some(smq) = connect_seaweedmq(options).await? else {
                 info!("shutdown requested while waiting for SeaweedMQ");
@@ -123,12 +131,25 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 let _ = startup_admin.await;
                 return Ok(());
             };
-            info!(masters = ?config.seaweedmq_masters, brokers = ?config.seaweedmq_brokers, "storage: SeaweedMQ");
+            info!(masters = ?config.seaweedmq_masters, brokers = ?config.seaweedmq_brokers, wal = ?config.seaweedmq_wal, "storage: SeaweedMQ");
+            smq_handle = Some(smq.clone());
             Arc::new(Metered::new(smq, &registry)?)
         }
     };
     let metrics = Arc::new(Metrics::new(&registry, config.max_topic_labels)?);
-    let coordinator = start_cluster(&config, &registry).await?;
+    let coordinator = start_cluster(&config, &registry, alone_tx).await?;
+    if let (Some(smq), WalMode::Auto) = (smq_handle, config.seaweedmq_wal) {
+        // A second member joins only once SeaweedMQ flushed what this gateway acknowledged
+        // from its unreplicated WAL; the operator retries a refused addition.
+        coordinator.set_grow_hook(Arc::new(move || {
+            let smq = smq.clone();
+            Box::pin(async move {
+                smq.drain_write_ahead_log(WAL_DRAIN_BEFORE_GROWING)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }));
+    }
     let groups = GroupCoordinator::with_log(
         Arc::new(ClusterGroupLog::new(coordinator.clone())),
         GroupConfig {
@@ -240,7 +261,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Starts this node's raft member on the cluster listener (standalone is a one-node cluster).
-async fn start_cluster(config: &Config, registry: &prometheus::Registry) -> anyhow::Result<Coordinator> {
+async fn start_cluster(
+    config: &Config,
+    registry: &prometheus::Registry,
+    alone: tokio::sync::watch::Sender<bool>,
+) -> anyhow::Result<Coordinator> {
     let listener = TcpListener::bind(config.cluster_listen)
         .await
         .with_context(|| format!("binding cluster listener {}", config.cluster_listen))?;
@@ -252,6 +277,7 @@ async fn start_cluster(config: &Config, registry: &prometheus::Registry) -> anyh
     };
     let mut options = ClusterOptions::new(config.node_id as u64, node, config.data_dir.join("raft"));
     options.dead_after = std::time::Duration::from_millis(config.cluster_dead_after_ms);
+    options.alone = Some(alone);
     let coordinator = Coordinator::start(options, listener)
         .await
         .context("starting the raft member")?;

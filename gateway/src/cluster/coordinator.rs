@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use openraft::{ServerState, SnapshotPolicy};
 use parking_lot::RwLock;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +19,7 @@ use super::log_store::LogStore;
 use super::management::{self, ClusterStatus};
 use super::network::{Network, NetworkOptions};
 use super::service::{self, PeerService};
+use super::solo::{GrowHook, SoloGate};
 use super::state::GroupState;
 use super::state_machine::{Applied, StateMachineStore};
 use super::{ClusterNode, NodeId, Raft};
@@ -47,6 +49,9 @@ pub struct ClusterOptions {
     pub keep_entries_after_snapshot: u64,
     /// A member the leader has not heard from for this long is marked dead and loses its groups.
     pub dead_after: Duration,
+    /// Receives whether this node is the only member ([`super::solo::SoloGate`]); a fresh
+    /// channel when not given.
+    pub alone: Option<watch::Sender<bool>>,
 }
 
 impl ClusterOptions {
@@ -62,6 +67,7 @@ impl ClusterOptions {
             snapshot_after_entries: 10_000,
             keep_entries_after_snapshot: 1_000,
             dead_after: Duration::from_secs(5),
+            alone: None,
         }
     }
 
@@ -102,6 +108,8 @@ pub(super) struct Inner {
     pub(super) lease: Duration,
     /// Set once by [`Coordinator::export_metrics`].
     pub(super) metrics: std::sync::OnceLock<super::metrics::ClusterMetrics>,
+    /// Whether this node is alone, and the hook run before a member joins.
+    pub(super) gate: Arc<SoloGate>,
     pub(super) stop: CancellationToken,
     pub(super) tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
@@ -124,9 +132,13 @@ impl Coordinator {
             .map_err(|e| ClusterError::Fatal(e.to_string()))?;
         let stop = CancellationToken::new();
         let leader_contact = Arc::new(parking_lot::Mutex::new(None));
+        let gate = Arc::new(SoloGate::new(
+            options.node_id,
+            options.alone.clone().unwrap_or_else(|| watch::channel(false).0),
+        ));
         let serve = {
             let stop = stop.clone();
-            let svc = PeerService::new(raft.clone(), Arc::clone(&leader_contact));
+            let svc = PeerService::new(raft.clone(), Arc::clone(&leader_contact), Arc::clone(&gate));
             let max = options.network.max_message_bytes;
             tokio::spawn(async move {
                 if let Err(e) = service::serve(listener, svc, max, stop.cancelled_owned()).await {
@@ -143,12 +155,26 @@ impl Coordinator {
             leader_contact,
             lease: options.dead_after / 2,
             metrics: std::sync::OnceLock::new(),
+            gate,
             stop,
             tasks: parking_lot::Mutex::new(vec![serve]),
         });
+        let alone = tokio::spawn(watch_membership(Arc::clone(&inner)));
+        inner.tasks.lock().push(alone);
         let monitor = tokio::spawn(liveness_monitor(Arc::clone(&inner), options.dead_after));
         inner.tasks.lock().push(monitor);
         Ok(Self { inner })
+    }
+
+    /// Registers what runs before a second member is added while this node is alone (see
+    /// [`SoloGate`]); an error refuses the addition.
+    pub fn set_grow_hook(&self, hook: GrowHook) {
+        self.inner.gate.set_grow_hook(hook);
+    }
+
+    /// Whether this node is the cluster's only member and no member is being added.
+    pub fn alone(&self) -> watch::Receiver<bool> {
+        self.inner.gate.subscribe()
     }
 
     /// This node's id.
@@ -185,7 +211,7 @@ impl Coordinator {
             // hold the caller past its deadline.
             let local = tokio::time::timeout_at(
                 deadline.into(),
-                management::execute_local(&self.inner.raft, request.clone()),
+                management::execute_local(&self.inner.raft, &self.inner.gate, request.clone()),
             )
             .await
             .map_err(|_| ClusterError::NoLeader)?;
@@ -430,6 +456,25 @@ async fn liveness_monitor(inner: Arc<Inner>, dead_after: Duration) {
             if let Err(e) = inner.raft.client_write(Command::SetLive { live }).await {
                 tracing::warn!(error = %e, "could not record member liveness");
             }
+        }
+    }
+}
+
+/// Feeds the applied membership to the [`SoloGate`] until the node stops.
+async fn watch_membership(inner: Arc<Inner>) {
+    let mut metrics = inner.raft.metrics();
+    loop {
+        let ids: Vec<NodeId> = metrics
+            .borrow_and_update()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect();
+        inner.gate.membership(ids);
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            () = inner.stop.cancelled() => return,
         }
     }
 }

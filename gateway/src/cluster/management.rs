@@ -6,6 +6,7 @@
 //! of up-to-date voters.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{ChangeMembers, ServerState};
@@ -13,6 +14,7 @@ use serde::Serialize;
 
 use super::command::{ForwardError, ForwardRequest, ForwardResponse};
 use super::error::ClusterError;
+use super::solo::SoloGate;
 use super::state_machine::Applied;
 use super::{ClusterNode, NodeId, Raft};
 
@@ -31,12 +33,18 @@ pub async fn initialize(raft: &Raft, members: BTreeMap<NodeId, ClusterNode>) -> 
     }
 }
 
-/// Carries out `request` on this node, which must be the leader.
+/// Carries out `request` on this node, which must be the leader. A member addition first
+/// passes `gate` ([`SoloGate::before_grow`]: storage that relied on this node being alone
+/// drains).
 ///
 /// # Errors
 /// [`ForwardError::NotLeader`] when this node is not the leader; membership and fatal errors
 /// otherwise.
-pub async fn execute_local(raft: &Raft, request: ForwardRequest) -> Result<ForwardResponse, ForwardError> {
+pub async fn execute_local(
+    raft: &Raft,
+    gate: &Arc<SoloGate>,
+    request: ForwardRequest,
+) -> Result<ForwardResponse, ForwardError> {
     match request {
         ForwardRequest::Status => {
             let m = raft.metrics().borrow().clone();
@@ -53,6 +61,15 @@ pub async fn execute_local(raft: &Raft, request: ForwardRequest) -> Result<Forwa
             Ok(ForwardResponse::Written(resp.data))
         }
         ForwardRequest::AddMember { node_id, node } => {
+            let me = raft.metrics().borrow().id;
+            let _growing = if node_id == me {
+                None
+            } else {
+                Some(gate.before_grow().await.map_err(|e| {
+                    tracing::warn!(node_id, error = %e, "member addition refused until this node's storage drained");
+                    ForwardError::Membership(format!("cannot add member {node_id} yet: {e}"))
+                })?)
+            };
             tracing::info!(node_id, node = %node, "adding cluster member as learner");
             raft.add_learner(node_id, node, true).await.map_err(write_error)?;
             tracing::info!(node_id, "promoting caught-up learner to voter");

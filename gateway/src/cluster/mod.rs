@@ -11,6 +11,7 @@
 //! - [`network`]: outbound peer RPCs (tonic, cached channels, backoff, size limits).
 //! - [`service`]: the inbound peer gRPC service on the cluster port.
 //! - [`management`]: init, add/remove members, status; [`admin_http`]: the same over HTTP.
+//! - [`solo`]: whether this node is the only member (storage shortcuts safe only alone).
 //! - [`pb`]: the generated peer protocol and its message conversions.
 
 pub mod admin_http;
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod network;
 pub mod pb;
 pub mod service;
+pub mod solo;
 pub mod state;
 pub mod state_machine;
 pub mod view;

@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 
 use super::command::ForwardRequest;
 use super::management::execute_local;
+use super::solo::SoloGate;
 use super::pb::v1::raft_service_server::{RaftService, RaftServiceServer};
 use super::pb::v1::{RaftReply, RaftRequest};
 use super::{NodeId, Raft, TypeConfig};
@@ -26,6 +27,7 @@ use super::{NodeId, Raft, TypeConfig};
 pub struct PeerService {
     raft: Raft,
     leader_contact: Arc<Mutex<Option<Instant>>>,
+    gate: Arc<SoloGate>,
 }
 
 impl std::fmt::Debug for PeerService {
@@ -36,9 +38,13 @@ impl std::fmt::Debug for PeerService {
 
 impl PeerService {
     /// Serves `raft` to its peers, recording in `leader_contact` when a leader's AppendEntries
-    /// (replication or heartbeat) was last accepted.
-    pub fn new(raft: Raft, leader_contact: Arc<Mutex<Option<Instant>>>) -> Self {
-        Self { raft, leader_contact }
+    /// (replication or heartbeat) was last accepted; forwarded member additions pass `gate`.
+    pub fn new(raft: Raft, leader_contact: Arc<Mutex<Option<Instant>>>, gate: Arc<SoloGate>) -> Self {
+        Self {
+            raft,
+            leader_contact,
+            gate,
+        }
     }
 }
 
@@ -80,7 +86,7 @@ impl RaftService for PeerService {
 
     async fn forward(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let req: ForwardRequest = decode(&request)?;
-        reply(&execute_local(&self.raft, req).await)
+        reply(&execute_local(&self.raft, &self.gate, req).await)
     }
 }
 

@@ -75,17 +75,35 @@ impl Inner {
     /// write-ahead log on stable storage when it holds them, otherwise flushed and checkpointed
     /// by the broker.
     pub(super) async fn wait_acked_durable(&self, tp: &TopicPartition, end: Offset) -> Result<()> {
+        let state = self.partition_state(tp);
         if let Some(wal) = &self.wal {
-            let invalid_from = *self.partition_state(tp).wal_invalid_from.lock();
-            let wal_holds = wal.offsets(tp).is_some_and(|(_, wal_end)| wal_end >= end);
-            if wal_holds && invalid_from.is_none_or(|from| end <= from) {
-                return wal.wait_durable(tp, end).await;
+            let invalid_from = *state.wal_invalid_from.lock();
+            if let Some((start, wal_end)) = wal.offsets(tp) {
+                if wal_end >= end && invalid_from.is_none_or(|from| end <= from) {
+                    // The WAL is dense from `start`; what lies below it (written before the WAL
+                    // took batches, or trimmed as durable) is covered by SMQ's own flush.
+                    if start > 0 {
+                        state
+                            .wait_durable(&self.client, tp, start.min(end), DURABLE_DEADLINE)
+                            .await
+                            .map_err(|e| e.into_storage(&tp.to_string()))?;
+                    }
+                    return wal.wait_durable(tp, end).await;
+                }
             }
         }
-        self.partition_state(tp)
+        state
             .wait_durable(&self.client, tp, end, DURABLE_DEADLINE)
             .await
             .map_err(|e| e.into_storage(&tp.to_string()))
+    }
+
+    /// Whether the batch the stream will give offset `expected` goes to the WAL: only while
+    /// the WAL takes batches ([`super::SeaweedOptions::wal_only_while`]) and where it stays
+    /// dense (an empty WAL moves to `expected`; a non-empty one must end there, and a WAL past
+    /// `expected` is the append's error, as before).
+    fn wal_takes(&self, wal: &crate::storage::local::WriteAheadLog, tp: &TopicPartition, expected: Offset) -> bool {
+        *self.wal_takes.borrow() && wal.offsets(tp).is_none_or(|(start, end)| start == end || end >= expected)
     }
 
     /// Hands `batch` to the partition's publish stream; the returned future waits for its acks.
@@ -201,7 +219,7 @@ impl Inner {
         // republished like the rest); the ack must confirm the offsets.
         let expected = guard.next_expected;
         let wal = match (&self.wal, wal_batch) {
-            (Some(wal), Some(batch)) => {
+            (Some(wal), Some(batch)) if self.wal_takes(wal, tp, expected) => {
                 wal.append(tp, info.meta.id, &batch, expected)?;
                 Some(WalCheck {
                     expected,

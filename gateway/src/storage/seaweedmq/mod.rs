@@ -80,6 +80,14 @@ pub struct SeaweedOptions {
     pub wal_dir: Option<std::path::PathBuf>,
     /// Metrics of the write-ahead log.
     pub wal_metrics: Option<wal_metrics::WalMetrics>,
+    /// When given, the write-ahead log takes new batches (and answers acks=all for them) only
+    /// while this reads `true`: the gateway is the cluster's only member. `None`: always.
+    pub wal_only_while: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// A condition that always holds.
+fn always() -> tokio::sync::watch::Receiver<bool> {
+    tokio::sync::watch::channel(true).1
 }
 
 /// A described topic: the Kafka view plus the gateway's document.
@@ -101,6 +109,8 @@ pub(crate) struct Inner {
     /// The write-ahead log acks=all answers from, when enabled.
     pub(crate) wal: Option<Arc<WriteAheadLog>>,
     pub(crate) wal_metrics: Option<wal_metrics::WalMetrics>,
+    /// Whether new batches go to the write-ahead log ([`SeaweedOptions::wal_only_while`]).
+    pub(crate) wal_takes: tokio::sync::watch::Receiver<bool>,
     /// This value, for the background tasks it starts.
     me: std::sync::Weak<Inner>,
 }
@@ -141,12 +151,28 @@ impl SeaweedStorage {
             }
             None => None,
         };
-        Ok(Self::build(client, wal, options.wal_metrics))
+        let takes = options.wal_only_while.unwrap_or_else(always);
+        Ok(Self::build(client, wal, options.wal_metrics, takes))
+    }
+
+    /// Waits (at most `deadline`) until SeaweedMQ has flushed and checkpointed everything the
+    /// write-ahead log holds. Run before another gateway may take partitions over while this
+    /// one answered acks=all from its own copy.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] naming how many partitions were not flushed in time.
+    pub async fn drain_write_ahead_log(&self, deadline: Duration) -> Result<()> {
+        match self.inner.drain_wal(deadline).await? {
+            0 => Ok(()),
+            left => Err(StorageError::Io(std::io::Error::other(format!(
+                "SeaweedMQ has not flushed {left} partitions' acknowledged records yet; retry in a few seconds"
+            )))),
+        }
     }
 
     /// A backend over an existing client (nothing is contacted), without a write-ahead log.
     pub fn with_client(client: Arc<SmqClient>) -> Self {
-        Self::build(client, None, None)
+        Self::build(client, None, None, always())
     }
 
     /// A backend over an existing client answering acks=all from `wal`; keepers start for the
@@ -156,13 +182,24 @@ impl SeaweedStorage {
         wal: Arc<WriteAheadLog>,
         metrics: Option<wal_metrics::WalMetrics>,
     ) -> Self {
-        Self::build(client, Some(wal), metrics)
+        Self::build(client, Some(wal), metrics, always())
+    }
+
+    /// [`SeaweedStorage::with_wal`] taking new batches into the WAL only while `takes` reads
+    /// `true` ([`SeaweedOptions::wal_only_while`]).
+    pub fn with_wal_while(
+        client: Arc<SmqClient>,
+        wal: Arc<WriteAheadLog>,
+        takes: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        Self::build(client, Some(wal), None, takes)
     }
 
     fn build(
         client: Arc<SmqClient>,
         wal: Option<Arc<WriteAheadLog>>,
         wal_metrics: Option<wal_metrics::WalMetrics>,
+        wal_takes: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let inner = Arc::new_cyclic(|me| Inner {
             client,
@@ -171,6 +208,7 @@ impl SeaweedStorage {
             read_ahead_budget: read_ahead::Budget::default(),
             wal,
             wal_metrics,
+            wal_takes,
             me: me.clone(),
         });
         if tokio::runtime::Handle::try_current().is_ok() {

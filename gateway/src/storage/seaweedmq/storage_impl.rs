@@ -284,6 +284,6 @@ impl Storage for SeaweedStorage {
     }
 
     async fn flush(&self) -> Result<()> {
-        self.inner.drain_wal(WAL_DRAIN_AT_SHUTDOWN).await
+        self.inner.drain_wal(WAL_DRAIN_AT_SHUTDOWN).await.map(|_| ())
     }
 }

@@ -203,6 +203,7 @@ impl WeedCluster {
             filer: None,
             wal_dir: None,
             wal_metrics: None,
+            wal_only_while: None,
         }
     }
 

@@ -396,8 +396,9 @@ impl Inner {
     /// leaves nothing to replay restarts without touching the broker's unload path, where
     /// records are briefly unreadable. Entries not drained in time stay in the WAL and are
     /// recovered by the next start, as after a crash.
-    pub(super) async fn drain_wal(&self, deadline: Duration) -> Result<()> {
-        let Some(wal) = &self.wal else { return Ok(()) };
+    /// Returns how many partitions were not drained in time.
+    pub(super) async fn drain_wal(&self, deadline: Duration) -> Result<usize> {
+        let Some(wal) = &self.wal else { return Ok(0) };
         let started = Instant::now();
         let mut pending = Vec::new();
         for topic in wal.topics() {
@@ -411,7 +412,7 @@ impl Inner {
             }
         }
         if pending.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         info!(
             partitions = pending.len(),
@@ -426,16 +427,16 @@ impl Inner {
                 .is_err()
             {
                 left += 1;
-                warn!(partition = %tp, end, "not flushed by SeaweedMQ before shutdown; the write-ahead log keeps it for the next start");
+                warn!(partition = %tp, end, "not flushed by SeaweedMQ in time; the write-ahead log keeps it");
             }
         }
         info!(
             partitions = pending.len(),
             not_drained = left,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "write-ahead log drain at shutdown"
+            "write-ahead log drain"
         );
-        Ok(())
+        Ok(left)
     }
 }
 

