@@ -144,9 +144,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         coordinator.set_grow_hook(Arc::new(move || {
             let smq = smq.clone();
             Box::pin(async move {
+                info!("a cluster member is being added: acks=all stops being answered from the write-ahead log, which SeaweedMQ must flush first");
                 smq.drain_write_ahead_log(WAL_DRAIN_BEFORE_GROWING)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                info!("write-ahead log drained: the member may join");
+                Ok(())
             })
         }));
     }

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use tests::harness::cluster::{poll_until, Boot, Cluster};
 use tests::harness::phase::note;
+use tests::harness::workload::Workload;
 use tests::harness::raw::create_topic;
 use tests::harness::weed::{shared_cluster, WeedHandle};
 use tests::{phase, Gateway, GatewayOptions};
@@ -19,6 +21,8 @@ const CYCLES: usize = 20;
 const DEFAULT_FLUSH_SECONDS: u32 = 5;
 /// Acks between kills, so every cycle kills with acknowledged records in flight.
 const ACKS_PER_CYCLE: usize = 200;
+/// Bound of every wait for a membership change and of the workload's progress and drain.
+const RECOVERY: Duration = Duration::from_secs(120);
 
 /// Waits until the streaming producer has reported `n` more acks than `seen`.
 fn wait_acks(streaming: &mut tests::harness::client::BackgroundClient, seen: &mut usize, n: usize) -> Result<()> {
@@ -94,5 +98,65 @@ fn smq_acks_all_records_survive_gateway_kill9_cycles() -> Result<()> {
     let summary = verify(&gw, TOPIC, &acked)?;
     note(format!("verified: {summary}"));
     ensure!(summary["duplicates"] == 0, "duplicated records: {summary}");
+    Ok(())
+}
+
+/// The value of the unlabelled gauge `name` on node `id`'s `/metrics`.
+fn gauge(c: &Cluster, id: i32, name: &str) -> Result<Option<f64>> {
+    let body = c.admin(id, "GET", "/metrics", None)?.body;
+    Ok(body
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()))
+}
+
+/// Waits until every node in `ids` reports `answering` (1 or 0) for the WAL.
+fn wait_answering(c: &Cluster, ids: &[i32], answering: f64) -> Result<()> {
+    poll_until(
+        &format!("nodes {ids:?} report kafka_gateway_smq_wal_answering {answering}"),
+        Duration::from_secs(60),
+        || {
+            for id in ids {
+                if gauge(c, *id, "kafka_gateway_smq_wal_answering")? != Some(answering) {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        },
+    )
+}
+
+/// With the default `--seaweedmq-wal auto`, a gateway alone in its cluster answers acks=all from
+/// its WAL; when a second member is added it first waits for SeaweedMQ to flush what the WAL
+/// holds and stops answering from it (the WAL is not replicated), and it answers from it again
+/// once it is alone. A producer and a group consumer run throughout: every acknowledged record
+/// is consumed.
+#[test]
+fn a_lone_gateway_answers_from_its_wal_until_a_member_joins() -> Result<()> {
+    let (topic, group) = ("walalone-data", "walalone-group");
+    let mut c = Cluster::start("wal-alone", 1, false, Boot::OneByOne)?;
+    wait_answering(&c, &[0], 1.0)?;
+    create_topic(c.node(0)?.gw.kafka_addr(), topic, 3)?;
+    let wl = Workload::start(&c.bootstrap(), topic, group, 3, 50)?;
+    wl.progress(40, RECOVERY)?;
+
+    phase("add node 1: node 0 drains its WAL first, then neither answers from one");
+    c.add(1)?;
+    c.wait_converged(RECOVERY)?;
+    let log = c.node(0)?.gw.log_text();
+    let drained = log.find("write-ahead log drained: the member may join");
+    let added = log.find("adding cluster member as learner");
+    ensure!(
+        drained.is_some() && drained < added,
+        "node 0 did not drain its WAL before adding node 1"
+    );
+    wait_answering(&c, &[0, 1], 0.0)?;
+    wl.progress(40, RECOVERY)?;
+
+    phase("remove node 1: node 0 is alone again");
+    c.remove(1, 0)?;
+    c.wait_converged(RECOVERY)?;
+    wait_answering(&c, &[0], 1.0)?;
+    wl.progress(40, RECOVERY)?;
+    wl.finish(RECOVERY)?;
     Ok(())
 }

@@ -213,6 +213,17 @@ impl SeaweedStorage {
         });
         if tokio::runtime::Handle::try_current().is_ok() {
             wal_sync::keep_recovered(&inner);
+            if let (Some(_), Some(metrics)) = (&inner.wal, inner.wal_metrics.clone()) {
+                let mut takes = inner.wal_takes.clone();
+                tokio::spawn(async move {
+                    loop {
+                        metrics.answering(*takes.borrow_and_update());
+                        if takes.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
         }
         Self { inner }
     }

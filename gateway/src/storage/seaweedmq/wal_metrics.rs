@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::storage::TopicPartition;
 
@@ -14,6 +14,7 @@ pub struct WalMetrics {
     bytes: IntGaugeVec,
     oldest: GaugeVec,
     replayed: IntCounterVec,
+    taking: IntGauge,
 }
 
 impl WalMetrics {
@@ -44,6 +45,11 @@ impl WalMetrics {
             ),
             labels,
         )?;
+        let taking = IntGauge::new(
+            "kafka_gateway_smq_wal_answering",
+            "1 while new batches go to the SeaweedMQ write-ahead log and acks=all is answered from it (with --seaweedmq-wal auto: while this gateway is its cluster's only member), else 0",
+        )?;
+        registry.register(Box::new(taking.clone()))?;
         registry.register(Box::new(bytes.clone()))?;
         registry.register(Box::new(oldest.clone()))?;
         registry.register(Box::new(replayed.clone()))?;
@@ -51,7 +57,12 @@ impl WalMetrics {
             bytes,
             oldest,
             replayed,
+            taking,
         })
+    }
+
+    pub(super) fn answering(&self, on: bool) {
+        self.taking.set(i64::from(on));
     }
 
     pub(super) fn observe(&self, tp: &TopicPartition, bytes: u64, oldest: Duration) {
