@@ -1,6 +1,6 @@
 //! Compiles our SeaweedMQ .proto subset (../proto/seaweedmq) into tonic clients with a vendored
-//! protoc, so no system protoc is needed; and our own raft peer protocol (../proto/cluster) into a
-//! tonic client and server.
+//! protoc, so no system protoc is needed; and our own peer protocols (../proto/cluster: raft, WAL
+//! replication) into tonic clients and servers.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -21,10 +21,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".")
         .compile_protos(&files, &[dir])?;
 
-    let cluster = "../proto/cluster/raft.proto";
-    println!("cargo:rerun-if-changed={cluster}");
+    let cluster = ["../proto/cluster/raft.proto", "../proto/cluster/wal.proto"];
+    for f in &cluster {
+        println!("cargo:rerun-if-changed={f}");
+    }
     tonic_prost_build::configure()
         .bytes(".")
-        .compile_protos(&[cluster], &["../proto/cluster"])?;
+        .compile_protos(&cluster, &["../proto/cluster"])?;
     Ok(())
 }

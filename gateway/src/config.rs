@@ -50,11 +50,14 @@ pub enum FsyncPolicy {
 /// (docs/seaweedmq-mapping.md §3.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WalMode {
-    /// While this gateway is its cluster's only member; before a second member is added,
-    /// SeaweedMQ must have flushed what the WAL holds (the WAL is not replicated).
+    /// Always; in a cluster once a majority of the gateways (this one included) holds the
+    /// batch on disk (the WAL is replicated to the other members).
     Auto,
-    /// Always, also in a cluster: acknowledged records then have one copy on the partition's
-    /// gateway until SeaweedMQ flushes them.
+    /// Only while this gateway is its cluster's only member (no replication): in a cluster
+    /// acks=all waits for SeaweedMQ's flush.
+    Alone,
+    /// Always, without replication: in a cluster acknowledged records then have one copy on
+    /// the partition's gateway until SeaweedMQ flushes them.
     #[value(alias = "true")]
     Always,
     /// Never: acks=all waits for SeaweedMQ's flush (`-logFlushInterval`, 5 s by default).
@@ -124,8 +127,9 @@ pub struct Flags {
     pub seaweedmq_brokers: Option<String>,
     /// SeaweedMQ: when acks=all is answered from a local write-ahead log in the data dir
     /// (fsynced, group commit) instead of after the broker's flush (-logFlushInterval, 5 s):
-    /// `auto` while this gateway is its cluster's only member, `always`, or `off`
-    /// [default: auto; docs/seaweedmq-mapping.md §3.3].
+    /// `auto` (replicated to a majority of the cluster's gateways), `alone` (only while this
+    /// gateway is its cluster's only member), `always` (unreplicated) or `off`
+    /// [default: auto; docs/seaweedmq-mapping.md §3.3-3.4].
     #[arg(long, env = "KAFKA_GATEWAY_SEAWEEDMQ_WAL", value_enum)]
     pub seaweedmq_wal: Option<WalMode>,
     /// Cluster node id [default: 0].
@@ -565,6 +569,7 @@ mod tests {
             ("false", WalMode::Off),
             ("off", WalMode::Off),
             ("auto", WalMode::Auto),
+            ("alone", WalMode::Alone),
         ] {
             let args: Vec<&str> = smq.iter().copied().chain(["--seaweedmq-wal", arg]).collect();
             assert_eq!(parse(&args).unwrap().seaweedmq_wal, mode, "{arg}");

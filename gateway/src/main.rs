@@ -7,6 +7,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use kafka_gateway::admin::{self, AdminState};
+use kafka_gateway::cluster::network::NetworkOptions;
+use kafka_gateway::cluster::wal_peers::ClusterWalPeers;
 use kafka_gateway::cluster::{
     self, ClusterGroupLog, ClusterMetrics, ClusterNode, ClusterOptions, Coordinator,
 };
@@ -20,6 +22,7 @@ use kafka_gateway::server::{self, fd_limit, ServerOptions};
 use kafka_gateway::storage::local::{FsyncMode, LocalOptions, LocalStorage};
 use kafka_gateway::storage::metered::Metered;
 use kafka_gateway::storage::seaweedmq::wal_metrics::WalMetrics;
+use kafka_gateway::storage::seaweedmq::wal_replicate::WalPeers;
 use kafka_gateway::storage::seaweedmq::{SeaweedOptions, SeaweedStorage};
 use kafka_gateway::storage::Storage;
 use tokio::net::TcpListener;
@@ -101,6 +104,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     // Whether this gateway is its cluster's only member: the SeaweedMQ WAL's `auto` mode.
     let (alone_tx, alone_rx) = tokio::sync::watch::channel(false);
+    let wal_peers = ClusterWalPeers::new(config.node_id as u64);
     let mut smq_handle = None;
     let storage: Arc<dyn Storage> = match config.storage {
         StorageKind::Local => {
@@ -123,7 +127,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 filer: None,
                 wal_dir: (config.seaweedmq_wal != WalMode::Off).then(|| config.data_dir.join("smq-wal")),
                 wal_metrics: Some(WalMetrics::new(&registry)?),
-                wal_only_while: (config.seaweedmq_wal == WalMode::Auto).then(|| alone_rx.clone()),
+                wal_only_while: (config.seaweedmq_wal == WalMode::Alone).then(|| alone_rx.clone()),
+                wal_replication: (config.seaweedmq_wal == WalMode::Auto).then(|| {
+                    let peers: Arc<dyn WalPeers> = wal_peers.clone();
+                    (peers, config.data_dir.join("smq-wal-replicas"))
+                }),
             };
             let Some(smq) = connect_seaweedmq(options).await? else {
                 info!("shutdown requested while waiting for SeaweedMQ");
@@ -137,8 +145,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     let metrics = Arc::new(Metrics::new(&registry, config.max_topic_labels)?);
-    let coordinator = start_cluster(&config, &registry, alone_tx).await?;
-    if let (Some(smq), WalMode::Auto) = (smq_handle, config.seaweedmq_wal) {
+    let replica_service = smq_handle
+        .as_ref()
+        .and_then(SeaweedStorage::replica_service)
+        .map(|s| tonic::service::Routes::new(s.into_server(NetworkOptions::default().max_message_bytes)));
+    let coordinator = start_cluster(&config, &registry, alone_tx, replica_service).await?;
+    wal_peers.bind(coordinator.clone());
+    if let (Some(smq), WalMode::Auto | WalMode::Alone) = (smq_handle, config.seaweedmq_wal) {
         // A second member joins only once SeaweedMQ flushed what this gateway acknowledged
         // from its unreplicated WAL; the operator retries a refused addition.
         coordinator.set_grow_hook(Arc::new(move || {
@@ -268,6 +281,7 @@ async fn start_cluster(
     config: &Config,
     registry: &prometheus::Registry,
     alone: tokio::sync::watch::Sender<bool>,
+    extra_services: Option<tonic::service::Routes>,
 ) -> anyhow::Result<Coordinator> {
     let listener = TcpListener::bind(config.cluster_listen)
         .await
@@ -281,6 +295,7 @@ async fn start_cluster(
     let mut options = ClusterOptions::new(config.node_id as u64, node, config.data_dir.join("raft"));
     options.dead_after = std::time::Duration::from_millis(config.cluster_dead_after_ms);
     options.alone = Some(alone);
+    options.extra_services = extra_services;
     let coordinator = Coordinator::start(options, listener)
         .await
         .context("starting the raft member")?;

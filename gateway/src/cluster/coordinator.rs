@@ -52,6 +52,8 @@ pub struct ClusterOptions {
     /// Receives whether this node is the only member ([`super::solo::SoloGate`]); a fresh
     /// channel when not given.
     pub alone: Option<watch::Sender<bool>>,
+    /// More gRPC services served on the cluster port (SeaweedMQ WAL copies).
+    pub extra_services: Option<tonic::service::Routes>,
 }
 
 impl ClusterOptions {
@@ -68,6 +70,7 @@ impl ClusterOptions {
             keep_entries_after_snapshot: 1_000,
             dead_after: Duration::from_secs(5),
             alone: None,
+            extra_services: None,
         }
     }
 
@@ -140,8 +143,9 @@ impl Coordinator {
             let stop = stop.clone();
             let svc = PeerService::new(raft.clone(), Arc::clone(&leader_contact), Arc::clone(&gate));
             let max = options.network.max_message_bytes;
+            let extra = options.extra_services.clone();
             tokio::spawn(async move {
-                if let Err(e) = service::serve(listener, svc, max, stop.cancelled_owned()).await {
+                if let Err(e) = service::serve(listener, svc, max, extra, stop.cancelled_owned()).await {
                     tracing::error!(error = %e, "raft peer service stopped");
                 }
             })

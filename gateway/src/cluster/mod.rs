@@ -12,6 +12,7 @@
 //! - [`service`]: the inbound peer gRPC service on the cluster port.
 //! - [`management`]: init, add/remove members, status; [`admin_http`]: the same over HTTP.
 //! - [`solo`]: whether this node is the only member (storage shortcuts safe only alone).
+//! - [`wal_peers`]: the peers of SeaweedMQ write-ahead-log replication.
 //! - [`pb`]: the generated peer protocol and its message conversions.
 
 pub mod admin_http;
@@ -30,6 +31,7 @@ pub mod solo;
 pub mod state;
 pub mod state_machine;
 pub mod view;
+pub mod wal_peers;
 
 mod coordinator;
 pub(crate) mod log_file;

@@ -88,6 +88,14 @@ impl Network {
     }
 
     fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, ClusterError> {
+        Ok(RaftServiceClient::new(self.channel(addr)?)
+            .max_decoding_message_size(self.options.max_message_bytes)
+            .max_encoding_message_size(self.options.max_message_bytes))
+    }
+
+    /// The cached channel to the peer at `addr` (also used by the services next to raft on
+    /// the cluster port).
+    pub(crate) fn channel(&self, addr: &str) -> Result<Channel, ClusterError> {
         let channel = {
             let mut channels = self.channels.lock();
             match channels.get(addr) {
@@ -103,9 +111,7 @@ impl Network {
                 }
             }
         };
-        Ok(RaftServiceClient::new(channel)
-            .max_decoding_message_size(self.options.max_message_bytes)
-            .max_encoding_message_size(self.options.max_message_bytes))
+        Ok(channel)
     }
 
     async fn call(

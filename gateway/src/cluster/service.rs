@@ -90,7 +90,8 @@ impl RaftService for PeerService {
     }
 }
 
-/// Serves the peer protocol on `listener` until `shutdown` completes.
+/// Serves the peer protocol on `listener`, with the `extra` services next to it, until
+/// `shutdown` completes.
 ///
 /// # Errors
 /// Transport errors of the gRPC server.
@@ -98,13 +99,18 @@ pub async fn serve(
     listener: TcpListener,
     service: PeerService,
     max_message_bytes: usize,
+    extra: Option<tonic::service::Routes>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let svc = RaftServiceServer::new(service)
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
+    let routes = match extra {
+        Some(routes) => routes.add_service(svc),
+        None => tonic::service::Routes::new(svc),
+    };
     tonic::transport::Server::builder()
-        .add_service(svc)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await
 }

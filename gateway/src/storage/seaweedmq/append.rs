@@ -25,6 +25,7 @@ use super::envelope::BatchFields;
 use super::partition::{message_of, raw_message_of, rebuild_producers, PartitionState, REBUILD_WINDOW};
 use super::pb::messaging_pb::DataMessage;
 use super::publish::{Acked, Publisher};
+use super::wal_replicate::Replication;
 use super::{client, Inner};
 use crate::records::BatchHeader;
 use crate::storage::producer_state::SequenceCheck;
@@ -36,6 +37,9 @@ use crate::storage::{
 /// is bounded by the longer of `-logFlushInterval`, 5 s by default, and the ~2 s checkpoint
 /// period; see `durability`).
 pub(super) const DURABLE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(25);
+/// How long an acks=all answer waits for WAL replication before also polling the broker's
+/// flush (either answers it).
+const REPLICATION_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An appended batch: the answer, and the end offset acks=all waits to be durable.
 pub(super) struct Appended {
@@ -88,7 +92,26 @@ impl Inner {
                             .await
                             .map_err(|e| e.into_storage(&tp.to_string()))?;
                     }
-                    return wal.wait_durable(tp, end).await;
+                    let Some(repl) = &self.replication else {
+                        return wal.wait_durable(tp, end).await;
+                    };
+                    // On a majority of gateways' disks, or flushed by SMQ, whichever comes
+                    // first (a peer that is down costs latency, never an answer).
+                    let replicated = async {
+                        wal.wait_durable(tp, end).await?;
+                        repl.wait_replicated(tp, &state, end).await;
+                        Ok(())
+                    };
+                    // Replication normally takes milliseconds: the broker's checkpoint is
+                    // polled only for answers that take longer.
+                    let flushed = async {
+                        tokio::time::sleep(REPLICATION_GRACE).await;
+                        state.wait_durable(&self.client, tp, end, DURABLE_DEADLINE).await
+                    };
+                    return tokio::select! {
+                        r = replicated => r,
+                        r = flushed => r.map_err(|e| e.into_storage(&tp.to_string())),
+                    };
                 }
             }
         }
@@ -224,6 +247,10 @@ impl Inner {
                 Some(WalCheck {
                     expected,
                     generation: guard.generation,
+                    replicate: self
+                        .replication
+                        .clone()
+                        .map(|r| (r, batch, (info.meta.id, info.meta.partitions))),
                 })
             }
             _ => None,
@@ -313,6 +340,9 @@ async fn settle(
     if let Some(check) = wal {
         if acked.base_offset != check.expected || !acked.contiguous {
             diverged(state, tp, &acked, &check).await;
+        } else if let Some((repl, batch, meta)) = check.replicate {
+            // Confirmed: SMQ holds the batch where the WAL does; peers may keep copies.
+            repl.enqueue(tp, state, meta, acked.base_offset, acked.last_offset + 1, batch);
         }
     }
     state.advance(acked.last_offset + 1);
@@ -355,6 +385,8 @@ pub(super) struct WalCheck {
     expected: Offset,
     /// The stream generation the batch was submitted on.
     generation: u64,
+    /// Where the batch goes once its offsets are confirmed, when the WAL is replicated.
+    replicate: Option<(Arc<Replication>, Bytes, (uuid::Uuid, i32))>,
 }
 
 /// The SMQ messages of one validated Kafka batch: one per record, enveloped (or bare on a raw

@@ -50,6 +50,8 @@ mod tests;
 pub mod wal_metrics;
 mod wal_sync;
 mod wal_replay;
+pub mod wal_replica;
+pub mod wal_replicate;
 #[cfg(test)]
 mod wal_tests;
 
@@ -83,6 +85,24 @@ pub struct SeaweedOptions {
     /// When given, the write-ahead log takes new batches (and answers acks=all for them) only
     /// while this reads `true`: the gateway is the cluster's only member. `None`: always.
     pub wal_only_while: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Replicates the WAL to the other gateways of the cluster (§3.4): their service, and the
+    /// directory where this node keeps their copies. `None`: the WAL is this node's only copy.
+    pub wal_replication: Option<(Arc<dyn wal_replicate::WalPeers>, std::path::PathBuf)>,
+}
+
+/// WAL replication's two halves.
+type Replicated = (Arc<wal_replicate::Replication>, Arc<wal_replica::ReplicaStore>);
+
+/// Opens the copies under `dir` (with their janitor) and the sender through `peers`.
+async fn replication(
+    client: &Arc<SmqClient>,
+    peers: Arc<dyn wal_replicate::WalPeers>,
+    dir: std::path::PathBuf,
+) -> Result<Replicated> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let store = wal_replica::ReplicaStore::open(dir, stop.clone()).await?;
+    tokio::spawn(Arc::clone(&store).janitor(Arc::clone(client)));
+    Ok((wal_replicate::Replication::new(peers, stop), store))
 }
 
 /// A condition that always holds.
@@ -111,6 +131,10 @@ pub(crate) struct Inner {
     pub(crate) wal_metrics: Option<wal_metrics::WalMetrics>,
     /// Whether new batches go to the write-ahead log ([`SeaweedOptions::wal_only_while`]).
     pub(crate) wal_takes: tokio::sync::watch::Receiver<bool>,
+    /// Sending WAL entries to peers, when replicated.
+    pub(crate) replication: Option<Arc<wal_replicate::Replication>>,
+    /// Copies of other gateways' WAL entries, when replicated.
+    pub(crate) replicas: Option<Arc<wal_replica::ReplicaStore>>,
     /// This value, for the background tasks it starts.
     me: std::sync::Weak<Inner>,
 }
@@ -152,7 +176,30 @@ impl SeaweedStorage {
             None => None,
         };
         let takes = options.wal_only_while.unwrap_or_else(always);
-        Ok(Self::build(client, wal, options.wal_metrics, takes))
+        let repl = match (options.wal_replication, wal.is_some()) {
+            (Some((peers, dir)), true) => Some(replication(&client, peers, dir).await?),
+            _ => None,
+        };
+        Ok(Self::build(client, wal, options.wal_metrics, takes, repl))
+    }
+
+    /// The peer service storing other gateways' WAL copies, when the WAL is replicated.
+    pub fn replica_service(&self) -> Option<wal_replica::ReplicaService> {
+        self.inner.replicas.clone().map(wal_replica::ReplicaService::new)
+    }
+
+    /// [`SeaweedStorage::with_wal`], replicated through `peers` with copies under `dir`.
+    ///
+    /// # Errors
+    /// I/O errors opening the copies.
+    pub async fn with_replicated_wal(
+        client: Arc<SmqClient>,
+        wal: Arc<WriteAheadLog>,
+        peers: Arc<dyn wal_replicate::WalPeers>,
+        dir: std::path::PathBuf,
+    ) -> Result<Self> {
+        let repl = replication(&client, peers, dir).await?;
+        Ok(Self::build(client, Some(wal), None, always(), Some(repl)))
     }
 
     /// Waits (at most `deadline`) until SeaweedMQ has flushed and checkpointed everything the
@@ -172,7 +219,7 @@ impl SeaweedStorage {
 
     /// A backend over an existing client (nothing is contacted), without a write-ahead log.
     pub fn with_client(client: Arc<SmqClient>) -> Self {
-        Self::build(client, None, None, always())
+        Self::build(client, None, None, always(), None)
     }
 
     /// A backend over an existing client answering acks=all from `wal`; keepers start for the
@@ -182,7 +229,7 @@ impl SeaweedStorage {
         wal: Arc<WriteAheadLog>,
         metrics: Option<wal_metrics::WalMetrics>,
     ) -> Self {
-        Self::build(client, Some(wal), metrics, always())
+        Self::build(client, Some(wal), metrics, always(), None)
     }
 
     /// [`SeaweedStorage::with_wal`] taking new batches into the WAL only while `takes` reads
@@ -192,7 +239,7 @@ impl SeaweedStorage {
         wal: Arc<WriteAheadLog>,
         takes: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
-        Self::build(client, Some(wal), None, takes)
+        Self::build(client, Some(wal), None, takes, None)
     }
 
     fn build(
@@ -200,7 +247,9 @@ impl SeaweedStorage {
         wal: Option<Arc<WriteAheadLog>>,
         wal_metrics: Option<wal_metrics::WalMetrics>,
         wal_takes: tokio::sync::watch::Receiver<bool>,
+        repl: Option<Replicated>,
     ) -> Self {
+        let (replication, replicas) = repl.unzip();
         let inner = Arc::new_cyclic(|me| Inner {
             client,
             topics: Mutex::new(HashMap::new()),
@@ -209,6 +258,8 @@ impl SeaweedStorage {
             wal,
             wal_metrics,
             wal_takes,
+            replication,
+            replicas,
             me: me.clone(),
         });
         if tokio::runtime::Handle::try_current().is_ok() {

@@ -204,6 +204,7 @@ impl WeedCluster {
             wal_dir: None,
             wal_metrics: None,
             wal_only_while: None,
+            wal_replication: None,
         }
     }
 

@@ -75,6 +75,8 @@ impl Inner {
                 return Err(e.into_storage(&name));
             }
         };
+        // Other gateways' copies of what the broker lost join the local WAL first (§3.4).
+        self.import_copies(tp, info, state, broker_hw).await?;
         let (start, end) = wal.offsets(tp).unwrap_or((broker_hw, broker_hw));
         debug!(partition = %name, broker_high_watermark = broker_hw, wal_start = start, wal_end = end, "reopening the publish stream after the write-ahead log's checks");
         let broker_hw = if broker_hw < end {

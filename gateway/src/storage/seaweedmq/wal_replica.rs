@@ -1,0 +1,275 @@
+//! Copies of other gateways' write-ahead-log entries, and the peer service that stores and
+//! returns them (docs/seaweedmq-mapping.md §3.4).
+//!
+//! Invariants:
+//! - a push is answered only once its entries are on stable storage here (group-committed
+//!   `fdatasync` of the embedded log's segments, like the WAL itself);
+//! - entries are kept per source gateway, per partition, at their SeaweedMQ offsets and in
+//!   offset order: an entry below what this node already holds from that source is a resend
+//!   and is skipped;
+//! - a copy is dropped only below an offset SeaweedMQ has flushed and checkpointed: the source
+//!   says so with each push, and a janitor asks the broker for sources that went quiet (a dead
+//!   gateway's copies are kept until SeaweedMQ made them durable, by a recovery or by itself).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use tracing::{debug, warn};
+
+use super::client::SmqClient;
+use super::durability::FlushCursor;
+use crate::records::BatchHeader;
+use crate::storage::local::WriteAheadLog;
+use crate::storage::{validate_topic_name, Offset, Result, StorageError, TopicPartition};
+
+/// Generated messages, client and server of `kafka_gateway.wal.v1`.
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    rust_2018_idioms,
+    missing_debug_implementations
+)]
+pub mod pb {
+    tonic::include_proto!("kafka_gateway.wal.v1");
+}
+
+/// How often copies of quiet sources are checked against the broker's flush.
+const JANITOR_INTERVAL: Duration = Duration::from_secs(2);
+/// Largest answer of one fetch, in batch bytes (at least one entry per source).
+const FETCH_MAX_BYTES: u64 = 16 << 20;
+
+fn io(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Io(std::io::Error::other(e.to_string()))
+}
+
+/// The copies this node holds, one WAL per source gateway under `<dir>/<source id>/`.
+#[derive(Debug)]
+pub struct ReplicaStore {
+    dir: PathBuf,
+    sources: parking_lot::Mutex<HashMap<u64, Arc<WriteAheadLog>>>,
+    /// Serializes opening a source's WAL.
+    opening: tokio::sync::Mutex<()>,
+    cancel: CancellationToken,
+}
+
+impl ReplicaStore {
+    /// Opens the copies under `dir` (recovering every source's WAL found there).
+    ///
+    /// # Errors
+    /// I/O errors reading the directory or recovering a WAL.
+    pub async fn open(dir: PathBuf, cancel: CancellationToken) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(&dir).map_err(StorageError::Io)?;
+        let store = Arc::new(Self {
+            dir: dir.clone(),
+            sources: parking_lot::Mutex::new(HashMap::new()),
+            opening: tokio::sync::Mutex::new(()),
+            cancel,
+        });
+        for entry in std::fs::read_dir(&dir).map_err(StorageError::Io)? {
+            let entry = entry.map_err(StorageError::Io)?;
+            if let Some(source) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) {
+                store.source(source).await?;
+            }
+        }
+        Ok(store)
+    }
+
+    async fn source(&self, source: u64) -> Result<Arc<WriteAheadLog>> {
+        if let Some(wal) = self.sources.lock().get(&source) {
+            return Ok(Arc::clone(wal));
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(wal) = self.sources.lock().get(&source) {
+            return Ok(Arc::clone(wal));
+        }
+        let wal = Arc::new(WriteAheadLog::open(self.dir.join(source.to_string()), &self.cancel).await?);
+        self.sources.lock().insert(source, Arc::clone(&wal));
+        Ok(wal)
+    }
+
+    /// Stores `req`'s entries and returns the offset after the last entry held from its source.
+    ///
+    /// # Errors
+    /// A malformed request ([`StorageError::InvalidRequest`]-like I/O errors) or a failed write.
+    pub async fn push(&self, req: pb::PushRequest) -> Result<pb::PushReply> {
+        validate_topic_name(&req.topic)?;
+        let id = uuid::Uuid::from_slice(&req.topic_id).map_err(|_| io("topic id is not 16 bytes"))?;
+        if req.partition < 0 || req.partition >= req.partitions || req.partitions > super::MAX_PARTITIONS {
+            return Err(io(format!(
+                "partition {} of {} is out of range",
+                req.partition, req.partitions
+            )));
+        }
+        let tp = TopicPartition::new(req.topic.as_str(), req.partition);
+        let wal = self.source(req.source).await?;
+        wal.ensure(&tp, id, req.partitions).await?;
+        let mut end = wal.offsets(&tp).map_or(0, |(_, end)| end);
+        for entry in &req.entries {
+            let header = BatchHeader::parse(&entry.batch).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
+            if header.total_len() != entry.batch.len() || entry.base_offset < 0 {
+                return Err(StorageError::CorruptBatch(format!(
+                    "entry at {} declares {} bytes, carries {}",
+                    entry.base_offset,
+                    header.total_len(),
+                    entry.batch.len()
+                )));
+            }
+            if entry.base_offset < end {
+                continue;
+            }
+            end = wal.append(&tp, id, &entry.batch, entry.base_offset)?;
+        }
+        wal.wait_durable(&tp, end).await?;
+        if req.durable_below > 0 {
+            wal.trim(&tp, req.durable_below).await?;
+        }
+        Ok(pb::PushReply { end })
+    }
+
+    /// Every source's entries of `req`'s partition from `req.from` on.
+    ///
+    /// # Errors
+    /// I/O errors reading a copy.
+    pub async fn fetch(&self, req: &pb::FetchRequest) -> Result<pb::FetchReply> {
+        validate_topic_name(&req.topic)?;
+        let tp = TopicPartition::new(req.topic.as_str(), req.partition);
+        let max_bytes = req.max_bytes.clamp(1, FETCH_MAX_BYTES);
+        let sources: Vec<(u64, Arc<WriteAheadLog>)> =
+            self.sources.lock().iter().map(|(s, w)| (*s, Arc::clone(w))).collect();
+        let mut reply = pb::FetchReply::default();
+        for (source, wal) in sources {
+            let entries = read_entries(&wal, &tp, req.from, max_bytes).await?;
+            if !entries.is_empty() {
+                reply.sources.push(pb::SourceEntries { source, entries });
+            }
+        }
+        Ok(reply)
+    }
+
+    /// Drops copies SeaweedMQ has flushed and checkpointed, every [`JANITOR_INTERVAL`], until
+    /// `cancel` fires.
+    pub async fn janitor(self: Arc<Self>, client: Arc<SmqClient>) {
+        let mut cursors: HashMap<TopicPartition, FlushCursor> = HashMap::new();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(JANITOR_INTERVAL) => {}
+                () = self.cancel.cancelled() => return,
+            }
+            let sources: Vec<Arc<WriteAheadLog>> = self.sources.lock().values().cloned().collect();
+            for wal in sources {
+                for topic in wal.topics() {
+                    for p in 0..topic.partitions {
+                        let tp = TopicPartition::new(Arc::clone(&topic.name), p);
+                        if wal.offsets(&tp).is_none_or(|(s, e)| s >= e) {
+                            continue;
+                        }
+                        let cursor = cursors.entry(tp.clone()).or_default();
+                        match client.durable_through(&tp.topic, tp.partition, cursor).await {
+                            Ok(last) => {
+                                if let Err(e) = wal.trim(&tp, last + 1).await {
+                                    warn!(partition = %tp, error = %e, "could not trim a write-ahead-log copy");
+                                }
+                            }
+                            Err(e) => debug!(partition = %tp, error = %e, "broker flush unknown; copy kept"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The whole batches of `tp` in `wal` from `from` on, up to about `max_bytes`.
+pub(super) async fn read_entries(
+    wal: &WriteAheadLog,
+    tp: &TopicPartition,
+    from: Offset,
+    max_bytes: u64,
+) -> Result<Vec<pb::WalEntry>> {
+    let Some((start, end)) = wal.offsets(tp) else {
+        return Ok(Vec::new());
+    };
+    let mut next = from.max(start);
+    let mut entries = Vec::new();
+    let mut bytes_out = 0u64;
+    while next < end && bytes_out < max_bytes {
+        let chunk = wal.read(tp, next, 1 << 20).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        let mut at = 0usize;
+        let before = next;
+        while chunk.len() - at >= crate::records::HEADER_LEN {
+            let header =
+                BatchHeader::parse(&chunk[at..]).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
+            let len = header.total_len();
+            if at + len > chunk.len() {
+                break;
+            }
+            if header.last_offset() >= next {
+                entries.push(pb::WalEntry {
+                    base_offset: header.base_offset,
+                    batch: chunk.slice(at..at + len),
+                });
+                bytes_out += len as u64;
+                next = header.last_offset() + 1;
+            }
+            at += len;
+        }
+        if next == before {
+            break;
+        }
+    }
+    Ok(entries)
+}
+
+/// The peer service storing and returning copies on the cluster port.
+#[derive(Debug, Clone)]
+pub struct ReplicaService {
+    store: Arc<ReplicaStore>,
+}
+
+impl ReplicaService {
+    /// Serves `store`.
+    pub fn new(store: Arc<ReplicaStore>) -> Self {
+        Self { store }
+    }
+
+    /// The tonic service, bounded to `max_message_bytes` both ways.
+    pub fn into_server(self, max_message_bytes: usize) -> pb::wal_replica_service_server::WalReplicaServiceServer<Self> {
+        pb::wal_replica_service_server::WalReplicaServiceServer::new(self)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes)
+    }
+}
+
+fn status(e: &StorageError) -> Status {
+    match e {
+        StorageError::Io(_) => Status::unavailable(e.to_string()),
+        _ => Status::invalid_argument(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::wal_replica_service_server::WalReplicaService for ReplicaService {
+    async fn push(&self, request: Request<pb::PushRequest>) -> std::result::Result<Response<pb::PushReply>, Status> {
+        self.store
+            .push(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| status(&e))
+    }
+
+    async fn fetch(&self, request: Request<pb::FetchRequest>) -> std::result::Result<Response<pb::FetchReply>, Status> {
+        self.store
+            .fetch(request.get_ref())
+            .await
+            .map(Response::new)
+            .map_err(|e| status(&e))
+    }
+}
