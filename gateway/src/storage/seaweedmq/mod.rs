@@ -54,6 +54,8 @@ pub mod wal_replica;
 pub mod wal_replicate;
 #[cfg(test)]
 mod wal_tests;
+#[cfg(test)]
+mod wal_replication_tests;
 
 pub use client::SmqClient;
 pub use discovery::Seeds;
