@@ -154,6 +154,8 @@ pub struct Cluster {
     /// `--peers` entries for nodes started from now on.
     peers: BTreeMap<i32, SocketAddr>,
     proxies: Option<PeerProxies>,
+    /// Extra gateway arguments of every node.
+    args: Vec<(String, String)>,
 }
 
 /// The loopback address of node `id`: 127.0.0.(id+1).
@@ -169,6 +171,15 @@ impl Cluster {
     /// # Errors
     /// SeaweedMQ or a gateway failing to start, or the cluster not converging in 60 s.
     pub fn start(name: &str, n: i32, proxied: bool, boot: Boot) -> Result<Self> {
+        Self::start_with_args(name, n, proxied, boot, &[])
+    }
+
+    /// [`Cluster::start`] with extra gateway arguments (`--flag`, value) on every node,
+    /// including nodes added later.
+    ///
+    /// # Errors
+    /// As [`Cluster::start`].
+    pub fn start_with_args(name: &str, n: i32, proxied: bool, boot: Boot, args: &[(&str, &str)]) -> Result<Self> {
         phase(format!(
             "start {n}-node cluster {name}{}",
             if proxied { " (proxied peers)" } else { "" }
@@ -178,6 +189,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             peers: BTreeMap::new(),
             proxies: proxied.then(PeerProxies::new),
+            args: args.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
         };
         let mut planned = Vec::new();
         for id in 0..n {
@@ -264,6 +276,9 @@ impl Cluster {
             // Kafka clients keep idle connections to every broker open, and the gateway drains
             // them for the whole grace period on SIGTERM; a short grace keeps stops bounded.
             .arg("--shutdown-grace-seconds", &SHUTDOWN_GRACE_SECONDS.to_string());
+        for (flag, value) in &self.args {
+            opts = opts.arg(flag, value);
+        }
         if std::env::var_os("RUST_LOG").is_none() {
             opts = opts.env("RUST_LOG", "info,openraft=warn");
         }

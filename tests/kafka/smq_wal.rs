@@ -125,21 +125,26 @@ fn wait_answering(c: &Cluster, ids: &[i32], answering: f64) -> Result<()> {
     )
 }
 
-/// With the default `--seaweedmq-wal auto`, a gateway alone in its cluster answers acks=all from
-/// its WAL; when a second member is added it first waits for SeaweedMQ to flush what the WAL
-/// holds and stops answering from it (the WAL is not replicated), and it answers from it again
-/// once it is alone. A producer and a group consumer run throughout: every acknowledged record
-/// is consumed.
-#[test]
-fn a_lone_gateway_answers_from_its_wal_until_a_member_joins() -> Result<()> {
-    let (topic, group) = ("walalone-data", "walalone-group");
-    let mut c = Cluster::start("wal-alone", 1, false, Boot::OneByOne)?;
+/// Before a second member joins, a gateway that answered acks=all from its WAL alone waits
+/// for SeaweedMQ to flush what the WAL holds (no other gateway has a copy of it). With
+/// `--seaweedmq-wal alone` it then stops answering from the WAL until it is alone again; with
+/// the default `auto` it keeps answering, from the WAL and a copy on the other member. A
+/// producer and a group consumer run throughout: every acknowledged record is consumed.
+fn wal_answers_through_membership_changes(mode: &str, answering_in_cluster: f64) -> Result<()> {
+    let (topic, group) = (format!("walmembers-{mode}"), format!("walmembers-{mode}-group"));
+    let mut c = Cluster::start_with_args(
+        &format!("wal-{mode}"),
+        1,
+        false,
+        Boot::OneByOne,
+        &[("--seaweedmq-wal", mode)],
+    )?;
     wait_answering(&c, &[0], 1.0)?;
-    create_topic(c.node(0)?.gw.kafka_addr(), topic, 3)?;
-    let wl = Workload::start(&c.bootstrap(), topic, group, 3, 50)?;
+    create_topic(c.node(0)?.gw.kafka_addr(), &topic, 3)?;
+    let wl = Workload::start(&c.bootstrap(), &topic, &group, 3, 50)?;
     wl.progress(40, RECOVERY)?;
 
-    phase("add node 1: node 0 drains its WAL first, then neither answers from one");
+    phase("add node 1: node 0 drains its WAL before it is added");
     c.add(1)?;
     c.wait_converged(RECOVERY)?;
     let log = c.node(0)?.gw.log_text();
@@ -149,7 +154,7 @@ fn a_lone_gateway_answers_from_its_wal_until_a_member_joins() -> Result<()> {
         drained.is_some() && drained < added,
         "node 0 did not drain its WAL before adding node 1"
     );
-    wait_answering(&c, &[0, 1], 0.0)?;
+    wait_answering(&c, &[0, 1], answering_in_cluster)?;
     wl.progress(40, RECOVERY)?;
 
     phase("remove node 1: node 0 is alone again");
@@ -159,4 +164,14 @@ fn a_lone_gateway_answers_from_its_wal_until_a_member_joins() -> Result<()> {
     wl.progress(40, RECOVERY)?;
     wl.finish(RECOVERY)?;
     Ok(())
+}
+
+#[test]
+fn alone_mode_answers_from_the_wal_only_while_the_gateway_is_alone() -> Result<()> {
+    wal_answers_through_membership_changes("alone", 0.0)
+}
+
+#[test]
+fn auto_mode_answers_from_the_replicated_wal_through_membership_changes() -> Result<()> {
+    wal_answers_through_membership_changes("auto", 1.0)
 }

@@ -109,7 +109,7 @@ fn start_node(weed: &WeedHandle, id: i32, peers: &BTreeMap<i32, std::net::Socket
         .arg("--cluster-listen", &peers[&id].to_string())
         .arg("--peers", &list)
         .arg("--shutdown-grace-seconds", &SHUTDOWN_GRACE_SECONDS.to_string())
-        .arg("--seaweedmq-wal", "true");
+        .arg("--seaweedmq-wal", "auto");
     if std::env::var_os("RUST_LOG").is_none() {
         opts = opts.env("RUST_LOG", "info,openraft=warn");
     }
@@ -174,11 +174,10 @@ fn partition0_leader(gws: &mut [Gateway]) -> Result<i32> {
 }
 
 #[test]
-#[ignore = "opt-in (cargo test -p tests --test kafka -- --ignored): fails until the write-ahead log is replicated to other gateways (docs/seaweedmq-mapping.md §3.3, 'Not built yet'): a partition's new owner appends at the restarted broker's offsets over records acknowledged by the old owner, whose copy is then fenced"]
 fn smq_cluster_acks_all_survive_partition_gateway_and_broker_kill9() -> Result<()> {
     let started = Instant::now();
     let mut weed = WeedHandle::start_with_flush_interval(DEFAULT_FLUSH_SECONDS)?;
-    phase(format!("start a {NODES}-gateway cluster with --seaweedmq-wal true"));
+    phase(format!("start a {NODES}-gateway cluster with --seaweedmq-wal auto (replicated)"));
     let mut peers = BTreeMap::new();
     for id in 0..NODES {
         peers.insert(id, free_addr_on(node_ip(id)?)?);
