@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # acks=all latency and throughput on SeaweedMQ, with the gateway's write-ahead log off and on
-# (--seaweedmq-wal false|true, issue 13), against acks=1, on one SeaweedMQ cluster in one run:
+# (--seaweedmq-wal off|auto, issue 13; auto replicates the WAL in the cluster runs), against acks=1, on one SeaweedMQ cluster in one run:
 #   sync       a producer that waits for each record (produce + flush per record, as Java's
 #              send().get()): 100 B records, one partition, p50/p90/p99/max per record,
 #              acks=all and acks=1 (linger.ms=0, idempotence off); with one gateway and with a
@@ -183,7 +183,7 @@ start_gateways() {
     local args=(--listen "127.0.0.1:${kafka[$i]}" --advertised-listener "127.0.0.1:${kafka[$i]}"
       --admin-listen "127.0.0.1:${admin[$i]}" --cluster-listen "127.0.0.1:${raft[$i]}"
       --data-dir "$OUT/gw-$wal-$n-n$i" --storage seaweedmq --seaweedmq-masters "$MASTER"
-      --seaweedmq-wal "$([[ $wal == on ]] && echo true || echo false)" --shutdown-grace-seconds 2)
+      --seaweedmq-wal "$([[ $wal == on ]] && echo auto || echo off)" --shutdown-grace-seconds 2)
     ((n > 1)) && args+=(--node-id "$i" --peers "$peers")
     start_group "$OUT/gateway-wal-$wal-$n-n$i.log" "${CLIENT_CPUS[@]}" env RUST_LOG=info,openraft=warn "$GATEWAY" "${args[@]}"
     GW_PIDS+=("$STARTED_PID")

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -40,6 +40,8 @@ pub mod pb {
 
 /// How often copies of quiet sources are checked against the broker's flush.
 const JANITOR_INTERVAL: Duration = Duration::from_secs(2);
+/// A source that pushed within this long trims its copies itself (`durable_below`).
+const QUIET_AFTER: Duration = Duration::from_secs(10);
 /// Largest answer of one fetch, in batch bytes (at least one entry per source).
 const FETCH_MAX_BYTES: u64 = 16 << 20;
 
@@ -54,6 +56,8 @@ pub struct ReplicaStore {
     sources: parking_lot::Mutex<HashMap<u64, Arc<WriteAheadLog>>>,
     /// Serializes opening a source's WAL.
     opening: tokio::sync::Mutex<()>,
+    /// When each source last pushed each partition.
+    pushed: parking_lot::Mutex<HashMap<(u64, TopicPartition), Instant>>,
     cancel: CancellationToken,
 }
 
@@ -68,6 +72,7 @@ impl ReplicaStore {
             dir: dir.clone(),
             sources: parking_lot::Mutex::new(HashMap::new()),
             opening: tokio::sync::Mutex::new(()),
+            pushed: parking_lot::Mutex::new(HashMap::new()),
             cancel,
         });
         for entry in std::fs::read_dir(&dir).map_err(StorageError::Io)? {
@@ -125,6 +130,7 @@ impl ReplicaStore {
             end = wal.append(&tp, id, &entry.batch, entry.base_offset)?;
         }
         wal.wait_durable(&tp, end).await?;
+        self.pushed.lock().insert((req.source, tp.clone()), Instant::now());
         if req.durable_below > 0 {
             wal.trim(&tp, req.durable_below).await?;
         }
@@ -160,12 +166,21 @@ impl ReplicaStore {
                 () = tokio::time::sleep(JANITOR_INTERVAL) => {}
                 () = self.cancel.cancelled() => return,
             }
-            let sources: Vec<Arc<WriteAheadLog>> = self.sources.lock().values().cloned().collect();
-            for wal in sources {
+            let sources: Vec<(u64, Arc<WriteAheadLog>)> =
+                self.sources.lock().iter().map(|(s, w)| (*s, Arc::clone(w))).collect();
+            for (source, wal) in sources {
                 for topic in wal.topics() {
                     for p in 0..topic.partitions {
                         let tp = TopicPartition::new(Arc::clone(&topic.name), p);
                         if wal.offsets(&tp).is_none_or(|(s, e)| s >= e) {
+                            continue;
+                        }
+                        let recent = self
+                            .pushed
+                            .lock()
+                            .get(&(source, tp.clone()))
+                            .is_some_and(|at| at.elapsed() < QUIET_AFTER);
+                        if recent {
                             continue;
                         }
                         let cursor = cursors.entry(tp.clone()).or_default();

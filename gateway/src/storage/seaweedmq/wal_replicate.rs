@@ -249,6 +249,7 @@ pub(crate) fn merge_copies(
 async fn send_to(repl: Arc<Replication>, part: Arc<Part>, peer: u64) {
     let mut last_end = part.last_end.subscribe();
     let mut retry = RETRY_FIRST;
+    let mut failing = false;
     loop {
         if repl.stop.is_cancelled() || !repl.peers.peers().is_some_and(|(p, _)| p.contains(&peer)) {
             part.senders.lock().remove(&peer);
@@ -298,6 +299,9 @@ async fn send_to(repl: Arc<Replication>, part: Arc<Part>, peer: u64) {
         match tokio::time::timeout(CALL_TIMEOUT, repl.peers.push(peer, req)).await {
             Ok(Ok(reply)) if reply.end >= batch_end => {
                 retry = RETRY_FIRST;
+                if std::mem::take(&mut failing) {
+                    tracing::info!(partition = %part.tp, peer, "write-ahead-log copies reach the peer again");
+                }
                 part.acked.lock().insert(peer, batch_end);
                 advance(&repl, &part);
             }
@@ -307,7 +311,11 @@ async fn send_to(repl: Arc<Replication>, part: Arc<Part>, peer: u64) {
                     Ok(Err(e)) => e,
                     Err(_) => "timed out".to_owned(),
                 };
-                warn!(partition = %part.tp, peer, error = %why, retry_in_ms = retry.as_millis() as u64, "write-ahead-log copy not sent; acks=all waits for SeaweedMQ's flush meanwhile");
+                if std::mem::replace(&mut failing, true) {
+                    debug!(partition = %part.tp, peer, error = %why, "write-ahead-log copy still not sent");
+                } else {
+                    warn!(partition = %part.tp, peer, error = %why, "write-ahead-log copy not sent; retrying, and acks=all may wait for SeaweedMQ's flush meanwhile");
+                }
                 tokio::select! {
                     () = tokio::time::sleep(retry) => {}
                     () = repl.stop.cancelled() => {}
