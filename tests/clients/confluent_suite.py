@@ -341,8 +341,12 @@ def scenario_produce_acked(bs, args):
 
 
 def scenario_verify_acked(bs, args):
-    """Reads every partition fully and checks each record listed in --acked-file (JSON lines from
-    produce-acked) is at its acknowledged offset with byte-exact key and value."""
+    """Reads every partition up to its highest acknowledged offset and checks each record listed
+    in --acked-file (JSON lines from produce-acked) is at its acknowledged offset with byte-exact
+    key and value, and that no key is stored twice. Every copy of an acknowledged record lies at
+    or below that offset (a retry is acknowledged at its own, later offset); records after it
+    were never acknowledged, and SeaweedMQ 4.48 can leave the last of those unreadable
+    (docs/seaweedmq-mapping.md, trailing holes)."""
     acked = []
     with open(args.acked_file) as f:
         for line in f:
@@ -367,9 +371,13 @@ def scenario_verify_acked(bs, args):
         check_eq(low, 0, "partition %d log start" % p)
         highs[p] = high
     c.close()
+    last_acked = {}
+    for rec in acked:
+        last_acked[rec["p"]] = max(last_acked.get(rec["p"], -1), rec["o"])
     by_pos = {}
     for p, high in highs.items():
-        for msg in consume(bs, args.topic, p, 0, high, timeout=OP_TIMEOUT * 2):
+        end = min(high, last_acked.get(p, -1) + 1)
+        for msg in consume(bs, args.topic, p, 0, end, timeout=OP_TIMEOUT * 2):
             by_pos[(p, msg.offset())] = (msg.key(), msg.value())
     for rec in acked:
         pos = (rec["p"], rec["o"])
