@@ -21,6 +21,7 @@ use tracing::debug;
 
 use super::window::Held;
 use super::{Client, Context};
+use crate::cluster::view::partition_leader;
 use crate::records::validate::{validate_records, TimestampBounds};
 use crate::records::{split_and_validate, BatchError};
 use crate::storage::config::TimestampType;
@@ -168,6 +169,19 @@ async fn start_partition(
 ) -> Result<Started, PartitionError> {
     if partition < 0 || partition >= meta.partitions {
         return Err((ResponseError::UnknownTopicOrPartition, None));
+    }
+    // One writer per partition, the leader Metadata names: SeaweedMQ numbers the messages of
+    // all publishers in arrival order, so two gateways writing a partition at once would split
+    // each other's batches across offsets. A client with stale Metadata refreshes and retries,
+    // as with Kafka.
+    let ids: Vec<i32> = ctx.brokers().iter().map(|b| b.node_id).collect();
+    if let Some(leader) = partition_leader(&meta.name, partition, &ids) {
+        if leader != ctx.broker.node_id {
+            return Err((
+                ResponseError::NotLeaderOrFollower,
+                Some(format!("partition {partition} is led by broker {leader}")),
+            ));
+        }
     }
     let records = records
         .filter(|r| !r.is_empty())

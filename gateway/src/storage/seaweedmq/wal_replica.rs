@@ -125,6 +125,16 @@ impl ReplicaStore {
                 )));
             }
             if entry.base_offset < end {
+                // A resend, unless the source renumbered its records (after SeaweedMQ skipped
+                // offsets): then this copy cannot follow it until it is trimmed.
+                let held = read_entries(&wal, &tp, entry.base_offset, 1).await?;
+                let same = held.first().is_some_and(|h| {
+                    h.base_offset == entry.base_offset && same_records(&h.batch, &entry.batch)
+                });
+                if !same {
+                    wal.wait_durable(&tp, end).await?;
+                    return Ok(pb::PushReply { end, conflict: true });
+                }
                 continue;
             }
             end = wal.append(&tp, id, &entry.batch, entry.base_offset)?;
@@ -134,7 +144,7 @@ impl ReplicaStore {
         if req.durable_below > 0 {
             wal.trim(&tp, req.durable_below).await?;
         }
-        Ok(pb::PushReply { end })
+        Ok(pb::PushReply { end, conflict: false })
     }
 
     /// Every source's entries of `req`'s partition from `req.from` on.
@@ -197,6 +207,11 @@ impl ReplicaStore {
             }
         }
     }
+}
+
+/// Whether two batches hold the same records (a stored copy has its base offset set).
+pub(super) fn same_records(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.len() >= 8 && a[8..] == b[8..]
 }
 
 /// The whole batches of `tp` in `wal` from `from` on, up to about `max_bytes`.

@@ -87,6 +87,9 @@ struct Part {
     acked: parking_lot::Mutex<HashMap<u64, Offset>>,
     /// Peers with a running sender.
     senders: parking_lot::Mutex<HashSet<u64>>,
+    /// Peers holding other records of this source below an offset (see `PushReply.conflict`):
+    /// nothing is sent to them until SeaweedMQ made that offset durable.
+    blocked: parking_lot::Mutex<HashMap<u64, Offset>>,
     state: Arc<PartitionState>,
 }
 
@@ -119,6 +122,7 @@ impl Replication {
                 replicated: watch::channel(0).0,
                 acked: parking_lot::Mutex::new(HashMap::new()),
                 senders: parking_lot::Mutex::new(HashSet::new()),
+                blocked: parking_lot::Mutex::new(HashMap::new()),
                 state: Arc::clone(state),
             })
         }))
@@ -228,7 +232,7 @@ pub(crate) fn merge_copies(
             let header = crate::records::BatchHeader::parse(&entry.batch).map_err(|e| e.to_string())?;
             let (base, end) = (entry.base_offset, entry.base_offset + header.offset_count());
             if let Some((b, (e, bytes))) = merged.range(..end).next_back() {
-                if *e > base && (*b != base || *e != end || *bytes != entry.batch) {
+                if *e > base && (*b != base || *e != end || !super::wal_replica::same_records(bytes, &entry.batch)) {
                     return Err(format!(
                         "{tp}: copies of offsets {base}..{end} (from gateway {}) and {b}..{e} disagree",
                         source.source
@@ -257,6 +261,19 @@ async fn send_to(repl: Arc<Replication>, part: Arc<Part>, peer: u64) {
             return;
         }
         let durable = *part.state.durable.borrow();
+        let blocked = part.blocked.lock().get(&peer).copied();
+        if let Some(until) = blocked {
+            if durable < until {
+                tokio::select! {
+                    () = tokio::time::sleep(IDLE_CHECK) => {}
+                    () = repl.stop.cancelled() => {}
+                }
+                continue;
+            }
+            // Everything below `durable` is SMQ's; the peer's conflicting copies are trimmed.
+            part.blocked.lock().remove(&peer);
+            part.acked.lock().insert(peer, durable);
+        }
         let from = part.acked.lock().get(&peer).copied().unwrap_or(0);
         let batch: Vec<Entry> = {
             let entries = part.entries.lock();
@@ -297,6 +314,10 @@ async fn send_to(repl: Arc<Replication>, part: Arc<Part>, peer: u64) {
             durable_below: durable,
         };
         match tokio::time::timeout(CALL_TIMEOUT, repl.peers.push(peer, req)).await {
+            Ok(Ok(reply)) if reply.conflict => {
+                warn!(partition = %part.tp, peer, held_until = reply.end, "the peer holds other records of this gateway at these offsets (renumbered after SeaweedMQ skipped offsets); it gets copies again once SeaweedMQ flushed past them");
+                part.blocked.lock().insert(peer, reply.end);
+            }
             Ok(Ok(reply)) if reply.end >= batch_end => {
                 retry = RETRY_FIRST;
                 if std::mem::take(&mut failing) {
