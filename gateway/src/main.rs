@@ -23,7 +23,7 @@ use kafka_gateway::storage::local::{FsyncMode, LocalOptions, LocalStorage};
 use kafka_gateway::storage::metered::Metered;
 use kafka_gateway::storage::seaweedmq::wal_metrics::WalMetrics;
 use kafka_gateway::storage::seaweedmq::wal_replicate::WalPeers;
-use kafka_gateway::storage::seaweedmq::{SeaweedOptions, SeaweedStorage};
+use kafka_gateway::storage::seaweedmq::{Leadership, SeaweedOptions, SeaweedStorage};
 use kafka_gateway::storage::Storage;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -151,6 +151,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .map(|s| tonic::service::Routes::new(s.into_server(NetworkOptions::default().max_message_bytes)));
     let coordinator = start_cluster(&config, &registry, alone_tx, replica_service).await?;
     wal_peers.bind(coordinator.clone());
+    if let Some(smq) = &smq_handle {
+        let cluster = coordinator.clone();
+        smq.follow_leadership(Leadership(Arc::new(move || {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for b in cluster.brokers() {
+                b.node_id.hash(&mut h);
+            }
+            h.finish()
+        })));
+    }
     if let (Some(smq), WalMode::Auto | WalMode::Alone) = (smq_handle, config.seaweedmq_wal) {
         // A second member joins only once SeaweedMQ flushed what this gateway acknowledged
         // from its unreplicated WAL; the operator retries a refused addition.

@@ -166,6 +166,15 @@ impl Inner {
         }
         let mut guard = state.append.lock().await;
         let idempotent = header.is_idempotent();
+        let leadership = self.leadership.get().map_or(0, |f| (f.0)());
+        if guard.leadership != leadership {
+            // Another gateway may have led this partition meanwhile: its offsets and producer
+            // sequences are learnt again from the broker before appending.
+            guard.leadership = leadership;
+            guard.generation += 1;
+            guard.publisher = None;
+            guard.producers = None;
+        }
         if guard.publisher.as_ref().is_none_or(Publisher::is_closed) {
             guard.publisher = None;
             if self.wal.is_some() {

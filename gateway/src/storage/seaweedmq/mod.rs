@@ -92,6 +92,16 @@ pub struct SeaweedOptions {
     pub wal_replication: Option<(Arc<dyn wal_replicate::WalPeers>, std::path::PathBuf)>,
 }
 
+/// A fingerprint of partition leadership ([`SeaweedStorage::follow_leadership`]).
+#[derive(Clone)]
+pub struct Leadership(pub Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl std::fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Leadership").field(&(self.0)()).finish()
+    }
+}
+
 /// WAL replication's two halves.
 type Replicated = (Arc<wal_replicate::Replication>, Arc<wal_replica::ReplicaStore>);
 
@@ -133,6 +143,9 @@ pub(crate) struct Inner {
     pub(crate) wal_metrics: Option<wal_metrics::WalMetrics>,
     /// Whether new batches go to the write-ahead log ([`SeaweedOptions::wal_only_while`]).
     pub(crate) wal_takes: tokio::sync::watch::Receiver<bool>,
+    /// Identifies the current partition leadership (the cluster's live members); a change means
+    /// another gateway may have written any partition ([`SeaweedStorage::follow_leadership`]).
+    pub(crate) leadership: std::sync::OnceLock<Leadership>,
     /// Sending WAL entries to peers, when replicated.
     pub(crate) replication: Option<Arc<wal_replicate::Replication>>,
     /// Copies of other gateways' WAL entries, when replicated.
@@ -183,6 +196,15 @@ impl SeaweedStorage {
             _ => None,
         };
         Ok(Self::build(client, wal, options.wal_metrics, takes, repl))
+    }
+
+    /// Makes `leadership` (a fingerprint of the cluster's live members, which partition leaders
+    /// are a hash over) part of every append: when it changed since a partition's last append,
+    /// another gateway may have written the partition meanwhile, so its publish stream and
+    /// idempotent-producer table are rebuilt (from the broker's offsets, the write-ahead-log
+    /// copies and the stored envelopes) first. Set once.
+    pub fn follow_leadership(&self, leadership: Leadership) {
+        let _ = self.inner.leadership.set(leadership);
     }
 
     /// The peer service storing other gateways' WAL copies, when the WAL is replicated.
@@ -260,6 +282,7 @@ impl SeaweedStorage {
             wal,
             wal_metrics,
             wal_takes,
+            leadership: std::sync::OnceLock::new(),
             replication,
             replicas,
             me: me.clone(),

@@ -38,6 +38,9 @@ pub struct AppendState {
     /// Counts the publish streams opened with the write-ahead log; an ack from an older stream
     /// never changes the WAL's state.
     pub generation: u64,
+    /// The leadership epoch ([`super::SeaweedStorage::leaders_changed`]) the open stream and
+    /// the producer table belong to: after a change another gateway may have written.
+    pub leadership: u64,
 }
 
 /// One Kafka partition on SMQ.
