@@ -152,15 +152,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let coordinator = start_cluster(&config, &registry, alone_tx, replica_service).await?;
     wal_peers.bind(coordinator.clone());
     if let Some(smq) = &smq_handle {
-        let cluster = coordinator.clone();
-        smq.follow_leadership(Leadership(Arc::new(move || {
+        let (cluster, me) = (coordinator.clone(), config.node_id);
+        let fingerprint = move || {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
             for b in cluster.brokers() {
                 b.node_id.hash(&mut h);
             }
             h.finish()
-        })));
+        };
+        let cluster = coordinator.clone();
+        let leads = move |topic: &str, partition: i32| {
+            let ids: Vec<i32> = cluster.brokers().iter().map(|b| b.node_id).collect();
+            cluster::view::partition_leader(topic, partition, &ids).is_none_or(|l| l == me)
+        };
+        smq.follow_leadership(Leadership {
+            fingerprint: Arc::new(fingerprint),
+            leads: Arc::new(leads),
+        });
     }
     if let (Some(smq), WalMode::Auto | WalMode::Alone) = (smq_handle, config.seaweedmq_wal) {
         // A second member joins only once SeaweedMQ flushed what this gateway acknowledged

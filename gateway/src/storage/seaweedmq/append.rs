@@ -166,7 +166,7 @@ impl Inner {
         }
         let mut guard = state.append.lock().await;
         let idempotent = header.is_idempotent();
-        let leadership = self.leadership.get().map_or(0, |f| (f.0)());
+        let leadership = self.leadership.get().map_or(0, |l| (l.fingerprint)());
         if guard.leadership != leadership {
             // Another gateway may have led this partition meanwhile: its offsets and producer
             // sequences are learnt again from the broker before appending.

@@ -92,13 +92,27 @@ pub struct SeaweedOptions {
     pub wal_replication: Option<(Arc<dyn wal_replicate::WalPeers>, std::path::PathBuf)>,
 }
 
-/// A fingerprint of partition leadership ([`SeaweedStorage::follow_leadership`]).
+/// Partition leadership in a cluster ([`SeaweedStorage::follow_leadership`]).
 #[derive(Clone)]
-pub struct Leadership(pub Arc<dyn Fn() -> u64 + Send + Sync>);
+pub struct Leadership {
+    /// A fingerprint of the live members (leaders are a hash over them).
+    pub fingerprint: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Whether this gateway leads a partition (topic, index).
+    pub leads: Arc<dyn Fn(&str, i32) -> bool + Send + Sync>,
+}
 
 impl std::fmt::Debug for Leadership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Leadership").field(&(self.0)()).finish()
+        f.debug_struct("Leadership")
+            .field("fingerprint", &(self.fingerprint)())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// Whether this gateway leads `tp` (always, outside a cluster).
+    pub(crate) fn leads(&self, tp: &TopicPartition) -> bool {
+        self.leadership.get().is_none_or(|l| (l.leads)(&tp.topic, tp.partition))
     }
 }
 
@@ -108,11 +122,13 @@ type Replicated = (Arc<wal_replicate::Replication>, Arc<wal_replica::ReplicaStor
 /// Opens the copies under `dir` (with their janitor) and the sender through `peers`.
 async fn replication(
     client: &Arc<SmqClient>,
+    wal: &Arc<WriteAheadLog>,
     peers: Arc<dyn wal_replicate::WalPeers>,
     dir: std::path::PathBuf,
 ) -> Result<Replicated> {
     let stop = tokio_util::sync::CancellationToken::new();
-    let store = wal_replica::ReplicaStore::open(dir, stop.clone()).await?;
+    let own = Some((peers.node_id(), Arc::clone(wal)));
+    let store = wal_replica::ReplicaStore::open(dir, own, stop.clone()).await?;
     tokio::spawn(Arc::clone(&store).janitor(Arc::clone(client)));
     Ok((wal_replicate::Replication::new(peers, stop), store))
 }
@@ -191,8 +207,8 @@ impl SeaweedStorage {
             None => None,
         };
         let takes = options.wal_only_while.unwrap_or_else(always);
-        let repl = match (options.wal_replication, wal.is_some()) {
-            (Some((peers, dir)), true) => Some(replication(&client, peers, dir).await?),
+        let repl = match (options.wal_replication, &wal) {
+            (Some((peers, dir)), Some(wal)) => Some(replication(&client, wal, peers, dir).await?),
             _ => None,
         };
         Ok(Self::build(client, wal, options.wal_metrics, takes, repl))
@@ -222,7 +238,7 @@ impl SeaweedStorage {
         peers: Arc<dyn wal_replicate::WalPeers>,
         dir: std::path::PathBuf,
     ) -> Result<Self> {
-        let repl = replication(&client, peers, dir).await?;
+        let repl = replication(&client, &wal, peers, dir).await?;
         Ok(Self::build(client, Some(wal), None, always(), Some(repl)))
     }
 

@@ -58,6 +58,9 @@ pub struct ReplicaStore {
     opening: tokio::sync::Mutex<()>,
     /// When each source last pushed each partition.
     pushed: parking_lot::Mutex<HashMap<(u64, TopicPartition), Instant>>,
+    /// This node's id and its own WAL: a fetch returns its entries too (the writer's own copy
+    /// is one of the majority an answer counted on).
+    own: Option<(u64, Arc<WriteAheadLog>)>,
     cancel: CancellationToken,
 }
 
@@ -66,13 +69,18 @@ impl ReplicaStore {
     ///
     /// # Errors
     /// I/O errors reading the directory or recovering a WAL.
-    pub async fn open(dir: PathBuf, cancel: CancellationToken) -> Result<Arc<Self>> {
+    pub async fn open(
+        dir: PathBuf,
+        own: Option<(u64, Arc<WriteAheadLog>)>,
+        cancel: CancellationToken,
+    ) -> Result<Arc<Self>> {
         std::fs::create_dir_all(&dir).map_err(StorageError::Io)?;
         let store = Arc::new(Self {
             dir: dir.clone(),
             sources: parking_lot::Mutex::new(HashMap::new()),
             opening: tokio::sync::Mutex::new(()),
             pushed: parking_lot::Mutex::new(HashMap::new()),
+            own,
             cancel,
         });
         for entry in std::fs::read_dir(&dir).map_err(StorageError::Io)? {
@@ -155,8 +163,9 @@ impl ReplicaStore {
         validate_topic_name(&req.topic)?;
         let tp = TopicPartition::new(req.topic.as_str(), req.partition);
         let max_bytes = req.max_bytes.clamp(1, FETCH_MAX_BYTES);
-        let sources: Vec<(u64, Arc<WriteAheadLog>)> =
+        let mut sources: Vec<(u64, Arc<WriteAheadLog>)> =
             self.sources.lock().iter().map(|(s, w)| (*s, Arc::clone(w))).collect();
+        sources.extend(self.own.clone());
         let mut reply = pb::FetchReply::default();
         for (source, wal) in sources {
             let entries = read_entries(&wal, &tp, req.from, max_bytes).await?;

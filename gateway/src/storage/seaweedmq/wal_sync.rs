@@ -507,7 +507,9 @@ async fn keep(inner: &Arc<Inner>, tp: &TopicPartition, state: &Arc<PartitionStat
             .try_lock()
             .map(|g| g.publisher.as_ref().is_none_or(Publisher::is_closed))
             .unwrap_or(false);
-        if !closed || state.fenced.lock().is_some() {
+        if !closed || state.fenced.lock().is_some() || !inner.leads(tp) {
+            // Another gateway leads the partition: it takes the copies of what the broker lost
+            // (§3.4) before it appends; publishing here would interleave with it.
             continue;
         }
         // The stream broke (or none is open) with entries the broker may have lost: recover
