@@ -109,12 +109,24 @@ pub(super) struct Inner {
 impl Coordinator {
     /// Opens the raft storage, starts the raft node, serves peers on `listener` and runs the
     /// liveness monitor. The node is not initialized: call [`Coordinator::initialize`] on one node
-    /// of a new cluster, or have the leader add it.
+    /// of a new cluster, or have the leader add it. Without a listener (a standalone gateway) the
+    /// node serves no peer and can only form a one-node cluster.
     ///
     /// # Errors
-    /// Storage that cannot be opened, invalid options, or a raft node that fails to start.
-    pub async fn start(options: ClusterOptions, listener: TcpListener) -> Result<Self, ClusterError> {
+    /// Storage that cannot be opened, invalid options (a listener without a cluster token in
+    /// `options.network.token`), or a raft node that fails to start.
+    pub async fn start(options: ClusterOptions, listener: Option<TcpListener>) -> Result<Self, ClusterError> {
         let config = Arc::new(options.raft_config()?);
+        let token = match (&listener, &options.network.token) {
+            (Some(_), None) => {
+                return Err(ClusterError::Config(
+                    "serving raft peers needs a cluster token: peers could otherwise change the \
+                     membership and write any state"
+                        .into(),
+                ))
+            }
+            (_, token) => token.clone(),
+        };
         let log = LogStore::open(&options.data_dir).map_err(ClusterError::Storage)?;
         let sm = StateMachineStore::open(&options.data_dir).map_err(ClusterError::Storage)?;
         let applied = sm.applied();
@@ -124,16 +136,18 @@ impl Coordinator {
             .map_err(|e| ClusterError::Fatal(e.to_string()))?;
         let stop = CancellationToken::new();
         let leader_contact = Arc::new(parking_lot::Mutex::new(None));
-        let serve = {
+        let mut tasks = Vec::new();
+        if let (Some(listener), Some(token)) = (listener, token) {
             let stop = stop.clone();
-            let svc = PeerService::new(raft.clone(), Arc::clone(&leader_contact));
+            let max_snapshot = options.network.max_snapshot_bytes;
+            let svc = PeerService::new(raft.clone(), Arc::clone(&leader_contact), max_snapshot);
             let max = options.network.max_message_bytes;
-            tokio::spawn(async move {
-                if let Err(e) = service::serve(listener, svc, max, stop.cancelled_owned()).await {
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = service::serve(listener, svc, token, max, stop.cancelled_owned()).await {
                     tracing::error!(error = %e, "raft peer service stopped");
                 }
-            })
-        };
+            }));
+        }
         let inner = Arc::new(Inner {
             node_id: options.node_id,
             node: options.node.clone(),
@@ -144,7 +158,7 @@ impl Coordinator {
             lease: options.dead_after / 2,
             metrics: std::sync::OnceLock::new(),
             stop,
-            tasks: parking_lot::Mutex::new(vec![serve]),
+            tasks: parking_lot::Mutex::new(tasks),
         });
         let monitor = tokio::spawn(liveness_monitor(Arc::clone(&inner), options.dead_after));
         inner.tasks.lock().push(monitor);

@@ -1,17 +1,23 @@
 //! Inbound peer RPCs: the tonic `RaftService` on the cluster port.
 //!
-//! The cluster port is for trusted peers only (it accepts membership changes); decoding is
-//! bounded by the configured message size. openraft errors travel back inside the reply so the
-//! caller sees them as remote errors; only envelope problems become gRPC statuses.
+//! The cluster port is for peers only (it accepts membership changes and state-machine writes):
+//! every call must carry the cluster token (`authorization: Bearer <token>`), checked in constant
+//! time by an interceptor before the body is decoded; a call without it is answered
+//! `UNAUTHENTICATED` and reaches no handler. Decoding is bounded by the configured message size,
+//! and snapshot chunks by the [`SnapshotGate`]. openraft errors travel back inside the reply so
+//! the caller sees them as remote errors; only envelope problems become gRPC statuses.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use openraft::error::{InstallSnapshotError, RaftError, SnapshotMismatch};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest};
+use openraft::SnapshotSegmentId;
 use parking_lot::Mutex;
-
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
@@ -19,13 +25,16 @@ use super::command::ForwardRequest;
 use super::management::execute_local;
 use super::pb::v1::raft_service_server::{RaftService, RaftServiceServer};
 use super::pb::v1::{RaftReply, RaftRequest};
+use super::snapshot_gate::{ChunkError, SnapshotGate};
 use super::{NodeId, Raft, TypeConfig};
+use crate::auth::Token;
 
 /// The inbound peer service of one node.
 #[derive(Clone)]
 pub struct PeerService {
     raft: Raft,
     leader_contact: Arc<Mutex<Option<Instant>>>,
+    snapshots: Arc<SnapshotGate>,
 }
 
 impl std::fmt::Debug for PeerService {
@@ -36,9 +45,14 @@ impl std::fmt::Debug for PeerService {
 
 impl PeerService {
     /// Serves `raft` to its peers, recording in `leader_contact` when a leader's AppendEntries
-    /// (replication or heartbeat) was last accepted.
-    pub fn new(raft: Raft, leader_contact: Arc<Mutex<Option<Instant>>>) -> Self {
-        Self { raft, leader_contact }
+    /// (replication or heartbeat) was last accepted, and admitting snapshots of at most
+    /// `max_snapshot_bytes`.
+    pub fn new(raft: Raft, leader_contact: Arc<Mutex<Option<Instant>>>, max_snapshot_bytes: u64) -> Self {
+        Self {
+            raft,
+            leader_contact,
+            snapshots: Arc::new(SnapshotGate::new(max_snapshot_bytes)),
+        }
     }
 }
 
@@ -75,6 +89,31 @@ impl RaftService for PeerService {
 
     async fn snapshot(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(&request)?;
+        let id = &rpc.meta.snapshot_id;
+        if let Err(e) = self
+            .snapshots
+            .admit(id, rpc.offset, rpc.data.len() as u64, rpc.done)
+        {
+            tracing::warn!(error = %e, "snapshot chunk refused");
+            // A chunk out of sequence gets openraft's own answer, on which a sender starts the
+            // snapshot again from offset 0; a snapshot over the cap cannot succeed by retrying.
+            let expect = match e {
+                ChunkError::NotAtStart { .. } => 0,
+                ChunkError::Gap { received, .. } => received,
+                ChunkError::TooLarge { .. } => return Err(Status::resource_exhausted(e.to_string())),
+            };
+            let segment = |offset| SnapshotSegmentId {
+                id: id.clone(),
+                offset,
+            };
+            let mismatch = InstallSnapshotError::SnapshotMismatch(SnapshotMismatch {
+                expect: segment(expect),
+                got: segment(rpc.offset),
+            });
+            return reply::<InstallSnapshotResponse<NodeId>, _>(&Err(RaftError::<NodeId, _>::APIError(
+                mismatch,
+            )));
+        }
         reply(&self.raft.install_snapshot(rpc).await)
     }
 
@@ -84,19 +123,60 @@ impl RaftService for PeerService {
     }
 }
 
-/// Serves the peer protocol on `listener` until `shutdown` completes.
+/// The interceptor refusing calls that do not present `token`.
+#[derive(Debug, Clone)]
+pub struct RequireToken {
+    token: Token,
+    /// Unix second of the last refusal logged: at most one warning a second.
+    last_warned: Arc<AtomicU64>,
+}
+
+impl RequireToken {
+    /// Admits only calls carrying `authorization: Bearer <token>`.
+    pub fn new(token: Token) -> Self {
+        Self {
+            token,
+            last_warned: Arc::default(),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for RequireToken {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let header = request.metadata().get("authorization").map(|v| v.as_bytes());
+        if self.token.verify_bearer(header) {
+            return Ok(request);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.last_warned.swap(now, Ordering::Relaxed) != now {
+            tracing::warn!(
+                peer = ?request.remote_addr(),
+                presented = header.is_some(),
+                "raft call refused: missing or wrong cluster token"
+            );
+        }
+        Err(Status::unauthenticated("missing or wrong cluster token"))
+    }
+}
+
+/// Serves the peer protocol on `listener` until `shutdown` completes, to callers presenting
+/// `token` only.
 ///
 /// # Errors
 /// Transport errors of the gRPC server.
 pub async fn serve(
     listener: TcpListener,
     service: PeerService,
+    token: Token,
     max_message_bytes: usize,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let svc = RaftServiceServer::new(service)
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
+    let svc = InterceptedService::new(svc, RequireToken::new(token));
     tonic::transport::Server::builder()
         .add_service(svc)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
