@@ -168,7 +168,7 @@ fn cluster_control_plane_refuses_unauthenticated_calls_and_wild_snapshot_chunks(
         anyhow::Ok(())
     }))?;
     ensure!(members(&c)? == start_members, "membership changed");
-    let md = c.metadata(leader as i32, &[])?;
+    let md = c.metadata(leader, &[])?;
     ensure!(
         md.cluster_id.as_deref() != Some("stolen"),
         "the cluster id was overwritten"
