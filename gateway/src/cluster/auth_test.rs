@@ -223,3 +223,38 @@ async fn without_an_admin_token_only_loopback_callers_mutate() {
     assert_eq!(voters(&c), vec![0]);
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_with_another_token_is_refused_and_backed_off() {
+    use openraft::error::RPCError;
+    use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+
+    let (c, addr, _dir) = serving_node(1 << 20).await;
+    let other = network::NetworkOptions {
+        token: Some(crate::auth::Token::new("another-cluster-token-0123456789").unwrap()),
+        ..network::NetworkOptions::default()
+    };
+    let mut outsider = network::Network::new(other);
+    // Its join request is refused, naming the reason.
+    let e = within(outsider.forward(&addr, &ForwardRequest::Status))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ClusterError::Rpc(ref m) if m.contains("cluster token")),
+        "{e}"
+    );
+    // Its raft calls count as an unreachable peer: openraft retries them with backoff.
+    let node = ClusterNode {
+        cluster_addr: addr.clone(),
+        ..ClusterNode::default()
+    };
+    let mut client = outsider.new_client(1, &node).await;
+    let vote = openraft::raft::VoteRequest::new(Vote::new(99, 2), None);
+    let e = within(client.vote(vote, RPCOption::new(Duration::from_secs(5))))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RPCError::Unreachable(_)), "{e}");
+    assert_eq!(voters(&c), vec![1]);
+    assert_eq!(c.status().term, 1, "the refused vote did not raise the term");
+    c.shutdown().await;
+}

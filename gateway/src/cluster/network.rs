@@ -1,9 +1,9 @@
 //! Outbound peer RPCs: openraft's `RaftNetworkFactory` over tonic.
 //!
 //! One lazily connecting [`Channel`] per peer address is cached and shared by every client of
-//! that peer (tonic reconnects a channel by itself). A peer that refuses connections is reported
-//! as `Unreachable`, so openraft retries it on [`PeerClient::backoff`]'s schedule instead of in a
-//! tight loop. Messages are bounded by [`NetworkOptions::max_message_bytes`] both ways. Every call
+//! that peer (tonic reconnects a channel by itself). A peer that refuses connections (or this
+//! node's cluster token) is reported as `Unreachable`, so openraft retries it on
+//! [`PeerClient::backoff`]'s schedule instead of in a tight loop. Messages are bounded by [`NetworkOptions::max_message_bytes`] both ways. Every call
 //! presents the cluster token ([`NetworkOptions::token`]). The time of the last answer from each
 //! peer is recorded; the leader's liveness view is built from it.
 
@@ -205,7 +205,11 @@ impl PeerClient {
             .call(&self.node.cluster_addr, method, request, option.hard_ttl())
             .await
             .map_err(|status| match status.code() {
-                tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
+                // A peer refusing our token (a member configured with another one) is retried
+                // on the backoff schedule like one refusing connections, not on every heartbeat.
+                tonic::Code::Unavailable | tonic::Code::Unauthenticated => {
+                    RPCError::Unreachable(Unreachable::new(&status))
+                }
                 _ => RPCError::Network(NetworkError::new(&status)),
             })?;
         self.network
