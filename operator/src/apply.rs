@@ -7,8 +7,8 @@
 //!    keeps the StatefulSet at the smallest size whose members are all removed and is reported as
 //!    `ScaleDownBlocked`, but does not stop the rest;
 //! 3. server-side apply the children under [`FIELD_MANAGER`]: a dry run of the StatefulSet first,
-//!    then ConfigMap, headless and client Services, the tokens Secret (created once when the
-//!    operator generates it, checked when the user names it), NetworkPolicy (deleted when turned
+//!    then the tokens Secret (created once when the operator generates it, checked when the user
+//!    names it), ConfigMap, headless and client Services, NetworkPolicy (deleted when turned
 //!    off), StatefulSet, PDB, ServiceMonitor (when enabled and its CRD exists; deleted when turned
 //!    off); a child the API server refuses is reported as `Ready=False/ChildRejected`, an unusable
 //!    tokens Secret as `Ready=False/TokensSecretInvalid`;
@@ -116,7 +116,7 @@ pub(crate) async fn apply(kgw: &KafkaGateway, ctx: &Context) -> Result<Action> {
             return refuse(kgw, ctx, &names, current.as_ref(), refusal).await;
         }
         Err(e @ Error::TokensSecret { .. }) => {
-            let note = format!("{e}; the gateways need both tokens, so no pod was changed");
+            let note = format!("{e}; the gateways need both tokens, so no child was changed");
             ctx.publish(
                 kgw,
                 EventType::Warning,
@@ -270,6 +270,9 @@ async fn apply_children(
     // The StatefulSet carries most of what the user writes (env, resources, placement): the API
     // server judges it in a dry run before any child changes, so a refusal leaves none half-done.
     dry_run(&sts_api, &names.name, &sts, "StatefulSet").await?;
+    // Before the ConfigMap, which names the token files: an unusable tokens Secret changes no
+    // child (a pod restarting on a config naming files it has no volume for would not start).
+    ensure_tokens(kgw, ctx, names).await?;
     let cm = resources::configmap::build(kgw, names, replicas)?;
     ssa(
         &Api::<ConfigMap>::namespaced(client.clone(), ns),
@@ -283,7 +286,6 @@ async fn apply_children(
     ssa(&svc_api, &names.headless(), &headless, "headless Service").await?;
     let bootstrap = resources::service::client(kgw, names)?;
     ssa(&svc_api, &names.name, &bootstrap, "client Service").await?;
-    ensure_tokens(kgw, ctx, names).await?;
     let netpol_api = Api::<NetworkPolicy>::namespaced(client.clone(), ns);
     match resources::networkpolicy::build(kgw, names, &ctx.operator)? {
         Some(policy) => {

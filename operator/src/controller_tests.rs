@@ -128,7 +128,7 @@ async fn scale_up_grows_peers_and_replicas_without_removals() {
     let kgw = KafkaGateway::test().with_replicas(5);
     let mut steps = vec![sts_found(&kgw, 3), Step::event("ScalingUp")];
     let mut children = Step::services_and_config();
-    children[1] = Step::apply("/api/v1", "configmaps", "kgw-config").checked(|b| assert_eq!(peers_in(b), 5));
+    children[2] = Step::apply("/api/v1", "configmaps", "kgw-config").checked(|b| assert_eq!(peers_in(b), 5));
     steps.extend(children);
     steps.push(Step::apply_sts(|b| assert_eq!(replicas_of(b), 5)));
     steps.push(pdb().checked(|b| assert_eq!(b["spec"]["maxUnavailable"], 2)));
@@ -189,7 +189,7 @@ async fn failed_member_removal_blocks_only_the_scale_down() {
         Step::event("MemberRemovalFailed"),
     ];
     let mut children = Step::services_and_config();
-    children[1] = Step::apply("/api/v1", "configmaps", "kgw-config").checked(|b| assert_eq!(peers_in(b), 4));
+    children[2] = Step::apply("/api/v1", "configmaps", "kgw-config").checked(|b| assert_eq!(peers_in(b), 4));
     steps.extend(children);
     steps.push(Step::apply_sts(|b| {
         // Member 4 is removed, 3 is not: four pods stay, with the new image.

@@ -252,15 +252,15 @@ impl Step {
         }
     }
     /// The standard steps of every apply, up to (not including) the StatefulSet: its dry run,
-    /// the ConfigMap, the two Services, the read of the tokens Secret (found) and the
+    /// the read of the tokens Secret (found), the ConfigMap, the two Services and the
     /// NetworkPolicy.
     pub(crate) fn services_and_config() -> Vec<Self> {
         vec![
             Self::dry_run_sts(),
+            tokens_found(),
             Self::apply("/api/v1", "configmaps", "kgw-config"),
             Self::apply("/api/v1", "services", "kgw-headless"),
             Self::apply("/api/v1", "services", "kgw"),
-            tokens_found(),
             Self::apply(NETWORKING, "networkpolicies", "kgw"),
         ]
     }

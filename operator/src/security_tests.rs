@@ -25,7 +25,7 @@ async fn a_new_gateway_gets_generated_tokens_mounted_and_a_network_policy() {
     let kgw = KafkaGateway::test().with_replicas(3);
     let mut steps = vec![sts_missing()];
     let mut children = Step::services_and_config();
-    children[1] = Step::apply("/api/v1", "configmaps", "kgw-config").checked(|b| {
+    children[2] = Step::apply("/api/v1", "configmaps", "kgw-config").checked(|b| {
         let table: toml::Table = b["data"]["gateway.toml"].as_str().unwrap().parse().unwrap();
         assert_eq!(
             table["cluster-token-file"].as_str(),
@@ -37,9 +37,9 @@ async fn a_new_gateway_gets_generated_tokens_mounted_and_a_network_policy() {
         );
     });
     // No Secret yet: the operator creates one with two fresh tokens, owned by the gateway.
-    children[4] = Step::get("/api/v1", "secrets", "kgw-tokens", Reply::Status(404));
+    children[1] = Step::get("/api/v1", "secrets", "kgw-tokens", Reply::Status(404));
     children.insert(
-        5,
+        2,
         Step::raw(
             http::Method::POST,
             "/api/v1/namespaces/testns/secrets",
@@ -86,10 +86,7 @@ async fn a_missing_user_tokens_secret_is_reported_and_no_pod_changes() {
     let (ctx, server, _, journal) = Context::test(None, vec![]);
     let mut kgw = KafkaGateway::test();
     kgw.spec.security.tokens_secret = Some("my-tokens".into());
-    let mut steps = vec![sts_found(&kgw, 1)];
-    let mut children = Step::services_and_config();
-    children.truncate(4);
-    steps.extend(children);
+    let mut steps = vec![sts_found(&kgw, 1), Step::dry_run_sts()];
     steps.push(Step::get("/api/v1", "secrets", "my-tokens", Reply::Status(404)));
     steps.push(Step::event_about(
         "TokensSecretInvalid",
@@ -106,13 +103,19 @@ async fn a_missing_user_tokens_secret_is_reported_and_no_pod_changes() {
     let mock = server.run(steps, Arc::clone(&journal));
     reconcile(Arc::new(kgw), ctx).await.expect("reported");
     timeout_after_1s(mock).await;
-    // Only the dry run touched the StatefulSet.
+    // Only the dry run touched the StatefulSet, and no other child was applied.
     let log = journal.lock().clone();
     let sts_patches = log
         .iter()
         .filter(|e| e.starts_with("PATCH /apis/apps/v1/namespaces/testns/statefulsets/kgw"))
         .count();
     assert_eq!(sts_patches, 1, "{log:?}");
+    assert!(
+        !log.iter().any(|e| e.contains("/configmaps/")
+            || e.contains("/services/")
+            || e.contains("/networkpolicies/")),
+        "{log:?}"
+    );
 }
 
 #[tokio::test]
