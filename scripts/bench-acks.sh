@@ -181,10 +181,16 @@ start_gateways() {
   GW_PIDS=()
   for ((i = 0; i < n; i++)); do
     local args=(--listen "127.0.0.1:${kafka[$i]}" --advertised-listener "127.0.0.1:${kafka[$i]}"
-      --admin-listen "127.0.0.1:${admin[$i]}" --cluster-listen "127.0.0.1:${raft[$i]}"
+      --admin-listen "127.0.0.1:${admin[$i]}"
       --data-dir "$OUT/gw-$wal-$n-n$i" --storage seaweedmq --seaweedmq-masters "$MASTER"
       --seaweedmq-wal "$([[ $wal == on ]] && echo auto || echo off)" --shutdown-grace-seconds 2)
-    ((n > 1)) && args+=(--node-id "$i" --peers "$peers")
+    # A cluster's raft port requires the shared cluster token (docs/security.md); a standalone
+    # gateway opens none.
+    if ((n > 1)); then
+      [[ -f $OUT/cluster-token ]] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$OUT/cluster-token"
+      args+=(--node-id "$i" --peers "$peers" --cluster-listen "127.0.0.1:${raft[$i]}"
+        --cluster-token-file "$OUT/cluster-token")
+    fi
     start_group "$OUT/gateway-wal-$wal-$n-n$i.log" "${CLIENT_CPUS[@]}" env RUST_LOG=info,openraft=warn "$GATEWAY" "${args[@]}"
     GW_PIDS+=("$STARTED_PID")
   done

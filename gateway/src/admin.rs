@@ -1,14 +1,24 @@
-//! The admin HTTP server: `/metrics`, `/healthz`, `/readyz` on a port separate from Kafka.
+//! The admin HTTP server: `/metrics`, `/healthz`, `/readyz` on a port separate from Kafka, and
+//! [`require_admin`], the guard of every mutating admin route.
+//!
+//! Read-only routes are open (probes and scrapers need them). A mutating route needs
+//! `authorization: Bearer <admin token>` when `--admin-token-file` is set (401 otherwise);
+//! without a configured token only loopback callers may mutate (403 otherwise): a laptop gateway
+//! stays usable with `curl localhost:9644/...`, and nothing beyond the host can change it.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use prometheus::{Encoder, Registry, TextEncoder};
+
+use crate::auth::Token;
 
 /// Shared state of the admin endpoints.
 #[derive(Debug, Clone)]
@@ -26,6 +36,63 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state)
+}
+
+/// Who may call the mutating admin routes.
+#[derive(Debug, Clone)]
+pub struct AdminAuth {
+    /// The admin token; `None`: loopback callers only.
+    token: Option<Token>,
+}
+
+impl AdminAuth {
+    /// Mutations need `token`, or come from loopback when there is none.
+    pub fn new(token: Option<Token>) -> Self {
+        Self { token }
+    }
+}
+
+/// Middleware admitting a mutating admin call per [`AdminAuth`] (see the module docs). The
+/// caller's address comes from `ConnectInfo<SocketAddr>`; a server without it admits no
+/// tokenless call.
+pub async fn require_admin(State(auth): State<AdminAuth>, request: Request, next: Next) -> Response {
+    match &auth.token {
+        Some(token) => {
+            let header = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+            if token.verify_bearer(header) {
+                return next.run(request).await;
+            }
+            tracing::warn!(
+                method = %request.method(),
+                path = request.uri().path(),
+                presented = header.is_some(),
+                "admin call refused: missing or wrong admin token"
+            );
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "this admin endpoint needs `Authorization: Bearer <admin token>` (--admin-token-file)\n",
+            )
+                .into_response()
+        }
+        None => {
+            let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+            if peer.is_some_and(|p| p.ip().is_loopback()) {
+                return next.run(request).await;
+            }
+            tracing::warn!(
+                method = %request.method(),
+                path = request.uri().path(),
+                peer = ?peer,
+                "admin call refused: no admin token configured and the caller is not on loopback"
+            );
+            (
+                StatusCode::FORBIDDEN,
+                "no --admin-token-file is configured: mutating admin endpoints accept loopback callers only\n",
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {

@@ -11,9 +11,15 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::auth::Token;
+
 /// Log filter when `RUST_LOG` is unset: this crate's events at `info`, dependencies at `warn`
 /// (openraft logs its whole state at `info` on every start and election).
 pub const DEFAULT_LOG_FILTER: &str = "warn,kafka_gateway=info";
+
+/// The raft peer listener of a clustered gateway that names none.
+const DEFAULT_CLUSTER_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9645);
 
 /// Invalid configuration, reported at start with the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -135,9 +141,18 @@ pub struct Flags {
     /// Cluster node id [default: 0].
     #[arg(long, env = "KAFKA_GATEWAY_NODE_ID")]
     pub node_id: Option<i32>,
-    /// Raft peer listener for clustered gateways [default: 0.0.0.0:9645].
+    /// Raft peer listener for clustered gateways; set, or --peers set, asks for clustering
+    /// [default: none without --peers (a standalone gateway opens no raft port), else 0.0.0.0:9645].
     #[arg(long, env = "KAFKA_GATEWAY_CLUSTER_LISTEN")]
     pub cluster_listen: Option<String>,
+    /// File holding the shared secret every raft peer call carries and requires (16 to 4096
+    /// visible ASCII characters); required when clustering is asked for.
+    #[arg(long, env = "KAFKA_GATEWAY_CLUSTER_TOKEN_FILE")]
+    pub cluster_token_file: Option<PathBuf>,
+    /// File holding the bearer token the mutating admin endpoints (POST/DELETE /cluster/members)
+    /// require [default: none; mutations then accepted from loopback callers only].
+    #[arg(long, env = "KAFKA_GATEWAY_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Initial raft peers `ID=HOST:PORT,...` [default: none, a one-node cluster].
     #[arg(long, env = "KAFKA_GATEWAY_PEERS")]
     pub peers: Option<String>,
@@ -225,8 +240,12 @@ pub struct Config {
     pub node_id: i32,
     /// Rack.
     pub rack: Option<String>,
-    /// Raft peer listener.
-    pub cluster_listen: SocketAddr,
+    /// Raft peer listener; `None` for a standalone gateway, which opens no raft port.
+    pub cluster_listen: Option<SocketAddr>,
+    /// Shared secret of raft peer calls; always set when `cluster_listen` is.
+    pub cluster_token: Option<Token>,
+    /// Bearer token of the mutating admin endpoints; `None`: loopback callers only.
+    pub admin_token: Option<Token>,
     /// Initial raft peers (node id, peer address), this node included when listed.
     pub peers: Vec<(i32, String)>,
     /// Milliseconds after which the raft leader declares a silent member dead and moves its
@@ -281,7 +300,10 @@ impl Config {
         if let Some((_, addr)) = self.peers.iter().find(|(id, _)| *id == self.node_id) {
             return addr.clone();
         }
-        advertise(&self.advertised_host, self.cluster_listen)
+        advertise(
+            &self.advertised_host,
+            self.cluster_listen.unwrap_or(DEFAULT_CLUSTER_LISTEN),
+        )
     }
 
     /// The admin HTTP address other members and the operator use for this node.
@@ -398,11 +420,18 @@ impl Config {
             seaweedmq_masters: Vec::new(),
             seaweedmq_brokers: Vec::new(),
             seaweedmq_wal: pick!(seaweedmq_wal, WalMode::Auto),
-            cluster_listen: {
-                let v = pick!(cluster_listen, "0.0.0.0:9645".into());
-                v.parse()
-                    .map_err(|e| invalid("cluster-listen", format!("{v:?}: {e}")))?
+            cluster_listen: match f.cluster_listen.or(file.cluster_listen) {
+                Some(v) => Some(
+                    v.parse()
+                        .map_err(|e| invalid("cluster-listen", format!("{v:?}: {e}")))?,
+                ),
+                None => None,
             },
+            cluster_token: read_token(
+                "cluster-token-file",
+                f.cluster_token_file.or(file.cluster_token_file),
+            )?,
+            admin_token: read_token("admin-token-file", f.admin_token_file.or(file.admin_token_file))?,
             peers: parse_peers(f.peers.or(file.peers).as_deref())?,
             cluster_dead_after_ms: {
                 let v = pick!(cluster_dead_after_ms, 5000);
@@ -415,6 +444,11 @@ impl Config {
                 v
             },
         };
+        // Clustering is asked for by --peers or --cluster-listen; then the raft port is open and
+        // must authenticate its callers.
+        if !cfg.peers.is_empty() && cfg.cluster_listen.is_none() {
+            cfg.cluster_listen = Some(DEFAULT_CLUSTER_LISTEN);
+        }
         if cfg.max_queued_request_bytes < cfg.max_request_bytes {
             return Err(invalid(
                 "max-queued-request-bytes",
@@ -464,8 +498,23 @@ impl Config {
                 ));
             }
         }
+        if cfg.cluster_listen.is_some() && cfg.cluster_token.is_none() {
+            return Err(invalid(
+                "cluster-token-file",
+                "clustering (--peers or --cluster-listen) needs --cluster-token-file: the raft port \
+                 accepts membership changes and state writes, so it admits only peers presenting the \
+                 shared token (generate one with `openssl rand -hex 32`; every member uses the same)"
+                    .into(),
+            ));
+        }
         Ok(cfg)
     }
+}
+
+/// Reads the token file named by the `key` option, if any.
+fn read_token(key: &'static str, path: Option<PathBuf>) -> Result<Option<Token>, ConfigError> {
+    path.map(|p| Token::read_file(&p).map_err(|e| invalid(key, e.to_string())))
+        .transpose()
 }
 
 /// Parses `ID=HOST:PORT,...`; ids must be unique and non-negative.
@@ -587,15 +636,31 @@ mod tests {
         assert!(toml::from_str::<T>("w = \"sometimes\"").is_err());
     }
 
+    /// A token file in a fresh directory (kept alive by the returned guard).
+    fn token_file() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let path = path.display().to_string();
+        (dir, path)
+    }
+
     #[test]
     fn peers_are_parsed_and_multi_node_needs_seaweedmq() {
-        let c = parse(&["--node-id", "0", "--peers", "0=kgw-0.kgw-headless:9645"]).unwrap();
+        let (_dir, token) = token_file();
+        let t = ["--cluster-token-file", token.as_str()];
+        let with_token = |args: &[&str]| {
+            let mut all = args.to_vec();
+            all.extend_from_slice(&t);
+            parse(&all)
+        };
+        let c = with_token(&["--node-id", "0", "--peers", "0=kgw-0.kgw-headless:9645"]).unwrap();
         assert_eq!(c.peers, vec![(0, "kgw-0.kgw-headless:9645".to_string())]);
-        assert_eq!(c.cluster_listen.port(), 9645);
+        assert_eq!(c.cluster_listen.map(|l| l.port()), Some(9645));
         assert_eq!(c.cluster_advertised(), "kgw-0.kgw-headless:9645");
-        let e = parse(&["--peers", "0=a:1,1=b:1"]).unwrap_err().to_string();
+        let e = with_token(&["--peers", "0=a:1,1=b:1"]).unwrap_err().to_string();
         assert!(e.contains("peers") && e.contains("seaweedmq"), "{e}");
-        let c = parse(&[
+        let c = with_token(&[
             "--node-id",
             "1",
             "--peers",
@@ -607,7 +672,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.cluster_advertised(), "b:1");
-        let c = parse(&["--listen", "127.0.0.2:9092", "--cluster-listen", "0.0.0.0:9645"]).unwrap();
+        let c = with_token(&["--listen", "127.0.0.2:9092", "--cluster-listen", "0.0.0.0:9645"]).unwrap();
         assert_eq!(c.cluster_advertised(), "127.0.0.2:9645");
         assert!(parse(&["--node-id=-1"])
             .unwrap_err()
@@ -620,10 +685,56 @@ mod tests {
         for bad in ["x=a:1", "0=a", "0=a:1,0=b:2", "-1=a:1"] {
             let arg = format!("--peers={bad}");
             assert!(
-                parse(&[arg.as_str()]).unwrap_err().to_string().contains("peers"),
+                with_token(&[arg.as_str()])
+                    .unwrap_err()
+                    .to_string()
+                    .contains("peers"),
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_standalone_gateway_has_no_raft_listener_and_needs_no_token() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.cluster_listen, None);
+        assert!(c.cluster_token.is_none() && c.admin_token.is_none());
+        // It still registers an address for itself, should it be restarted as a cluster.
+        assert_eq!(c.cluster_advertised(), "localhost:9645");
+    }
+
+    #[test]
+    fn clustering_needs_a_cluster_token() {
+        for args in [
+            vec!["--peers", "0=a:9645"],
+            vec!["--cluster-listen", "127.0.0.1:9645"],
+        ] {
+            let e = parse(&args).unwrap_err().to_string();
+            assert!(e.contains("cluster-token-file"), "{e}");
+        }
+        let (dir, token) = token_file();
+        let c = parse(&[
+            "--cluster-listen",
+            "127.0.0.1:9645",
+            "--cluster-token-file",
+            &token,
+        ])
+        .unwrap();
+        assert!(c
+            .cluster_token
+            .unwrap()
+            .verify(b"0123456789abcdef0123456789abcdef"));
+        let short = dir.path().join("short");
+        std::fs::write(&short, "changeme").unwrap();
+        let short = short.display().to_string();
+        for key in ["--cluster-token-file", "--admin-token-file"] {
+            let e = parse(&[key, &short]).unwrap_err().to_string();
+            assert!(e.contains(&key[2..]) && e.contains("minimum"), "{e}");
+            let e = parse(&[key, "/nonexistent/token"]).unwrap_err().to_string();
+            assert!(e.contains(&key[2..]) && e.contains("/nonexistent/token"), "{e}");
+        }
+        let c = parse(&["--admin-token-file", &token]).unwrap();
+        assert!(c.admin_token.is_some() && c.cluster_listen.is_none());
     }
 
     #[test]

@@ -10,9 +10,11 @@
 //! - [`records`]: v2 record batch header validation and in-place rewrites.
 //!
 //! Around it: [`config`] (the one typed configuration, built in `main`), [`admin`] (the admin
-//! HTTP server), [`metrics`] (request-path metrics), [`producer_ids`] (InitProducerId ids).
+//! HTTP server), [`auth`] (control-plane tokens), [`metrics`] (request-path metrics),
+//! [`producer_ids`] (InitProducerId ids).
 
 pub mod admin;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 #[doc(hidden)]

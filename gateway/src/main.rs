@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use kafka_gateway::admin::{self, AdminState};
+use kafka_gateway::admin::{self, AdminAuth, AdminState};
 use kafka_gateway::cluster::network::NetworkOptions;
 use kafka_gateway::cluster::wal_peers::ClusterWalPeers;
 use kafka_gateway::cluster::{
@@ -233,10 +233,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
         registry: registry.clone(),
         ready: Arc::clone(&ready),
     })
-    .merge(cluster::admin_http::router(coordinator.clone()));
+    .merge(cluster::admin_http::router(
+        coordinator.clone(),
+        AdminAuth::new(config.admin_token.clone()),
+    ));
     let admin_stop = shutdown.clone();
     let admin_task = tokio::spawn(async move {
-        axum::serve(admin_listener, admin_app)
+        // The caller's address decides tokenless admin mutations (loopback only).
+        let app = admin_app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(admin_listener, app)
             .with_graceful_shutdown(admin_stop.cancelled_owned())
             .await
     });
@@ -248,7 +253,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         listen = %config.listen,
         advertised = format!("{}:{}", config.advertised_host, config.advertised_port),
         admin = %config.admin_listen,
-        cluster = %config.cluster_listen,
+        cluster = config.cluster_listen.map_or("none (standalone)".into(), |l| l.to_string()),
         data_dir = %config.data_dir.display(),
         "kafka gateway listening; joining the cluster"
     );
@@ -296,16 +301,23 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts this node's raft member on the cluster listener (standalone is a one-node cluster).
+/// Starts this node's raft member, serving peers (and `extra_services`) on the cluster listener
+/// when clustering is configured; a standalone gateway is a one-node cluster that opens no raft
+/// port.
 async fn start_cluster(
     config: &Config,
     registry: &prometheus::Registry,
     alone: tokio::sync::watch::Sender<bool>,
     extra_services: Option<tonic::service::Routes>,
 ) -> anyhow::Result<Coordinator> {
-    let listener = TcpListener::bind(config.cluster_listen)
-        .await
-        .with_context(|| format!("binding cluster listener {}", config.cluster_listen))?;
+    let listener = match config.cluster_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding cluster listener {addr}"))?,
+        ),
+        None => None,
+    };
     let node = ClusterNode {
         cluster_addr: config.cluster_advertised(),
         kafka_addr: format!("{}:{}", config.advertised_host, config.advertised_port),
@@ -316,6 +328,7 @@ async fn start_cluster(
     options.dead_after = std::time::Duration::from_millis(config.cluster_dead_after_ms);
     options.alone = Some(alone);
     options.extra_services = extra_services;
+    options.network.token = config.cluster_token.clone();
     let coordinator = Coordinator::start(options, listener)
         .await
         .context("starting the raft member")?;

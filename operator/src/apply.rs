@@ -3,20 +3,24 @@
 //! 1. read the StatefulSet; check the spec ([`crate::validate`]): a spec Kubernetes would refuse
 //!    changes no child and is reported (`Ready=False/InvalidSpec`, a Warning event per field);
 //! 2. when shrinking, remove the departing raft members (highest ordinal first) through the
-//!    gateway admin API; a failed removal keeps the StatefulSet at the smallest size whose members
-//!    are all removed and is reported as `ScaleDownBlocked`, but does not stop the rest;
+//!    gateway admin API, presenting the admin token from the tokens Secret; a failed removal
+//!    keeps the StatefulSet at the smallest size whose members are all removed and is reported as
+//!    `ScaleDownBlocked`, but does not stop the rest;
 //! 3. server-side apply the children under [`FIELD_MANAGER`]: a dry run of the StatefulSet first,
-//!    then ConfigMap, headless and client Services, StatefulSet, PDB, ServiceMonitor (when enabled
-//!    and its CRD exists; deleted when turned off); a child the API server refuses is reported as
-//!    `Ready=False/ChildRejected`;
+//!    then the tokens Secret (created once when the operator generates it, checked when the user
+//!    names it), ConfigMap, headless and client Services, NetworkPolicy (deleted when turned
+//!    off), StatefulSet, PDB, ServiceMonitor (when enabled and its CRD exists; deleted when turned
+//!    off); a child the API server refuses is reported as `Ready=False/ChildRejected`, an unusable
+//!    tokens Secret as `Ready=False/TokensSecretInvalid`;
 //! 4. reconcile topics in SeaweedMQ (one Event per topic change);
 //! 5. write the status computed from all of the above.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::Resource;
@@ -26,7 +30,7 @@ use tracing::{debug, info, warn};
 use crate::controller::{patch_status, Context, FIELD_MANAGER, RESYNC, RESYNC_PROGRESSING};
 use crate::crd::{KafkaGateway, TopicStatus};
 use crate::members::MemberError;
-use crate::resources::{self, servicemonitor, statefulset, Names};
+use crate::resources::{self, servicemonitor, statefulset, tokens, Names};
 use crate::status::{self, kind, Observed, Refusal};
 use crate::topics::{self, TopicAction};
 use crate::validate;
@@ -107,6 +111,23 @@ pub(crate) async fn apply(kgw: &KafkaGateway, ctx: &Context) -> Result<Action> {
             .await;
             let refusal = Refusal {
                 reason: "ChildRejected",
+                message: note,
+            };
+            return refuse(kgw, ctx, &names, current.as_ref(), refusal).await;
+        }
+        Err(e @ Error::TokensSecret { .. }) => {
+            let note = format!("{e}; the gateways need both tokens, so no child was changed");
+            ctx.publish(
+                kgw,
+                EventType::Warning,
+                "TokensSecretInvalid",
+                "Apply",
+                note.clone(),
+                Some("spec.security.tokensSecret".into()),
+            )
+            .await;
+            let refusal = Refusal {
+                reason: "TokensSecretInvalid",
                 message: note,
             };
             return refuse(kgw, ctx, &names, current.as_ref(), refusal).await;
@@ -249,6 +270,9 @@ async fn apply_children(
     // The StatefulSet carries most of what the user writes (env, resources, placement): the API
     // server judges it in a dry run before any child changes, so a refusal leaves none half-done.
     dry_run(&sts_api, &names.name, &sts, "StatefulSet").await?;
+    // Before the ConfigMap, which names the token files: an unusable tokens Secret changes no
+    // child (a pod restarting on a config naming files it has no volume for would not start).
+    ensure_tokens(kgw, ctx, names).await?;
     let cm = resources::configmap::build(kgw, names, replicas)?;
     ssa(
         &Api::<ConfigMap>::namespaced(client.clone(), ns),
@@ -262,6 +286,13 @@ async fn apply_children(
     ssa(&svc_api, &names.headless(), &headless, "headless Service").await?;
     let bootstrap = resources::service::client(kgw, names)?;
     ssa(&svc_api, &names.name, &bootstrap, "client Service").await?;
+    let netpol_api = Api::<NetworkPolicy>::namespaced(client.clone(), ns);
+    match resources::networkpolicy::build(kgw, names, &ctx.operator)? {
+        Some(policy) => {
+            ssa(&netpol_api, &names.name, &policy, "NetworkPolicy").await?;
+        }
+        None => delete_if_present(&netpol_api, &names.name).await?,
+    }
     let statefulset = ssa(&sts_api, &names.name, &sts, "StatefulSet").await?;
     let pdb_api = Api::<PodDisruptionBudget>::namespaced(client, ns);
     match resources::pdb::build(kgw, names)? {
@@ -276,6 +307,59 @@ async fn apply_children(
         storage_mismatch,
         service_monitor,
     })
+}
+
+/// Makes sure the tokens Secret exists and holds usable tokens: a generated one is created when
+/// absent (never rewritten), a user-named one must exist.
+///
+/// # Errors
+/// [`Error::TokensSecret`] for a missing user Secret or unusable tokens; API failures.
+async fn ensure_tokens(kgw: &KafkaGateway, ctx: &Context, names: &Names) -> Result<()> {
+    let api = Api::<Secret>::namespaced(ctx.client.clone(), &names.namespace);
+    let name = tokens::secret_name(kgw, names);
+    let invalid = |reason: String| Error::TokensSecret {
+        name: name.clone(),
+        reason,
+    };
+    match api.get_opt(&name).await.map_err(Error::Kube)? {
+        Some(secret) => tokens::admin_token(&secret).map(|_| ()).map_err(invalid),
+        None if tokens::generated(kgw) => {
+            match api.create(&PostParams::default(), &tokens::generate(kgw, names)?).await {
+                Ok(_) => {
+                    info!(name = %names.name, secret = %name, "tokens secret generated");
+                    Ok(())
+                }
+                // Created concurrently (another reconcile): the next one reads it.
+                Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+                Err(e) => Err(rejection(e, "tokens Secret")),
+            }
+        }
+        None => Err(invalid(
+            "it does not exist; create it with the keys cluster-token and admin-token, or remove              spec.security.tokensSecret to have the operator generate one"
+                .into(),
+        )),
+    }
+}
+
+/// The admin token the gateways require, from the tokens Secret; `None` when it cannot be read
+/// (a cluster made before the tokens existed: its gateways require none).
+async fn admin_token(kgw: &KafkaGateway, ctx: &Context, names: &Names) -> Option<String> {
+    let api = Api::<Secret>::namespaced(ctx.client.clone(), &names.namespace);
+    let name = tokens::secret_name(kgw, names);
+    match api.get_opt(&name).await {
+        Ok(Some(secret)) => match tokens::admin_token(&secret) {
+            Ok(token) => Some(token),
+            Err(reason) => {
+                warn!(name = %names.name, secret = %name, reason, "tokens secret unusable; removing members without the admin token");
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            warn!(name = %names.name, secret = %name, error = %e, "tokens secret unreadable; removing members without the admin token");
+            None
+        }
+    }
 }
 
 async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<()>
@@ -343,8 +427,9 @@ async fn scale_down_members(
     let desired = kgw.spec.replicas;
     // Ordinal 0 never departs (replicas >= 1); the gateway forwards the change to the leader.
     let admin = format!("http://{}:{}", names.pod_host(0), kgw.spec.metrics.port);
+    let token = admin_token(kgw, ctx, names).await;
     for node_id in (desired..current_replicas).rev() {
-        if let Err(source) = ctx.members.remove(&admin, node_id).await {
+        if let Err(source) = ctx.members.remove(&admin, token.as_deref(), node_id).await {
             let note = format!("removing raft member {node_id} failed: {source}; the StatefulSet keeps it");
             ctx.publish(
                 kgw,
@@ -451,3 +536,7 @@ fn describe(action: &TopicAction) -> (EventType, &'static str, String) {
 #[cfg(test)]
 #[path = "apply_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "security_tests.rs"]
+mod security_tests;

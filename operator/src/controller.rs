@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -26,6 +27,7 @@ use tracing::{info, warn};
 use crate::crd::{KafkaGateway, TopicDeletionPolicy};
 use crate::members::MemberRemover;
 use crate::metrics::Metrics;
+use crate::resources::networkpolicy::OperatorIdentity;
 use crate::resources::Names;
 use crate::topics::{self, TopicBackends};
 use crate::{Error, Result};
@@ -56,6 +58,8 @@ pub struct Context {
     pub topics: Arc<dyn TopicBackends>,
     /// Raft member removal.
     pub members: Arc<dyn MemberRemover>,
+    /// Where the operator runs (admitted to the gateways' admin port by their NetworkPolicy).
+    pub operator: OperatorIdentity,
     /// Consecutive failures per object (`ns/name`), for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -69,13 +73,15 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    /// A context; `identity` names this operator replica in Events.
+    /// A context; `identity` names this operator replica in Events, `operator` says where it
+    /// runs.
     pub fn new(
         client: Client,
         identity: Option<String>,
         metrics: Metrics,
         topics: Arc<dyn TopicBackends>,
         members: Arc<dyn MemberRemover>,
+        operator: OperatorIdentity,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -87,6 +93,7 @@ impl Context {
             metrics,
             topics,
             members,
+            operator,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -289,7 +296,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         .owns(Api::<StatefulSet>::all(client.clone()), config.clone())
         .owns(Api::<Service>::all(client.clone()), config.clone())
         .owns(Api::<ConfigMap>::all(client.clone()), config.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client), config)
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), config.clone())
+        .owns(Api::<NetworkPolicy>::all(client), config)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

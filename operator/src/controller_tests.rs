@@ -11,7 +11,7 @@ use crate::controller::{RESYNC, RESYNC_PROGRESSING};
 use crate::crd::{TopicDeletionPolicy, TopicState};
 use crate::fixtures::{
     cond, local_storage, pdb, peers_in, replicas_of, statefulset_with_status, sts_found, sts_missing,
-    timeout_after_1s, topic, KafkaGatewayExt, Reply, Step,
+    timeout_after_1s, tokens_found, topic, KafkaGatewayExt, Reply, Step, ADMIN_TOKEN,
 };
 use crate::status::kind;
 
@@ -128,7 +128,7 @@ async fn scale_up_grows_peers_and_replicas_without_removals() {
     let kgw = KafkaGateway::test().with_replicas(5);
     let mut steps = vec![sts_found(&kgw, 3), Step::event("ScalingUp")];
     let mut children = Step::services_and_config();
-    children[1] = Step::apply("/api/v1", "configmaps", "kgw-config").checked(|b| assert_eq!(peers_in(b), 5));
+    children[2] = Step::apply("/api/v1", "configmaps", "kgw-config").checked(|b| assert_eq!(peers_in(b), 5));
     steps.extend(children);
     steps.push(Step::apply_sts(|b| assert_eq!(replicas_of(b), 5)));
     steps.push(pdb().checked(|b| assert_eq!(b["spec"]["maxUnavailable"], 2)));
@@ -145,7 +145,7 @@ async fn scale_up_grows_peers_and_replicas_without_removals() {
 async fn scale_down_removes_departing_members_before_shrinking() {
     let (ctx, server, _, journal) = Context::test(None, vec![]);
     let kgw = KafkaGateway::test().with_replicas(3);
-    let mut steps = vec![sts_found(&kgw, 5), Step::event("MembersRemoved")];
+    let mut steps = vec![sts_found(&kgw, 5), tokens_found(), Step::event("MembersRemoved")];
     steps.extend(Step::services_and_config());
     steps.push(Step::apply_sts(|b| assert_eq!(replicas_of(b), 3)));
     steps.push(pdb());
@@ -159,7 +159,11 @@ async fn scale_down_removes_departing_members_before_shrinking() {
             .position(|e| e.starts_with(needle))
             .unwrap_or_else(|| panic!("{needle} in {log:?}"))
     };
-    assert_eq!(log[at("remove 4")], format!("remove 4 via {ADMIN}"));
+    // The removal presents the admin token from the tokens Secret.
+    assert_eq!(
+        log[at("remove 4")],
+        format!("remove 4 via {ADMIN} as {ADMIN_TOKEN}")
+    );
     assert!(at("remove 4") < at("remove 3"), "highest ordinal first: {log:?}");
     assert!(
         at("remove 3") < at("PATCH /apis/apps/v1/namespaces/testns/statefulsets/kgw"),
@@ -179,9 +183,13 @@ async fn failed_member_removal_blocks_only_the_scale_down() {
         .with_replicas(3)
         .with_topics(vec![topic("orders", 2)]);
     kgw.spec.image = "kafka-gateway:new".into();
-    let mut steps = vec![sts_found(&before, 5), Step::event("MemberRemovalFailed")];
+    let mut steps = vec![
+        sts_found(&before, 5),
+        tokens_found(),
+        Step::event("MemberRemovalFailed"),
+    ];
     let mut children = Step::services_and_config();
-    children[1] = Step::apply("/api/v1", "configmaps", "kgw-config").checked(|b| assert_eq!(peers_in(b), 4));
+    children[2] = Step::apply("/api/v1", "configmaps", "kgw-config").checked(|b| assert_eq!(peers_in(b), 4));
     steps.extend(children);
     steps.push(Step::apply_sts(|b| {
         // Member 4 is removed, 3 is not: four pods stay, with the new image.
@@ -216,7 +224,10 @@ async fn failed_member_removal_blocks_only_the_scale_down() {
     timeout_after_1s(mock).await;
     assert_eq!(err.metric_label(), "member_removal");
     let log = journal.lock().clone();
-    assert!(log.contains(&format!("remove 4 via {ADMIN}")) && log.contains(&format!("remove 3 via {ADMIN}")));
+    assert!(
+        log.contains(&format!("remove 4 via {ADMIN} as {ADMIN_TOKEN}"))
+            && log.contains(&format!("remove 3 via {ADMIN} as {ADMIN_TOKEN}"))
+    );
 
     assert_eq!(
         error_policy(Arc::clone(&kgw), &err, ctx.clone()),

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, EnvVar, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrBool, ValidationRule,
 };
@@ -125,6 +126,53 @@ pub struct KafkaGatewaySpec {
     /// Cluster DNS domain used in stable pod addresses.
     #[serde(default = "default_cluster_domain")]
     pub cluster_domain: String,
+    /// The closed control plane: the cluster and admin tokens, and the NetworkPolicy.
+    #[serde(default)]
+    pub security: SecuritySpec,
+}
+
+/// Control-plane security: who may talk raft to the gateways and change their membership.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecuritySpec {
+    /// A Secret in the gateway's namespace with the keys `cluster-token` (the shared secret of
+    /// raft peer calls) and `admin-token` (the bearer token of the mutating admin endpoints),
+    /// 16 to 4096 visible ASCII characters each. When absent, the operator generates the Secret
+    /// `<name>-tokens` once (random, 256 bits each) and keeps it; deleting it rotates both tokens
+    /// at the next reconcile (restart the pods then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub tokens_secret: Option<String>,
+    /// The NetworkPolicy of the gateway pods.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+}
+
+/// The NetworkPolicy limiting who reaches the gateway pods' raft and admin ports. The Kafka port
+/// stays open to everyone; the raft port admits the gateway pods only; the admin port admits the
+/// gateway pods, the operator and `metricsFrom` (kubelet probes come from the node, which
+/// NetworkPolicies always allow).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Create the NetworkPolicy (enforced only by network plugins that implement policies).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Further sources admitted to the admin port, typically Prometheus, which scrapes
+    /// `/metrics` there (e.g. `- namespaceSelector: {matchLabels: {kubernetes.io/metadata.name:
+    /// monitoring}}`). Without them, only the gateway pods and the operator reach the admin port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub metrics_from: Vec<NetworkPolicyPeer>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            metrics_from: Vec::new(),
+        }
+    }
 }
 
 /// Image pull policy.

@@ -252,13 +252,16 @@ impl Step {
         }
     }
     /// The standard steps of every apply, up to (not including) the StatefulSet: its dry run,
-    /// the ConfigMap and the two Services.
+    /// the read of the tokens Secret (found), the ConfigMap, the two Services and the
+    /// NetworkPolicy.
     pub(crate) fn services_and_config() -> Vec<Self> {
         vec![
             Self::dry_run_sts(),
+            tokens_found(),
             Self::apply("/api/v1", "configmaps", "kgw-config"),
             Self::apply("/api/v1", "services", "kgw-headless"),
             Self::apply("/api/v1", "services", "kgw"),
+            Self::apply(NETWORKING, "networkpolicies", "kgw"),
         ]
     }
     /// Adds a body check.
@@ -373,10 +376,16 @@ pub(crate) struct RecordingRemover {
 
 #[async_trait]
 impl MemberRemover for RecordingRemover {
-    async fn remove(&self, admin_base: &str, node_id: i32) -> Result<(), MemberError> {
+    async fn remove(
+        &self,
+        admin_base: &str,
+        admin_token: Option<&str>,
+        node_id: i32,
+    ) -> Result<(), MemberError> {
+        let token = admin_token.unwrap_or("none");
         self.journal
             .lock()
-            .push(format!("remove {node_id} via {admin_base}"));
+            .push(format!("remove {node_id} via {admin_base} as {token}"));
         if self.fail.contains(&node_id) {
             return Err(MemberError::Refused {
                 status: 503,
@@ -405,13 +414,45 @@ impl Context {
                 journal: Arc::clone(&journal),
                 fail: fail_removals,
             }),
+            operator_identity(),
         );
         (Arc::new(ctx), verifier, registry, journal)
     }
 }
 
+/// The operator as the test contexts place it: namespace `kgo-system`, the chart's name label.
+pub(crate) fn operator_identity() -> crate::resources::networkpolicy::OperatorIdentity {
+    crate::resources::networkpolicy::OperatorIdentity::new(
+        "kgo-system",
+        "app.kubernetes.io/name=kafka-gateway-operator",
+    )
+    .expect("valid labels")
+}
+
+/// The admin token of the tokens Secret the scripted API server returns.
+pub(crate) const ADMIN_TOKEN: &str = "admin-token-of-the-test-secret";
+
+/// The tokens Secret as the API server returns it (values base64 encoded).
+pub(crate) fn tokens_secret() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "kgw-tokens", "namespace": "testns"},
+        "data": {
+            "cluster-token": "Y2x1c3Rlci10b2tlbi1vZi10aGUtdGVzdC1zZWNyZXQ=",
+            "admin-token": "YWRtaW4tdG9rZW4tb2YtdGhlLXRlc3Qtc2VjcmV0",
+        },
+    })
+}
+
+/// The read of the tokens Secret, found.
+pub(crate) fn tokens_found() -> Step {
+    Step::get("/api/v1", "secrets", "kgw-tokens", Reply::Json(tokens_secret()))
+}
+
 /// API path prefix of apps/v1.
 pub(crate) const APPS: &str = "/apis/apps/v1";
+/// API path prefix of networking.k8s.io/v1.
+pub(crate) const NETWORKING: &str = "/apis/networking.k8s.io/v1";
 /// API path prefix of policy/v1.
 pub(crate) const POLICY: &str = "/apis/policy/v1";
 

@@ -78,6 +78,15 @@ pub enum Error {
     /// SeaweedMQ failed during cleanup.
     #[error("seaweedmq: {0}")]
     Storage(#[source] kafka_gateway::storage::StorageError),
+    /// The tokens Secret is missing (a user-named one) or holds tokens the gateway would refuse:
+    /// reported in the status, no child is changed.
+    #[error("tokens secret {name}: {reason}")]
+    TokensSecret {
+        /// The Secret.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -91,6 +100,7 @@ impl Error {
             Self::MemberRemoval { .. } => "member_removal",
             Self::Topics { .. } => "topics",
             Self::Storage(_) => "storage",
+            Self::TokensSecret { .. } => "tokens_secret",
         }
     }
 }

@@ -10,6 +10,7 @@ use kafka_gateway_operator::controller::{self, Context};
 use kafka_gateway_operator::leader::LeaderElector;
 use kafka_gateway_operator::members::HttpMemberRemover;
 use kafka_gateway_operator::metrics::Metrics;
+use kafka_gateway_operator::resources::networkpolicy::OperatorIdentity;
 use kafka_gateway_operator::topics::SeaweedBackends;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -45,6 +46,14 @@ struct Args {
     /// This replica's identity (the pod name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Labels of the operator pods (`key=value,...`): the gateways' NetworkPolicy admits pods
+    /// with them, in the operator's namespace, to the admin port.
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_OPERATOR_POD_LABELS",
+        default_value = "app.kubernetes.io/name=kafka-gateway-operator"
+    )]
+    pod_labels: String,
     /// Run without leader election (a single replica only).
     #[arg(long, env = "KAFKA_GATEWAY_OPERATOR_NO_LEADER_ELECTION")]
     no_leader_election: bool,
@@ -79,6 +88,8 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("kafka-gateway-operator-{}", std::process::id()));
 
+    let operator = OperatorIdentity::new(&args.lease_namespace, &args.pod_labels)
+        .map_err(|e| anyhow::anyhow!("--pod-labels: {e}"))?;
     let client = kube::Client::try_default()
         .await
         .context("no kubernetes config (in-cluster or kubeconfig)")?;
@@ -159,6 +170,7 @@ async fn main() -> anyhow::Result<()> {
         metrics,
         Arc::new(SeaweedBackends::default()),
         Arc::new(HttpMemberRemover::default()),
+        operator,
     ));
     let (stop, lost_leadership) = (shutdown.clone(), lost.clone());
     controller::run(ctx, async move {

@@ -4,7 +4,8 @@
 //! admin port and forwarded to the raft leader): `DELETE /cluster/members/{id}`. Only a `2xx`
 //! answer means the membership change is committed; anything else (including a `404` from a
 //! gateway that does not serve the cluster API) is a failure, and the StatefulSet is not shrunk,
-//! so a scale-down never removes a pod that may still be a voter.
+//! so a scale-down never removes a pod that may still be a voter. The call presents the admin
+//! token (`Authorization: Bearer`), which the gateway requires of every membership change.
 
 use std::time::Duration;
 
@@ -46,8 +47,14 @@ pub enum MemberError {
 /// Removes raft members of one gateway cluster.
 #[async_trait]
 pub trait MemberRemover: Send + Sync + 'static {
-    /// Removes member `node_id`, asking the gateway at `admin_base` (`http://host:port`).
-    async fn remove(&self, admin_base: &str, node_id: i32) -> Result<(), MemberError>;
+    /// Removes member `node_id`, asking the gateway at `admin_base` (`http://host:port`) with
+    /// the admin token `admin_token` (none only for gateways that predate it).
+    async fn remove(
+        &self,
+        admin_base: &str,
+        admin_token: Option<&str>,
+        node_id: i32,
+    ) -> Result<(), MemberError>;
 }
 
 /// [`MemberRemover`] over HTTP/1.1 to the gateway admin API.
@@ -68,9 +75,18 @@ impl Default for HttpMemberRemover {
 
 #[async_trait]
 impl MemberRemover for HttpMemberRemover {
-    async fn remove(&self, admin_base: &str, node_id: i32) -> Result<(), MemberError> {
+    async fn remove(
+        &self,
+        admin_base: &str,
+        admin_token: Option<&str>,
+        node_id: i32,
+    ) -> Result<(), MemberError> {
         let url = format!("{admin_base}{MEMBERS_PATH}/{node_id}");
-        let request = http::Request::delete(&url)
+        let mut request = http::Request::delete(&url);
+        if let Some(token) = admin_token {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
             .body(Full::new(Bytes::new()))
             .map_err(|e| MemberError::Unreachable {
                 url: url.clone(),
@@ -112,19 +128,26 @@ impl MemberRemover for HttpMemberRemover {
 mod tests {
     use super::*;
     use axum::extract::Path;
-    use axum::http::StatusCode;
+    use axum::http::{HeaderMap, StatusCode};
     use axum::routing::delete;
     use std::sync::Arc;
     use tokio::sync::Mutex;
 
+    const TOKEN: &str = "admin-token-0123456789";
+
+    /// A gateway stand-in answering `status` to removals presenting [`TOKEN`] and 401 to others.
     async fn serve(status: StatusCode) -> (String, Arc<Mutex<Vec<i32>>>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
         let app = axum::Router::new().route(
             &format!("{MEMBERS_PATH}/{{id}}"),
-            delete(move |Path(id): Path<i32>| {
+            delete(move |Path(id): Path<i32>, headers: HeaderMap| {
                 let log = Arc::clone(&log);
                 async move {
+                    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok());
+                    if bearer != Some(&format!("Bearer {TOKEN}")) {
+                        return (StatusCode::UNAUTHORIZED, "token needed");
+                    }
                     log.lock().await.push(id);
                     (status, "no quorum")
                 }
@@ -141,21 +164,35 @@ mod tests {
         for status in [StatusCode::OK, StatusCode::NO_CONTENT] {
             let (base, seen) = serve(status).await;
             HttpMemberRemover::default()
-                .remove(&base, 4)
+                .remove(&base, Some(TOKEN), 4)
                 .await
                 .expect("removed");
             assert_eq!(*seen.lock().await, vec![4]);
         }
         // A gateway without the cluster API answers 404: the member may still be a voter.
         let (base, _) = serve(StatusCode::NOT_FOUND).await;
-        let err = HttpMemberRemover::default().remove(&base, 4).await.unwrap_err();
+        let err = HttpMemberRemover::default()
+            .remove(&base, Some(TOKEN), 4)
+            .await
+            .unwrap_err();
         assert!(matches!(err, MemberError::Refused { status: 404, .. }), "{err}");
+        // Without the token the gateway refuses, and that is a failure too.
+        let (base, seen) = serve(StatusCode::OK).await;
+        let err = HttpMemberRemover::default()
+            .remove(&base, None, 4)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MemberError::Refused { status: 401, .. }), "{err}");
+        assert!(seen.lock().await.is_empty());
     }
 
     #[tokio::test]
     async fn server_errors_and_unreachable_are_failures() {
         let (base, _) = serve(StatusCode::SERVICE_UNAVAILABLE).await;
-        let err = HttpMemberRemover::default().remove(&base, 1).await.unwrap_err();
+        let err = HttpMemberRemover::default()
+            .remove(&base, Some(TOKEN), 1)
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, MemberError::Refused { status: 503, ref body } if body == "no quorum"),
             "{err}"
@@ -164,7 +201,10 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let closed = format!("http://{}", listener.local_addr().unwrap());
         drop(listener);
-        let err = HttpMemberRemover::default().remove(&closed, 1).await.unwrap_err();
+        let err = HttpMemberRemover::default()
+            .remove(&closed, Some(TOKEN), 1)
+            .await
+            .unwrap_err();
         assert!(matches!(err, MemberError::Unreachable { .. }), "{err}");
     }
 }

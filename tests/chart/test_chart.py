@@ -107,10 +107,16 @@ EXPECTED_OPERATOR_RULES = [
     (["apps"], ["statefulsets"], None, ["get", "list", "watch", "create", "patch"]),
     ([""], ["services", "configmaps"], None, ["list", "watch", "create", "patch"]),
     (["policy"], ["poddisruptionbudgets"], None, ["list", "watch", "create", "patch", "delete"]),
+    (["networking.k8s.io"], ["networkpolicies"], None, ["list", "watch", "create", "patch", "delete"]),
+    ([""], ["secrets"], None, ["get", "create"]),
     (["monitoring.coreos.com"], ["servicemonitors"], None, ["create", "patch", "delete"]),
     (["apiextensions.k8s.io"], ["customresourcedefinitions"], ["servicemonitors.monitoring.coreos.com"], ["get"]),
     (["events.k8s.io"], ["events"], None, ["create", "patch"]),
 ]
+
+
+def pod_labels(deployment):
+    return deployment["spec"]["template"]["metadata"]["labels"]
 
 
 def rule_tuples(role):
@@ -228,6 +234,14 @@ class Rendered(unittest.TestCase):
         self.assertEqual(env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name")
         self.assertEqual(env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace")
         self.assertEqual(env["KAFKA_GATEWAY_OPERATOR_LEASE_NAME"]["value"], "kafka-gateway-operator")
+        # The operator's own pod labels, for the gateways' NetworkPolicy; they select its pods.
+        self.assertEqual(
+            env["KAFKA_GATEWAY_OPERATOR_POD_LABELS"]["value"],
+            "app.kubernetes.io/name=kafka-gateway-operator,app.kubernetes.io/instance=kgo",
+        )
+        for pair in env["KAFKA_GATEWAY_OPERATOR_POD_LABELS"]["value"].split(","):
+            key, value = pair.split("=")
+            self.assertEqual(pod_labels(dep)[key], value)
         # Dependencies (kube, hyper) at warn; the operator's own events at info.
         self.assertEqual(env["RUST_LOG"]["value"], "warn,kafka_gateway_operator=info,kafka_gateway=info")
         self.assertNotIn("args", container)

@@ -20,6 +20,7 @@ use super::gateway::{free_addr_on, Gateway, GatewayOptions};
 use super::http::{self, HttpResponse};
 use super::phase::{note, phase};
 use super::proxy::PeerProxies;
+use super::tokens::{Tokens, ADMIN_TOKEN};
 use super::weed::shared_cluster;
 
 /// Interval between polls of a cluster condition.
@@ -156,6 +157,8 @@ pub struct Cluster {
     proxies: Option<PeerProxies>,
     /// Extra gateway arguments of every node.
     args: Vec<(String, String)>,
+    /// The cluster and admin token files every node reads.
+    tokens: Tokens,
 }
 
 /// The loopback address of node `id`: 127.0.0.(id+1).
@@ -190,6 +193,7 @@ impl Cluster {
             peers: BTreeMap::new(),
             proxies: proxied.then(PeerProxies::new),
             args: args.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            tokens: Tokens::new()?,
         };
         let mut planned = Vec::new();
         for id in 0..n {
@@ -282,7 +286,7 @@ impl Cluster {
         if std::env::var_os("RUST_LOG").is_none() {
             opts = opts.env("RUST_LOG", "info,openraft=warn");
         }
-        Ok(shared_cluster()?.gateway_options(opts))
+        Ok(shared_cluster()?.gateway_options(self.tokens.apply(opts)))
     }
 
     /// Starts node `id` with the current peer list (every node started so far and itself): it
@@ -361,12 +365,37 @@ impl Cluster {
             .join(",")
     }
 
-    /// Sends an admin HTTP request to node `id`.
+    /// Sends an admin HTTP request to node `id`, presenting the admin token.
     ///
     /// # Errors
     /// No such node, or connection and protocol errors.
     pub fn admin(&self, id: i32, method: &str, path: &str, body: Option<&str>) -> Result<HttpResponse> {
-        http::request(self.node(id)?.gw.admin_addr(), method, path, body, HTTP_TIMEOUT)
+        self.admin_as(id, method, path, body, Some(ADMIN_TOKEN))
+    }
+
+    /// Sends an admin HTTP request to node `id` with `Authorization: Bearer <bearer>`, or with
+    /// no credentials when `bearer` is `None`.
+    ///
+    /// # Errors
+    /// No such node, or connection and protocol errors.
+    pub fn admin_as(
+        &self,
+        id: i32,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        bearer: Option<&str>,
+    ) -> Result<HttpResponse> {
+        let auth = bearer.map(|b| format!("Bearer {b}"));
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        http::request_with(
+            self.node(id)?.gw.admin_addr(),
+            method,
+            path,
+            &headers,
+            body,
+            HTTP_TIMEOUT,
+        )
     }
 
     /// Node `id`'s `GET /cluster`.

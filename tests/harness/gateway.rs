@@ -117,15 +117,8 @@ impl Gateway {
             .context("create gateway temp dir")?;
         std::fs::create_dir_all(dir.path().join("data")).context("create data dir")?;
         let ip = opts.bind_ip.unwrap_or(Ipv4Addr::LOCALHOST);
-        // Every gateway is a raft member; a test that does not choose the peer port gets a free
-        // one (kept across restarts like the other addresses).
-        // Picked together so the three are distinct: picked one at a time, a released port was
-        // handed out again (a Kafka listener on the raft peer port failed to bind).
-        let [kafka_addr, admin_addr, cluster] = free_addrs_on(ip)?;
-        let mut opts = opts;
-        if !opts.extra_args.iter().any(|a| a == "--cluster-listen") {
-            opts = opts.arg("--cluster-listen", &cluster.to_string());
-        }
+        // A gateway without --cluster-listen or --peers is standalone and opens no raft port.
+        let [kafka_addr, admin_addr] = free_addrs_on(ip)?;
         let mut gateway = Self {
             name: name.to_owned(),
             opts,
@@ -171,6 +164,64 @@ impl Gateway {
     /// Process id of the running gateway, if any.
     pub fn pid(&self) -> Option<i32> {
         self.running.as_ref().map(|r| r.pid.as_raw_nonzero().get())
+    }
+
+    /// TCP ports the running gateway process listens on (from `/proc`: its socket inodes
+    /// matched against the LISTEN entries of `/proc/net/tcp` and `tcp6`), sorted.
+    ///
+    /// # Errors
+    /// No running process, or `/proc` unreadable.
+    pub fn listening_ports(&self) -> Result<Vec<u16>> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| anyhow!("gateway {} is not running", self.name))?;
+        let mut inodes = std::collections::BTreeSet::new();
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).context("read the fd table")? {
+            let Ok(target) = std::fs::read_link(fd?.path()) else {
+                continue;
+            };
+            let target = target.to_string_lossy().into_owned();
+            if let Some(inode) = target.strip_prefix("socket:[").and_then(|t| t.strip_suffix(']')) {
+                inodes.insert(inode.to_owned());
+            }
+        }
+        let mut ports = Vec::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let Ok(text) = std::fs::read_to_string(table) else {
+                continue;
+            };
+            for line in text.lines().skip(1) {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                // local_address is fields[1] (`IP:PORT` in hex), st is fields[3] (0A = LISTEN),
+                // inode is fields[9].
+                if fields.len() > 9 && fields[3] == "0A" && inodes.contains(fields[9]) {
+                    let port = fields[1].rsplit(':').next().unwrap_or_default();
+                    ports.push(u16::from_str_radix(port, 16).context("port in /proc/net/tcp")?);
+                }
+            }
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        Ok(ports)
+    }
+
+    /// Resident memory of the running gateway process in bytes (`VmRSS`).
+    ///
+    /// # Errors
+    /// No running process, or `/proc` unreadable.
+    pub fn rss_bytes(&self) -> Result<u64> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| anyhow!("gateway {} is not running", self.name))?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("read status")?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .ok_or_else(|| anyhow!("no VmRSS in /proc/{pid}/status"))?
+            .parse()
+            .context("VmRSS")?;
+        Ok(kib * 1024)
     }
 
     /// GETs an admin endpoint.

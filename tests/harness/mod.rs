@@ -8,5 +8,6 @@ pub mod http;
 pub mod phase;
 pub mod proxy;
 pub mod raw;
+pub mod tokens;
 pub mod weed;
 pub mod workload;

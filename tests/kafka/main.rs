@@ -8,6 +8,7 @@ mod bad_input;
 mod cluster;
 mod cluster_admin;
 mod confluent;
+mod control_plane;
 mod disk_full;
 mod durability;
 mod groups;

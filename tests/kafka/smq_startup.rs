@@ -47,14 +47,13 @@ fn a_gateway_started_before_seaweedmq_waits_and_becomes_ready() -> Result<()> {
 
     phase("start a gateway while SeaweedMQ is unreachable");
     let dir = tempfile::tempdir()?;
-    let [kafka, admin, cluster] = free_addrs_on(std::net::Ipv4Addr::LOCALHOST)?;
+    let [kafka, admin] = free_addrs_on(std::net::Ipv4Addr::LOCALHOST)?;
     let log_path = dir.path().join("gateway.log");
     let log = std::fs::File::create(&log_path)?;
     let child = Command::new(binary_path()?)
         .args(["--storage", "seaweedmq", "--seaweedmq-masters", &master])
         .args(["--listen", &kafka.to_string(), "--advertised-listener", &kafka.to_string()])
         .args(["--admin-listen", &admin.to_string()])
-        .args(["--cluster-listen", &cluster.to_string()])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .env("RUST_LOG", "info")

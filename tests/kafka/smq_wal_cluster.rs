@@ -21,6 +21,7 @@ use tests::harness::cluster::{node_ip, poll_until};
 use tests::harness::gateway::free_addr_on;
 use tests::harness::phase::note;
 use tests::harness::raw::{create_topic, RawClient};
+use tests::harness::tokens::Tokens;
 use tests::harness::weed::WeedHandle;
 use tests::{phase, ClientCommand, Gateway, GatewayOptions};
 
@@ -96,7 +97,12 @@ fn wait_progress(producer: &mut BackgroundClient, acks: &mut Acks, what: &str) -
 }
 
 /// Starts node `id` of a `NODES`-node cluster whose peer addresses are `peers`.
-fn start_node(weed: &WeedHandle, id: i32, peers: &BTreeMap<i32, std::net::SocketAddr>) -> Result<Gateway> {
+fn start_node(
+    weed: &WeedHandle,
+    tokens: &Tokens,
+    id: i32,
+    peers: &BTreeMap<i32, std::net::SocketAddr>,
+) -> Result<Gateway> {
     let ip = node_ip(id)?;
     let list = peers
         .iter()
@@ -113,7 +119,7 @@ fn start_node(weed: &WeedHandle, id: i32, peers: &BTreeMap<i32, std::net::Socket
     if std::env::var_os("RUST_LOG").is_none() {
         opts = opts.env("RUST_LOG", "info,openraft=warn");
     }
-    Gateway::start(&format!("smq-wal-cluster-n{id}"), weed.gateway_options(opts))
+    Gateway::start(&format!("smq-wal-cluster-n{id}"), weed.gateway_options(tokens.apply(opts)))
 }
 
 /// Waits until every running node's `GET /cluster` names one leader and lists exactly the
@@ -183,9 +189,10 @@ fn smq_cluster_acks_all_survive_partition_gateway_and_broker_kill9() -> Result<(
         peers.insert(id, free_addr_on(node_ip(id)?)?);
     }
     // One by one: node 0 initializes the cluster alone, the others join it.
+    let tokens = Tokens::new()?;
     let mut gws = Vec::new();
     for id in 0..NODES {
-        gws.push(start_node(&weed, id, &peers)?);
+        gws.push(start_node(&weed, &tokens, id, &peers)?);
     }
     wait_converged(&mut gws)?;
     create_topic(gws[0].kafka_addr(), TOPIC, PARTITIONS as i32)?;

@@ -3,7 +3,9 @@
 //! - `POST /cluster/members`: add a member (JSON body [`AddMember`]); learner, then voter;
 //! - `DELETE /cluster/members/{id}`: remove a member.
 //!
-//! Membership changes are forwarded to the leader, so any member can be asked.
+//! Membership changes are forwarded to the leader, so any member can be asked. They are guarded
+//! by [`crate::admin::require_admin`] (admin token, or loopback when none is configured); the
+//! status is open.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -14,6 +16,7 @@ use axum::Router;
 use serde::Deserialize;
 
 use super::{ClusterError, ClusterNode, Coordinator, NodeId};
+use crate::admin::{require_admin, AdminAuth};
 
 /// Body of `POST /cluster/members`.
 #[derive(Debug, Clone, Deserialize)]
@@ -25,12 +28,15 @@ pub struct AddMember {
     pub node: ClusterNode,
 }
 
-/// The cluster admin routes over `coordinator`.
-pub fn router(coordinator: Coordinator) -> Router {
-    Router::new()
-        .route("/cluster", get(status))
+/// The cluster admin routes over `coordinator`; the mutating ones admit callers per `auth`.
+pub fn router(coordinator: Coordinator, auth: AdminAuth) -> Router {
+    let mutating = Router::new()
         .route("/cluster/members", post(add_member))
         .route("/cluster/members/{id}", delete(remove_member))
+        .route_layer(axum::middleware::from_fn_with_state(auth, require_admin));
+    Router::new()
+        .route("/cluster", get(status))
+        .merge(mutating)
         .with_state(coordinator)
 }
 

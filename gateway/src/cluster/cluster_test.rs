@@ -33,6 +33,7 @@ fn options(id: NodeId, node: ClusterNode, dir: &TempDir) -> ClusterOptions {
     o.snapshot_after_entries = 10;
     o.keep_entries_after_snapshot = 0;
     o.network.forward_timeout = Duration::from_secs(10);
+    o.network.token = Some(test_support::test_token());
     o
 }
 
@@ -46,7 +47,7 @@ async fn start(id: NodeId) -> TestNode {
         rack: None,
     };
     let dir = tempfile::tempdir().unwrap();
-    let coord = Coordinator::start(options(id, node.clone(), &dir), listener)
+    let coord = Coordinator::start(options(id, node.clone(), &dir), Some(listener))
         .await
         .unwrap();
     TestNode {
@@ -59,7 +60,7 @@ async fn start(id: NodeId) -> TestNode {
 
 async fn restart(n: &mut TestNode) {
     let listener = TcpListener::bind(&n.node.cluster_addr).await.unwrap();
-    let coord = Coordinator::start(options(n.id, n.node.clone(), &n.dir), listener)
+    let coord = Coordinator::start(options(n.id, n.node.clone(), &n.dir), Some(listener))
         .await
         .unwrap();
     n.coord = Some(coord);
@@ -332,17 +333,32 @@ async fn new_member_catches_up_from_snapshot_and_can_be_removed() {
     shutdown_all(&mut nodes).await;
 }
 
-async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> String {
+/// An HTTP/1.1 call with `headers` (each `Name: value\r\n`); the whole response.
+pub(super) async fn http_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
+}
+
+const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
+
+/// An admin call presenting [`ADMIN_TOKEN`].
+async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> String {
+    let auth = format!("Authorization: Bearer {ADMIN_TOKEN}\r\n");
+    http_with(addr, method, path, &auth, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,9 +375,11 @@ async fn admin_http_shows_adds_and_removes_members() {
         .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, admin_http::router(c1)).await });
+    let auth = crate::admin::AdminAuth::new(Some(crate::auth::Token::new(ADMIN_TOKEN).unwrap()));
+    tokio::spawn(async move { axum::serve(listener, admin_http::router(c1, auth)).await });
 
-    let status = http(addr, "GET", "/cluster", "").await;
+    // The status is open to anyone.
+    let status = http_with(addr, "GET", "/cluster", "", "").await;
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     assert!(status.contains("\"leader\": 1"), "{status}");
 
@@ -375,6 +393,8 @@ async fn admin_http_shows_adds_and_removes_members() {
     })
     .to_string();
     nodes.push(n2);
+    let anonymous = http_with(addr, "POST", "/cluster/members", "", &body).await;
+    assert!(anonymous.starts_with("HTTP/1.1 401"), "{anonymous}");
     let added = http(addr, "POST", "/cluster/members", &body).await;
     assert!(added.starts_with("HTTP/1.1 200"), "{added}");
     let voters: Vec<NodeId> = nodes[0]
@@ -391,6 +411,19 @@ async fn admin_http_shows_adds_and_removes_members() {
     let bad = http(addr, "POST", "/cluster/members", "{").await;
     assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
 
+    let wrong = "Authorization: Bearer admin-token-0123456789abcdeX\r\n";
+    let refused = http_with(addr, "DELETE", "/cluster/members/2", wrong, "").await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let voters = nodes[0]
+        .coord()
+        .raft()
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .count();
+    assert_eq!(voters, 2, "a refused removal changes nothing");
     let removed = http(addr, "DELETE", "/cluster/members/2", "").await;
     assert!(removed.starts_with("HTTP/1.1 200"), "{removed}");
     let voters: Vec<NodeId> = nodes[0]

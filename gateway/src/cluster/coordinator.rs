@@ -120,12 +120,24 @@ pub(super) struct Inner {
 impl Coordinator {
     /// Opens the raft storage, starts the raft node, serves peers on `listener` and runs the
     /// liveness monitor. The node is not initialized: call [`Coordinator::initialize`] on one node
-    /// of a new cluster, or have the leader add it.
+    /// of a new cluster, or have the leader add it. Without a listener (a standalone gateway) the
+    /// node serves no peer and can only form a one-node cluster.
     ///
     /// # Errors
-    /// Storage that cannot be opened, invalid options, or a raft node that fails to start.
-    pub async fn start(options: ClusterOptions, listener: TcpListener) -> Result<Self, ClusterError> {
+    /// Storage that cannot be opened, invalid options (a listener without a cluster token in
+    /// `options.network.token`), or a raft node that fails to start.
+    pub async fn start(options: ClusterOptions, listener: Option<TcpListener>) -> Result<Self, ClusterError> {
         let config = Arc::new(options.raft_config()?);
+        let token = match (&listener, &options.network.token) {
+            (Some(_), None) => {
+                return Err(ClusterError::Config(
+                    "serving raft peers needs a cluster token: peers could otherwise change the \
+                     membership and write any state"
+                        .into(),
+                ))
+            }
+            (_, token) => token.clone(),
+        };
         let log = LogStore::open(&options.data_dir).map_err(ClusterError::Storage)?;
         let sm = StateMachineStore::open(&options.data_dir).map_err(ClusterError::Storage)?;
         let applied = sm.applied();
@@ -139,17 +151,24 @@ impl Coordinator {
             options.node_id,
             options.alone.clone().unwrap_or_else(|| watch::channel(false).0),
         ));
-        let serve = {
+        let mut tasks = Vec::new();
+        if let (Some(listener), Some(token)) = (listener, token) {
             let stop = stop.clone();
-            let svc = PeerService::new(raft.clone(), Arc::clone(&leader_contact), Arc::clone(&gate));
+            let max_snapshot = options.network.max_snapshot_bytes;
+            let svc = PeerService::new(
+                raft.clone(),
+                Arc::clone(&leader_contact),
+                max_snapshot,
+                Arc::clone(&gate),
+            );
             let max = options.network.max_message_bytes;
             let extra = options.extra_services.clone();
-            tokio::spawn(async move {
-                if let Err(e) = service::serve(listener, svc, max, extra, stop.cancelled_owned()).await {
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = service::serve(listener, svc, token, max, extra, stop.cancelled_owned()).await {
                     tracing::error!(error = %e, "raft peer service stopped");
                 }
-            })
-        };
+            }));
+        }
         let inner = Arc::new(Inner {
             node_id: options.node_id,
             node: options.node.clone(),
@@ -161,7 +180,7 @@ impl Coordinator {
             metrics: std::sync::OnceLock::new(),
             gate,
             stop,
-            tasks: parking_lot::Mutex::new(vec![serve]),
+            tasks: parking_lot::Mutex::new(tasks),
         });
         let alone = tokio::spawn(watch_membership(Arc::clone(&inner)));
         inner.tasks.lock().push(alone);

@@ -37,7 +37,8 @@ async fn member(id: NodeId) -> Member {
     o.heartbeat_interval = Duration::from_millis(100);
     o.election_timeout = Duration::from_millis(500);
     o.dead_after = Duration::from_millis(1500);
-    let cluster = Coordinator::start(o, listener).await.unwrap();
+    o.network.token = Some(super::test_support::test_token());
+    let cluster = Coordinator::start(o, Some(listener)).await.unwrap();
     let node = cluster.inner.node.clone();
     let groups = GroupCoordinator::with_log(
         Arc::new(ClusterGroupLog::new(cluster.clone())),

@@ -9,7 +9,8 @@
 //! - [`state_machine`]: openraft's `RaftStateMachine` over [`state::ClusterState`], snapshots.
 //! - [`log_store`]: the durable raft log and vote on local disk.
 //! - [`network`]: outbound peer RPCs (tonic, cached channels, backoff, size limits).
-//! - [`service`]: the inbound peer gRPC service on the cluster port.
+//! - [`service`]: the inbound peer gRPC service on the cluster port (cluster token required);
+//!   [`snapshot_gate`]: the bounds on inbound snapshot chunks.
 //! - [`management`]: init, add/remove members, status; [`admin_http`]: the same over HTTP.
 //! - [`solo`]: whether this node is the only member (storage shortcuts safe only alone).
 //! - [`wal_peers`]: the peers of SeaweedMQ write-ahead-log replication.
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod network;
 pub mod pb;
 pub mod service;
+pub mod snapshot_gate;
 pub mod solo;
 pub mod state;
 pub mod state_machine;
@@ -98,3 +100,6 @@ mod groups_test;
 #[cfg(test)]
 #[path = "cluster_test.rs"]
 mod cluster_test;
+
+#[cfg(test)]
+mod auth_test;

@@ -1,10 +1,11 @@
 //! Outbound peer RPCs: openraft's `RaftNetworkFactory` over tonic.
 //!
 //! One lazily connecting [`Channel`] per peer address is cached and shared by every client of
-//! that peer (tonic reconnects a channel by itself). A peer that refuses connections is reported
-//! as `Unreachable`, so openraft retries it on [`PeerClient::backoff`]'s schedule instead of in a
-//! tight loop. Messages are bounded by [`NetworkOptions::max_message_bytes`] both ways. The time
-//! of the last answer from each peer is recorded; the leader's liveness view is built from it.
+//! that peer (tonic reconnects a channel by itself). A peer that refuses connections (or this
+//! node's cluster token) is reported as `Unreachable`, so openraft retries it on
+//! [`PeerClient::backoff`]'s schedule instead of in a tight loop. Messages are bounded by [`NetworkOptions::max_message_bytes`] both ways. Every call
+//! presents the cluster token ([`NetworkOptions::token`]). The time of the last answer from each
+//! peer is recorded; the leader's liveness view is built from it.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -28,6 +29,7 @@ use super::pb::v1::raft_service_client::RaftServiceClient;
 use super::pb::v1::{RaftReply, RaftRequest};
 use super::pb::Wire;
 use super::{ClusterNode, NodeId, TypeConfig};
+use crate::auth::Token;
 
 /// Limits and timeouts of peer connections.
 #[derive(Debug, Clone)]
@@ -38,6 +40,11 @@ pub struct NetworkOptions {
     pub connect_timeout: Duration,
     /// Timeout of a forwarded request (it waits for a commit on the leader).
     pub forward_timeout: Duration,
+    /// Largest snapshot received from a peer, bytes (the receiver holds it in memory).
+    pub max_snapshot_bytes: u64,
+    /// The shared secret every peer call presents and every peer requires. Required to serve
+    /// peers; a node without it (standalone) sends no peer calls.
+    pub token: Option<Token>,
 }
 
 impl Default for NetworkOptions {
@@ -46,6 +53,8 @@ impl Default for NetworkOptions {
             max_message_bytes: 64 * 1024 * 1024,
             connect_timeout: Duration::from_secs(2),
             forward_timeout: Duration::from_secs(10),
+            max_snapshot_bytes: 1 << 30,
+            token: None,
         }
     }
 }
@@ -126,6 +135,13 @@ impl Network {
             .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
         let mut request = tonic::Request::new(request);
         request.set_timeout(timeout);
+        if let Some(token) = &self.options.token {
+            let value = token
+                .bearer()
+                .parse()
+                .map_err(|_| tonic::Status::internal("the cluster token is not a valid header value"))?;
+            request.metadata_mut().insert("authorization", value);
+        }
         let reply = match method {
             Method::Vote => client.vote(request).await,
             Method::Append => client.append(request).await,
@@ -195,7 +211,11 @@ impl PeerClient {
             .call(&self.node.cluster_addr, method, request, option.hard_ttl())
             .await
             .map_err(|status| match status.code() {
-                tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
+                // A peer refusing our token (a member configured with another one) is retried
+                // on the backoff schedule like one refusing connections, not on every heartbeat.
+                tonic::Code::Unavailable | tonic::Code::Unauthenticated => {
+                    RPCError::Unreachable(Unreachable::new(&status))
+                }
                 _ => RPCError::Network(NetworkError::new(&status)),
             })?;
         self.network

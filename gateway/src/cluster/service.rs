@@ -1,16 +1,21 @@
 //! Inbound peer RPCs: the tonic `RaftService` on the cluster port.
 //!
-//! The cluster port is for trusted peers only (it accepts membership changes); decoding is
-//! bounded by the configured message size. openraft errors travel back inside the reply so the
-//! caller sees them as remote errors; only envelope problems become gRPC statuses.
+//! The cluster port is for peers only (it accepts membership changes and state-machine writes):
+//! every call must carry the cluster token (`authorization: Bearer <token>`), checked in constant
+//! time by an interceptor before the body is decoded; a call without it is answered
+//! `UNAUTHENTICATED` and reaches no handler. Decoding is bounded by the configured message size,
+//! and snapshot chunks by the [`SnapshotGate`]. openraft errors travel back inside the reply so
+//! the caller sees them as remote errors; only envelope problems become gRPC statuses.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use openraft::error::{InstallSnapshotError, RaftError, SnapshotMismatch};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest};
+use openraft::SnapshotSegmentId;
 use parking_lot::Mutex;
-
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
@@ -20,7 +25,9 @@ use super::management::execute_local;
 use super::solo::SoloGate;
 use super::pb::v1::raft_service_server::{RaftService, RaftServiceServer};
 use super::pb::v1::{RaftReply, RaftRequest};
+use super::snapshot_gate::{ChunkError, SnapshotGate};
 use super::{NodeId, Raft, TypeConfig};
+use crate::auth::Token;
 
 /// The inbound peer service of one node.
 #[derive(Clone)]
@@ -28,6 +35,7 @@ pub struct PeerService {
     raft: Raft,
     leader_contact: Arc<Mutex<Option<Instant>>>,
     gate: Arc<SoloGate>,
+    snapshots: Arc<SnapshotGate>,
 }
 
 impl std::fmt::Debug for PeerService {
@@ -38,11 +46,18 @@ impl std::fmt::Debug for PeerService {
 
 impl PeerService {
     /// Serves `raft` to its peers, recording in `leader_contact` when a leader's AppendEntries
-    /// (replication or heartbeat) was last accepted; forwarded member additions pass `gate`.
-    pub fn new(raft: Raft, leader_contact: Arc<Mutex<Option<Instant>>>, gate: Arc<SoloGate>) -> Self {
+    /// (replication or heartbeat) was last accepted, admitting snapshots of at most
+    /// `max_snapshot_bytes`; forwarded member additions pass `gate`.
+    pub fn new(
+        raft: Raft,
+        leader_contact: Arc<Mutex<Option<Instant>>>,
+        max_snapshot_bytes: u64,
+        gate: Arc<SoloGate>,
+    ) -> Self {
         Self {
             raft,
             leader_contact,
+            snapshots: Arc::new(SnapshotGate::new(max_snapshot_bytes)),
             gate,
         }
     }
@@ -81,6 +96,31 @@ impl RaftService for PeerService {
 
     async fn snapshot(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(&request)?;
+        let id = &rpc.meta.snapshot_id;
+        if let Err(e) = self
+            .snapshots
+            .admit(id, rpc.offset, rpc.data.len() as u64, rpc.done)
+        {
+            tracing::warn!(error = %e, "snapshot chunk refused");
+            // A chunk out of sequence gets openraft's own answer, on which a sender starts the
+            // snapshot again from offset 0; a snapshot over the cap cannot succeed by retrying.
+            let expect = match e {
+                ChunkError::NotAtStart { .. } => 0,
+                ChunkError::Gap { received, .. } => received,
+                ChunkError::TooLarge { .. } => return Err(Status::resource_exhausted(e.to_string())),
+            };
+            let segment = |offset| SnapshotSegmentId {
+                id: id.clone(),
+                offset,
+            };
+            let mismatch = InstallSnapshotError::SnapshotMismatch(SnapshotMismatch {
+                expect: segment(expect),
+                got: segment(rpc.offset),
+            });
+            return reply::<InstallSnapshotResponse<NodeId>, _>(&Err(RaftError::<NodeId, _>::APIError(
+                mismatch,
+            )));
+        }
         reply(&self.raft.install_snapshot(rpc).await)
     }
 
@@ -90,14 +130,53 @@ impl RaftService for PeerService {
     }
 }
 
+/// The interceptor refusing calls that do not present `token`.
+#[derive(Debug, Clone)]
+pub struct RequireToken {
+    token: Token,
+    /// Unix second of the last refusal logged: at most one warning a second.
+    last_warned: Arc<AtomicU64>,
+}
+
+impl RequireToken {
+    /// Admits only calls carrying `authorization: Bearer <token>`.
+    pub fn new(token: Token) -> Self {
+        Self {
+            token,
+            last_warned: Arc::default(),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for RequireToken {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let header = request.metadata().get("authorization").map(|v| v.as_bytes());
+        if self.token.verify_bearer(header) {
+            return Ok(request);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.last_warned.swap(now, Ordering::Relaxed) != now {
+            tracing::warn!(
+                peer = ?request.remote_addr(),
+                presented = header.is_some(),
+                "raft call refused: missing or wrong cluster token"
+            );
+        }
+        Err(Status::unauthenticated("missing or wrong cluster token"))
+    }
+}
+
 /// Serves the peer protocol on `listener`, with the `extra` services next to it, until
-/// `shutdown` completes.
+/// `shutdown` completes, to callers presenting `token` only.
 ///
 /// # Errors
 /// Transport errors of the gRPC server.
 pub async fn serve(
     listener: TcpListener,
     service: PeerService,
+    token: Token,
     max_message_bytes: usize,
     extra: Option<tonic::service::Routes>,
     shutdown: impl Future<Output = ()>,
@@ -110,6 +189,7 @@ pub async fn serve(
         None => tonic::service::Routes::new(svc),
     };
     tonic::transport::Server::builder()
+        .layer(tonic::service::InterceptorLayer::new(RequireToken::new(token)))
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await

@@ -34,6 +34,23 @@ impl ClusterWalPeers {
         let _ = self.coordinator.set(coordinator);
     }
 
+    /// The request to `peer` with the cluster token, if one is configured.
+    fn request<T>(&self, body: T) -> Result<tonic::Request<T>, String> {
+        let mut request = tonic::Request::new(body);
+        let token = self
+            .coordinator
+            .get()
+            .and_then(|c| c.inner.network.options().token.clone());
+        if let Some(token) = token {
+            let value = token
+                .bearer()
+                .parse()
+                .map_err(|_| "the cluster token is not a valid header value".to_owned())?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        Ok(request)
+    }
+
     fn channel(&self, peer: NodeId) -> Result<(Channel, usize), String> {
         let coordinator = self.coordinator.get().ok_or("the cluster is not running yet")?;
         let addr = {
@@ -80,9 +97,9 @@ impl WalPeers for ClusterWalPeers {
     }
 
     fn push(&self, peer: u64, req: pb::PushRequest) -> BoxFuture<'static, Result<pb::PushReply, String>> {
-        let target = self.channel(peer);
+        let target = self.channel(peer).and_then(|c| Ok((c, self.request(req)?)));
         Box::pin(async move {
-            let (channel, max) = target?;
+            let ((channel, max), req) = target?;
             WalReplicaServiceClient::new(channel)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max)
@@ -94,9 +111,9 @@ impl WalPeers for ClusterWalPeers {
     }
 
     fn fetch(&self, peer: u64, req: pb::FetchRequest) -> BoxFuture<'static, Result<pb::FetchReply, String>> {
-        let target = self.channel(peer);
+        let target = self.channel(peer).and_then(|c| Ok((c, self.request(req)?)));
         Box::pin(async move {
-            let (channel, max) = target?;
+            let ((channel, max), req) = target?;
             WalReplicaServiceClient::new(channel)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max)

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use sha2::{Digest, Sha256};
 
+use super::tokens::{ADMIN_TOKEN_KEY, CLUSTER_TOKEN_KEY, TOKENS_DIR};
 use super::{child_meta, peers, Names, DATA_DIR};
 use crate::crd::KafkaGateway;
 use crate::Result;
@@ -38,6 +39,9 @@ pub fn entries(kgw: &KafkaGateway, names: &Names, replicas: i32) -> Vec<(&'stati
         format!("0.0.0.0:{}", spec.listener.cluster_port),
     ));
     entries.push(("peers", peers(kgw, names, replicas)));
+    // The tokens Secret is mounted at TOKENS_DIR (see statefulset.rs).
+    entries.push(("cluster-token-file", format!("{TOKENS_DIR}/{CLUSTER_TOKEN_KEY}")));
+    entries.push(("admin-token-file", format!("{TOKENS_DIR}/{ADMIN_TOKEN_KEY}")));
     entries
 }
 
@@ -153,6 +157,15 @@ mod tests {
         assert_eq!(flags.listen.as_deref(), Some("0.0.0.0:9092"));
         assert!(flags.peers.as_deref().is_some_and(|p| p.starts_with("0=")));
         assert!(flags.cluster_listen.is_some());
+        // The gateway refuses clustering without a cluster token: the operator always sets it.
+        assert_eq!(
+            flags.cluster_token_file.as_deref(),
+            Some(std::path::Path::new("/etc/kafka-gateway-tokens/cluster-token"))
+        );
+        assert_eq!(
+            flags.admin_token_file.as_deref(),
+            Some(std::path::Path::new("/etc/kafka-gateway-tokens/admin-token"))
+        );
     }
 
     #[test]

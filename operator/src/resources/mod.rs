@@ -10,10 +10,12 @@ use crate::crd::{AdvertisedAddress, KafkaGateway};
 use crate::{Error, Result};
 
 pub mod configmap;
+pub mod networkpolicy;
 pub mod pdb;
 pub mod service;
 pub mod servicemonitor;
 pub mod statefulset;
+pub mod tokens;
 
 /// Where the raft data volume is mounted.
 pub const DATA_DIR: &str = "/var/lib/kafka-gateway";

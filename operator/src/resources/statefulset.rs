@@ -9,13 +9,15 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
-    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext,
-    TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource,
+    SecurityContext, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::tokens::{self, TOKENS_DIR, TOKENS_VOLUME};
 use super::{
     advertised_listener, child_meta, configmap, Names, CONFIG_DIR, CONFIG_FILE, CONFIG_HASH_ANNOTATION,
     DATA_DIR,
@@ -126,6 +128,12 @@ fn container(kgw: &KafkaGateway, names: &Names) -> Container {
             VolumeMount {
                 name: "config".into(),
                 mount_path: CONFIG_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: TOKENS_VOLUME.into(),
+                mount_path: TOKENS_DIR.into(),
                 read_only: Some(true),
                 ..VolumeMount::default()
             },
@@ -247,14 +255,26 @@ pub fn build(kgw: &KafkaGateway, names: &Names, replicas: i32) -> Result<Statefu
     let hash = configmap::restart_hash(&configmap::entries(kgw, names, replicas));
     let pod = PodSpec {
         containers: vec![container(kgw, names)],
-        volumes: Some(vec![Volume {
-            name: "config".into(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: names.config(),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        }]),
+        volumes: Some(vec![
+            Volume {
+                name: "config".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: names.config(),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            // The cluster and admin tokens; readable by the gateway's group (fsGroup) only.
+            Volume {
+                name: TOKENS_VOLUME.into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(tokens::secret_name(kgw, names)),
+                    default_mode: Some(0o440),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+        ]),
         affinity: Some(affinity(kgw, names)),
         tolerations: (!spec.placement.tolerations.is_empty()).then(|| spec.placement.tolerations.clone()),
         node_selector: (!spec.placement.node_selector.is_empty())

@@ -116,7 +116,21 @@ fn probes_ports_volumes_and_claim() {
         .iter()
         .map(|m| m.mount_path.as_str())
         .collect();
-    assert_eq!(mounts, [DATA_DIR, CONFIG_DIR]);
+    assert_eq!(
+        mounts,
+        [DATA_DIR, CONFIG_DIR, crate::resources::tokens::TOKENS_DIR]
+    );
+    // The tokens come from the generated Secret, readable by the gateway's group only.
+    let tokens = pod_of(&sts)
+        .volumes
+        .iter()
+        .flatten()
+        .find_map(|v| v.secret.as_ref())
+        .expect("tokens volume");
+    assert_eq!(
+        (tokens.secret_name.as_deref(), tokens.default_mode),
+        (Some("kgw-tokens"), Some(0o440))
+    );
     let claim = &sts
         .spec
         .as_ref()

@@ -98,8 +98,11 @@ pub struct Leadership {
     /// A fingerprint of the live members (leaders are a hash over them).
     pub fingerprint: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Whether this gateway leads a partition (topic, index).
-    pub leads: Arc<dyn Fn(&str, i32) -> bool + Send + Sync>,
+    pub leads: Arc<LeadsFn>,
 }
+
+/// Whether this gateway leads partition `index` of `topic`.
+pub type LeadsFn = dyn Fn(&str, i32) -> bool + Send + Sync;
 
 impl std::fmt::Debug for Leadership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
