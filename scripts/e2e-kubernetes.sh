@@ -52,8 +52,9 @@
 # namespace, cgroups, files) on exit, also on failure or Ctrl-C. After a failed step the results,
 # every log (SeaweedMQ's included, and each gateway pod's, streamed while it ran, so pods deleted by
 # scaling or the rolling restart keep theirs) and the workload's files are copied to $KGW_E2E_OUT
-# (default: $CARGO_TARGET_DIR/e2e-kubernetes/runs/<time>). KGW_E2E_KEEP=1 keeps the whole work
-# directory. Exit status: 0 when every step passed.
+# (default: $CARGO_TARGET_DIR/e2e-kubernetes/runs/<time>; when KGW_E2E_OUT is set, also after a
+# passing run). KGW_E2E_KEEP=1 keeps the whole work directory. Exit status: 0 when every step
+# passed.
 #
 # Needs root, Debian 12, ../shared/k8s (kube-apiserver, kube-controller-manager, kube-scheduler,
 # kubelet built from upstream sources; see its README) and kubectl (on this machine's image).
@@ -986,8 +987,8 @@ cleanup() {
   echo
   echo "==== e2e-kubernetes: results ($(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }') s in all)"
   cat "$RESULTS"
-  if [ "$rc" -ne 0 ] || grep -q '^FAIL\|^SKIP' "$RESULTS" 2>/dev/null; then
-    keep_failed_run
+  if [ "$rc" -ne 0 ] || [ -n "${KGW_E2E_OUT:-}" ] || grep -q '^FAIL\|^SKIP' "$RESULTS" 2>/dev/null; then
+    keep_run
   fi
   if [ "${KGW_E2E_KEEP:-0}" = 1 ]; then
     echo "logs kept in $WORK"
@@ -996,17 +997,18 @@ cleanup() {
   fi
   exit "$rc"
 }
-# After a failure: the step results, every log (control plane, SeaweedMQ's stderr and glog
-# files, the pods' streamed logs, the clients) and the workload's files go to $KGW_E2E_OUT
-# (default: a directory per run under $CACHE/runs), without the data directories.
-keep_failed_run() {
+# After a failure, or whenever $KGW_E2E_OUT is set: the step results, every log (control plane,
+# SeaweedMQ's stderr and glog files, the pods' streamed logs, the clients) and the workload's
+# files go to $KGW_E2E_OUT (default: a directory per run under $CACHE/runs), without the data
+# directories.
+keep_run() {
   local out="${KGW_E2E_OUT:-$CACHE/runs/$(date +%Y%m%dT%H%M%S)}"
   mkdir -p "$out"
   cp "$RESULTS" "$out/results"
   cp -r "$WORK/logs" "$out/logs" 2>/dev/null
   [ -d "$WORK/workload" ] && cp -r "$WORK/workload" "$out/workload"
   find "$WORK" -maxdepth 1 -name '*.txt' -exec cp {} "$out/" \;
-  echo "failed run: results and logs kept in $out ($(du -sh "$out" | cut -f1))"
+  echo "results and logs kept in $out ($(du -sh "$out" | cut -f1))"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -47,10 +47,20 @@ def read_all(bootstrap, topic, deadline_s=90, positions=None):
         c.assign([TopicPartition(topic, p, 0) for p in parts])
         values, pos = [], {p: 0 for p in parts}
         deadline = time.monotonic() + deadline_s
+        progress_at = time.monotonic()
         while any(pos[p] < ends[p] for p in parts):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"read_all: positions {pos} short of end offsets {ends}")
+            if time.monotonic() - progress_at > 5:
+                # No progress: ask for the ends again. The gateway stops counting offsets
+                # SeaweedMQ never stored at a partition's end once it has proven them
+                # (docs/seaweedmq-mapping.md §3.3), so an end can move down.
+                for p in parts:
+                    if pos[p] < ends[p]:
+                        ends[p] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                progress_at = time.monotonic()
             for m in c.consume(500, timeout=1.0):
+                progress_at = time.monotonic()
                 if m.error():
                     continue
                 pos[m.partition()] = m.offset() + 1
