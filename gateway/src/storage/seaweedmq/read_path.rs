@@ -89,6 +89,12 @@ impl Inner {
             if offset == hw || state.holes.check_end(&self.client, tp, offset, hw).await {
                 return Ok((Vec::new(), offset, start, hw));
             }
+            if state.holes.unsafe_to_subscribe(&self.client, tp, offset).await {
+                debug!(partition = %name, offset, high_watermark = hw, "not reading by subscription: records after an offset nothing is stored at would be numbered from it");
+                return Err(StorageError::Io(std::io::Error::other(format!(
+                    "{name}: SeaweedMQ stores nothing at offset {offset}; the records after it are readable once the broker has flushed them"
+                ))));
+            }
             warn!(partition = %name, offset, high_watermark = hw, "FetchMessage returned nothing below the high watermark; reading by subscription");
             let want = usize::try_from((hw - offset).min(1000)).unwrap_or(1000);
             let msgs = match self
