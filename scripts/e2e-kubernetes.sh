@@ -44,9 +44,10 @@
 #    the gateways' logs no openraft INFO lines.
 # Issue 15 item 7 (CreateTopics right after the leader's gateway is killed) has a step too.
 #
-# Still failing intermittently (2 of 5 runs): the workload step after the rolling restart (a
-# record the group never gets, or produce to a reloaded partition stalling on an unanswered
-# SubscribeMessage); docs/kubernetes.md has the details. Not part of scripts/test.sh until fixed.
+# The workload step used to fail intermittently after the rolling restart (a record the group
+# never got, or every send to one partition timing out, the partition's last offset unreadable):
+# SeaweedMQ 4.48 holes, handled by the gateway since; docs/kubernetes.md has the details and the
+# runs. Not part of scripts/test.sh (it needs root and ../shared/k8s).
 #
 # Every wait has a deadline; the script removes everything it started (processes, network
 # namespace, cgroups, files) on exit, also on failure or Ctrl-C. After a failed step the results,
@@ -601,6 +602,9 @@ sys.exit(0 if len(voters) == n and len(s["members"]) == n and s["leader"] is not
     pid=$(cat "$WORK/pids/workload")
     wait_until 240 "workload finished" bash -c "! kill -0 $pid" || { tail_log workload; return 1; }
     cat "$WL/summary.json"; echo
+    # SeaweedMQ 4.48's holes (offsets counted, never stored; docs/seaweedmq-mapping.md §3.3) as
+    # the gateways met them: informational, the check below is what passes or fails.
+    log "gateway logs: $(cat "$WORK"/logs/pods/events-*.log 2>/dev/null | grep -c 'never stored at the partition' || true) holes at a partition's end proven, $(cat "$WORK"/logs/pods/events-*.log 2>/dev/null | grep -c 'SeaweedMQ stores nothing at these offsets' || true) holes skipped in flushed files, $(cat "$WORK"/logs/pods/events-*.log 2>/dev/null | grep -c 'reading by subscription' || true) subscription fallbacks"
     python3 - "$WL/summary.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
