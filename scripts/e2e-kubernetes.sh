@@ -44,13 +44,18 @@
 #    the gateways' logs no openraft INFO lines.
 # Issue 15 item 7 (CreateTopics right after the leader's gateway is killed) has a step too.
 #
-# Still failing intermittently (2 of 5 runs): the workload step after the rolling restart (a
-# record the group never gets, or produce to a reloaded partition stalling on an unanswered
-# SubscribeMessage); docs/kubernetes.md has the details. Not part of scripts/test.sh until fixed.
+# The workload step used to fail intermittently after the rolling restart (a record the group
+# never got, or every send to one partition timing out, the partition's last offset unreadable):
+# SeaweedMQ 4.48 holes, handled by the gateway since; docs/kubernetes.md has the details and the
+# runs. Not part of scripts/test.sh (it needs root and ../shared/k8s).
 #
 # Every wait has a deadline; the script removes everything it started (processes, network
-# namespace, cgroups, files) on exit, also on failure or Ctrl-C. KGW_E2E_KEEP=1 keeps the work
-# directory (logs) for inspection. Exit status: 0 when every step passed.
+# namespace, cgroups, files) on exit, also on failure or Ctrl-C. After a failed step the results,
+# every log (SeaweedMQ's included, and each gateway pod's, streamed while it ran, so pods deleted by
+# scaling or the rolling restart keep theirs) and the workload's files are copied to $KGW_E2E_OUT
+# (default: $CARGO_TARGET_DIR/e2e-kubernetes/runs/<time>; when KGW_E2E_OUT is set, also after a
+# passing run). KGW_E2E_KEEP=1 keeps the whole work directory. Exit status: 0 when every step
+# passed.
 #
 # Needs root, Debian 12, ../shared/k8s (kube-apiserver, kube-controller-manager, kube-scheduler,
 # kubelet built from upstream sources; see its README) and kubectl (on this machine's image).
@@ -89,7 +94,7 @@ run_step() {
     printf 'SKIP  %-66s (after failed step: %s)\n' "$name" "$ABORTED" | tee -a "$RESULTS"
     return 0
   fi
-  printf '\n==> %s\n' "$name"
+  printf '\n==> %s %s\n' "$(date +%T)" "$name"
   local t0 rc
   t0=$(now)
   set +e
@@ -363,10 +368,11 @@ EOF
 
   seaweedmq() {
     mkdir -p "$WORK/smq"
-    bg weed-server weed server -dir="$WORK/smq" -ip="$NODE_IP" -ip.bind="$NODE_IP" -master.port=9333 \
+    mkdir -p "$WORK/logs/weed-server" "$WORK/logs/weed-broker"
+    bg weed-server weed -logdir="$WORK/logs/weed-server" server -dir="$WORK/smq" -ip="$NODE_IP" -ip.bind="$NODE_IP" -master.port=9333 \
       -volume.port=8080 -filer -filer.port=8888 -master.volumeSizeLimitMB=64 -volume.max=0
     wait_until 60 "filer answers" curl -sf "http://$NODE_IP:8888/" || { tail_log weed-server; return 1; }
-    bg weed-broker weed mq.broker -port=17777 -master="$NODE_IP:9333" -ip="$NODE_IP"
+    bg weed-broker weed -logdir="$WORK/logs/weed-broker" mq.broker -port=17777 -master="$NODE_IP:9333" -ip="$NODE_IP"
     # The broker serves once it has registered with the master and holds the balancer lock.
     wait_until 90 "SeaweedMQ broker ready" smq_ready || { tail_log weed-broker; return 1; }
     kubectl apply -f - <<EOF
@@ -596,6 +602,9 @@ sys.exit(0 if len(voters) == n and len(s["members"]) == n and s["leader"] is not
     pid=$(cat "$WORK/pids/workload")
     wait_until 240 "workload finished" bash -c "! kill -0 $pid" || { tail_log workload; return 1; }
     cat "$WL/summary.json"; echo
+    # SeaweedMQ 4.48's holes (offsets counted, never stored; docs/seaweedmq-mapping.md §3.3) as
+    # the gateways met them: informational, the check below is what passes or fails.
+    log "gateway logs: $(cat "$WORK"/logs/pods/events-*.log 2>/dev/null | grep -c 'never stored at the partition' || true) holes at a partition's end proven, $(cat "$WORK"/logs/pods/events-*.log 2>/dev/null | grep -c 'SeaweedMQ stores nothing at these offsets' || true) holes skipped in flushed files, $(cat "$WORK"/logs/pods/events-*.log 2>/dev/null | grep -c 'reading by subscription' || true) subscription fallbacks"
     python3 - "$WL/summary.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
@@ -784,6 +793,24 @@ EOF
     return "$rc"
   }
 
+  # Pod logs go with the pods (a scale-down, a kill or the rolling restart deletes them): from the
+  # moment each container of a pod in $NS runs, stream its log to
+  # $WORK/logs/pods/<pod>.<uid>.<restarts>.log, with timestamps, so a failure can be matched
+  # against the workload's failures and SeaweedMQ's logs. Runs for the whole run (`bg`).
+  pod_logs() {
+    mkdir -p "$WORK/logs/pods"
+    local name uid restarts started f
+    while :; do
+      while read -r name uid restarts started; do
+        [ -n "$started" ] || continue
+        f="$WORK/logs/pods/$name.${uid:0:8}.$restarts.log"
+        [ -e "$f" ] && continue
+        kubectl -n "$NS" logs -f --timestamps "$name" >"$f" 2>&1 &
+      done < <(kubectl -n "$NS" get pods -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid} {.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].state.running.startedAt}{"\n"}{end}' 2>/dev/null)
+      sleep 1
+    done
+  }
+
   # Pod logs go with the pods: keep the operator's and the gateways' in $WORK/logs, and show the
   # operator's warnings and errors (they point at defects a passing step does not show).
   save_logs() {
@@ -883,6 +910,7 @@ EOF
   critical "kubelet: node Ready" node
   critical "local PersistentVolumes" volumes
   critical "SeaweedMQ (weed server + mq.broker) and its Service" seaweedmq
+  bg pod-logs pod_logs
   critical "helm install kgo; operator rolled out" operator_install
   critical "kubectl apply examples/kafkagateway.yaml; Ready (1 replica)" gateway_apply
   step "kcat: bootstrap Service and advertised pod address" kcat_checks
@@ -963,12 +991,28 @@ cleanup() {
   echo
   echo "==== e2e-kubernetes: results ($(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }') s in all)"
   cat "$RESULTS"
+  if [ "$rc" -ne 0 ] || [ -n "${KGW_E2E_OUT:-}" ] || grep -q '^FAIL\|^SKIP' "$RESULTS" 2>/dev/null; then
+    keep_run
+  fi
   if [ "${KGW_E2E_KEEP:-0}" = 1 ]; then
     echo "logs kept in $WORK"
   else
     rm -rf "$WORK"
   fi
   exit "$rc"
+}
+# After a failure, or whenever $KGW_E2E_OUT is set: the step results, every log (control plane,
+# SeaweedMQ's stderr and glog files, the pods' streamed logs, the clients) and the workload's
+# files go to $KGW_E2E_OUT (default: a directory per run under $CACHE/runs), without the data
+# directories.
+keep_run() {
+  local out="${KGW_E2E_OUT:-$CACHE/runs/$(date +%Y%m%dT%H%M%S)}"
+  mkdir -p "$out"
+  cp "$RESULTS" "$out/results"
+  cp -r "$WORK/logs" "$out/logs" 2>/dev/null
+  [ -d "$WORK/workload" ] && cp -r "$WORK/workload" "$out/workload"
+  find "$WORK" -maxdepth 1 -name '*.txt' -exec cp {} "$out/" \;
+  echo "results and logs kept in $out ($(du -sh "$out" | cut -f1))"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -10,7 +10,8 @@
       until D/stop exists: one producer (acks=all, idempotent) sends numbered records, and one
       group consumer (subscribe, committed offsets) reads them. D/status.json is rewritten every
       second ({"acked", "failed", "consumed", "consumed_new" (the workload's own records),
-      "consumed_at"}). After D/stop: flush, let the
+      "consumed_at"}); each delivery failure is a line of D/failures.log (UTC time, partition,
+      error). After D/stop: flush, let the
       group catch up (at most 90 s), then read every partition from its start and write
       D/summary.json; exit 1 when an acknowledged record is missing from that read.
 """
@@ -46,10 +47,20 @@ def read_all(bootstrap, topic, deadline_s=90, positions=None):
         c.assign([TopicPartition(topic, p, 0) for p in parts])
         values, pos = [], {p: 0 for p in parts}
         deadline = time.monotonic() + deadline_s
+        progress_at = time.monotonic()
         while any(pos[p] < ends[p] for p in parts):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"read_all: positions {pos} short of end offsets {ends}")
+            if time.monotonic() - progress_at > 5:
+                # No progress: ask for the ends again. The gateway stops counting offsets
+                # SeaweedMQ never stored at a partition's end once it has proven them
+                # (docs/seaweedmq-mapping.md §3.3), so an end can move down.
+                for p in parts:
+                    if pos[p] < ends[p]:
+                        ends[p] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                progress_at = time.monotonic()
             for m in c.consume(500, timeout=1.0):
+                progress_at = time.monotonic()
                 if m.error():
                     continue
                 pos[m.partition()] = m.offset() + 1
@@ -103,11 +114,19 @@ class Workload:
         self.acked, self.failed, self.consumed = set(), [], set()
         self.consumed_at = 0.0
         self.stop_consumer = threading.Event()
+        self.failures_log = open(os.path.join(a.dir, "failures.log"), "a", buffering=1)
+        self.failed_partitions = {}
 
     def on_delivery(self, err, msg):
         with self.lock:
             if err:
                 self.failed.append(str(err))
+                # One line per failure (time, partition, error), to match against the gateways'
+                # and SeaweedMQ's logs.
+                self.failures_log.write("%s partition=%s %s\n" % (
+                    time.strftime("%H:%M:%S", time.gmtime()) + ("%.3f" % (time.time() % 1))[1:],
+                    msg.partition(), err))
+                self.failed_partitions[msg.partition()] = self.failed_partitions.get(msg.partition(), 0) + 1
             else:
                 self.acked.add(msg.value().decode())
 
@@ -183,7 +202,8 @@ class Workload:
             lost = [] if stored is None else sorted(self.acked - stored, key=lambda v: int(v.split("-")[1]))
             unconsumed = sorted(self.acked - self.consumed, key=lambda v: int(v.split("-")[1]))
             summary = {"sent": sent, "acked": len(self.acked), "failed": len(self.failed),
-                       "failures": self.failed[:5], "consumed_by_group": len(self.consumed),
+                       "failures": self.failed[:5], "failed_by_partition": self.failed_partitions,
+                       "consumed_by_group": len(self.consumed),
                        "acked_not_consumed_by_group": len(unconsumed),
                        "acked_missing_from_topic": len(lost), "missing_examples": lost[:10]}
         if read_error:

@@ -224,7 +224,7 @@ impl Inner {
         if idempotent && guard.producers.is_none() {
             let (start, hw) = self.range(tp, &info).await?;
             let from = start.max(hw - REBUILD_WINDOW);
-            let table = rebuild_producers(&self.client, tp, from, hw)
+            let table = rebuild_producers(&self.client, tp, from, hw, &state.holes)
                 .await
                 .map_err(|e| e.into_storage(&name))?;
             debug!(partition = %name, producers = table.len(), from, to = hw, "rebuilt producer state from envelopes");

@@ -32,6 +32,7 @@ pub mod durability;
 pub mod envelope;
 pub mod error;
 pub mod fetch;
+pub mod holes;
 pub mod log_files;
 pub mod meta;
 #[cfg(test)]

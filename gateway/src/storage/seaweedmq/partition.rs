@@ -76,6 +76,9 @@ pub struct PartitionState {
     /// The offset a recovery could not read back, with the broker's flushed end and high
     /// watermark then, and since when (`wal_sync`'s hole detection).
     pub(super) unreadable: parking_lot::Mutex<Option<(Offset, Offset, Offset, std::time::Instant)>>,
+    /// Offsets the broker counted but never stored at the partition's end, once proven: reads
+    /// skip them and the reported high watermark stops before them ([`super::holes`]).
+    pub(super) holes: super::holes::Holes,
 }
 
 impl Default for PartitionState {
@@ -94,6 +97,7 @@ impl Default for PartitionState {
             wal_invalid_from: parking_lot::Mutex::new(None),
             recovering: AtomicBool::new(false),
             unreadable: parking_lot::Mutex::new(None),
+            holes: super::holes::Holes::default(),
         }
     }
 }
@@ -206,7 +210,8 @@ pub fn raw_message_of(record: &Record) -> DataMessage {
 /// epoch with consecutive sequences count as one batch, so adjacent version-1 batches of a
 /// producer merge, and a retry of one of them after a gateway restart is answered
 /// OUT_OF_ORDER_SEQUENCE instead of as a duplicate. Producers whose records lie before the scanned window are unknown and accepted
-/// at any sequence (as after Kafka's producer expiry).
+/// at any sequence (as after Kafka's producer expiry). Offsets in `holes` (never stored) are
+/// skipped; an unreadable offset is reported to `holes`, which proves a hole at the end.
 ///
 /// # Errors
 /// [`super::error::SmqError`] when the partition cannot be read.
@@ -215,6 +220,7 @@ pub async fn rebuild_producers(
     tp: &TopicPartition,
     start: Offset,
     end: Offset,
+    holes: &super::holes::Holes,
 ) -> SmqResult<ProducerStateTable> {
     let mut table = ProducerStateTable::new();
     let mut run: Option<(BatchHeader, Offset)> = None;
@@ -230,10 +236,24 @@ pub async fn rebuild_producers(
             )
             .await?;
         let messages = if fetched.messages.is_empty() {
+            // A proven hole is skipped (checked before the subscription, which takes up to a
+            // minute of retries to give up on an offset that holds nothing).
+            if holes.check_end(client, tp, offset, end).await {
+                offset = holes.skip(offset);
+                continue;
+            }
             let want = usize::try_from((end - offset).min(1000)).unwrap_or(1000);
-            client
-                .subscribe_read(&tp.topic, tp.partition, offset, want)
-                .await?
+            match client.subscribe_read(&tp.topic, tp.partition, offset, want).await {
+                Ok(messages) => {
+                    holes.readable(offset);
+                    messages
+                }
+                Err(_) if holes.check_end(client, tp, offset, end).await => {
+                    offset = holes.skip(offset);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             fetched.messages
         };

@@ -25,8 +25,9 @@ impl Inner {
     /// Records from `offset` (message `i` at `offset + i`): from the flushed log files when they
     /// hold `offset`, else FetchMessage, with the subscribe fallback when that returns nothing
     /// below the high watermark. Returns the records, the offset of the first (`offset`, or
-    /// the next stored offset when the broker never stored `offset`: see [`Self::past_hole`]),
-    /// the log start and the high watermark.
+    /// the next stored offset when the broker never stored `offset`: see [`Self::past_hole`]
+    /// and [`super::holes`]), the log start and the broker's high watermark (which may count a
+    /// proven hole at the end: callers report it through [`super::holes::Holes::reported`]).
     pub(super) async fn read_records(
         &self,
         tp: &TopicPartition,
@@ -45,14 +46,17 @@ impl Inner {
             let (start, hw) = self.range(tp, info).await?;
             return Err(out_of_range(start, hw));
         }
+        let state = self.partition_state(tp);
+        // A read in a proven hole continues after it.
+        let offset = state.holes.skip(offset);
         let flushed = match self.read_flushed(tp, offset).await {
             Some(messages) => Some((offset, messages)),
             None => self.past_hole(tp, offset).await,
         };
         if let Some((first, messages)) = flushed {
             let n = i64::try_from(messages.len()).unwrap_or(0);
-            self.partition_state(tp).advance(first + n);
-            let (start, hw) = self.range(tp, info).await?;
+            state.advance(first + n);
+            let (start, hw) = self.broker_range(tp, info).await?;
             let records = decode_messages(messages)
                 .map_err(|e| StorageError::CorruptBatch(format!("stored record in {name}: {e}")))?;
             return Ok((records, first, start, hw.max(first + n)));
@@ -65,30 +69,51 @@ impl Inner {
         {
             Ok(f) => f,
             Err(e) if e.kind() == SmqErrorKind::OffsetOutOfRange => {
-                let (start, hw) = self.range(tp, info).await?;
-                return Err(out_of_range(start, hw));
+                let (start, hw) = self.broker_range(tp, info).await?;
+                if offset < start || offset > hw {
+                    return Err(out_of_range(start, state.holes.reported(hw)));
+                }
+                // In range: the broker could not serve it (its disk read failed); as nothing.
+                super::fetch::Fetched::default()
             }
             Err(e) => return Err(e.into_storage(&name)),
         };
         let (messages, start, hw) = if fetched.messages.is_empty() {
-            let (start, hw) = self.range(tp, info).await?;
+            let (start, hw) = self.broker_range(tp, info).await?;
             if offset > hw || offset < start {
-                return Err(out_of_range(start, hw));
+                return Err(out_of_range(start, state.holes.reported(hw)));
             }
-            if offset == hw {
+            // Never stored, and nothing after it: the partition ends here. Checked before the
+            // subscription too, which takes up to a minute of retries to give up on an offset
+            // that holds nothing (a client's request would time out before the check).
+            if offset == hw || state.holes.check_end(&self.client, tp, offset, hw).await {
                 return Ok((Vec::new(), offset, start, hw));
+            }
+            if state.holes.unsafe_to_subscribe(&self.client, tp, offset).await {
+                debug!(partition = %name, offset, high_watermark = hw, "not reading by subscription: records after an offset nothing is stored at would be numbered from it");
+                return Err(StorageError::Io(std::io::Error::other(format!(
+                    "{name}: SeaweedMQ stores nothing at offset {offset}; the records after it are readable once the broker has flushed them"
+                ))));
             }
             warn!(partition = %name, offset, high_watermark = hw, "FetchMessage returned nothing below the high watermark; reading by subscription");
             let want = usize::try_from((hw - offset).min(1000)).unwrap_or(1000);
-            let msgs = self
+            let msgs = match self
                 .client
                 .subscribe_read(&tp.topic, tp.partition, offset, want)
                 .await
-                .map_err(|e| e.into_storage(&name))?;
+            {
+                Ok(msgs) => {
+                    state.holes.readable(offset);
+                    msgs
+                }
+                Err(_) if state.holes.check_end(&self.client, tp, offset, hw).await => {
+                    return Ok((Vec::new(), offset, start, hw));
+                }
+                Err(e) => return Err(e.into_storage(&name)),
+            };
             (msgs, start, hw)
         } else {
             let n = i64::try_from(fetched.messages.len()).unwrap_or(0);
-            let state = self.partition_state(tp);
             state.advance(offset + n);
             let hw = fetched.high_watermark.max(offset + n).max(*state.hw.borrow());
             (fetched.messages, fetched.log_start.max(gw_start), hw)
@@ -215,7 +240,7 @@ impl Inner {
             .put(Cached::new(served, rest, log_start, hw), &self.read_ahead_budget);
         Ok(ReadOutcome {
             records,
-            high_watermark: hw,
+            high_watermark: state.holes.reported(hw),
             log_start_offset: log_start,
         })
     }
@@ -235,7 +260,8 @@ impl Inner {
         if delta > 0 && first - delta >= log_start {
             let from = first - delta;
             let (back, at, start, high) = self.read_records(tp, info, from, want).await?;
-            if at == from && starts_with_whole_batch(&back, usize::try_from(delta).unwrap_or(usize::MAX) + 1) {
+            if at == from && starts_with_whole_batch(&back, usize::try_from(delta).unwrap_or(usize::MAX) + 1)
+            {
                 return Ok((back, start, high, from));
             }
         }

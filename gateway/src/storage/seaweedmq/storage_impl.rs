@@ -20,15 +20,29 @@ use crate::storage::{
 };
 
 impl Inner {
-    /// Earliest (gateway log start applied) and high watermark of a partition.
+    /// Earliest (gateway log start applied) and high watermark of a partition as clients see
+    /// them: a proven hole at the partition's end is not counted ([`super::holes`]).
     pub(super) async fn range(&self, tp: &TopicPartition, info: &TopicInfo) -> Result<(Offset, Offset)> {
+        let (start, hw) = self.broker_range(tp, info).await?;
+        let hw = self.partition_state(tp).holes.reported(hw);
+        Ok((start.min(hw), hw))
+    }
+
+    /// Earliest (gateway log start applied) and the broker's own high watermark of a partition.
+    pub(super) async fn broker_range(
+        &self,
+        tp: &TopicPartition,
+        info: &TopicInfo,
+    ) -> Result<(Offset, Offset)> {
         self.recover_before_read(tp, info).await?;
         let ri = self
             .client
             .range_info(&tp.topic, tp.partition)
             .await
             .map_err(|e| e.into_storage(&tp.to_string()))?;
-        self.partition_state(tp).advance(ri.high_watermark);
+        let state = self.partition_state(tp);
+        state.advance(ri.high_watermark);
+        state.holes.observe(ri.high_watermark);
         Ok((
             ri.earliest
                 .max(info.doc.log_start(tp.partition))
