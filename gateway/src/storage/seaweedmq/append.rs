@@ -168,12 +168,28 @@ impl Inner {
         let idempotent = header.is_idempotent();
         let leadership = self.leadership.get().map_or(0, |l| (l.fingerprint)());
         if guard.leadership != leadership {
-            // Another gateway may have led this partition meanwhile: its offsets and producer
-            // sequences are learnt again from the broker before appending.
+            // Another gateway may have led this partition meanwhile. The stream is kept (closing
+            // it can make SeaweedMQ 4.48 unload the partition and burn offsets, §3.3), but if
+            // the broker's end moved, the producer sequences and offsets are learnt again.
             guard.leadership = leadership;
-            guard.generation += 1;
-            guard.publisher = None;
-            guard.producers = None;
+            if guard.publisher.as_ref().is_some_and(|p| !p.is_closed()) {
+                let hw = self
+                    .client
+                    .range_info(&tp.topic, tp.partition)
+                    .await
+                    .map_err(|e| e.into_storage(&name))?
+                    .high_watermark;
+                if hw != guard.next_expected {
+                    debug!(partition = %name, high_watermark = hw, expected = guard.next_expected, "another gateway wrote this partition; continuing at the broker's end");
+                    guard.generation += 1;
+                    guard.producers = None;
+                    guard.floor = hw;
+                    guard.next_expected = hw;
+                    state.advance(hw);
+                }
+            } else {
+                guard.producers = None;
+            }
         }
         if guard.publisher.as_ref().is_none_or(Publisher::is_closed) {
             guard.publisher = None;
