@@ -46,6 +46,11 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 const MAX_HOLES: usize = 64;
 /// Newest log files read to find the flushed end.
 const FLUSHED_FILES: usize = 2;
+/// Longest the one subscription at a watched offset may take (the subscription's own deadline
+/// is 5 s).
+const CANDIDATE_READ: Duration = Duration::from_secs(6);
+/// No bound of ours: the subscription's own deadline and retries.
+const UNBOUNDED: Duration = Duration::from_secs(3600);
 /// Longest a read at an offset the flushed files reach past waits for the gateway's list of
 /// files (refreshed at most once a second) to show them.
 const RELIST_WAIT: Duration = Duration::from_secs(3);
@@ -75,6 +80,9 @@ struct Candidate {
     high_watermark: Offset,
     since: Instant,
     probed: Instant,
+    /// True once a subscription was tried at the offset: another one would only repeat its
+    /// minute of retries while the window runs.
+    subscribed: bool,
 }
 
 impl Holes {
@@ -106,6 +114,20 @@ impl Holes {
         let mut state = self.state.lock();
         if state.proven.last().is_some_and(|&(_, to)| to > high_watermark) {
             state.proven.retain(|&(_, to)| to <= high_watermark);
+        }
+    }
+
+    /// How long a read may spend on the subscription fallback at `offset` (`None`: not now).
+    /// An offset being watched gets one try of at most [`CANDIDATE_READ`] (then the window of
+    /// [`Holes::check_end`] decides; the subscription's own retries take up to a minute, longer
+    /// than a client waits for its request); other offsets get the subscription's retries.
+    pub fn subscription_allowance(&self, offset: Offset) -> Option<Duration> {
+        let mut state = self.state.lock();
+        match state.candidate.as_mut() {
+            Some(c) if c.offset == offset => {
+                (!std::mem::replace(&mut c.subscribed, true)).then_some(CANDIDATE_READ)
+            }
+            _ => Some(UNBOUNDED),
         }
     }
 
@@ -187,6 +209,7 @@ impl Holes {
                     high_watermark,
                     since: now,
                     probed: now,
+                    subscribed: false,
                 });
                 return false;
             }
@@ -273,6 +296,31 @@ mod tests {
         );
         holes.observe(11);
         assert_eq!(holes.skip(10), 10);
+    }
+
+    #[test]
+    fn a_candidate_gets_one_subscription_and_other_offsets_any() {
+        let holes = Holes::default();
+        let may = |o| holes.subscription_allowance(o);
+        assert_eq!(
+            (may(9), may(9)),
+            (Some(UNBOUNDED), Some(UNBOUNDED)),
+            "no candidate"
+        );
+        let now = Instant::now();
+        holes.state.lock().candidate = Some(Candidate {
+            offset: 9,
+            flushed: 8,
+            high_watermark: 10,
+            since: now,
+            probed: now,
+            subscribed: false,
+        });
+        assert_eq!(may(9), Some(CANDIDATE_READ));
+        assert_eq!(may(9), None, "one subscription per candidate");
+        assert_eq!(may(8), Some(UNBOUNDED));
+        holes.readable(9);
+        assert_eq!(may(9), Some(UNBOUNDED), "a read there ends the candidate");
     }
 
     #[test]

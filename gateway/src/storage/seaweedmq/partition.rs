@@ -242,8 +242,19 @@ pub async fn rebuild_producers(
                 offset = holes.skip(offset);
                 continue;
             }
+            let Some(allowance) = holes.subscription_allowance(offset) else {
+                return Err(super::error::SmqError::Unavailable(format!(
+                    "partition {tp}: nothing readable at offset {offset} yet; checking whether SeaweedMQ ever stored it"
+                )));
+            };
             let want = usize::try_from((end - offset).min(1000)).unwrap_or(1000);
-            match client.subscribe_read(&tp.topic, tp.partition, offset, want).await {
+            let read = client.subscribe_read(&tp.topic, tp.partition, offset, want);
+            let read = tokio::time::timeout(allowance, read).await.unwrap_or_else(|_| {
+                Err(super::error::SmqError::Unavailable(format!(
+                    "partition {tp}: no answer from the subscription at offset {offset}"
+                )))
+            });
+            match read {
                 Ok(messages) => {
                     holes.readable(offset);
                     messages

@@ -95,13 +95,19 @@ impl Inner {
                     "{name}: SeaweedMQ stores nothing at offset {offset}; the records after it are readable once the broker has flushed them"
                 ))));
             }
+            let Some(allowance) = state.holes.subscription_allowance(offset) else {
+                return Err(StorageError::Io(std::io::Error::other(format!(
+                    "{name}: nothing readable at offset {offset} yet; checking whether SeaweedMQ ever stored it"
+                ))));
+            };
             warn!(partition = %name, offset, high_watermark = hw, "FetchMessage returned nothing below the high watermark; reading by subscription");
             let want = usize::try_from((hw - offset).min(1000)).unwrap_or(1000);
-            let msgs = match self
-                .client
-                .subscribe_read(&tp.topic, tp.partition, offset, want)
-                .await
-            {
+            let read = self.client.subscribe_read(&tp.topic, tp.partition, offset, want);
+            let msgs = match tokio::time::timeout(allowance, read).await.unwrap_or_else(|_| {
+                Err(super::error::SmqError::Unavailable(format!(
+                    "{name}: no answer from the subscription at offset {offset}"
+                )))
+            }) {
                 Ok(msgs) => {
                     state.holes.readable(offset);
                     msgs
