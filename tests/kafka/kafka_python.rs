@@ -34,7 +34,7 @@ fn kafka_python_admin_produce_assign_seek_round_trip(backend: Backend) -> Result
 }
 
 fn kafka_python_sync_acks_all_sends_finish_in_seconds(backend: Backend) -> Result<()> {
-    let gw = backend.gateway("kafka-python-sync-send", GatewayOptions::default().arg("--seaweedmq-wal", "true"))?;
+    let gw = backend.gateway("kafka-python-sync-send", GatewayOptions::default())?;
     let budget = SYNC_SENDS_BUDGET.as_secs();
     phase(format!(
         "kafka-python: {SYNC_SENDS} synchronous send(...).get() of one record, KafkaProducer(acks='all') \

@@ -41,7 +41,7 @@ fn kafkajs_admin_and_producers(backend: Backend) -> Result<()> {
 }
 
 fn kafkajs_awaited_acks_all_sends_finish_in_seconds(backend: Backend) -> Result<()> {
-    let gw = backend.gateway("kafkajs-await-send", GatewayOptions::default().arg("--seaweedmq-wal", "true"))?;
+    let gw = backend.gateway("kafkajs-await-send", GatewayOptions::default())?;
     let budget = AWAITED_SENDS_BUDGET.as_secs();
     phase(format!(
         "kafkajs: {AWAITED_SENDS} sequential `await send(acks=-1)` of one record (default producer, \

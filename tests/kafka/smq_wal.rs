@@ -41,7 +41,7 @@ fn smq_acks_all_records_survive_broker_kill9_cycles() -> Result<()> {
     let mut weed = WeedHandle::start_with_flush_interval(DEFAULT_FLUSH_SECONDS)?;
     let gw = Gateway::start(
         "smq-wal-broker-kill",
-        weed.gateway_options(GatewayOptions::default().arg("--seaweedmq-wal", "true")),
+        weed.gateway_options(GatewayOptions::default()),
     )?;
     create_topic(gw.kafka_addr(), TOPIC, 3)?;
     phase("an idempotent acks=all producer streams while the broker is killed");
@@ -75,7 +75,7 @@ fn smq_acks_all_records_survive_gateway_kill9_cycles() -> Result<()> {
     let weed = shared_cluster()?;
     let mut gw = Gateway::start(
         "smq-wal-gateway-kill",
-        weed.gateway_options(GatewayOptions::default().arg("--seaweedmq-wal", "true")),
+        weed.gateway_options(GatewayOptions::default()),
     )?;
     create_topic(gw.kafka_addr(), TOPIC, 3)?;
     let mut acked = Vec::new();
