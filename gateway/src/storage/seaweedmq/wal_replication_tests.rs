@@ -3,20 +3,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use super::testing::WeedCluster;
 use super::wal_replica::{pb, ReplicaStore};
 use super::wal_replicate::WalPeers;
+use super::wal_tests::{append_durable, batch, read_values};
 use super::*;
 use crate::storage::local::WriteAheadLog;
-use crate::storage::{Durability, Storage, TopicConfig, TopicPartition};
+use crate::storage::{Storage, TopicConfig, TopicPartition};
 
-const DEADLINE: Duration = Duration::from_secs(120);
-const CALL: Duration = Duration::from_secs(30);
 
 /// Peers reached by direct calls; a peer missing from `stores` is unreachable.
 #[derive(Debug)]
@@ -53,67 +50,12 @@ impl WalPeers for DirectPeers {
     }
 }
 
-fn batch(first: usize, n: usize) -> Bytes {
-    let records: Vec<_> = (0..n)
-        .map(|i| batch_codec::Record {
-            offset_delta: i32::try_from(i).unwrap_or(0),
-            timestamp_ms: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(format!("v{}", first + i))),
-            headers: Vec::new(),
-        })
-        .collect();
-    Bytes::copy_from_slice(&batch_codec::encode_batch(0, &records, false))
-}
-
 async fn gateway(weed: &WeedCluster, dir: &std::path::Path, peers: Arc<DirectPeers>) -> SeaweedStorage {
     let cancel = tokio_util::sync::CancellationToken::new();
     let wal = WriteAheadLog::open(dir.join("wal"), &cancel).await.expect("open wal");
     SeaweedStorage::with_replicated_wal(weed.client(), Arc::new(wal), peers, dir.join("replicas"))
         .await
         .expect("open copies")
-}
-
-async fn append_durable(storage: &SeaweedStorage, tp: &TopicPartition, b: Bytes) -> i64 {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let attempt = tokio::time::timeout(CALL, storage.append(tp, b.clone(), Durability::Durable)).await;
-        match attempt {
-            Ok(Ok(o)) => return o.base_offset,
-            Ok(Err(e)) if Instant::now() < deadline => {
-                tracing::debug!(error = %e, "append not yet possible");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(_) if Instant::now() < deadline => {}
-            other => panic!("append: {other:?}"),
-        }
-    }
-}
-
-async fn values(storage: &SeaweedStorage, tp: &TopicPartition, n: usize) -> Vec<Option<Bytes>> {
-    let deadline = Instant::now() + DEADLINE;
-    let mut values: Vec<Option<Bytes>> = Vec::new();
-    while values.len() < n {
-        assert!(Instant::now() < deadline, "read back {} of {n} records", values.len());
-        let out = match tokio::time::timeout(CALL, storage.read(tp, values.len() as i64, 1 << 20)).await {
-            Ok(Ok(out)) => out,
-            _ => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                continue;
-            }
-        };
-        for b in batch_codec::decode_batches(&out.records).expect("decodes") {
-            for r in b.records {
-                if b.base_offset + i64::from(r.offset_delta) == values.len() as i64 {
-                    values.push(r.value);
-                }
-            }
-        }
-        if out.records.is_empty() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    values
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -183,7 +125,7 @@ fn a_peer_republishes_what_the_broker_lost_after_the_writer_died_with_its_volume
     main.block_on(weed.start_broker_again()).expect("restart broker");
     main.block_on(async {
         assert_eq!(append_durable(&b, &tp, batch(50, 5)).await, 50, "B's records follow A's");
-        let got = values(&b, &tp, 55).await;
+        let got = read_values(&b, &tp, 55).await;
         for (i, v) in got.iter().enumerate() {
             assert_eq!(v.as_deref(), Some(format!("v{i}").as_bytes()), "record at offset {i}");
         }

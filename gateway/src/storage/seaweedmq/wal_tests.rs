@@ -16,7 +16,7 @@ const DEADLINE: Duration = Duration::from_secs(120);
 /// Longest a single append or read may take before the test retries it.
 const CALL: Duration = Duration::from_secs(30);
 
-fn batch(first: usize, n: usize) -> Bytes {
+pub(super) fn batch(first: usize, n: usize) -> Bytes {
     let records: Vec<_> = (0..n)
         .map(|i| batch_codec::Record {
             offset_delta: i32::try_from(i).unwrap_or(0),
@@ -36,7 +36,7 @@ async fn with_wal(weed: &WeedCluster, dir: &std::path::Path) -> SeaweedStorage {
 }
 
 /// Appends acks=all, retrying (as a Kafka client does) while the broker is away.
-async fn append_durable(storage: &SeaweedStorage, tp: &TopicPartition, b: Bytes) -> i64 {
+pub(super) async fn append_durable(storage: &SeaweedStorage, tp: &TopicPartition, b: Bytes) -> i64 {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let attempt = tokio::time::timeout(CALL, storage.append(tp, b.clone(), Durability::Durable)).await;
@@ -68,7 +68,7 @@ async fn assert_all_at_their_offsets(storage: &SeaweedStorage, tp: &TopicPartiti
 }
 
 /// The values of `tp`'s first `n` records, by offset (retrying reads while the broker is away).
-async fn read_values(storage: &SeaweedStorage, tp: &TopicPartition, n: usize) -> Vec<Option<Bytes>> {
+pub(super) async fn read_values(storage: &SeaweedStorage, tp: &TopicPartition, n: usize) -> Vec<Option<Bytes>> {
     let deadline = Instant::now() + DEADLINE;
     let mut values: Vec<Option<Bytes>> = Vec::new();
     while values.len() < n {
