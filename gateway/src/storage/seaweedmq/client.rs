@@ -232,6 +232,29 @@ impl SmqClient {
         Ok(layout)
     }
 
+    /// The broker that leads Kafka partition `index` in the cached layout (`None` when the
+    /// layout is not cached or names no leader). Never asks the balancer.
+    pub fn cached_leader(&self, name: &str, index: i32) -> Option<String> {
+        let layouts = self.layouts.lock();
+        let (_, leader) = layouts.get(name)?.get(index)?;
+        (!leader.is_empty()).then(|| leader.to_owned())
+    }
+
+    /// Whether the broker at `addr` refuses connections (or answers `Unavailable`), asked
+    /// with a call that touches no partition: SeaweedMQ creates a partition's offset counter
+    /// from its checkpoint on the first call that names the partition (GetPartitionRangeInfo
+    /// included), and keeps it for its lifetime, so a probe must not name one before a
+    /// checkpoint is corrected. A slow or erroring broker is reachable.
+    pub async fn broker_unreachable(&self, addr: &str) -> bool {
+        let Ok(mut c) = self.discovery.channels().broker(addr) else {
+            return false;
+        };
+        match tokio::time::timeout(Duration::from_secs(2), c.list_topics(ListTopicsRequest {})).await {
+            Ok(Err(status)) => status.code() == tonic::Code::Unavailable,
+            Ok(Ok(_)) | Err(_) => false,
+        }
+    }
+
     /// Drops the cached layout of a topic.
     pub fn forget_layout(&self, name: &str) {
         self.layouts.lock().remove(name);

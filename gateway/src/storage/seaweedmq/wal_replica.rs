@@ -40,6 +40,11 @@ pub mod pb {
 
 /// How often copies of quiet sources are checked against the broker's flush.
 const JANITOR_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the janitor checks whether the brokers of partitions it holds copies of are
+/// reachable (a broker restart takes seconds; the checkpoint must be set before it is back).
+const HOLD_INTERVAL: Duration = Duration::from_millis(500);
+/// Newest log files read to find a partition's last flushed offset (as the writer's keeper).
+const HOLD_FILES_CHECKED: usize = 16;
 /// A source that pushed within this long trims its copies itself (`durable_below`).
 const QUIET_AFTER: Duration = Duration::from_secs(10);
 /// Largest answer of one fetch, in batch bytes (at least one entry per source).
@@ -123,7 +128,8 @@ impl ReplicaStore {
         wal.ensure(&tp, id, req.partitions).await?;
         let mut end = wal.offsets(&tp).map_or(0, |(_, end)| end);
         for entry in &req.entries {
-            let header = BatchHeader::parse(&entry.batch).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
+            let header =
+                BatchHeader::parse(&entry.batch).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
             if header.total_len() != entry.batch.len() || entry.base_offset < 0 {
                 return Err(StorageError::CorruptBatch(format!(
                     "entry at {} declares {} bytes, carries {}",
@@ -148,7 +154,9 @@ impl ReplicaStore {
             end = wal.append(&tp, id, &entry.batch, entry.base_offset)?;
         }
         wal.wait_durable(&tp, end).await?;
-        self.pushed.lock().insert((req.source, tp.clone()), Instant::now());
+        self.pushed
+            .lock()
+            .insert((req.source, tp.clone()), Instant::now());
         if req.durable_below > 0 {
             wal.trim(&tp, req.durable_below).await?;
         }
@@ -163,8 +171,12 @@ impl ReplicaStore {
         validate_topic_name(&req.topic)?;
         let tp = TopicPartition::new(req.topic.as_str(), req.partition);
         let max_bytes = req.max_bytes.clamp(1, FETCH_MAX_BYTES);
-        let mut sources: Vec<(u64, Arc<WriteAheadLog>)> =
-            self.sources.lock().iter().map(|(s, w)| (*s, Arc::clone(w))).collect();
+        let mut sources: Vec<(u64, Arc<WriteAheadLog>)> = self
+            .sources
+            .lock()
+            .iter()
+            .map(|(s, w)| (*s, Arc::clone(w)))
+            .collect();
         sources.extend(self.own.clone());
         let mut reply = pb::FetchReply::default();
         for (source, wal) in sources {
@@ -176,17 +188,29 @@ impl ReplicaStore {
         Ok(reply)
     }
 
-    /// Drops copies SeaweedMQ has flushed and checkpointed, every [`JANITOR_INTERVAL`], until
-    /// `cancel` fires.
+    /// Until `cancel` fires: every [`HOLD_INTERVAL`], holds the checkpoints of partitions it
+    /// has copies of while their broker is unreachable ([`Self::hold_checkpoints`]); every
+    /// [`JANITOR_INTERVAL`], drops copies SeaweedMQ has flushed and checkpointed.
     pub async fn janitor(self: Arc<Self>, client: Arc<SmqClient>) {
         let mut cursors: HashMap<TopicPartition, FlushCursor> = HashMap::new();
+        let mut last_trim = Instant::now();
+        let mut held: HashMap<TopicPartition, Offset> = HashMap::new();
         loop {
             tokio::select! {
-                () = tokio::time::sleep(JANITOR_INTERVAL) => {}
+                () = tokio::time::sleep(HOLD_INTERVAL) => {}
                 () = self.cancel.cancelled() => return,
             }
-            let sources: Vec<(u64, Arc<WriteAheadLog>)> =
-                self.sources.lock().iter().map(|(s, w)| (*s, Arc::clone(w))).collect();
+            self.hold_checkpoints(&client, &mut held).await;
+            if last_trim.elapsed() < JANITOR_INTERVAL {
+                continue;
+            }
+            last_trim = Instant::now();
+            let sources: Vec<(u64, Arc<WriteAheadLog>)> = self
+                .sources
+                .lock()
+                .iter()
+                .map(|(s, w)| (*s, Arc::clone(w)))
+                .collect();
             for (source, wal) in sources {
                 for topic in wal.topics() {
                     for p in 0..topic.partitions {
@@ -212,6 +236,89 @@ impl ReplicaStore {
                             Err(e) => debug!(partition = %tp, error = %e, "broker flush unknown; copy kept"),
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+impl ReplicaStore {
+    /// The partitions this node holds copies of above what SeaweedMQ made durable, with the
+    /// lowest offset held (over every source).
+    fn copied_partitions(&self) -> HashMap<TopicPartition, Offset> {
+        let sources: Vec<Arc<WriteAheadLog>> = self.sources.lock().values().cloned().collect();
+        let mut held: HashMap<TopicPartition, Offset> = HashMap::new();
+        for wal in sources {
+            for topic in wal.topics() {
+                for p in 0..topic.partitions {
+                    let tp = TopicPartition::new(Arc::clone(&topic.name), p);
+                    if let Some((s, _)) = wal.offsets(&tp).filter(|(s, e)| s < e) {
+                        held.entry(tp).and_modify(|x| *x = (*x).min(s)).or_insert(s);
+                    }
+                }
+            }
+        }
+        held
+    }
+
+    /// While the broker leading a partition this node holds copies of is unreachable, sets the
+    /// partition's checkpoint to the broker's last flushed offset, as the writer's keeper does
+    /// for its own WAL (`wal_sync.rs`, `hold_checkpoint_at_flush`): the restarted broker then
+    /// continues right after what it flushed, and the partition's next writer republishes the
+    /// copies at their offsets (§3.4). Without this, a writer that died before the broker left
+    /// nobody to lower a checkpoint that ran ahead of the flushed files, and the records in
+    /// between became holes.
+    ///
+    /// Lowered only when the copies held here start at or below the first unflushed offset
+    /// (so every record the broker may hand out again is held by some gateway), and never
+    /// while the broker answers: a running broker keeps its own counter, and a call naming
+    /// the partition would make a restarted broker load the stale checkpoint. `held` remembers
+    /// the value set per partition so each is logged once.
+    async fn hold_checkpoints(&self, client: &SmqClient, held: &mut HashMap<TopicPartition, Offset>) {
+        let copies = self.copied_partitions();
+        held.retain(|tp, _| copies.contains_key(tp));
+        let mut unreachable: HashMap<String, bool> = HashMap::new();
+        for (tp, start) in copies {
+            // Looked up while the broker answers (the balancer is a broker), so that it is
+            // known when the broker is down.
+            let leader = match client.cached_leader(&tp.topic, tp.partition) {
+                Some(leader) => leader,
+                None => {
+                    let _ = tokio::time::timeout(HOLD_INTERVAL, client.layout(&tp.topic, false)).await;
+                    continue;
+                }
+            };
+            let down = match unreachable.get(&leader) {
+                Some(down) => *down,
+                None => {
+                    let down = client.broker_unreachable(&leader).await;
+                    unreachable.insert(leader, down);
+                    down
+                }
+            };
+            if !down {
+                held.remove(&tp);
+                continue;
+            }
+            let result: super::error::SmqResult<Option<Offset>> = async {
+                let checkpoint = client.checkpoint(&tp.topic, tp.partition).await?;
+                let flushed = client
+                    .flushed_max(&tp.topic, tp.partition, HOLD_FILES_CHECKED)
+                    .await?;
+                if checkpoint == flushed || (checkpoint > flushed && flushed + 1 < start) {
+                    return Ok(None);
+                }
+                client.write_checkpoint(&tp.topic, tp.partition, flushed).await?;
+                Ok(Some(flushed))
+            }
+            .await;
+            match result {
+                Ok(Some(set)) if held.insert(tp.clone(), set) != Some(set) => {
+                    warn!(partition = %tp, checkpoint = set, copies_from = start, "broker unreachable: set its checkpoint to its last flushed offset so it restarts there; the partition's next writer republishes the copies held after it");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    debug!(partition = %tp, error = %e, "could not check the broker's checkpoint for held copies")
                 }
             }
         }
@@ -280,7 +387,10 @@ impl ReplicaService {
     }
 
     /// The tonic service, bounded to `max_message_bytes` both ways.
-    pub fn into_server(self, max_message_bytes: usize) -> pb::wal_replica_service_server::WalReplicaServiceServer<Self> {
+    pub fn into_server(
+        self,
+        max_message_bytes: usize,
+    ) -> pb::wal_replica_service_server::WalReplicaServiceServer<Self> {
         pb::wal_replica_service_server::WalReplicaServiceServer::new(self)
             .max_decoding_message_size(max_message_bytes)
             .max_encoding_message_size(max_message_bytes)
@@ -296,7 +406,10 @@ fn status(e: &StorageError) -> Status {
 
 #[tonic::async_trait]
 impl pb::wal_replica_service_server::WalReplicaService for ReplicaService {
-    async fn push(&self, request: Request<pb::PushRequest>) -> std::result::Result<Response<pb::PushReply>, Status> {
+    async fn push(
+        &self,
+        request: Request<pb::PushRequest>,
+    ) -> std::result::Result<Response<pb::PushReply>, Status> {
         self.store
             .push(request.into_inner())
             .await
@@ -304,7 +417,10 @@ impl pb::wal_replica_service_server::WalReplicaService for ReplicaService {
             .map_err(|e| status(&e))
     }
 
-    async fn fetch(&self, request: Request<pb::FetchRequest>) -> std::result::Result<Response<pb::FetchReply>, Status> {
+    async fn fetch(
+        &self,
+        request: Request<pb::FetchRequest>,
+    ) -> std::result::Result<Response<pb::FetchReply>, Status> {
         self.store
             .fetch(request.get_ref())
             .await

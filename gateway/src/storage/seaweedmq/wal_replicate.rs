@@ -48,9 +48,17 @@ pub trait WalPeers: Send + Sync + std::fmt::Debug {
     /// `None` while the membership is unknown.
     fn peers(&self) -> Option<(Vec<u64>, usize)>;
     /// Sends `req` to `peer`'s [`super::wal_replica::ReplicaService`].
-    fn push(&self, peer: u64, req: pb::PushRequest) -> BoxFuture<'static, std::result::Result<pb::PushReply, String>>;
+    fn push(
+        &self,
+        peer: u64,
+        req: pb::PushRequest,
+    ) -> BoxFuture<'static, std::result::Result<pb::PushReply, String>>;
     /// Asks `peer` for its copies.
-    fn fetch(&self, peer: u64, req: pb::FetchRequest) -> BoxFuture<'static, std::result::Result<pb::FetchReply, String>>;
+    fn fetch(
+        &self,
+        peer: u64,
+        req: pb::FetchRequest,
+    ) -> BoxFuture<'static, std::result::Result<pb::FetchReply, String>>;
 }
 
 fn io(e: impl std::fmt::Display) -> StorageError {
@@ -108,7 +116,9 @@ impl Replication {
 
     /// Whether acks=all may skip replication: the membership is known and this node is alone.
     pub(crate) fn alone(&self) -> bool {
-        self.peers.peers().is_some_and(|(p, needed)| p.is_empty() || needed == 0)
+        self.peers
+            .peers()
+            .is_some_and(|(p, needed)| p.is_empty() || needed == 0)
     }
 
     fn part(&self, tp: &TopicPartition, state: &Arc<PartitionState>) -> Arc<Part> {
@@ -152,7 +162,9 @@ impl Replication {
             entries.push_back(Entry { base, end, batch });
         }
         part.last_end.send_modify(|e| *e = (*e).max(end));
-        let Some((peers, _)) = self.peers.peers() else { return };
+        let Some((peers, _)) = self.peers.peers() else {
+            return;
+        };
         for peer in peers {
             if part.senders.lock().insert(peer) {
                 tokio::spawn(send_to(Arc::clone(self), Arc::clone(&part), peer));
@@ -162,7 +174,12 @@ impl Replication {
 
     /// Resolves once every confirmed entry of `tp` below `end` is on enough peers (at once
     /// when this node is alone); pending while the membership is unknown or peers are down.
-    pub(crate) async fn wait_replicated(&self, tp: &TopicPartition, state: &Arc<PartitionState>, end: Offset) {
+    pub(crate) async fn wait_replicated(
+        &self,
+        tp: &TopicPartition,
+        state: &Arc<PartitionState>,
+        end: Offset,
+    ) {
         if self.alone() {
             return;
         }
@@ -204,8 +221,12 @@ impl Replication {
                     answered += 1;
                     out.extend(reply.sources);
                 }
-                Ok(Err(e)) => debug!(partition = %tp, peer, error = %e, "peer did not return its write-ahead-log copies"),
-                Err(_) => debug!(partition = %tp, peer, "peer did not return its write-ahead-log copies in time"),
+                Ok(Err(e)) => {
+                    debug!(partition = %tp, peer, error = %e, "peer did not return its write-ahead-log copies")
+                }
+                Err(_) => {
+                    debug!(partition = %tp, peer, "peer did not return its write-ahead-log copies in time")
+                }
             }
         }
         if answered < required {
@@ -232,7 +253,9 @@ pub(crate) fn merge_copies(
             let header = crate::records::BatchHeader::parse(&entry.batch).map_err(|e| e.to_string())?;
             let (base, end) = (entry.base_offset, entry.base_offset + header.offset_count());
             if let Some((b, (e, bytes))) = merged.range(..end).next_back() {
-                if *e > base && (*b != base || *e != end || !super::wal_replica::same_records(bytes, &entry.batch)) {
+                if *e > base
+                    && (*b != base || *e != end || !super::wal_replica::same_records(bytes, &entry.batch))
+                {
                     return Err(format!(
                         "{tp}: copies of offsets {base}..{end} (from gateway {}) and {b}..{e} disagree",
                         source.source
@@ -349,7 +372,9 @@ async fn send_to(repl: Arc<Replication>, part: Arc<Part>, peer: u64) {
 
 /// Recomputes `replicated` and drops entries every current peer holds or SMQ made durable.
 fn advance(repl: &Replication, part: &Part) {
-    let Some((peers, needed)) = repl.peers.peers() else { return };
+    let Some((peers, needed)) = repl.peers.peers() else {
+        return;
+    };
     let acked = part.acked.lock().clone();
     let mut ends: Vec<Offset> = peers.iter().map(|p| acked.get(p).copied().unwrap_or(0)).collect();
     ends.sort_unstable_by(|a, b| b.cmp(a));
@@ -386,32 +411,33 @@ impl super::Inner {
         let (Some(repl), Some(store), Some(wal)) = (&self.replication, &self.replicas, &self.wal) else {
             return Ok(());
         };
+        let from = self.copies_from(tp, broker_hw).await?;
         let req = pb::FetchRequest {
             topic: tp.topic.to_string(),
             partition: tp.partition,
-            from: broker_hw,
+            from,
             max_bytes: 16 << 20,
         };
         let mut copies = store.fetch(&req).await?.sources;
-        copies.extend(repl.gather(tp, broker_hw).await?);
+        copies.extend(repl.gather(tp, from).await?);
         if copies.is_empty() {
             return Ok(());
         }
-        let own = super::wal_replica::read_entries(wal, tp, broker_hw, u64::MAX).await?;
+        let own = super::wal_replica::read_entries(wal, tp, from, u64::MAX).await?;
         copies.push(pb::SourceEntries {
             source: repl.node_id(),
             entries: own,
         });
         let merged = merge_copies(tp, copies).map_err(|why| self.fence(tp, state, why))?;
-        let (start, end) = wal.offsets(tp).unwrap_or((broker_hw, broker_hw));
-        let mut next = if start < end { end } else { broker_hw };
+        let (start, end) = wal.offsets(tp).unwrap_or((from, from));
+        let mut next = if start < end { end } else { from };
         let missing: Vec<_> = merged.into_iter().filter(|(_, (e, _))| *e > next).collect();
         if missing.is_empty() {
             return Ok(());
         }
-        if start < end && end < broker_hw {
+        if start < end && end < from {
             return Err(io(format!(
-                "{tp}: waiting for SeaweedMQ to flush this gateway's write-ahead-log entries below {broker_hw} before taking other gateways' copies after it"
+                "{tp}: waiting for SeaweedMQ to flush this gateway's write-ahead-log entries below {from} before taking other gateways' copies after it"
             )));
         }
         let first = next;
@@ -429,5 +455,37 @@ impl super::Inner {
         wal.wait_durable(tp, next).await?;
         tracing::info!(partition = %tp, from = first, to = next, broker_high_watermark = broker_hw, "took other gateways' write-ahead-log copies of records the broker does not have; they are republished at their offsets");
         Ok(())
+    }
+
+    /// The offset copies are taken from: the broker's high watermark while the broker still
+    /// holds the records after its flushed files (it did not restart, or restarted from a
+    /// checkpoint set at its flushed files: then the two are equal), else the first offset
+    /// after its flushed files. A broker that restarted from a checkpoint ahead of its flushed
+    /// files lost the records in between while counting their offsets as used: copies from
+    /// its high watermark on would leave those acknowledged records nowhere but in the copies.
+    /// Taken from the flushed end, they join the WAL, whose check of the first unflushed
+    /// offset (`check_broker_kept`) then finds the hole and republishes them after it.
+    async fn copies_from(&self, tp: &TopicPartition, broker_hw: Offset) -> Result<Offset> {
+        let name = tp.to_string();
+        let mut cursor = super::durability::FlushCursor::default();
+        let flushed = self
+            .client
+            .flushed(&tp.topic, tp.partition, &mut cursor)
+            .await
+            .map_err(|e| e.into_storage(&name))?;
+        if flushed + 1 >= broker_hw {
+            return Ok(broker_hw);
+        }
+        let probe = flushed + 1;
+        let fetched = self
+            .client
+            .fetch(&tp.topic, tp.partition, probe, 1 << 20, 1)
+            .await
+            .map_err(|e| e.into_storage(&name))?;
+        let kept =
+            !fetched.messages.is_empty() && fetched.next_offset == probe + fetched.messages.len() as i64;
+        // FetchMessage answers nothing for some in-memory offsets: taking copies from the
+        // flushed end then only costs a larger import, which the WAL's check confirms.
+        Ok(if kept { broker_hw } else { probe })
     }
 }
