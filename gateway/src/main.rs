@@ -105,6 +105,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // Whether this gateway is its cluster's only member: the SeaweedMQ WAL's `auto` mode.
     let (alone_tx, alone_rx) = tokio::sync::watch::channel(false);
     let wal_peers = ClusterWalPeers::new(config.node_id as u64);
+    // The cluster, once started: partition leadership is known only then.
+    let cluster_cell: Arc<std::sync::OnceLock<Coordinator>> = Arc::new(std::sync::OnceLock::new());
     let mut smq_handle = None;
     let storage: Arc<dyn Storage> = match config.storage {
         StorageKind::Local => {
@@ -132,6 +134,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                     let peers: Arc<dyn WalPeers> = wal_peers.clone();
                     (peers, config.data_dir.join("smq-wal-replicas"))
                 }),
+                leadership: Some(leadership(Arc::clone(&cluster_cell), config.node_id)),
             };
             let Some(smq) = connect_seaweedmq(options).await? else {
                 info!("shutdown requested while waiting for SeaweedMQ");
@@ -151,26 +154,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .map(|s| tonic::service::Routes::new(s.into_server(NetworkOptions::default().max_message_bytes)));
     let coordinator = start_cluster(&config, &registry, alone_tx, replica_service).await?;
     wal_peers.bind(coordinator.clone());
-    if let Some(smq) = &smq_handle {
-        let (cluster, me) = (coordinator.clone(), config.node_id);
-        let fingerprint = move || {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            for b in cluster.brokers() {
-                b.node_id.hash(&mut h);
-            }
-            h.finish()
-        };
-        let cluster = coordinator.clone();
-        let leads = move |topic: &str, partition: i32| {
-            let ids: Vec<i32> = cluster.brokers().iter().map(|b| b.node_id).collect();
-            cluster::view::partition_leader(topic, partition, &ids).is_none_or(|l| l == me)
-        };
-        smq.follow_leadership(Leadership {
-            fingerprint: Arc::new(fingerprint),
-            leads: Arc::new(leads),
-        });
-    }
+    let _ = cluster_cell.set(coordinator.clone());
     if let (Some(smq), WalMode::Auto | WalMode::Alone) = (smq_handle, config.seaweedmq_wal) {
         // A second member joins only once SeaweedMQ flushed what this gateway acknowledged
         // from its unreplicated WAL; the operator retries a refused addition.
@@ -405,5 +389,33 @@ async fn shutdown_signal() {
             error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the gateway");
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// Partition leadership for the SeaweedMQ backend: a fingerprint of the cluster's live
+/// members and whether this node leads a partition (leaders are a hash over the live members,
+/// as Metadata answers). Until the cluster has started, and while no live member is known,
+/// this node leads nothing: its write-ahead-log keepers must not republish into a partition
+/// another gateway is writing (seen: a restarted gateway replaying before it had rejoined).
+fn leadership(cell: Arc<std::sync::OnceLock<Coordinator>>, me: i32) -> Leadership {
+    let fingerprint = {
+        let cell = Arc::clone(&cell);
+        move || {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for b in cell.get().map(Coordinator::brokers).unwrap_or_default() {
+                b.node_id.hash(&mut h);
+            }
+            h.finish()
+        }
+    };
+    let leads = move |topic: &str, partition: i32| {
+        let Some(cluster) = cell.get() else { return false };
+        let ids: Vec<i32> = cluster.brokers().iter().map(|b| b.node_id).collect();
+        cluster::view::partition_leader(topic, partition, &ids).is_some_and(|l| l == me)
+    };
+    Leadership {
+        fingerprint: Arc::new(fingerprint),
+        leads: Arc::new(leads),
     }
 }

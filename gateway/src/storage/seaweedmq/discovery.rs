@@ -7,6 +7,7 @@
 //! `FindBrokerLeader` on any broker.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -71,9 +72,17 @@ pub struct Seeds {
 #[derive(Debug, Default)]
 pub struct Channels {
     map: Mutex<HashMap<String, Channel>>,
+    /// Signalled whenever a publish stream fails: the broker may have died, and the copies'
+    /// janitor must set checkpoints before it is back (`wal_replica.rs`).
+    stream_failed: Arc<tokio::sync::Notify>,
 }
 
 impl Channels {
+    /// Signalled (one stored permit) whenever a publish stream to any broker fails.
+    pub fn stream_failed(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.stream_failed)
+    }
+
     /// The channel to `addr` (a gRPC `host:port`), created on first use. Channels reconnect by
     /// themselves after a failure.
     ///

@@ -91,6 +91,10 @@ pub struct SeaweedOptions {
     /// Replicates the WAL to the other gateways of the cluster (§3.4): their service, and the
     /// directory where this node keeps their copies. `None`: the WAL is this node's only copy.
     pub wal_replication: Option<(Arc<dyn wal_replicate::WalPeers>, std::path::PathBuf)>,
+    /// Partition leadership in a cluster, from the start (as
+    /// [`SeaweedStorage::follow_leadership`]). `None`: this gateway leads every partition
+    /// until told otherwise.
+    pub leadership: Option<Leadership>,
 }
 
 /// Partition leadership in a cluster ([`SeaweedStorage::follow_leadership`]).
@@ -215,7 +219,8 @@ impl SeaweedStorage {
             (Some((peers, dir)), Some(wal)) => Some(replication(&client, wal, peers, dir).await?),
             _ => None,
         };
-        Ok(Self::build(client, wal, options.wal_metrics, takes, repl))
+        let storage = Self::build(client, wal, options.wal_metrics, takes, repl, options.leadership);
+        Ok(storage)
     }
 
     /// Makes `leadership` (a fingerprint of the cluster's live members, which partition leaders
@@ -243,7 +248,7 @@ impl SeaweedStorage {
         dir: std::path::PathBuf,
     ) -> Result<Self> {
         let repl = replication(&client, &wal, peers, dir).await?;
-        Ok(Self::build(client, Some(wal), None, always(), Some(repl)))
+        Ok(Self::build(client, Some(wal), None, always(), Some(repl), None))
     }
 
     /// Waits (at most `deadline`) until SeaweedMQ has flushed and checkpointed everything the
@@ -263,7 +268,7 @@ impl SeaweedStorage {
 
     /// A backend over an existing client (nothing is contacted), without a write-ahead log.
     pub fn with_client(client: Arc<SmqClient>) -> Self {
-        Self::build(client, None, None, always(), None)
+        Self::build(client, None, None, always(), None, None)
     }
 
     /// A backend over an existing client answering acks=all from `wal`; keepers start for the
@@ -273,7 +278,7 @@ impl SeaweedStorage {
         wal: Arc<WriteAheadLog>,
         metrics: Option<wal_metrics::WalMetrics>,
     ) -> Self {
-        Self::build(client, Some(wal), metrics, always(), None)
+        Self::build(client, Some(wal), metrics, always(), None, None)
     }
 
     /// [`SeaweedStorage::with_wal`] taking new batches into the WAL only while `takes` reads
@@ -283,7 +288,7 @@ impl SeaweedStorage {
         wal: Arc<WriteAheadLog>,
         takes: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
-        Self::build(client, Some(wal), None, takes, None)
+        Self::build(client, Some(wal), None, takes, None, None)
     }
 
     fn build(
@@ -292,6 +297,7 @@ impl SeaweedStorage {
         wal_metrics: Option<wal_metrics::WalMetrics>,
         wal_takes: tokio::sync::watch::Receiver<bool>,
         repl: Option<Replicated>,
+        leadership: Option<Leadership>,
     ) -> Self {
         let (replication, replicas) = repl.unzip();
         let inner = Arc::new_cyclic(|me| Inner {
@@ -302,7 +308,7 @@ impl SeaweedStorage {
             wal,
             wal_metrics,
             wal_takes,
-            leadership: std::sync::OnceLock::new(),
+            leadership: leadership.map(std::sync::OnceLock::from).unwrap_or_default(),
             replication,
             replicas,
             me: me.clone(),

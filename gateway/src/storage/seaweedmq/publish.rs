@@ -167,6 +167,7 @@ impl Publisher {
             window,
             Arc::clone(&closed),
             leader.to_string(),
+            channels.stream_failed(),
         ));
         Ok(Self {
             jobs: jobs_tx,
@@ -302,6 +303,7 @@ async fn read_loop(
     window: Arc<Semaphore>,
     closed: Arc<Closed>,
     leader: String,
+    stream_failed: Arc<tokio::sync::Notify>,
 ) {
     let why = 'stream: loop {
         let first = acks.next().await;
@@ -333,6 +335,7 @@ async fn read_loop(
         }
     };
     warn!(leader = %leader, error = %why, "publish stream ended");
+    stream_failed.notify_one();
     fail_all(&pending, &closed, &why);
     window.close();
 }

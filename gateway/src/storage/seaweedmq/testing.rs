@@ -205,6 +205,7 @@ impl WeedCluster {
             wal_metrics: None,
             wal_only_while: None,
             wal_replication: None,
+            leadership: None,
         }
     }
 
