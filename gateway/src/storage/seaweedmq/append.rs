@@ -247,7 +247,40 @@ impl Inner {
             guard.producers = Some(table);
         }
         // Checked after a reopen: its replay may have put a lost batch back (and into the table).
-        let check = guard.producers.as_ref().map(|t| t.check(&header)).transpose()?;
+        let mut check = guard.producers.as_ref().map(|t| t.check(&header)).transpose();
+        if matches!(
+            check,
+            Err(StorageError::OutOfOrderSequence { .. } | StorageError::ProducerFenced { .. })
+        ) && guard.publisher.as_ref().is_some_and(|p| !p.is_closed())
+        {
+            // While a membership change settles, two gateways can each see themselves as the
+            // partition's leader for a moment (their views of the live members differ), and
+            // the other one's appends make this table stale without any change this gateway
+            // saw. Before a producer is told its sequence is wrong, the broker's end is
+            // compared with this gateway's: if it is past what this gateway submitted, the
+            // table is learnt again (behind it only means this gateway's batches are in flight).
+            let hw = self
+                .client
+                .range_info(&tp.topic, tp.partition)
+                .await
+                .map_err(|e| e.into_storage(&name))?
+                .high_watermark;
+            if hw > guard.next_expected {
+                warn!(partition = %name, high_watermark = hw, expected = guard.next_expected, "another gateway wrote this partition; rebuilding the producer state before answering a sequence error");
+                guard.generation += 1;
+                guard.floor = hw;
+                guard.next_expected = hw;
+                state.advance(hw);
+                let (start, hw) = self.range(tp, &info).await?;
+                let from = start.max(hw - REBUILD_WINDOW);
+                let table = rebuild_producers(&self.client, tp, from, hw, &state.holes)
+                    .await
+                    .map_err(|e| e.into_storage(&name))?;
+                check = Ok(Some(table.check(&header)?));
+                guard.producers = Some(table);
+            }
+        }
+        let check = check?;
         if let Some(SequenceCheck::Duplicate { base_offset }) = check {
             // The original may have been answered with an error before it was flushed, so
             // acks=all waits for the original's records.
