@@ -191,6 +191,10 @@ pub enum StorageError {
     /// The backend refused an operation it cannot do safely.
     #[error("{0}")]
     Unsupported(String),
+    /// This gateway does not lead the partition (in a cluster, one gateway writes each
+    /// partition); the client refreshes its metadata and retries.
+    #[error("{0}")]
+    NotLeader(String),
 }
 
 impl StorageError {
@@ -209,6 +213,7 @@ impl StorageError {
             Self::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
             Self::Io(_) => ResponseError::KafkaStorageError,
             Self::Unsupported(_) => ResponseError::InvalidRequest,
+            Self::NotLeader(_) => ResponseError::NotLeaderOrFollower,
         }
     }
 
@@ -227,6 +232,7 @@ impl StorageError {
             Self::ProducerFenced { .. } => "producer_fenced",
             Self::Io(_) => "io",
             Self::Unsupported(_) => "unsupported",
+            Self::NotLeader(_) => "not_leader",
         }
     }
 }

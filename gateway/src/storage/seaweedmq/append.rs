@@ -160,6 +160,14 @@ impl Inner {
             log_append_time_ms: if log_append { append_time } else { -1 },
             log_start_offset: info.doc.log_start(tp.partition),
         };
+        if !self.leads(tp) {
+            // The Produce handler checks the same with its view of the cluster; this one also
+            // covers a gateway that has not (re)joined its cluster yet, whose view is empty or
+            // stale: it must not write while the partition's leader does.
+            return Err(StorageError::NotLeader(format!(
+                "{name}: this gateway does not lead the partition (it has not joined its cluster yet, or the leader moved)"
+            )));
+        }
         let state = self.partition_state(tp);
         if let Some(wal) = &self.wal {
             wal.ensure(tp, info.meta.id, info.meta.partitions).await?;
