@@ -242,6 +242,13 @@ impl Inner {
                 guard.publisher = Some(publisher);
             }
         }
+        if !self.leads(tp) {
+            // Again, with the lock held and the stream open: a request can wait here for a
+            // broker restart's recovery (tens of seconds) while the leadership moves on.
+            return Err(StorageError::NotLeader(format!(
+                "{name}: the partition's leader moved while this append waited"
+            )));
+        }
         // After the stream is open: it keeps the partition loaded on the broker while the
         // rebuild's reads come and go (see `Inner::wait_unloaded_flush`), and the table then
         // includes whatever a WAL replay put back.
