@@ -411,7 +411,12 @@ impl super::Inner {
         let (Some(repl), Some(store), Some(wal)) = (&self.replication, &self.replicas, &self.wal) else {
             return Ok(());
         };
-        let from = self.copies_from(tp, broker_hw).await?;
+        // From the broker's high watermark: below it the broker holds the records, or lost
+        // them in a restart whose checkpoint no gateway could set (§3.4). Taking copies from
+        // its flushed end instead was tried: FetchMessage and the subscription often cannot
+        // read in-memory offsets back, and SeaweedMQ did not flush for over 15 s, so the hole
+        // check took records the broker held for a hole and republished 5,187 of them again.
+        let from = broker_hw;
         let req = pb::FetchRequest {
             topic: tp.topic.to_string(),
             partition: tp.partition,
@@ -455,37 +460,5 @@ impl super::Inner {
         wal.wait_durable(tp, next).await?;
         tracing::info!(partition = %tp, from = first, to = next, broker_high_watermark = broker_hw, "took other gateways' write-ahead-log copies of records the broker does not have; they are republished at their offsets");
         Ok(())
-    }
-
-    /// The offset copies are taken from: the broker's high watermark while the broker still
-    /// holds the records after its flushed files (it did not restart, or restarted from a
-    /// checkpoint set at its flushed files: then the two are equal), else the first offset
-    /// after its flushed files. A broker that restarted from a checkpoint ahead of its flushed
-    /// files lost the records in between while counting their offsets as used: copies from
-    /// its high watermark on would leave those acknowledged records nowhere but in the copies.
-    /// Taken from the flushed end, they join the WAL, whose check of the first unflushed
-    /// offset (`check_broker_kept`) then finds the hole and republishes them after it.
-    async fn copies_from(&self, tp: &TopicPartition, broker_hw: Offset) -> Result<Offset> {
-        let name = tp.to_string();
-        let mut cursor = super::durability::FlushCursor::default();
-        let flushed = self
-            .client
-            .flushed(&tp.topic, tp.partition, &mut cursor)
-            .await
-            .map_err(|e| e.into_storage(&name))?;
-        if flushed + 1 >= broker_hw {
-            return Ok(broker_hw);
-        }
-        let probe = flushed + 1;
-        let fetched = self
-            .client
-            .fetch(&tp.topic, tp.partition, probe, 1 << 20, 1)
-            .await
-            .map_err(|e| e.into_storage(&name))?;
-        let kept =
-            !fetched.messages.is_empty() && fetched.next_offset == probe + fetched.messages.len() as i64;
-        // FetchMessage answers nothing for some in-memory offsets: taking copies from the
-        // flushed end then only costs a larger import, which the WAL's check confirms.
-        Ok(if kept { broker_hw } else { probe })
     }
 }
