@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::{ensure, Result};
 use tests::harness::cluster::{poll_until, Boot, Cluster};
 use tests::harness::phase::note;
-use tests::harness::workload::Workload;
 use tests::harness::raw::create_topic;
 use tests::harness::weed::{shared_cluster, WeedHandle};
+use tests::harness::workload::Workload;
 use tests::{phase, Gateway, GatewayOptions};
 
 use crate::durability::{ack_lines, producer, verify};
@@ -25,7 +25,11 @@ const ACKS_PER_CYCLE: usize = 200;
 const RECOVERY: Duration = Duration::from_secs(120);
 
 /// Waits until the streaming producer has reported `n` more acks than `seen`.
-fn wait_acks(streaming: &mut tests::harness::client::BackgroundClient, seen: &mut usize, n: usize) -> Result<()> {
+fn wait_acks(
+    streaming: &mut tests::harness::client::BackgroundClient,
+    seen: &mut usize,
+    n: usize,
+) -> Result<()> {
     let target = *seen + n;
     streaming.wait_for_line(Duration::from_secs(180), |line| {
         *seen += usize::from(line.starts_with("{\"i\""));
@@ -156,6 +160,21 @@ fn wal_answers_through_membership_changes(mode: &str, answering_in_cluster: f64)
     );
     wait_answering(&c, &[0, 1], answering_in_cluster)?;
     wl.progress(40, RECOVERY)?;
+    if mode == "auto" {
+        // The partitions' leaders push their entries to the other member, which keeps them
+        // (whole segments stay until rolled, so the gauge stays above zero once copies came).
+        poll_until(
+            "a member holds write-ahead-log copies",
+            Duration::from_secs(60),
+            || {
+                let mut total = 0.0;
+                for id in [0, 1] {
+                    total += gauge(&c, id, "kafka_gateway_smq_wal_copies_bytes")?.unwrap_or(0.0);
+                }
+                Ok((total > 0.0).then_some(()))
+            },
+        )?;
+    }
 
     phase("remove node 1: node 0 is alone again");
     c.remove(1, 0)?;

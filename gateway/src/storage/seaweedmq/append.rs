@@ -125,8 +125,16 @@ impl Inner {
     /// the WAL takes batches ([`super::SeaweedOptions::wal_only_while`]) and where it stays
     /// dense (an empty WAL moves to `expected`; a non-empty one must end there, and a WAL past
     /// `expected` is the append's error, as before).
-    fn wal_takes(&self, wal: &crate::storage::local::WriteAheadLog, tp: &TopicPartition, expected: Offset) -> bool {
-        *self.wal_takes.borrow() && wal.offsets(tp).is_none_or(|(start, end)| start == end || end >= expected)
+    fn wal_takes(
+        &self,
+        wal: &crate::storage::local::WriteAheadLog,
+        tp: &TopicPartition,
+        expected: Offset,
+    ) -> bool {
+        *self.wal_takes.borrow()
+            && wal
+                .offsets(tp)
+                .is_none_or(|(start, end)| start == end || end >= expected)
     }
 
     /// Hands `batch` to the partition's publish stream; the returned future waits for its acks.

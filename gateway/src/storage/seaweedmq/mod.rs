@@ -49,14 +49,14 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 pub mod wal_metrics;
-mod wal_sync;
 mod wal_replay;
 pub mod wal_replica;
 pub mod wal_replicate;
 #[cfg(test)]
-mod wal_tests;
-#[cfg(test)]
 mod wal_replication_tests;
+mod wal_sync;
+#[cfg(test)]
+mod wal_tests;
 
 pub use client::SmqClient;
 pub use discovery::Seeds;
@@ -120,7 +120,9 @@ impl std::fmt::Debug for Leadership {
 impl Inner {
     /// Whether this gateway leads `tp` (always, outside a cluster).
     pub(crate) fn leads(&self, tp: &TopicPartition) -> bool {
-        self.leadership.get().is_none_or(|l| (l.leads)(&tp.topic, tp.partition))
+        self.leadership
+            .get()
+            .is_none_or(|l| (l.leads)(&tp.topic, tp.partition))
     }
 }
 
@@ -133,12 +135,13 @@ async fn replication(
     wal: &Arc<WriteAheadLog>,
     peers: Arc<dyn wal_replicate::WalPeers>,
     dir: std::path::PathBuf,
+    metrics: Option<wal_metrics::WalMetrics>,
 ) -> Result<Replicated> {
     let stop = tokio_util::sync::CancellationToken::new();
     let own = Some((peers.node_id(), Arc::clone(wal)));
     let store = wal_replica::ReplicaStore::open(dir, own, stop.clone()).await?;
-    tokio::spawn(Arc::clone(&store).janitor(Arc::clone(client)));
-    Ok((wal_replicate::Replication::new(peers, stop), store))
+    tokio::spawn(Arc::clone(&store).janitor(Arc::clone(client), metrics.clone()));
+    Ok((wal_replicate::Replication::new(peers, stop, metrics), store))
 }
 
 /// A condition that always holds.
@@ -216,7 +219,9 @@ impl SeaweedStorage {
         };
         let takes = options.wal_only_while.unwrap_or_else(always);
         let repl = match (options.wal_replication, &wal) {
-            (Some((peers, dir)), Some(wal)) => Some(replication(&client, wal, peers, dir).await?),
+            (Some((peers, dir)), Some(wal)) => {
+                Some(replication(&client, wal, peers, dir, options.wal_metrics.clone()).await?)
+            }
             _ => None,
         };
         let storage = Self::build(client, wal, options.wal_metrics, takes, repl, options.leadership);
@@ -247,7 +252,7 @@ impl SeaweedStorage {
         peers: Arc<dyn wal_replicate::WalPeers>,
         dir: std::path::PathBuf,
     ) -> Result<Self> {
-        let repl = replication(&client, &wal, peers, dir).await?;
+        let repl = replication(&client, &wal, peers, dir, None).await?;
         Ok(Self::build(client, Some(wal), None, always(), Some(repl), None))
     }
 

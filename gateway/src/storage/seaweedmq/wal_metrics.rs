@@ -1,10 +1,12 @@
 //! Metrics of the SeaweedMQ write-ahead log (registered on the process registry, per
 //! partition): how much it holds, how long its oldest entry has waited for SeaweedMQ's flush,
-//! and how many records it published again after the broker lost them.
+//! and how many records it published again after the broker lost them; and of its replication
+//! (§3.4): pushes to peers that failed, the copies this gateway holds for others, and the
+//! checkpoints it set for them while the broker was down.
 
 use std::time::Duration;
 
-use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::storage::TopicPartition;
 
@@ -15,6 +17,9 @@ pub struct WalMetrics {
     oldest: GaugeVec,
     replayed: IntCounterVec,
     taking: IntGauge,
+    push_failures: IntCounterVec,
+    copies: IntGauge,
+    holds: IntCounter,
 }
 
 impl WalMetrics {
@@ -49,6 +54,24 @@ impl WalMetrics {
             "kafka_gateway_smq_wal_answering",
             "1 while new batches go to the SeaweedMQ write-ahead log and acks=all is answered from it (with --seaweedmq-wal auto: while this gateway is its cluster's only member), else 0",
         )?;
+        let push_failures = IntCounterVec::new(
+            Opts::new(
+                "kafka_gateway_smq_wal_push_failures_total",
+                "Pushes of write-ahead-log entries to a peer gateway that failed (reason: error for an unanswered or failed call, conflict when the peer holds other records of this gateway at those offsets); while fewer than a majority hold an entry, acks=all waits for SeaweedMQ's flush",
+            ),
+            &["peer", "reason"],
+        )?;
+        let copies = IntGauge::new(
+            "kafka_gateway_smq_wal_copies_bytes",
+            "Bytes of other gateways' write-ahead-log entries this gateway holds until SeaweedMQ has flushed them",
+        )?;
+        let holds = IntCounter::new(
+            "kafka_gateway_smq_wal_checkpoint_holds_total",
+            "Times this gateway set a partition's SeaweedMQ checkpoint to the broker's flushed end while the broker was down, for copies of another gateway's records",
+        )?;
+        registry.register(Box::new(push_failures.clone()))?;
+        registry.register(Box::new(copies.clone()))?;
+        registry.register(Box::new(holds.clone()))?;
         registry.register(Box::new(taking.clone()))?;
         registry.register(Box::new(bytes.clone()))?;
         registry.register(Box::new(oldest.clone()))?;
@@ -58,7 +81,24 @@ impl WalMetrics {
             oldest,
             replayed,
             taking,
+            push_failures,
+            copies,
+            holds,
         })
+    }
+
+    pub(super) fn push_failed(&self, peer: u64, reason: &'static str) {
+        self.push_failures
+            .with_label_values(&[peer.to_string().as_str(), reason])
+            .inc();
+    }
+
+    pub(super) fn copies_bytes(&self, bytes: u64) {
+        self.copies.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    pub(super) fn checkpoint_held(&self) {
+        self.holds.inc();
     }
 
     pub(super) fn answering(&self, on: bool) {

@@ -192,7 +192,11 @@ impl ReplicaStore {
     /// Until `cancel` fires: every [`HOLD_INTERVAL`], holds the checkpoints of partitions it
     /// has copies of while their broker is unreachable ([`Self::hold_checkpoints`]); every
     /// [`JANITOR_INTERVAL`], drops copies SeaweedMQ has flushed and checkpointed.
-    pub async fn janitor(self: Arc<Self>, client: Arc<SmqClient>) {
+    pub async fn janitor(
+        self: Arc<Self>,
+        client: Arc<SmqClient>,
+        metrics: Option<super::wal_metrics::WalMetrics>,
+    ) {
         let mut cursors: HashMap<TopicPartition, FlushCursor> = HashMap::new();
         let mut last_trim = Instant::now();
         let mut held: HashMap<TopicPartition, Offset> = HashMap::new();
@@ -205,7 +209,7 @@ impl ReplicaStore {
                 () = stream_failed.notified() => {}
                 () = self.cancel.cancelled() => return,
             }
-            self.hold_checkpoints(&client, &mut held).await;
+            self.hold_checkpoints(&client, &mut held, metrics.as_ref()).await;
             if last_trim.elapsed() < JANITOR_INTERVAL {
                 continue;
             }
@@ -216,6 +220,9 @@ impl ReplicaStore {
                 .iter()
                 .map(|(s, w)| (*s, Arc::clone(w)))
                 .collect();
+            if let Some(m) = &metrics {
+                m.copies_bytes(copies_bytes(sources.iter().map(|(_, w)| w.as_ref())));
+            }
             for (source, wal) in sources {
                 for topic in wal.topics() {
                     for p in 0..topic.partitions {
@@ -279,7 +286,12 @@ impl ReplicaStore {
     /// while the broker answers: a running broker keeps its own counter, and a call naming
     /// the partition would make a restarted broker load the stale checkpoint. `held` remembers
     /// the value set per partition so each is logged once.
-    async fn hold_checkpoints(&self, client: &SmqClient, held: &mut HashMap<TopicPartition, Offset>) {
+    async fn hold_checkpoints(
+        &self,
+        client: &SmqClient,
+        held: &mut HashMap<TopicPartition, Offset>,
+        metrics: Option<&super::wal_metrics::WalMetrics>,
+    ) {
         let copies = self.copied_partitions();
         held.retain(|tp, _| copies.contains_key(tp));
         let mut unreachable: HashMap<String, bool> = HashMap::new();
@@ -319,6 +331,9 @@ impl ReplicaStore {
             .await;
             match result {
                 Ok(Some(set)) if held.insert(tp.clone(), set) != Some(set) => {
+                    if let Some(m) = metrics {
+                        m.checkpoint_held();
+                    }
                     warn!(partition = %tp, checkpoint = set, copies_from = start, "broker unreachable: set its checkpoint to its last flushed offset so it restarts there; the partition's next writer republishes the copies held after it");
                 }
                 Ok(_) => {}
@@ -328,6 +343,19 @@ impl ReplicaStore {
             }
         }
     }
+}
+
+/// Bytes of segment data the copy WALs hold, over all their partitions.
+fn copies_bytes<'a>(wals: impl Iterator<Item = &'a WriteAheadLog>) -> u64 {
+    let mut total = 0;
+    for wal in wals {
+        for topic in wal.topics() {
+            for p in 0..topic.partitions {
+                total += wal.size_bytes(&TopicPartition::new(Arc::clone(&topic.name), p));
+            }
+        }
+    }
+    total
 }
 
 /// Whether two batches hold the same records (a stored copy has its base offset set).

@@ -71,6 +71,7 @@ pub(crate) struct Replication {
     peers: Arc<dyn WalPeers>,
     parts: parking_lot::Mutex<HashMap<TopicPartition, Arc<Part>>>,
     stop: CancellationToken,
+    metrics: Option<super::wal_metrics::WalMetrics>,
 }
 
 /// One confirmed entry waiting to be on every peer.
@@ -102,11 +103,16 @@ struct Part {
 }
 
 impl Replication {
-    pub(crate) fn new(peers: Arc<dyn WalPeers>, stop: CancellationToken) -> Arc<Self> {
+    pub(crate) fn new(
+        peers: Arc<dyn WalPeers>,
+        stop: CancellationToken,
+        metrics: Option<super::wal_metrics::WalMetrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             peers,
             parts: parking_lot::Mutex::new(HashMap::new()),
             stop,
+            metrics,
         })
     }
 
@@ -338,6 +344,9 @@ async fn send_to(repl: Arc<Replication>, part: Arc<Part>, peer: u64) {
         };
         match tokio::time::timeout(CALL_TIMEOUT, repl.peers.push(peer, req)).await {
             Ok(Ok(reply)) if reply.conflict => {
+                if let Some(m) = &repl.metrics {
+                    m.push_failed(peer, "conflict");
+                }
                 warn!(partition = %part.tp, peer, held_until = reply.end, "the peer holds other records of this gateway at these offsets (renumbered after SeaweedMQ skipped offsets); it gets copies again once SeaweedMQ flushed past them");
                 part.blocked.lock().insert(peer, reply.end);
             }
@@ -350,6 +359,9 @@ async fn send_to(repl: Arc<Replication>, part: Arc<Part>, peer: u64) {
                 advance(&repl, &part);
             }
             outcome => {
+                if let Some(m) = &repl.metrics {
+                    m.push_failed(peer, "error");
+                }
                 let why = match outcome {
                     Ok(Ok(reply)) => format!("peer holds entries only up to {}", reply.end),
                     Ok(Err(e)) => e,

@@ -43,7 +43,6 @@ const UNLOAD_FLUSH_WAIT: Duration = Duration::from_secs(7);
 /// How long after an unloading partition's flush is seen the broker may still hold it.
 const UNLOAD_SETTLE: Duration = Duration::from_millis(300);
 
-
 fn io(e: impl std::fmt::Display) -> StorageError {
     StorageError::Io(std::io::Error::other(e.to_string()))
 }
@@ -209,7 +208,12 @@ impl Inner {
     /// would hand the file's offsets out again. The checkpoint is raised to the flushed
     /// records before the partition is loaded (the stream opened here loads it); may leave an
     /// open publisher in `guard`.
-    async fn counter_past_flushed(&self, tp: &TopicPartition, guard: &mut AppendState, broker_hw: Offset) -> Result<Offset> {
+    async fn counter_past_flushed(
+        &self,
+        tp: &TopicPartition,
+        guard: &mut AppendState,
+        broker_hw: Offset,
+    ) -> Result<Offset> {
         let name = tp.to_string();
         let storage = |e: super::error::SmqError| e.into_storage(&name);
         let flushed = self
@@ -220,7 +224,11 @@ impl Inner {
         if flushed < broker_hw {
             return Ok(broker_hw);
         }
-        let checkpoint = self.client.checkpoint(&tp.topic, tp.partition).await.map_err(storage)?;
+        let checkpoint = self
+            .client
+            .checkpoint(&tp.topic, tp.partition)
+            .await
+            .map_err(storage)?;
         if checkpoint < flushed {
             self.client
                 .write_checkpoint(&tp.topic, tp.partition, flushed)

