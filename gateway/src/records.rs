@@ -11,6 +11,7 @@
 
 use bytes::{Buf, Bytes};
 
+pub mod batch_codec;
 pub mod validate;
 
 /// Size of the v2 batch header.

@@ -111,9 +111,9 @@ pub enum OffsetSpec {
     Earliest,
     /// The high watermark.
     Latest,
-    /// The first offset whose batch max timestamp is at or after this time (ms).
+    /// The first record whose timestamp is at or after this time (ms).
     Timestamp(i64),
-    /// The offset and time of the record with the largest timestamp.
+    /// The offset and time of the first record holding the largest timestamp.
     MaxTimestamp,
 }
 
