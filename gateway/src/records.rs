@@ -12,6 +12,7 @@
 use bytes::{Buf, Bytes};
 
 pub mod batch_codec;
+pub mod recompress;
 pub mod validate;
 
 /// Size of the v2 batch header.

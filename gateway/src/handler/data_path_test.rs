@@ -395,3 +395,27 @@ async fn invalid_records_fail_their_partition_only() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_topics_compression_type_recompresses_produced_batches() {
+    let t = context().await;
+    let ctx = &t.ctx;
+    let config = TopicConfig::from_entries([("compression.type", Some("lz4"))]).unwrap();
+    let meta = ctx.storage.create_topic("z", 1, config, false).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let sent = batch(&[b"one", b"two"], now, -1, -1, -1).freeze();
+    let req = produce_req("z", meta.id, sent.clone(), 1);
+    let ResponseKind::Produce(r) = run(ctx, ApiKey::Produce, 9, RequestKind::Produce(req)).await else {
+        panic!()
+    };
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0, "{r:?}");
+    let tp = crate::storage::TopicPartition::new("z", 0);
+    let stored = ctx.storage.read(&tp, 0, 1 << 20).await.unwrap().records;
+    let decoded = crate::records::batch_codec::decode_batch(&stored).unwrap();
+    assert_eq!(decoded.attributes & 0x07, 3, "stored in the topic's codec (lz4)");
+    let values: Vec<_> = decoded.records.iter().map(|r| r.value.clone().unwrap()).collect();
+    assert_eq!(values, vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")]);
+}

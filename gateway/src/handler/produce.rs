@@ -1,4 +1,5 @@
-//! Produce: validate each v2 batch, append it as received, answer with the assigned offsets.
+//! Produce: validate each v2 batch, append it as received (recompressed when the topic's
+//! `compression.type` names another codec), answer with the assigned offsets.
 //!
 //! Requests of one connection append in request order ([`super::produce_order`]): under the
 //! connection's turn a request only hands its batches to storage
@@ -23,6 +24,7 @@ use super::window::Held;
 use super::{Client, Context};
 use crate::cluster::view::partition_leader;
 use crate::records::validate::{validate_records, TimestampBounds};
+use crate::records::recompress::to_topic_codec;
 use crate::records::{split_and_validate, BatchError};
 use crate::storage::config::TimestampType;
 use crate::storage::{AppendOutcome, PendingAppend, StorageError, TopicMeta, TopicPartition};
@@ -215,6 +217,10 @@ async fn start_partition(
     let mut records = 0i64;
     for (header, batch) in batches {
         records += i64::from(header.record_count);
+        let batch = to_topic_codec(batch, meta.config.compression_type).map_err(|e| {
+            debug!(topic = %meta.name, partition, kind = e.kind(), error = %e, "cannot recompress batch");
+            (e.response_error(), Some(e.to_string()))
+        })?;
         let pending = ctx
             .storage
             .start_append(&tp, batch)
