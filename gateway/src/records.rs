@@ -12,6 +12,7 @@
 use bytes::{Buf, Bytes};
 
 pub mod batch_codec;
+pub mod legacy;
 pub mod recompress;
 pub mod validate;
 

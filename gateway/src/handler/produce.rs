@@ -1,4 +1,4 @@
-//! Produce: validate each v2 batch, append it as received (recompressed when the topic's
+//! Produce: up-convert message format v0/v1 (Produce v0-2), validate each v2 batch, append it as received (recompressed when the topic's
 //! `compression.type` names another codec), answer with the assigned offsets.
 //!
 //! Requests of one connection append in request order ([`super::produce_order`]): under the
@@ -24,6 +24,7 @@ use super::window::Held;
 use super::{Client, Context};
 use crate::cluster::view::partition_leader;
 use crate::records::validate::{validate_records, TimestampBounds};
+use crate::records::legacy::{magic_of, up_convert};
 use crate::records::recompress::to_topic_codec;
 use crate::records::{split_and_validate, BatchError};
 use crate::storage::config::TimestampType;
@@ -96,7 +97,7 @@ pub(super) async fn handle(
                 ))
             } else {
                 match meta {
-                    Ok(meta) => start_partition(ctx, &meta, item.partition, item.records).await,
+                    Ok(meta) => start_partition(ctx, &meta, version, item.partition, item.records).await,
                     Err(e) => Err((e, None)),
                 }
             };
@@ -166,6 +167,7 @@ struct Started {
 async fn start_partition(
     ctx: &Context,
     meta: &TopicMeta,
+    version: i16,
     partition: i32,
     records: Option<Bytes>,
 ) -> Result<Started, PartitionError> {
@@ -189,6 +191,16 @@ async fn start_partition(
         .filter(|r| !r.is_empty())
         .ok_or((ResponseError::InvalidRecord, None))?;
     let bytes = records.len();
+    // Produce v0-2 may carry message format v0/v1: up-converted to one v2 batch first, then
+    // checked like any produced batch.
+    let records = if version <= 2 && magic_of(&records).is_some_and(|m| m < 2) {
+        up_convert(records, meta.config.compression_type).map_err(|e| {
+            debug!(topic = %meta.name, partition, kind = e.kind(), error = %e, "rejecting message set");
+            (e.response_error(), Some(e.to_string()))
+        })?
+    } else {
+        records
+    };
     // Batches stay views of the received frame: storage rewrites only their headers.
     let batches = split_and_validate(records).map_err(|e| {
         debug!(topic = %meta.name, partition, error = %e, "rejecting record batch");
