@@ -47,10 +47,16 @@ fn produce_req(topic: &str, id: uuid::Uuid, records: Bytes, acks: i16) -> Produc
 }
 
 async fn run(ctx: &Context, key: ApiKey, v: i16, body: RequestKind) -> ResponseKind {
-    let reply = dispatch(ctx, &header(key, v), &super::test_support::client(), &Held::untracked(), body)
-        .await
-        .unwrap()
-        .unwrap();
+    let reply = dispatch(
+        ctx,
+        &header(key, v),
+        &super::test_support::client(),
+        &Held::untracked(),
+        body,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     encode_response(key, v, 1, &reply).unwrap_or_else(|e| panic!("{key:?} v{v}: {e}"));
     reply
 }
@@ -109,7 +115,10 @@ async fn every_version_round_trips_produce_fetch_metadata_list_offsets() {
         let first_offset = i64::from_be_bytes(records[..8].try_into().unwrap());
         assert_eq!(first_offset, 4, "fetch v{v} starts at offset 4");
         let magic = crate::records::legacy::fetch_magic(v).unwrap_or(2);
-        assert_eq!(records[16] as i8, magic, "fetch v{v} reads message format v{magic}");
+        assert_eq!(
+            records[16] as i8, magic,
+            "fetch v{v} reads message format v{magic}"
+        );
     }
     for v in range(ApiKey::Metadata) {
         let topic = MetadataRequestTopic::default().with_name(Some(name("t")));
@@ -421,7 +430,10 @@ async fn a_topics_compression_type_recompresses_produced_batches() {
     let decoded = crate::records::batch_codec::decode_batch(&stored).unwrap();
     assert_eq!(decoded.attributes & 0x07, 3, "stored in the topic's codec (lz4)");
     let values: Vec<_> = decoded.records.iter().map(|r| r.value.clone().unwrap()).collect();
-    assert_eq!(values, vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")]);
+    assert_eq!(
+        values,
+        vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")]
+    );
 }
 
 /// Clients older than Kafka 0.11: Produce v0-2 with message format v0/v1 is stored as v2 batches
@@ -431,7 +443,11 @@ async fn legacy_message_sets_round_trip_through_old_versions() {
     use crate::records::legacy;
     let t = context().await;
     let ctx = &t.ctx;
-    let meta = ctx.storage.create_topic("old", 1, TopicConfig::default(), false).await.unwrap();
+    let meta = ctx
+        .storage
+        .create_topic("old", 1, TopicConfig::default(), false)
+        .await
+        .unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -443,19 +459,27 @@ async fn legacy_message_sets_round_trip_through_old_versions() {
         let ResponseKind::Produce(r) = run(ctx, ApiKey::Produce, v, RequestKind::Produce(req)).await else {
             panic!()
         };
-        assert_eq!(r.responses[0].partition_responses[0].error_code, 0, "produce v{v}: {r:?}");
+        assert_eq!(
+            r.responses[0].partition_responses[0].error_code, 0,
+            "produce v{v}: {r:?}"
+        );
     }
     let tp = crate::storage::TopicPartition::new("old", 0);
     let read = ctx.storage.read(&tp, 0, 1 << 20).await.unwrap();
     let batches = crate::records::batch_codec::decode_batches(&read.records).unwrap();
     assert_eq!(batches.len(), 2, "each message set became one v2 batch");
-    assert_eq!(batches[1].records[1].timestamp_ms, now, "magic 1 keeps the producer's time");
+    assert_eq!(
+        batches[1].records[1].timestamp_ms, now,
+        "magic 1 keeps the producer's time"
+    );
     for v in [0, 1, 2, 3] {
-        let req = FetchRequest::default().with_max_wait_ms(0).with_topics(vec![FetchTopic::default()
-            .with_topic(name("old"))
-            .with_partitions(vec![FetchPartition::default()
-                .with_fetch_offset(1)
-                .with_partition_max_bytes(1 << 20)])]);
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name("old"))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_fetch_offset(1)
+                    .with_partition_max_bytes(1 << 20)])]);
         let ResponseKind::Fetch(r) = run(ctx, ApiKey::Fetch, v, RequestKind::Fetch(req)).await else {
             panic!()
         };
@@ -476,5 +500,8 @@ async fn legacy_message_sets_round_trip_through_old_versions() {
     let ResponseKind::Produce(r) = run(ctx, ApiKey::Produce, 2, RequestKind::Produce(req)).await else {
         panic!()
     };
-    assert_eq!(r.responses[0].partition_responses[0].error_code, ResponseError::CorruptMessage.code());
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code,
+        ResponseError::CorruptMessage.code()
+    );
 }

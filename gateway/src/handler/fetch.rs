@@ -25,8 +25,8 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName}
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
-use tracing::warn;
 use tokio::time::Instant;
+use tracing::warn;
 
 use super::Context;
 use crate::records::{iter_headers, legacy};

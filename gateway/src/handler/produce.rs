@@ -23,9 +23,9 @@ use tracing::debug;
 use super::window::Held;
 use super::{Client, Context};
 use crate::cluster::view::partition_leader;
-use crate::records::validate::{validate_records, TimestampBounds};
 use crate::records::legacy::{magic_of, up_convert};
 use crate::records::recompress::to_topic_codec;
+use crate::records::validate::{validate_records, TimestampBounds};
 use crate::records::{split_and_validate, BatchError};
 use crate::storage::config::TimestampType;
 use crate::storage::{AppendOutcome, PendingAppend, StorageError, TopicMeta, TopicPartition};
@@ -268,7 +268,10 @@ fn validate_batches(
     };
     for (header, batch) in batches {
         if batch.len() > max {
-            return Err(storage_error(StorageError::BatchTooLarge { size: batch.len(), max }));
+            return Err(storage_error(StorageError::BatchTooLarge {
+                size: batch.len(),
+                max,
+            }));
         }
         validate_records(header, batch, timestamps).map_err(|e| {
             debug!(topic = %meta.name, partition, kind = e.kind(), error = %e, "rejecting record batch");
