@@ -124,6 +124,29 @@ mod tests {
         assert_eq!(check(ApiKey::EndTxn as i16, 0), Err(Refusal::UnknownApi));
     }
 
+    /// The API table of docs/compatibility.md, rendered from [`SUPPORTED`].
+    fn api_table() -> String {
+        let mut out = String::from("| API | key | versions served |\n|---|---|---|\n");
+        for a in SUPPORTED {
+            out.push_str(&format!("| {} | {} | {}-{} |\n", a.name, a.key as i16, a.min, a.max));
+        }
+        out
+    }
+
+    #[test]
+    fn compatibility_doc_lists_exactly_the_served_versions() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/compatibility.md");
+        let doc = std::fs::read_to_string(path).expect("docs/compatibility.md");
+        let (start, end) = ("<!-- api-table:start -->\n", "<!-- api-table:end -->");
+        let from = doc.find(start).expect("start marker") + start.len();
+        let to = doc[from..].find(end).expect("end marker") + from;
+        assert_eq!(
+            &doc[from..to],
+            api_table(),
+            "docs/compatibility.md is out of date: replace its table with the expected one"
+        );
+    }
+
     #[test]
     fn no_api_listed_twice() {
         for (i, a) in SUPPORTED.iter().enumerate() {
