@@ -493,6 +493,28 @@ async fn legacy_message_sets_round_trip_through_old_versions() {
             .collect();
         assert_eq!(values, [&b"m1"[..], b"m0", b"m1"], "fetch v{v} from offset 1");
     }
+    // message.downconversion.enable=false refuses old fetches, as Kafka 3.x does.
+    let mut no_conversion = meta.config.clone();
+    no_conversion
+        .set("message.downconversion.enable", Some("false"))
+        .unwrap();
+    ctx.storage
+        .alter_topic_config("old", no_conversion, false)
+        .await
+        .unwrap();
+    for (v, code) in [(3, ResponseError::UnsupportedVersion.code()), (4, 0)] {
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name("old"))
+                .with_partitions(vec![
+                    FetchPartition::default().with_partition_max_bytes(1 << 20)
+                ])]);
+        let ResponseKind::Fetch(r) = run(ctx, ApiKey::Fetch, v, RequestKind::Fetch(req)).await else {
+            panic!()
+        };
+        assert_eq!(r.responses[0].partitions[0].error_code, code, "fetch v{v}");
+    }
     let mut corrupt = BytesMut::from(&legacy::down_convert(&stored, 1, 0).unwrap()[..]);
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0x55;

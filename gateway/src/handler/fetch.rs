@@ -70,6 +70,11 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: FetchRequest) -> Fe
         );
         for p in &t.partitions {
             let (tp, error) = match &meta {
+                // Kafka 3.x's `message.downconversion.enable=false`: clients that need message
+                // format v0/v1 (Fetch v0-3) are refused rather than served converted data.
+                Some(m) if legacy::fetch_magic(version).is_some() && !m.config.allows_down_conversion() => {
+                    (None, Some(ResponseError::UnsupportedVersion))
+                }
                 Some(m) if p.partition >= 0 && p.partition < m.partitions => (
                     Some(TopicPartition {
                         topic: Arc::clone(&m.name),

@@ -312,6 +312,12 @@ impl TopicConfig {
         Ok(())
     }
 
+    /// `message.downconversion.enable` (Kafka 3.x, default true): whether Fetch v0-3 clients are
+    /// served stored batches converted to message format v0/v1.
+    pub fn allows_down_conversion(&self) -> bool {
+        self.stored.get("message.downconversion.enable").is_none_or(|v| v == "true")
+    }
+
     /// Every config of the topic, writable ones first, as DescribeConfigs reports them.
     pub fn entries(&self) -> Vec<ConfigEntry> {
         let d = Self::default();
