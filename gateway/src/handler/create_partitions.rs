@@ -1,4 +1,5 @@
-//! CreatePartitions: grows a topic (never shrinks), with validate_only.
+//! CreatePartitions: grows a topic (never shrinks), with validate_only and manual assignments
+//! checked as CreateTopics checks them.
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;

@@ -1,5 +1,6 @@
-//! CreateTopics: partitions (or the broker default), replication factor 1, configs,
-//! validate_only, and Kafka's per-topic errors with messages.
+//! CreateTopics: partitions (or the broker default), or manual assignments naming each
+//! partition's leader ([`super::assignments`]), replication factor 1, configs, validate_only, and
+//! Kafka's per-topic errors with messages.
 
 use std::collections::HashMap;
 

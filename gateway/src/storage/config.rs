@@ -6,7 +6,7 @@
 //! (batches are recompressed on produce when it names a codec), and the gateway's own
 //! `seaweedmq.value.format` (how the SeaweedMQ backend stores record values).
 //! Every other topic config Apache Kafka 4 accepts is validated as Kafka does and stored
-//! ([`super::config_keys`]); unknown names are refused with INVALID_CONFIG, as Kafka does.
+//! (`storage::config_keys`); unknown names are refused with INVALID_CONFIG, as Kafka does.
 
 use std::collections::BTreeMap;
 
@@ -138,7 +138,7 @@ pub struct TopicConfig {
     pub value_format: ValueFormat,
     /// Codec batches are stored in.
     pub compression_type: CompressionType,
-    /// Overrides of the stored-only Kafka configs ([`config_keys::STORED`]), by name.
+    /// Overrides of the stored-only Kafka configs (`config_keys::STORED`), by name.
     pub stored: BTreeMap<String, String>,
 }
 
