@@ -15,7 +15,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crate::protocol::{decode_request, versions::SUPPORTED, Decoded};
 use crate::records::validate::{validate_records, TimestampBounds};
 use crate::records::{iter_headers, split_and_validate, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
-use crate::storage::seaweedmq::batch_codec::{self, DecodedBatch};
+use crate::records::batch_codec::{self, DecodedBatch};
 use crate::storage::seaweedmq::envelope;
 use crate::storage::seaweedmq::pb::messaging_pb::DataMessage;
 use crate::storage::seaweedmq::rebuild::{decode_messages, encode_batches};

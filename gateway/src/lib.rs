@@ -7,7 +7,9 @@
 //! - [`protocol`]: the one table of supported API versions, header decoding, response encoding.
 //! - [`handler`]: one file per Kafka API, typed request to typed response, no sockets.
 //! - [`storage`]: the Kafka-shaped [`storage::Storage`] trait and its backends.
-//! - [`records`]: v2 record batch header validation and in-place rewrites.
+//! - [`records`]: v2 record batch header validation and in-place rewrites, the batch codec
+//!   (`batch_codec`), recompression to a topic's codec (`recompress`) and message format v0/v1
+//!   conversion for old clients (`legacy`).
 //!
 //! Around it: [`config`] (the one typed configuration, built in `main`), [`admin`] (the admin
 //! HTTP server), [`auth`] (control-plane tokens), [`metrics`] (request-path metrics),

@@ -1,8 +1,11 @@
 //! Kafka record batch v2 (magic 2) headers: validation and in-place rewrites.
 //!
-//! The gateway never decodes records on the data path. It reads the fixed 61-byte batch header,
-//! checks the length, magic and CRC32C, and rewrites the base offset (and for LogAppendTime
-//! topics the timestamp, attributes and CRC) directly in the received bytes.
+//! On the usual data path the gateway does not rewrite records. It reads the fixed 61-byte batch
+//! header, checks the length, magic and CRC32C, and rewrites the base offset (and for LogAppendTime
+//! topics the timestamp, attributes and CRC) directly in the received bytes. Records are decoded
+//! and re-encoded only where Kafka does it too: a topic whose `compression.type` names another
+//! codec ([`recompress`]), and clients older than message format v2 ([`legacy`]: up-conversion
+//! on Produce v0-2, down-conversion for Fetch v0-3).
 //!
 //! Layout (big-endian): baseOffset i64 @0, batchLength i32 @8, partitionLeaderEpoch i32 @12,
 //! magic i8 @16, crc u32 @17, attributes i16 @21, lastOffsetDelta i32 @23, baseTimestamp i64 @27,
@@ -11,6 +14,9 @@
 
 use bytes::{Buf, Bytes};
 
+pub mod batch_codec;
+pub mod legacy;
+pub mod recompress;
 pub mod validate;
 
 /// Size of the v2 batch header.

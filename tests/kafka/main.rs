@@ -16,6 +16,7 @@ mod hostile;
 mod kafka_python;
 mod kafkajs;
 mod kcat;
+mod legacy_clients;
 mod pipelining;
 mod seaweedmq;
 mod smq_startup;

@@ -81,12 +81,18 @@ impl GroupState {
             for m in self.members.values_mut() {
                 m.assignment = Bytes::new();
             }
+            // Kafka's `propagateAssignment`: only members answered here (those waiting for
+            // their assignment) start a new session; a member that never synced, such as a
+            // static member kept without rejoining, keeps its deadline.
             let waiting: Vec<Option<Token>> = self
                 .members
                 .values_mut()
                 .map(|m| {
-                    m.last_heartbeat_ms = now_ms;
-                    m.awaiting_sync.take()
+                    let token = m.awaiting_sync.take();
+                    if token.is_some() {
+                        m.last_heartbeat_ms = now_ms;
+                    }
+                    token
                 })
                 .collect();
             for token in waiting {

@@ -90,9 +90,21 @@ async fn validate_only_and_refusals_leave_the_config_alone() {
             "retention.ms",
         ),
         (
-            resource(RESOURCE_TOPIC, "t", &[("preallocate", Some("true"))]),
+            resource(RESOURCE_TOPIC, "t", &[("preallocate", Some("maybe"))]),
             ResponseError::InvalidConfig,
-            "read-only",
+            "preallocate",
+        ),
+        (
+            resource(RESOURCE_TOPIC, "t", &[("no.such.key", Some("1"))]),
+            ResponseError::InvalidConfig,
+            "Unknown topic config name: no.such.key",
+        ),
+        // A valid change of a missing topic: the topic is unknown (Kafka checks the config
+        // first, then the topic).
+        (
+            resource(RESOURCE_TOPIC, "missing", &[("compression.type", Some("zstd"))]),
+            ResponseError::UnknownTopicOrPartition,
+            "missing",
         ),
         (
             resource(RESOURCE_TOPIC, "t", &[("retention.ms", None)]),

@@ -1,4 +1,5 @@
-//! CreatePartitions: grows a topic (never shrinks), with validate_only.
+//! CreatePartitions: grows a topic (never shrinks), with validate_only and manual assignments
+//! checked as CreateTopics checks them.
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -84,7 +85,7 @@ async fn grow(
             format!("topic already has {current} partitions"),
         ));
     }
-    check_assignments(ctx, topic, count - current)?;
+    check_assignments(ctx, name, topic, current)?;
     let added = usize::try_from(count - current).unwrap_or(0);
     creation.admit(0, added)?;
     ctx.storage
@@ -98,12 +99,18 @@ async fn grow(
     Ok(())
 }
 
-/// Explicit assignments are accepted when there is one per new partition and each names only
-/// this broker (the only possible placement).
-fn check_assignments(ctx: &Context, topic: &CreatePartitionsTopic, added: i32) -> Result<(), Failure> {
+/// Explicit assignments of the new partitions, checked as CreateTopics checks them
+/// ([`super::assignments`]).
+fn check_assignments(
+    ctx: &Context,
+    name: &str,
+    topic: &CreatePartitionsTopic,
+    current: i32,
+) -> Result<(), Failure> {
     let Some(assignments) = &topic.assignments else {
         return Ok(());
     };
+    let added = topic.count - current;
     if usize::try_from(added).ok() != Some(assignments.len()) {
         return Err((
             ResponseError::InvalidReplicaAssignment,
@@ -113,16 +120,11 @@ fn check_assignments(ctx: &Context, topic: &CreatePartitionsTopic, added: i32) -
             ),
         ));
     }
-    let node = ctx.broker.node_id;
-    for a in assignments {
-        if a.broker_ids.len() != 1 || a.broker_ids[0].0 != node {
-            return Err((
-                ResponseError::InvalidReplicaAssignment,
-                format!("each new partition must be assigned to exactly broker {node}, the only broker"),
-            ));
-        }
-    }
-    Ok(())
+    let entries = assignments
+        .iter()
+        .zip(current..)
+        .map(|(a, partition)| (partition, a.broker_ids.iter().map(|b| b.0).collect()));
+    super::assignments::check(ctx, name, current, added, entries)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! CreateTopics: partitions (or the broker default), replication factor 1, configs,
-//! validate_only, and Kafka's per-topic errors with messages.
+//! CreateTopics: partitions (or the broker default), or manual assignments naming each
+//! partition's leader ([`super::assignments`]), replication factor 1, configs, validate_only, and
+//! Kafka's per-topic errors with messages.
 
 use std::collections::HashMap;
 
@@ -59,6 +60,30 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: CreateTopicsRequest
     CreateTopicsResponse::default().with_topics(results)
 }
 
+/// The partition count of a topic created with manual assignments: Kafka requires
+/// num_partitions and replication_factor to be -1 and one assignment per partition
+/// ([`super::assignments`]).
+fn manual_partitions(ctx: &Context, name: &str, topic: &CreatableTopic) -> Result<i32, Failure> {
+    for (field, value) in [
+        ("numPartitions", topic.num_partitions),
+        ("replicationFactor", topic.replication_factor.into()),
+    ] {
+        if value != -1 {
+            return Err((
+                ResponseError::InvalidRequest,
+                format!("A manual partition assignment was specified, but {field} was not set to -1."),
+            ));
+        }
+    }
+    let count = i32::try_from(topic.assignments.len()).unwrap_or(i32::MAX);
+    let entries = topic
+        .assignments
+        .iter()
+        .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()));
+    super::assignments::check(ctx, name, 0, count, entries)?;
+    Ok(count)
+}
+
 async fn create_one(
     ctx: &Context,
     creation: &mut Creation<'_>,
@@ -68,21 +93,19 @@ async fn create_one(
 ) -> Result<TopicMeta, Failure> {
     crate::storage::validate_topic_name(name)
         .map_err(|e| (ResponseError::InvalidTopicException, e.to_string()))?;
-    if !topic.assignments.is_empty() {
-        return Err((
-            ResponseError::InvalidRequest,
-            "manual replica assignments are not supported; use num_partitions".into(),
-        ));
-    }
-    let partitions = match topic.num_partitions {
-        -1 => ctx.options.default_partitions,
-        n if n > 0 => n,
-        n => {
-            return Err((
-                ResponseError::InvalidPartitions,
-                format!("number of partitions must be larger than 0, or -1 to use the default; got {n}"),
-            ))
+    let partitions = if topic.assignments.is_empty() {
+        match topic.num_partitions {
+            -1 => ctx.options.default_partitions,
+            n if n > 0 => n,
+            n => {
+                return Err((
+                    ResponseError::InvalidPartitions,
+                    format!("number of partitions must be larger than 0, or -1 to use the default; got {n}"),
+                ))
+            }
         }
+    } else {
+        manual_partitions(ctx, name, &topic)?
     };
     match topic.replication_factor {
         -1 | 1 => {}

@@ -73,7 +73,7 @@ async fn creates_topics_and_reports_them_per_version() {
     assert_eq!(segment.config_source, SOURCE_DEFAULT);
     assert!(configs
         .iter()
-        .any(|c| c.name.as_str() == "min.insync.replicas" && c.read_only));
+        .any(|c| c.name.as_str() == "min.insync.replicas" && !c.read_only));
     assert_eq!(resp.topics[1].num_partitions, ctx.options.default_partitions);
 
     // Before v5 the result carries no partition count or configs, and every version encodes.
@@ -82,6 +82,39 @@ async fn creates_topics_and_reports_them_per_version() {
     for v in 2..=7 {
         encodes(&resp, v);
     }
+}
+
+#[tokio::test]
+async fn manual_assignments_naming_the_leader_and_kafka_topic_configs_are_accepted() {
+    let t = test_support::context().await;
+    let ctx = &t.ctx;
+    let here = |p| {
+        CreatableReplicaAssignment::default()
+            .with_partition_index(p)
+            .with_broker_ids(vec![BrokerId(ctx.broker.node_id)])
+    };
+    let assigned = topic("assigned", -1, -1)
+        .with_assignments(vec![here(1), here(0)])
+        .with_configs(vec![
+            config("compression.type", Some("zstd")),
+            config("min.insync.replicas", Some("2")),
+            config("unclean.leader.election.enable", Some("true")),
+        ]);
+    let resp = handle(ctx, 7, request(vec![assigned])).await;
+    let r = &resp.topics[0];
+    assert_eq!(r.error_code, 0, "{r:?}");
+    assert_eq!((r.num_partitions, r.replication_factor), (2, 1));
+    let meta = ctx.storage.describe_topic("assigned").await.unwrap().unwrap();
+    assert_eq!(meta.partitions, 2);
+    assert_eq!(
+        meta.config.compression_type,
+        crate::storage::CompressionType::Zstd
+    );
+    assert_eq!(
+        meta.config.stored.get("min.insync.replicas").map(String::as_str),
+        Some("2")
+    );
+    encodes(&resp, 7);
 }
 
 #[tokio::test]
@@ -132,7 +165,32 @@ async fn refusals_carry_kafka_codes_and_messages() {
             ResponseError::InvalidReplicationFactor,
             "larger than 0",
         ),
-        (assigned, ResponseError::InvalidRequest, "assignments"),
+        (
+            assigned.with_num_partitions(1),
+            ResponseError::InvalidRequest,
+            "numPartitions was not set to -1",
+        ),
+        (
+            topic("elsewhere", -1, -1).with_assignments(vec![CreatableReplicaAssignment::default()
+                .with_partition_index(0)
+                .with_broker_ids(vec![BrokerId(ctx.broker.node_id + 7)])]),
+            ResponseError::InvalidReplicaAssignment,
+            "no such broker is registered",
+        ),
+        (
+            topic("gap", -1, -1).with_assignments(vec![CreatableReplicaAssignment::default()
+                .with_partition_index(1)
+                .with_broker_ids(vec![BrokerId(ctx.broker.node_id)])]),
+            ResponseError::InvalidReplicaAssignment,
+            "consecutive",
+        ),
+        (
+            topic("twice", -1, -1).with_assignments(vec![CreatableReplicaAssignment::default()
+                .with_partition_index(0)
+                .with_broker_ids(vec![BrokerId(ctx.broker.node_id), BrokerId(ctx.broker.node_id)])]),
+            ResponseError::InvalidReplicaAssignment,
+            "more than once",
+        ),
         (
             topic("badconf", 1, 1).with_configs(vec![config("retention.ms", Some("soon"))]),
             ResponseError::InvalidConfig,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -47,10 +47,16 @@ fn produce_req(topic: &str, id: uuid::Uuid, records: Bytes, acks: i16) -> Produc
 }
 
 async fn run(ctx: &Context, key: ApiKey, v: i16, body: RequestKind) -> ResponseKind {
-    let reply = dispatch(ctx, &header(key, v), &super::test_support::client(), &Held::untracked(), body)
-        .await
-        .unwrap()
-        .unwrap();
+    let reply = dispatch(
+        ctx,
+        &header(key, v),
+        &super::test_support::client(),
+        &Held::untracked(),
+        body,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     encode_response(key, v, 1, &reply).unwrap_or_else(|e| panic!("{key:?} v{v}: {e}"));
     reply
 }
@@ -104,10 +110,14 @@ async fn every_version_round_trips_produce_fetch_metadata_list_offsets() {
             (0, expected_offset),
             "fetch v{v}"
         );
-        let first = crate::records::BatchHeader::parse(p.records.as_ref().unwrap()).unwrap();
+        let records = p.records.as_ref().unwrap();
+        // Both formats start with the first offset and carry the magic at byte 16.
+        let first_offset = i64::from_be_bytes(records[..8].try_into().unwrap());
+        assert_eq!(first_offset, 4, "fetch v{v} starts at offset 4");
+        let magic = crate::records::legacy::fetch_magic(v).unwrap_or(2);
         assert_eq!(
-            first.base_offset, 4,
-            "fetch v{v} starts at the batch holding offset 4"
+            records[16] as i8, magic,
+            "fetch v{v} reads message format v{magic}"
         );
     }
     for v in range(ApiKey::Metadata) {
@@ -132,9 +142,12 @@ async fn every_version_round_trips_produce_fetch_metadata_list_offsets() {
             else {
                 panic!()
             };
-            offsets.push(r.topics[0].partitions[0].offset);
+            let p = &r.topics[0].partitions[0];
+            offsets.push(if v == 0 { p.old_style_offsets[0] } else { p.offset });
         }
-        assert_eq!(offsets, vec![0, expected_offset, 4], "list offsets v{v}");
+        // Produce v_n wrote two records at time 1000 + n, from the lowest version on.
+        let at_1005 = 2 * (5 - i64::from(*range(ApiKey::Produce).start()));
+        assert_eq!(offsets, vec![0, expected_offset, at_1005], "list offsets v{v}");
     }
 }
 
@@ -393,5 +406,124 @@ async fn invalid_records_fail_their_partition_only() {
             (1, ResponseError::InvalidTimestamp.code(), -1),
             (2, 0, 0),
         ]
+    );
+}
+
+#[tokio::test]
+async fn a_topics_compression_type_recompresses_produced_batches() {
+    let t = context().await;
+    let ctx = &t.ctx;
+    let config = TopicConfig::from_entries([("compression.type", Some("lz4"))]).unwrap();
+    let meta = ctx.storage.create_topic("z", 1, config, false).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let sent = batch(&[b"one", b"two"], now, -1, -1, -1).freeze();
+    let req = produce_req("z", meta.id, sent.clone(), 1);
+    let ResponseKind::Produce(r) = run(ctx, ApiKey::Produce, 9, RequestKind::Produce(req)).await else {
+        panic!()
+    };
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0, "{r:?}");
+    let tp = crate::storage::TopicPartition::new("z", 0);
+    let stored = ctx.storage.read(&tp, 0, 1 << 20).await.unwrap().records;
+    let decoded = crate::records::batch_codec::decode_batch(&stored).unwrap();
+    assert_eq!(decoded.attributes & 0x07, 3, "stored in the topic's codec (lz4)");
+    let values: Vec<_> = decoded.records.iter().map(|r| r.value.clone().unwrap()).collect();
+    assert_eq!(
+        values,
+        vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")]
+    );
+}
+
+/// Clients older than Kafka 0.11: Produce v0-2 with message format v0/v1 is stored as v2 batches
+/// and read back by Fetch v0-3 in the old format; a bad message CRC is CORRUPT_MESSAGE.
+#[tokio::test]
+async fn legacy_message_sets_round_trip_through_old_versions() {
+    use crate::records::legacy;
+    let t = context().await;
+    let ctx = &t.ctx;
+    let meta = ctx
+        .storage
+        .create_topic("old", 1, TopicConfig::default(), false)
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let stored = batch(&[b"m0", b"m1"], now, -1, -1, -1);
+    for (v, magic) in [(0, 0), (2, 1)] {
+        let set = legacy::down_convert(&stored, magic, 0).unwrap();
+        let req = produce_req("old", meta.id, set, 1);
+        let ResponseKind::Produce(r) = run(ctx, ApiKey::Produce, v, RequestKind::Produce(req)).await else {
+            panic!()
+        };
+        assert_eq!(
+            r.responses[0].partition_responses[0].error_code, 0,
+            "produce v{v}: {r:?}"
+        );
+    }
+    let tp = crate::storage::TopicPartition::new("old", 0);
+    let read = ctx.storage.read(&tp, 0, 1 << 20).await.unwrap();
+    let batches = crate::records::batch_codec::decode_batches(&read.records).unwrap();
+    assert_eq!(batches.len(), 2, "each message set became one v2 batch");
+    assert_eq!(
+        batches[1].records[1].timestamp_ms, now,
+        "magic 1 keeps the producer's time"
+    );
+    for v in [0, 1, 2, 3] {
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name("old"))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_fetch_offset(1)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let ResponseKind::Fetch(r) = run(ctx, ApiKey::Fetch, v, RequestKind::Fetch(req)).await else {
+            panic!()
+        };
+        let set = r.responses[0].partitions[0].records.clone().unwrap();
+        let back = legacy::up_convert(set, crate::storage::CompressionType::Producer).unwrap();
+        let values: Vec<_> = crate::records::batch_codec::decode_batch(&back)
+            .unwrap()
+            .records
+            .into_iter()
+            .map(|r| r.value.unwrap())
+            .collect();
+        assert_eq!(values, [&b"m1"[..], b"m0", b"m1"], "fetch v{v} from offset 1");
+    }
+    // message.downconversion.enable=false refuses old fetches, as Kafka 3.x does.
+    let mut no_conversion = meta.config.clone();
+    no_conversion
+        .set("message.downconversion.enable", Some("false"))
+        .unwrap();
+    ctx.storage
+        .alter_topic_config("old", no_conversion, false)
+        .await
+        .unwrap();
+    for (v, code) in [(3, ResponseError::UnsupportedVersion.code()), (4, 0)] {
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name("old"))
+                .with_partitions(vec![
+                    FetchPartition::default().with_partition_max_bytes(1 << 20)
+                ])]);
+        let ResponseKind::Fetch(r) = run(ctx, ApiKey::Fetch, v, RequestKind::Fetch(req)).await else {
+            panic!()
+        };
+        assert_eq!(r.responses[0].partitions[0].error_code, code, "fetch v{v}");
+    }
+    let mut corrupt = BytesMut::from(&legacy::down_convert(&stored, 1, 0).unwrap()[..]);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0x55;
+    let req = produce_req("old", meta.id, corrupt.freeze(), 1);
+    let ResponseKind::Produce(r) = run(ctx, ApiKey::Produce, 2, RequestKind::Produce(req)).await else {
+        panic!()
+    };
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code,
+        ResponseError::CorruptMessage.code()
     );
 }

@@ -276,6 +276,8 @@ fn shape(
                 .with_value(Some(StrBytes::from_string(c.value)))
                 .with_read_only(c.read_only)
                 .with_config_source(c.source)
+                // v0's flag for what v1+ report as a source.
+                .with_is_default(c.source == SOURCE_DEFAULT)
                 .with_is_sensitive(false)
                 .with_synonyms(synonyms)
                 .with_config_type(c.config_type)

@@ -64,7 +64,12 @@ async fn topic_configs_report_overrides_defaults_and_synonyms() {
     let segment = find(r, "segment.bytes");
     assert_eq!(segment.config_source, SOURCE_DEFAULT);
     assert_eq!(segment.synonyms.len(), 1);
-    assert!(find(r, "compression.type").read_only);
+    let compression = find(r, "compression.type");
+    assert!(
+        !compression.read_only,
+        "compression.type is a writable topic config, as in Kafka"
+    );
+    assert_eq!(compression.value.as_deref(), Some("producer"));
     for v in 1..=4 {
         resp.encode(&mut BytesMut::new(), v).unwrap();
     }

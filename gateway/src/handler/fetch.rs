@@ -5,6 +5,8 @@
 //! are available or `max_wait_ms` (at most [`MAX_WAIT`]) passes; there is no sleep loop, and
 //! nothing read is held while it waits. Fetch sessions (KIP-227) are not kept: responses carry
 //! session id 0, which tells clients to keep sending full fetch requests.
+//! Fetch v0-3 (clients older than Kafka 0.11) get the stored batches down-converted to message
+//! format v0/v1 by the record layer ([`crate::records::legacy`]).
 //!
 //! Hostile requests cost no more than honest ones: a partition named more than once is answered
 //! once, with the parameters of its last occurrence (Kafka keys the request by partition), and
@@ -24,9 +26,10 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::warn;
 
 use super::Context;
-use crate::records::iter_headers;
+use crate::records::{iter_headers, legacy};
 use crate::storage::{Offset, OffsetSpec, ReadOutcome, StorageError, TopicPartition};
 
 /// The longest a Fetch waits for `min_bytes`, whatever its `max_wait_ms` (clients use at most
@@ -67,6 +70,11 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: FetchRequest) -> Fe
         );
         for p in &t.partitions {
             let (tp, error) = match &meta {
+                // Kafka 3.x's `message.downconversion.enable=false`: clients that need message
+                // format v0/v1 (Fetch v0-3) are refused rather than served converted data.
+                Some(m) if legacy::fetch_magic(version).is_some() && !m.config.allows_down_conversion() => {
+                    (None, Some(ResponseError::UnsupportedVersion))
+                }
                 Some(m) if p.partition >= 0 && p.partition < m.partitions => (
                     Some(TopicPartition {
                         topic: Arc::clone(&m.name),
@@ -268,10 +276,19 @@ fn build(
                         .with_label_values(&[label])
                         .inc_by(n as u64);
                 }
-                base.with_high_watermark(o.high_watermark)
+                let base = base
+                    .with_high_watermark(o.high_watermark)
                     .with_last_stable_offset(o.high_watermark)
-                    .with_log_start_offset(o.log_start_offset)
-                    .with_records(Some(o.records))
+                    .with_log_start_offset(o.log_start_offset);
+                // Fetch v0-3 clients read message format v0/v1 only.
+                match legacy::fetch_magic(version).map(|m| legacy::down_convert(&o.records, m, w.offset)) {
+                    None => base.with_records(Some(o.records)),
+                    Some(Ok(set)) => base.with_records(Some(set)),
+                    Some(Err(e)) => {
+                        warn!(partition = w.partition, offset = w.offset, error = %e, "cannot down-convert stored batches");
+                        error_partition(base, ResponseError::CorruptMessage)
+                    }
+                }
             }
             (None, Some(Err(e))) => {
                 let (hw, ls) = match &e {

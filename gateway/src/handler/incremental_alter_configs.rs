@@ -59,14 +59,11 @@ async fn alter_one(
 ) -> Result<(), Failure> {
     check_resource_type(resource.resource_type)?;
     let topic = resource.resource_name.as_str();
-    let mut config = match ctx.storage.describe_topic(topic).await {
-        Ok(Some(meta)) => meta.config,
-        Ok(None) => {
-            return Err((
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic {topic} does not exist"),
-            ))
-        }
+    // As Kafka's controller: the changes are validated first (against the defaults when the
+    // topic is missing), then the topic's existence is checked.
+    let (mut config, exists) = match ctx.storage.describe_topic(topic).await {
+        Ok(Some(meta)) => (meta.config, true),
+        Ok(None) => (TopicConfig::default(), false),
         Err(e) => return Err((e.response_error(), e.to_string())),
     };
     let mut seen = std::collections::HashSet::with_capacity(resource.configs.len());
@@ -84,6 +81,15 @@ async fn alter_one(
             c.config_operation,
             c.value.as_ref().map(|v| v.as_str()),
         )?;
+    }
+    config
+        .validate()
+        .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
+    if !exists {
+        return Err((
+            ResponseError::UnknownTopicOrPartition,
+            format!("The topic '{topic}' does not exist."),
+        ));
     }
     apply(ctx, topic, config, validate_only).await
 }
@@ -107,7 +113,10 @@ fn apply_op(config: &mut TopicConfig, key: &str, op: i8, value: Option<&str>) ->
             let Some(current) = current.filter(|e| e.config_type == TYPE_LIST) else {
                 return Err((
                     ResponseError::InvalidConfig,
-                    format!("config {key} is not list-valued; APPEND and SUBTRACT apply only to lists"),
+                    format!(
+                        "Can't {} to key {key} because its type is not LIST.",
+                        if op == OP_APPEND { "APPEND" } else { "SUBTRACT" }
+                    ),
                 ));
             };
             let mut items: Vec<&str> = split_list(&current.value).collect();

@@ -80,8 +80,14 @@ async fn append_and_subtract_apply_to_list_configs_only() {
             op("cleanup.policy", OP_SUBTRACT, Some("delete")),
             "cleanup.policy",
         ),
-        (op("retention.ms", OP_APPEND, Some("5")), "not list-valued"),
-        (op("retention.ms", OP_SUBTRACT, Some("5")), "not list-valued"),
+        (
+            op("retention.ms", OP_APPEND, Some("5")),
+            "Can't APPEND to key retention.ms",
+        ),
+        (
+            op("retention.ms", OP_SUBTRACT, Some("5")),
+            "because its type is not LIST",
+        ),
         (op("no.such.config", OP_APPEND, Some("5")), "no.such.config"),
     ];
     for (o, fragment) in cases {
@@ -147,6 +153,34 @@ async fn refusals_and_validate_only_leave_the_config_alone() {
         (
             request(RESOURCE_TOPIC, "missing", vec![]),
             ResponseError::UnknownTopicOrPartition,
+        ),
+        // Kafka's controller validates the changes before it looks the topic up.
+        (
+            request(
+                RESOURCE_TOPIC,
+                "missing",
+                vec![op("compression.type", OP_SET, Some("zstd"))],
+            ),
+            ResponseError::UnknownTopicOrPartition,
+        ),
+        (
+            request(
+                RESOURCE_TOPIC,
+                "missing",
+                vec![op("retention.ms", OP_SET, Some("x"))],
+            ),
+            ResponseError::InvalidConfig,
+        ),
+        (
+            request(
+                RESOURCE_TOPIC,
+                "t",
+                vec![
+                    op("min.compaction.lag.ms", OP_SET, Some("10")),
+                    op("max.compaction.lag.ms", OP_SET, Some("5")),
+                ],
+            ),
+            ResponseError::InvalidConfig,
         ),
         (
             request(

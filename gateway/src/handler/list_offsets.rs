@@ -1,4 +1,5 @@
-//! ListOffsets: earliest, latest, by timestamp and max timestamp. Every row of a partition
+//! ListOffsets: earliest, latest, by timestamp and max timestamp. v0 (clients older than Kafka
+//! 0.10.1) answers the offset in its list form (`old_style_offsets`). Every row of a partition
 //! named more than once gets INVALID_REQUEST, as Kafka answers (`duplicatePartitions`).
 
 use std::collections::HashSet;
@@ -72,6 +73,15 @@ pub(super) async fn handle(ctx: &Context, version: i16, req: ListOffsetsRequest)
                 partition: p.partition_index,
             };
             let entry = match ctx.storage.list_offset(&tp, spec).await {
+                // v0 answers a list of offsets (Kafka 3.9 lists at most max_num_offsets): the
+                // one found, or none.
+                Ok(found) if version == 0 => base.with_old_style_offsets(
+                    found
+                        .filter(|_| p.max_num_offsets > 0)
+                        .map(|f| f.offset)
+                        .into_iter()
+                        .collect(),
+                ),
                 Ok(Some(found)) => base.with_offset(found.offset).with_timestamp(found.timestamp),
                 Ok(None) => base,
                 Err(e) => base.with_error_code(e.response_error().code()),

@@ -17,6 +17,7 @@ use crate::storage::Storage;
 
 mod alter_configs;
 mod api_versions;
+mod assignments;
 mod authorized_ops;
 pub mod caps;
 mod config_docs;

@@ -1,4 +1,5 @@
-//! Produce: validate each v2 batch, append it as received, answer with the assigned offsets.
+//! Produce: up-convert message format v0/v1 (Produce v0-2), validate each v2 batch, append it as received (recompressed when the topic's
+//! `compression.type` names another codec), answer with the assigned offsets.
 //!
 //! Requests of one connection append in request order ([`super::produce_order`]): under the
 //! connection's turn a request only hands its batches to storage
@@ -22,6 +23,8 @@ use tracing::debug;
 use super::window::Held;
 use super::{Client, Context};
 use crate::cluster::view::partition_leader;
+use crate::records::legacy::{magic_of, up_convert};
+use crate::records::recompress::to_topic_codec;
 use crate::records::validate::{validate_records, TimestampBounds};
 use crate::records::{split_and_validate, BatchError};
 use crate::storage::config::TimestampType;
@@ -94,7 +97,7 @@ pub(super) async fn handle(
                 ))
             } else {
                 match meta {
-                    Ok(meta) => start_partition(ctx, &meta, item.partition, item.records).await,
+                    Ok(meta) => start_partition(ctx, &meta, version, item.partition, item.records).await,
                     Err(e) => Err((e, None)),
                 }
             };
@@ -164,6 +167,7 @@ struct Started {
 async fn start_partition(
     ctx: &Context,
     meta: &TopicMeta,
+    version: i16,
     partition: i32,
     records: Option<Bytes>,
 ) -> Result<Started, PartitionError> {
@@ -187,6 +191,16 @@ async fn start_partition(
         .filter(|r| !r.is_empty())
         .ok_or((ResponseError::InvalidRecord, None))?;
     let bytes = records.len();
+    // Produce v0-2 may carry message format v0/v1: up-converted to one v2 batch first, then
+    // checked like any produced batch.
+    let records = if version <= 2 && magic_of(&records).is_some_and(|m| m < 2) {
+        up_convert(records, meta.config.compression_type).map_err(|e| {
+            debug!(topic = %meta.name, partition, kind = e.kind(), error = %e, "rejecting message set");
+            (e.response_error(), Some(e.to_string()))
+        })?
+    } else {
+        records
+    };
     // Batches stay views of the received frame: storage rewrites only their headers.
     let batches = split_and_validate(records).map_err(|e| {
         debug!(topic = %meta.name, partition, error = %e, "rejecting record batch");
@@ -215,6 +229,10 @@ async fn start_partition(
     let mut records = 0i64;
     for (header, batch) in batches {
         records += i64::from(header.record_count);
+        let batch = to_topic_codec(batch, meta.config.compression_type).map_err(|e| {
+            debug!(topic = %meta.name, partition, kind = e.kind(), error = %e, "cannot recompress batch");
+            (e.response_error(), Some(e.to_string()))
+        })?;
         let pending = ctx
             .storage
             .start_append(&tp, batch)
@@ -250,7 +268,10 @@ fn validate_batches(
     };
     for (header, batch) in batches {
         if batch.len() > max {
-            return Err(storage_error(StorageError::BatchTooLarge { size: batch.len(), max }));
+            return Err(storage_error(StorageError::BatchTooLarge {
+                size: batch.len(),
+                max,
+            }));
         }
         validate_records(header, batch, timestamps).map_err(|e| {
             debug!(topic = %meta.name, partition, kind = e.kind(), error = %e, "rejecting record batch");

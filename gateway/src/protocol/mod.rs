@@ -14,6 +14,8 @@ use kafka_protocol::ResponseError;
 mod errors;
 #[cfg(test)]
 mod hostile_test;
+#[cfg(test)]
+mod old_versions_test;
 pub mod versions;
 
 pub use errors::first_error_code;

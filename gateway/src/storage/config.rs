@@ -1,16 +1,68 @@
 //! Typed topic configuration: the Kafka topic configs the gateway honours.
 //!
-//! Writable keys: `retention.ms`, `retention.bytes`, `segment.bytes`, `segment.ms`,
+//! Honoured keys: `retention.ms`, `retention.bytes`, `segment.bytes`, `segment.ms`,
 //! `cleanup.policy` (only `delete`), `max.message.bytes`, `message.timestamp.type`,
-//! `message.timestamp.before.max.ms`, `message.timestamp.after.max.ms`, and the
-//! gateway's own `seaweedmq.value.format` (how the SeaweedMQ backend stores record values; the
-//! embedded log always stores batches as produced).
-//! Other well-known Kafka topic configs are reported by DescribeConfigs as read-only with the
-//! value the gateway actually behaves with; setting them is refused with INVALID_CONFIG.
+//! `message.timestamp.before.max.ms`, `message.timestamp.after.max.ms`, `compression.type`
+//! (batches are recompressed on produce when it names a codec), and the gateway's own
+//! `seaweedmq.value.format` (how the SeaweedMQ backend stores record values).
+//! Every other topic config Apache Kafka 4 accepts is validated as Kafka does and stored
+//! (`storage::config_keys`); unknown names are refused with INVALID_CONFIG, as Kafka does.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::config_keys;
 use super::StorageError;
+
+/// `compression.type`: the codec batches are stored in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum CompressionType {
+    /// Batches are stored with the codec the producer chose.
+    #[default]
+    Producer,
+    /// Batches are stored uncompressed.
+    Uncompressed,
+    /// gzip.
+    Gzip,
+    /// snappy (xerial framing, as Kafka's Java producer writes it).
+    Snappy,
+    /// lz4 (Kafka's framed format).
+    Lz4,
+    /// zstd.
+    Zstd,
+}
+
+impl CompressionType {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("uncompressed", Self::Uncompressed),
+        ("zstd", Self::Zstd),
+        ("lz4", Self::Lz4),
+        ("snappy", Self::Snappy),
+        ("gzip", Self::Gzip),
+        ("producer", Self::Producer),
+    ];
+
+    /// Kafka's name of the codec.
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, c)| *c == self)
+            .map_or("producer", |(n, _)| n)
+    }
+
+    /// The batch attribute codec id a batch must carry, or `None` to keep the producer's.
+    pub fn attribute_id(self) -> Option<i16> {
+        match self {
+            Self::Producer => None,
+            Self::Uncompressed => Some(0),
+            Self::Gzip => Some(1),
+            Self::Snappy => Some(2),
+            Self::Lz4 => Some(3),
+            Self::Zstd => Some(4),
+        }
+    }
+}
 
 /// `cleanup.policy`: only deletion is supported (compaction is refused at validation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -84,6 +136,10 @@ pub struct TopicConfig {
     pub message_timestamp_after_max_ms: i64,
     /// How the SeaweedMQ backend stores record values.
     pub value_format: ValueFormat,
+    /// Codec batches are stored in.
+    pub compression_type: CompressionType,
+    /// Overrides of the stored-only Kafka configs (`config_keys::STORED`), by name.
+    pub stored: BTreeMap<String, String>,
 }
 
 impl Default for TopicConfig {
@@ -99,6 +155,8 @@ impl Default for TopicConfig {
             message_timestamp_before_max_ms: DEFAULT_TIMESTAMP_BEFORE_MAX_MS,
             message_timestamp_after_max_ms: DEFAULT_TIMESTAMP_AFTER_MAX_MS,
             value_format: ValueFormat::Envelope,
+            compression_type: CompressionType::Producer,
+            stored: BTreeMap::new(),
         }
     }
 }
@@ -118,38 +176,53 @@ pub struct ConfigEntry {
     pub config_type: i8,
 }
 
-/// Configs reported read-only: (name, value the gateway behaves with, Kafka config type).
-const READ_ONLY: &[(&str, &str, i8)] = &[
-    ("compression.type", "producer", 2),
-    ("min.insync.replicas", "1", 3),
-    ("unclean.leader.election.enable", "false", 1),
-    ("message.downconversion.enable", "false", 1),
-    ("min.compaction.lag.ms", "0", 5),
-    ("delete.retention.ms", "86400000", 5),
-    ("file.delete.delay.ms", "60000", 5),
-    ("flush.messages", "9223372036854775807", 5),
-    ("flush.ms", "9223372036854775807", 5),
-    ("index.interval.bytes", "4096", 3),
-    ("preallocate", "false", 1),
-];
-
 impl TopicConfig {
     /// Builds a config from creation entries applied over the defaults.
     ///
     /// # Errors
-    /// [`StorageError::InvalidConfig`] naming the first unknown, read-only or invalid entry.
+    /// [`StorageError::InvalidConfig`] naming the first unknown or invalid entry, or a
+    /// combination Kafka refuses ([`TopicConfig::validate`]).
     pub fn from_entries<'a>(entries: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> Result<Self, StorageError> {
         let mut config = Self::default();
         for (name, value) in entries {
             config.set(name, value)?;
         }
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Checks the combinations Kafka's `LogConfig.validateValues` refuses, and remote storage,
+    /// which a broker without tiered storage refuses.
+    ///
+    /// # Errors
+    /// [`StorageError::InvalidConfig`] with Kafka's message.
+    pub fn validate(&self) -> Result<(), StorageError> {
+        let long = |name: &str| {
+            let v = self.stored.get(name).map(String::as_str);
+            v.or_else(|| config_keys::find(name).map(|k| k.default))
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        let (min_lag, max_lag) = (long("min.compaction.lag.ms"), long("max.compaction.lag.ms"));
+        if min_lag > max_lag {
+            return Err(StorageError::InvalidConfig(format!(
+                "conflict topic config setting min.compaction.lag.ms ({min_lag}) > max.compaction.lag.ms ({max_lag})"
+            )));
+        }
+        if self.stored.get("remote.storage.enable").is_some_and(|v| v == "true") {
+            return Err(StorageError::InvalidConfig(
+                "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with \
+                 remote log storage (remote.storage.enable)."
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Sets one key; `None` resets it to the default.
     ///
     /// # Errors
-    /// [`StorageError::InvalidConfig`] for unknown, read-only or out-of-range values.
+    /// [`StorageError::InvalidConfig`] for unknown names and out-of-range values.
     pub fn set(&mut self, name: &str, value: Option<&str>) -> Result<(), StorageError> {
         let defaults = Self::default();
         let invalid = |why: &str| {
@@ -209,12 +282,40 @@ impl TopicConfig {
                     Some(_) => return Err(invalid("expected envelope or raw")),
                 }
             }
-            _ if READ_ONLY.iter().any(|(n, _, _)| *n == name) => {
-                return Err(StorageError::InvalidConfig(format!("config {name} is read-only on this gateway")))
+            "compression.type" => {
+                self.compression_type = match value.map(str::trim) {
+                    None => CompressionType::Producer,
+                    Some(v) => CompressionType::NAMES
+                        .iter()
+                        .find(|(n, _)| *n == v)
+                        .map(|(_, c)| *c)
+                        .ok_or_else(|| {
+                            invalid("String must be one of: uncompressed, zstd, lz4, snappy, gzip, producer")
+                        })?,
+                }
             }
-            _ => return Err(StorageError::InvalidConfig(format!("unknown topic config {name}"))),
+            _ => {
+                let Some(key) = config_keys::find(name) else {
+                    return Err(StorageError::InvalidConfig(format!("Unknown topic config name: {name}")));
+                };
+                match value {
+                    None => {
+                        self.stored.remove(name);
+                    }
+                    Some(v) => {
+                        let v = config_keys::check(key, v).map_err(|why| invalid(&why))?;
+                        self.stored.insert(name.to_string(), v);
+                    }
+                }
+            }
         }
         Ok(())
+    }
+
+    /// `message.downconversion.enable` (Kafka 3.x, default true): whether Fetch v0-3 clients are
+    /// served stored batches converted to message format v0/v1.
+    pub fn allows_down_conversion(&self) -> bool {
+        self.stored.get("message.downconversion.enable").is_none_or(|v| v == "true")
     }
 
     /// Every config of the topic, writable ones first, as DescribeConfigs reports them.
@@ -261,12 +362,21 @@ impl TopicConfig {
                 2,
             ),
         ];
-        out.extend(READ_ONLY.iter().map(|(name, value, t)| ConfigEntry {
-            name,
-            value: (*value).to_string(),
-            is_default: true,
-            read_only: true,
-            config_type: *t,
+        out.push(entry(
+            "compression.type",
+            self.compression_type.name().into(),
+            self.compression_type == d.compression_type,
+            2,
+        ));
+        out.extend(config_keys::STORED.iter().map(|k| {
+            let set = self.stored.get(k.name);
+            ConfigEntry {
+                name: k.name,
+                value: set.map_or_else(|| k.default.to_string(), String::clone),
+                is_default: set.is_none(),
+                read_only: false,
+                config_type: k.config_type,
+            }
         }));
         out
     }
@@ -277,79 +387,5 @@ fn entry(name: &'static str, value: String, is_default: bool, config_type: i8) -
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_match_kafka_and_overrides_apply() {
-        let c = TopicConfig::from_entries([("retention.ms", Some("1000")), ("message.timestamp.type", Some("LogAppendTime"))])
-            .unwrap();
-        assert_eq!(c.retention_ms, 1000);
-        assert_eq!(c.message_timestamp_type, TimestampType::LogAppendTime);
-        assert_eq!(c.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
-        let e = c.entries();
-        assert!(e.iter().any(|e| e.name == "retention.ms" && e.value == "1000" && !e.is_default));
-        assert!(e.iter().any(|e| e.name == "min.insync.replicas" && e.read_only));
-    }
-
-    #[test]
-    fn bad_values_are_refused_with_a_message() {
-        for (k, v) in [
-            ("retention.ms", "abc"),
-            ("retention.ms", "-5"),
-            ("segment.bytes", "10"),
-            ("cleanup.policy", "compact"),
-            ("seaweedmq.value.format", "avro"),
-            ("min.insync.replicas", "2"),
-            ("no.such.config", "1"),
-        ] {
-            let err = TopicConfig::from_entries([(k, Some(v))]).unwrap_err();
-            assert!(matches!(err, StorageError::InvalidConfig(_)), "{k}={v}");
-            assert!(err.to_string().contains(k), "{err}");
-        }
-    }
-
-    #[test]
-    fn value_format_is_envelope_unless_set_to_raw_and_old_documents_read_as_envelope() {
-        let c = TopicConfig::from_entries([("seaweedmq.value.format", Some(" raw"))]).unwrap();
-        assert_eq!(c.value_format, ValueFormat::Raw);
-        let e = c.entries();
-        assert!(e.iter().any(|e| e.name == "seaweedmq.value.format" && e.value == "raw" && !e.is_default && !e.read_only));
-        let mut json = serde_json::to_value(TopicConfig::default()).unwrap();
-        json.as_object_mut().unwrap().remove("value_format");
-        let old: TopicConfig = serde_json::from_value(json).unwrap();
-        assert_eq!(old.value_format, ValueFormat::Envelope);
-    }
-
-    #[test]
-    fn timestamp_windows_default_to_kafka_4_and_old_documents_get_them() {
-        let d = TopicConfig::default();
-        assert_eq!(d.message_timestamp_before_max_ms, i64::MAX);
-        assert_eq!(d.message_timestamp_after_max_ms, 3_600_000);
-        let c = TopicConfig::from_entries([
-            ("message.timestamp.before.max.ms", Some("1000")),
-            ("message.timestamp.after.max.ms", Some("0")),
-        ])
-        .unwrap();
-        assert_eq!((c.message_timestamp_before_max_ms, c.message_timestamp_after_max_ms), (1000, 0));
-        let e = c.entries();
-        assert!(e.iter().any(|e| e.name == "message.timestamp.before.max.ms" && e.value == "1000" && !e.is_default && !e.read_only));
-        assert!(d.entries().iter().any(|e| e.name == "message.timestamp.after.max.ms" && e.value == "3600000" && e.is_default));
-        for bad in ["-1", "x"] {
-            assert!(TopicConfig::from_entries([("message.timestamp.after.max.ms", Some(bad))]).is_err());
-        }
-        let mut json = serde_json::to_value(TopicConfig::default()).unwrap();
-        let obj = json.as_object_mut().unwrap();
-        obj.remove("message_timestamp_before_max_ms");
-        obj.remove("message_timestamp_after_max_ms");
-        let old: TopicConfig = serde_json::from_value(json).unwrap();
-        assert_eq!(old, TopicConfig::default());
-    }
-
-    #[test]
-    fn none_resets_to_default() {
-        let mut c = TopicConfig::from_entries([("retention.bytes", Some("100"))]).unwrap();
-        c.set("retention.bytes", None).unwrap();
-        assert_eq!(c, TopicConfig::default());
-    }
-}
+#[path = "config_test.rs"]
+mod tests;

@@ -12,7 +12,7 @@ use super::{
     Durability, OffsetAndTimestamp, OffsetSpec, Storage, StorageError, TimestampType, TopicConfig,
     TopicPartition,
 };
-use crate::records::{self, testing::batch, BatchHeader};
+use crate::records::{self, batch_codec, testing::batch, BatchHeader};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -220,6 +220,98 @@ pub async fn list_offsets<S: Storage>(s: &S) {
             offset: 2,
             timestamp: 300
         }
+    );
+}
+
+/// One batch of keyless records with these CreateTime timestamps, its records section
+/// gzip-compressed by kafka-protocol's compressor when `gzip`.
+fn timed(timestamps: &[i64], gzip: bool) -> BytesMut {
+    use bytes::BufMut;
+    use kafka_protocol::compression::{Compressor, Gzip};
+    let records: Vec<batch_codec::RecordOut> = timestamps
+        .iter()
+        .enumerate()
+        .map(|(i, &timestamp_ms)| batch_codec::RecordOut {
+            offset_delta: i as i32,
+            timestamp_ms,
+            key: None,
+            value: Some(Bytes::from(format!("v{i}"))),
+            headers: Vec::new(),
+        })
+        .collect();
+    let plain = batch_codec::encode_batch(0, &records, false);
+    if !gzip {
+        return BytesMut::from(&plain[..]);
+    }
+    let mut section = BytesMut::new();
+    <Gzip as Compressor<BytesMut>>::compress(&mut section, |b: &mut BytesMut| {
+        b.put_slice(&plain[records::HEADER_LEN..]);
+        Ok(())
+    })
+    .expect("gzip");
+    let mut out = BytesMut::from(&plain[..records::HEADER_LEN]);
+    out.extend_from_slice(&section);
+    let len = i32::try_from(out.len() - records::LOG_OVERHEAD).expect("small batch");
+    out[8..12].copy_from_slice(&len.to_be_bytes());
+    out[22] |= 1; // attributes (i16 at 21): codec id 1, gzip
+    let crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// Timestamp lookups resolve to a record inside a batch: the first record whose timestamp
+/// reaches the target, and the first record holding the largest timestamp (Kafka's
+/// `searchForTimestamp` and `offsetOfMaxTimestamp`), also inside compressed batches.
+pub async fn timestamps_inside_batches<S: Storage>(s: &S) {
+    create(s, "conf-ts-in", 1, TopicConfig::default()).await;
+    let p = tp("conf-ts-in", 0);
+    let base = 1_700_000_000_000_i64;
+    let ten: Vec<i64> = (0..10).map(|i| base + i * 1000).collect();
+    assert_eq!(append(s, &p, timed(&ten, false)).await, 0);
+    let out_of_order = [base + 30_000, base + 50_000, base + 40_000, base + 50_000];
+    assert_eq!(append(s, &p, timed(&out_of_order, true)).await, 10);
+    assert_eq!(append(s, &p, timed(&[base + 10_000], false)).await, 14);
+    let p = &p;
+    let at = |ts| async move {
+        s.list_offset(p, OffsetSpec::Timestamp(ts))
+            .await
+            .expect("list_offset by timestamp")
+            .map(|o| (o.offset, o.timestamp))
+    };
+    assert_eq!(at(base).await, Some((0, base)), "exact first record");
+    assert_eq!(
+        at(base + 4_500).await,
+        Some((5, base + 5_000)),
+        "between records 4 and 5"
+    );
+    assert_eq!(
+        at(base + 9_000).await,
+        Some((9, base + 9_000)),
+        "last record of the batch"
+    );
+    assert_eq!(at(base + 9_001).await, Some((10, base + 30_000)), "next batch");
+    assert_eq!(
+        at(base + 35_000).await,
+        Some((11, base + 50_000)),
+        "inside a gzip batch"
+    );
+    assert_eq!(
+        at(base + 40_000).await,
+        Some((11, base + 50_000)),
+        "the earliest offset reaching the target, not the closest timestamp"
+    );
+    assert_eq!(at(base + 50_001).await, None);
+    let max = s
+        .list_offset(p, OffsetSpec::MaxTimestamp)
+        .await
+        .expect("list_offset max timestamp");
+    assert_eq!(
+        max,
+        Some(OffsetAndTimestamp {
+            offset: 11,
+            timestamp: base + 50_000
+        }),
+        "the first record holding the largest timestamp"
     );
 }
 
@@ -483,6 +575,7 @@ pub async fn run_with<S: Storage>(s: &S, caps: Capabilities) {
     append_read_round_trip(s).await;
     read_positions_and_limits(s).await;
     list_offsets(s).await;
+    timestamps_inside_batches(s).await;
     delete_records(s).await;
     idempotent_producer(s).await;
     watch_high_watermark(s).await;

@@ -17,6 +17,7 @@ use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 
 pub mod config;
+pub(crate) mod config_keys;
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
 pub mod local;
@@ -24,7 +25,7 @@ pub mod metered;
 pub mod producer_state;
 pub mod seaweedmq;
 
-pub use config::{CleanupPolicy, TimestampType, TopicConfig, ValueFormat};
+pub use config::{CleanupPolicy, CompressionType, TimestampType, TopicConfig, ValueFormat};
 
 /// A Kafka offset: the position of a record in a partition.
 pub type Offset = i64;
@@ -111,9 +112,9 @@ pub enum OffsetSpec {
     Earliest,
     /// The high watermark.
     Latest,
-    /// The first offset whose batch max timestamp is at or after this time (ms).
+    /// The first record whose timestamp is at or after this time (ms).
     Timestamp(i64),
-    /// The offset and time of the record with the largest timestamp.
+    /// The offset and time of the first record holding the largest timestamp.
     MaxTimestamp,
 }
 

@@ -134,6 +134,34 @@ fn static_member_survives_rebalance_timeout_but_not_its_session() {
     assert_eq!(h.g.phase(), GroupPhase::PreparingRebalance);
 }
 
+/// A static member kept through a rebalance without rejoining expires `session.timeout.ms`
+/// after its last heartbeat (or the barrier that answered it), even when another rebalance
+/// starts meanwhile: only members waiting for their assignment are answered then, so only their
+/// sessions restart (Kafka's `propagateAssignment`).
+#[test]
+fn static_member_expires_at_its_session_timeout_across_a_new_rebalance() {
+    let (mut h, a, b) = static_group();
+    h.join(join_req(&b, protocols(&[("range", b"changed")])));
+    for _ in 0..6 {
+        h.advance(5_000);
+        let _ = h.g.heartbeat(&a, Some("i1"), h.g.generation(), h.now);
+    }
+    // The barrier completed without the static member, whose session restarted there.
+    assert_eq!(h.g.phase(), GroupPhase::CompletingRebalance);
+    let barrier_done = h.now;
+    h.advance(5_000);
+    // A new member starts another rebalance before anyone synced.
+    let _ = h.join_new(protocols(&[("range", b"m")]));
+    assert_eq!(h.g.phase(), GroupPhase::PreparingRebalance);
+    h.advance(barrier_done + u64::try_from(SESSION_MS).unwrap() - 1 - h.now);
+    assert!(h.g.members().any(|m| m.member_id == a), "alive 1 ms before its session ends");
+    h.advance(1);
+    assert!(
+        !h.g.members().any(|m| m.member_id == a),
+        "expired exactly session.timeout.ms after the barrier answered it"
+    );
+}
+
 #[test]
 fn leave_by_instance_id_removes_static_member() {
     let (mut h, a, _b) = static_group();

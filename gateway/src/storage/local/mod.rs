@@ -4,7 +4,8 @@
 //! with sparse offset and time indexes (`segment`, `index`); appends take a short
 //! per-partition lock and never hold it across an fsync (`partition`); acks=all appends share
 //! fsyncs by group commit (`flush`); opening a partition validates the active segment and
-//! truncates a torn tail (`recovery`); a background task deletes old segments
+//! truncates a torn tail (`recovery`); timestamp lookups resolve to a record inside the
+//! matching batch (`timestamp`); a background task deletes old segments
 //! (`retention`); topic metadata persists as JSON files (`meta`).
 //!
 //! Start it with [`LocalStorage::open`]; it implements [`Storage`](crate::storage::Storage).
@@ -28,6 +29,7 @@ mod recovery;
 mod retention;
 mod segment;
 mod storage_impl;
+mod timestamp;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -19,11 +19,11 @@ use tokio::sync::watch;
 use super::flush::SyncStatus;
 use super::recovery::Recovered;
 use super::segment::{self, read_header_at, Segment};
+use super::timestamp::MaxTimestampPlan;
 use crate::records::{self, BatchHeader, LOG_OVERHEAD};
 use crate::storage::producer_state::{ProducerStateTable, SequenceCheck};
 use crate::storage::{
-    AppendOutcome, Offset, OffsetAndTimestamp, Result, StorageError, TimestampType, TopicConfig,
-    TopicPartition,
+    AppendOutcome, Offset, Result, StorageError, TimestampType, TopicConfig, TopicPartition,
 };
 
 /// A sealed segment whose data still needs an fsync and whose index files need writing.
@@ -213,7 +213,10 @@ impl Partition {
         }
         let stored = records::stored_header(&batch, base, (log_append_time_ms >= 0).then_some(now_ms));
         let interval = self.index_interval;
-        if let Err(e) = st.active_mut().append(&stored, &batch[records::HEADER_LEN..], &header, now_ms, interval) {
+        if let Err(e) =
+            st.active_mut()
+                .append(&stored, &batch[records::HEADER_LEN..], &header, now_ms, interval)
+        {
             self.on_write_error(&mut st, &e);
             return Err(e.into());
         }
@@ -237,7 +240,13 @@ impl Partition {
     ///
     /// # Errors
     /// A corrupt batch, `base` below the high watermark, an offline partition, I/O failures.
-    pub(crate) fn append_at(&self, batch: &[u8], base: Offset, config: &TopicConfig, now_ms: i64) -> Result<Offset> {
+    pub(crate) fn append_at(
+        &self,
+        batch: &[u8],
+        base: Offset,
+        config: &TopicConfig,
+        now_ms: i64,
+    ) -> Result<Offset> {
         let mut header = BatchHeader::parse(batch).map_err(corrupt)?;
         if header.total_len() != batch.len() {
             return Err(corrupt(format!(
@@ -286,7 +295,10 @@ impl Partition {
         header.base_offset = base;
         let stored = records::stored_header(batch, base, None);
         let interval = self.index_interval;
-        if let Err(e) = st.active_mut().append(&stored, &batch[records::HEADER_LEN..], &header, now_ms, interval) {
+        if let Err(e) =
+            st.active_mut()
+                .append(&stored, &batch[records::HEADER_LEN..], &header, now_ms, interval)
+        {
             self.on_write_error(&mut st, &e);
             return Err(e.into());
         }
@@ -373,8 +385,9 @@ impl Partition {
         (plans, st.log_start)
     }
 
-    /// The batch with the largest timestamp: `(last offset, timestamp)`.
-    pub(crate) fn max_timestamp(&self) -> Option<OffsetAndTimestamp> {
+    /// Where the batch with the largest timestamp is, for
+    /// [`execute_max_timestamp_lookup`](super::timestamp::execute_max_timestamp_lookup).
+    pub(crate) fn max_timestamp(&self) -> Option<MaxTimestampPlan> {
         let st = self.state.lock();
         let mut best: Option<&Segment> = None;
         for s in st
@@ -386,7 +399,10 @@ impl Partition {
                 best = Some(s);
             }
         }
-        best.map(|s| OffsetAndTimestamp {
+        best.map(|s| MaxTimestampPlan {
+            file: Arc::clone(&s.file),
+            from: s.position_hint(s.offset_of_max_timestamp),
+            end: s.size,
             offset: s.offset_of_max_timestamp,
             timestamp: s.max_timestamp,
         })
@@ -475,29 +491,4 @@ pub(crate) fn execute_read(plan: &ReadPlan, max_bytes: usize) -> io::Result<Byte
     }
     buf.truncate(keep.max(first.total_len()));
     Ok(buf.freeze())
-}
-
-/// Finds the first batch at or after the log start whose max timestamp reaches `timestamp`.
-///
-/// # Errors
-/// I/O errors.
-pub(crate) fn execute_timestamp_lookup(
-    plans: &[(Arc<File>, u64, u64)],
-    log_start: Offset,
-    timestamp: i64,
-) -> io::Result<Option<OffsetAndTimestamp>> {
-    for (file, hint, end) in plans {
-        let mut pos = *hint;
-        while pos < *end {
-            let h = read_header_at(file, pos)?;
-            if h.max_timestamp >= timestamp && h.last_offset() >= log_start {
-                return Ok(Some(OffsetAndTimestamp {
-                    offset: h.base_offset.max(log_start),
-                    timestamp: h.max_timestamp,
-                }));
-            }
-            pos += h.total_len() as u64;
-        }
-    }
-    Ok(None)
 }

@@ -9,8 +9,9 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::partition::{delete_segment_files, execute_read, execute_timestamp_lookup};
+use super::partition::{delete_segment_files, execute_read};
 use super::retention::now_ms;
+use super::timestamp::{execute_max_timestamp_lookup, execute_timestamp_lookup};
 use super::{meta, recovery, FsyncMode, Inner, LocalStorage, TopicState, MAX_PARTITIONS};
 use crate::storage::{
     AppendOutcome, Durability, Offset, OffsetAndTimestamp, OffsetSpec, ReadOutcome, Result, Storage,
@@ -238,7 +239,10 @@ impl Storage for LocalStorage {
                 offset: high_watermark,
                 timestamp: -1,
             })),
-            OffsetSpec::MaxTimestamp => Ok(partition.max_timestamp()),
+            OffsetSpec::MaxTimestamp => match partition.max_timestamp() {
+                Some(plan) => blocking(move || execute_max_timestamp_lookup(&plan).map(Some)).await,
+                None => Ok(None),
+            },
             OffsetSpec::Timestamp(ts) => {
                 let (plans, log_start) = partition.plan_timestamp(ts);
                 if plans.is_empty() {

@@ -25,7 +25,8 @@ use parking_lot::Mutex;
 use crate::storage::{Result, StorageError, TopicMeta, TopicPartition};
 
 mod append;
-pub mod batch_codec;
+/// The Kafka batch codec lives in the record layer; re-exported for the SMQ modules.
+pub use crate::records::batch_codec;
 pub mod client;
 pub mod discovery;
 pub mod durability;

@@ -118,7 +118,7 @@ impl ReadAheadSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::seaweedmq::batch_codec::Record;
+    use crate::records::batch_codec::Record;
 
     fn records(n: usize, value_len: usize) -> Vec<Stored> {
         (0..n)

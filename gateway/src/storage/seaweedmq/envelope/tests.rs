@@ -1,7 +1,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::*;
-use crate::storage::seaweedmq::batch_codec::wire::XorShift;
+use crate::records::batch_codec::wire::XorShift;
 
 fn sample() -> Envelope {
     Envelope {

@@ -1,5 +1,5 @@
-//! Kafka record batch v2 to individual records and back, for backends that store one message per
-//! record (SeaweedMQ).
+//! Kafka record batch v2 to individual records and back: used where records must be looked at
+//! one by one (SeaweedMQ stores one message per record; timestamp lookups inside a batch).
 //!
 //! Decoding reuses [`crate::records`] for the 61-byte header and CRC32C, decompresses the records
 //! section with a size limit ([`compression`]) and parses records by hand. The `kafka-protocol`
