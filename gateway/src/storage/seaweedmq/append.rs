@@ -280,20 +280,29 @@ impl Inner {
             // partition's leader for a moment (their views of the live members differ), and
             // the other one's appends make this table stale without any change this gateway
             // saw. Before a producer is told its sequence is wrong, the broker's end is
-            // compared with this gateway's: if it is past what this gateway submitted, the
-            // table is learnt again (behind it only means this gateway's batches are in flight).
+            // compared with this gateway's: if it is past what this gateway submitted, or the
+            // table was not rebuilt for this reason lately, the table is learnt again (the end
+            // behind it only means this gateway's batches are in flight).
             let hw = self
                 .client
                 .range_info(&tp.topic, tp.partition)
                 .await
                 .map_err(|e| e.into_storage(&name))?
                 .high_watermark;
-            if hw > guard.next_expected {
-                warn!(partition = %name, high_watermark = hw, expected = guard.next_expected, "another gateway wrote this partition; rebuilding the producer state before answering a sequence error");
-                guard.generation += 1;
-                guard.floor = hw;
-                guard.next_expected = hw;
-                state.advance(hw);
+            let stale = guard
+                .sequence_rechecked
+                .is_none_or(|at| at.elapsed() >= super::partition::SEQUENCE_RECHECK_EVERY);
+            // Not while this gateway's own batches are in flight (the end behind what it
+            // submitted): the rebuilt table would miss them.
+            if hw > guard.next_expected || (stale && hw == guard.next_expected) {
+                warn!(partition = %name, high_watermark = hw, expected = guard.next_expected, "rebuilding the producer state from the stored batches before answering a sequence error (another gateway may have written this partition)");
+                guard.sequence_rechecked = Some(std::time::Instant::now());
+                if hw > guard.next_expected {
+                    guard.generation += 1;
+                    guard.floor = hw;
+                    guard.next_expected = hw;
+                    state.advance(hw);
+                }
                 let (start, hw) = self.range(tp, &info).await?;
                 let from = start.max(hw - REBUILD_WINDOW);
                 let table = rebuild_producers(&self.client, tp, from, hw, &state.holes)

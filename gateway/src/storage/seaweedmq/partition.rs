@@ -41,7 +41,14 @@ pub struct AppendState {
     /// The leadership epoch ([`super::SeaweedStorage::leaders_changed`]) the open stream and
     /// the producer table belong to: after a change another gateway may have written.
     pub leadership: u64,
+    /// When the producer table was last rebuilt to double-check a sequence error (at most
+    /// one such rebuild per [`SEQUENCE_RECHECK_EVERY`], so a client sending bad sequences
+    /// cannot make every request cost a rebuild).
+    pub sequence_rechecked: Option<std::time::Instant>,
 }
+
+/// Least time between two rebuilds of a partition's producer table for a sequence error.
+pub const SEQUENCE_RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One Kafka partition on SMQ.
 #[derive(Debug)]
