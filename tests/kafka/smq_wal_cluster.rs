@@ -205,6 +205,12 @@ fn smq_cluster_acks_all_survive_partition_gateway_and_broker_kill9() -> Result<(
         .arg("produce-acked")
         .args(["--topic", TOPIC, "--partitions", &PARTITIONS.to_string()])
         .args(["--start", "0", "--count", "10000000", "--continuous", "--idempotent"])
+        // librdkafka's default (300 s) rather than the suite's fail-fast 10 s: SeaweedMQ takes
+        // about 30 s to assign the partitions again after its broker restarts, and an
+        // idempotent producer whose message times out in flight bumps its epoch and sends the
+        // rest under new sequence numbers, which no broker (Kafka's included) can deduplicate
+        // (runs 5 and 9 of the eleventh session stored 24 and 39 such records twice).
+        .args(["--message-timeout-ms", "300000"])
         .spawn()?;
     let mut acks = Acks::default();
     wait_progress(&mut producer, &mut acks, "before the first kill")?;

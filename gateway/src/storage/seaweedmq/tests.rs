@@ -511,3 +511,45 @@ async fn flushed_log_files_are_read_directly_with_exact_offsets() {
         .expect("read past the end")
         .is_none());
 }
+
+/// Two gateways writing one partition in turn for the same idempotent producer, as two
+/// gateways whose views of the cluster's live members differ for a moment: the first one's
+/// producer table is stale after the second one's append, and the producer's next batch back
+/// on the first one must be accepted (not answered OUT_OF_ORDER_SEQUENCE_NUMBER, which is fatal
+/// to librdkafka's idempotent producer), and a retry of the second one's batch is a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_continued_on_another_gateway_is_accepted_back_here() {
+    use crate::storage::{Durability, Storage, TopicConfig, TopicPartition};
+
+    let weed = cluster().await;
+    let a = SeaweedStorage::connect(weed.options()).await.expect("connect");
+    let b = SeaweedStorage::connect(weed.options())
+        .await
+        .expect("a second gateway");
+    a.create_topic("idem-moved", 1, TopicConfig::default(), false)
+        .await
+        .expect("create");
+    let tp = TopicPartition::new("idem-moved", 0);
+    let batch =
+        |seq: i32| crate::records::testing::batch(&[b"x", b"y"], 1_700_000_000_000, 11, 0, seq).freeze();
+    let first = a
+        .append(&tp, batch(0), Durability::Accepted)
+        .await
+        .expect("first on A");
+    assert_eq!(first.base_offset, 0);
+    let moved = b
+        .append(&tp, batch(2), Durability::Accepted)
+        .await
+        .expect("next on B");
+    assert_eq!((moved.base_offset, moved.duplicate), (2, false));
+    let back = a
+        .append(&tp, batch(4), Durability::Accepted)
+        .await
+        .expect("the sequence continued on B is accepted back on A");
+    assert_eq!((back.base_offset, back.duplicate), (4, false));
+    let retry = a
+        .append(&tp, batch(2), Durability::Accepted)
+        .await
+        .expect("a retry of B's batch on A");
+    assert_eq!((retry.base_offset, retry.duplicate), (2, true));
+}
