@@ -180,7 +180,6 @@ fn partition0_leader(gws: &mut [Gateway]) -> Result<i32> {
 }
 
 #[test]
-#[ignore = "opt-in (cargo test -p tests --test kafka -- --ignored, ~3 min): still fails intermittently; docs/seaweedmq-mapping.md §3.4 (Tests) lists its runs and what each found"]
 fn smq_cluster_acks_all_survive_partition_gateway_and_broker_kill9() -> Result<()> {
     let started = Instant::now();
     let mut weed = WeedHandle::start_with_flush_interval(DEFAULT_FLUSH_SECONDS)?;
