@@ -45,6 +45,7 @@ async fn start(id: NodeId) -> TestNode {
         kafka_addr: format!("127.0.0.{id}:9092"),
         admin_addr: format!("127.0.0.{id}:9644"),
         rack: None,
+        listeners: Default::default(),
     };
     let dir = tempfile::tempdir().unwrap();
     let coord = Coordinator::start(options(id, node.clone(), &dir), Some(listener))

@@ -38,6 +38,7 @@ pub mod wal_peers;
 mod coordinator;
 pub(crate) mod log_file;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Cursor;
 
@@ -73,8 +74,15 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub struct ClusterNode {
     /// Raft peer gRPC address (`host:port`), reachable from the other members only.
     pub cluster_addr: String,
-    /// Advertised Kafka `host:port` put in Metadata and FindCoordinator answers.
+    /// Advertised Kafka `host:port` of the first listener: put in Metadata and FindCoordinator
+    /// answers to clients of any listener when `listeners` is empty (a member started before
+    /// listeners were shared).
     pub kafka_addr: String,
+    /// Advertised Kafka `host:port` per listener name: a client is answered with the
+    /// addresses of the listener it connected to, and members without that listener are left
+    /// out (as Kafka does).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub listeners: BTreeMap<String, String>,
     /// Admin HTTP `host:port` (metrics, health, cluster admin).
     pub admin_addr: String,
     /// Rack reported to Kafka clients, if configured.

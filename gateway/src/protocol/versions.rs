@@ -21,7 +21,12 @@ pub struct ApiRange {
 
 macro_rules! r {
     ($key:ident, $min:expr, $max:expr) => {
-        ApiRange { key: ApiKey::$key, name: stringify!($key), min: $min, max: $max }
+        ApiRange {
+            key: ApiKey::$key,
+            name: stringify!($key),
+            min: $min,
+            max: $max,
+        }
     };
 }
 
@@ -55,6 +60,9 @@ pub const SUPPORTED: &[ApiRange] = &[
     r!(ListGroups, 0, 5),
     r!(DeleteGroups, 0, 2),
     r!(OffsetDelete, 0, 0),
+    // v0 sends the SASL tokens without Kafka framing; Kafka 4.0 removed it too (KIP-896).
+    r!(SaslHandshake, 1, 1),
+    r!(SaslAuthenticate, 0, 2),
 ];
 
 /// The supported range of an API key, if any.
@@ -93,7 +101,11 @@ mod tests {
     fn ranges_are_within_what_the_codec_supports() {
         for a in SUPPORTED {
             let codec = a.key.valid_versions();
-            assert!(a.min >= codec.min && a.max <= codec.max && a.min <= a.max, "{:?}", a.key);
+            assert!(
+                a.min >= codec.min && a.max <= codec.max && a.min <= a.max,
+                "{:?}",
+                a.key
+            );
         }
     }
 

@@ -1,0 +1,39 @@
+//! SaslHandshake: picks the mechanism of the exchange that SaslAuthenticate requests carry
+//! (v1 only: v0's unframed tokens are not served, as in Kafka 4.0). The enabled mechanisms are
+//! always listed; an unsupported one, or a handshake outside a SASL listener or inside an
+//! exchange, is answered with its error and the connection is closed.
+
+use kafka_protocol::messages::{SaslHandshakeRequest, SaslHandshakeResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{Client, Context};
+use crate::sasl::audit::Failure;
+use crate::sasl::Mechanism;
+
+pub(super) fn handle(
+    ctx: &Context,
+    client: &Client,
+    _version: i16,
+    req: SaslHandshakeRequest,
+) -> SaslHandshakeResponse {
+    let resp = SaslHandshakeResponse::default().with_mechanisms(
+        Mechanism::ALL
+            .iter()
+            .map(|m| StrBytes::from_static_str(m.name()))
+            .collect(),
+    );
+    match client.auth.handshake(&req.mechanism) {
+        Ok(_) => resp,
+        Err(e) => {
+            ctx.auth.audit.failure(Failure {
+                listener: &client.listener,
+                peer: &client.host,
+                mechanism: Mechanism::parse(&req.mechanism).map_or("none", Mechanism::name),
+                principal: "",
+                reason: e.metric_label(),
+                detail: &e.to_string(),
+            });
+            resp.with_error_code(e.response_error().code())
+        }
+    }
+}

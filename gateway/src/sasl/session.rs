@@ -1,0 +1,266 @@
+//! One connection's authentication: the principal (from SASL, else the TLS client certificate,
+//! else `User:ANONYMOUS`), which requests the connection may send now, and the SASL exchange.
+//!
+//! On a SASL listener only ApiVersions, SaslHandshake and SaslAuthenticate are admitted until
+//! the client authenticated, and again once its session expired (KIP-368); any other request
+//! closes the connection, as Kafka does. A failed exchange is answered, then the connection is
+//! closed.
+
+use std::time::Instant;
+
+use kafka_protocol::messages::ApiKey;
+use parking_lot::Mutex;
+
+use super::credentials::CredentialStore;
+use super::scram::{self, ScramPending};
+use super::{Authenticator, Mechanism, SaslError};
+
+/// The principal of connections that did not authenticate.
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
+/// Why a request is not admitted on this connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The client has not authenticated yet.
+    #[error("request before SASL authentication")]
+    Unauthenticated,
+    /// The client's session expired and it did not re-authenticate.
+    #[error("SASL session expired without re-authentication")]
+    Expired,
+}
+
+impl Refusal {
+    /// A bounded label for metrics.
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated_request",
+            Self::Expired => "session_expired",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+enum Exchange {
+    #[default]
+    Idle,
+    Handshaken(Mechanism),
+    ScramSent(Mechanism, Box<ScramPending>),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    principal: Option<String>,
+    expires: Option<Instant>,
+    exchange: Exchange,
+    failed: bool,
+}
+
+/// The result of one SaslAuthenticate.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The exchange goes on: send these bytes.
+    Continue(Vec<u8>),
+    /// Authenticated: send these bytes and the session lifetime (0: unlimited).
+    Done {
+        /// Final server message (empty for PLAIN).
+        reply: Vec<u8>,
+        /// The authenticated principal.
+        principal: String,
+        /// KIP-368 session lifetime in milliseconds.
+        session_lifetime_ms: i64,
+    },
+}
+
+/// Authentication state of one connection.
+#[derive(Debug)]
+pub struct AuthSession {
+    sasl: bool,
+    tls_principal: Option<String>,
+    state: Mutex<State>,
+}
+
+impl Default for AuthSession {
+    fn default() -> Self {
+        Self::new(false, None)
+    }
+}
+
+impl AuthSession {
+    /// A connection of a listener that requires SASL (`sasl`) or not, with the principal of its
+    /// client certificate, if any.
+    pub fn new(sasl: bool, tls_principal: Option<String>) -> Self {
+        Self {
+            sasl,
+            tls_principal,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The connection's principal.
+    pub fn principal(&self) -> String {
+        if let Some(p) = &self.state.lock().principal {
+            return p.clone();
+        }
+        self.tls_principal.clone().unwrap_or_else(|| ANONYMOUS.to_owned())
+    }
+
+    /// True when the listener requires SASL.
+    pub fn sasl_required(&self) -> bool {
+        self.sasl
+    }
+
+    /// True once an exchange failed: the connection closes after the answer.
+    pub fn failed(&self) -> bool {
+        self.state.lock().failed
+    }
+
+    /// Whether the connection may send `api` now.
+    ///
+    /// # Errors
+    /// [`Refusal`] when it must authenticate (again) first.
+    pub fn admits(&self, api: ApiKey, now: Instant) -> Result<(), Refusal> {
+        if !self.sasl
+            || matches!(
+                api,
+                ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+            )
+        {
+            return Ok(());
+        }
+        let s = self.state.lock();
+        match (&s.principal, s.expires) {
+            (None, _) => Err(Refusal::Unauthenticated),
+            (Some(_), Some(t)) if now >= t => Err(Refusal::Expired),
+            (Some(_), _) => Ok(()),
+        }
+    }
+
+    /// SaslHandshake: starts an exchange with `mechanism`.
+    ///
+    /// # Errors
+    /// [`SaslError::IllegalState`] outside a SASL listener or inside an exchange,
+    /// [`SaslError::UnsupportedMechanism`] for a mechanism not offered.
+    pub fn handshake(&self, mechanism: &str) -> Result<Mechanism, SaslError> {
+        let mut s = self.state.lock();
+        let result = if !self.sasl {
+            Err(SaslError::IllegalState("SASL is not enabled on this listener"))
+        } else if !matches!(s.exchange, Exchange::Idle) {
+            Err(SaslError::IllegalState(
+                "SaslHandshake inside an unfinished SASL exchange",
+            ))
+        } else {
+            Mechanism::parse(mechanism).ok_or_else(|| SaslError::UnsupportedMechanism(mechanism.to_owned()))
+        };
+        match result {
+            Ok(m) => s.exchange = Exchange::Handshaken(m),
+            Err(_) => s.failed = true,
+        }
+        result
+    }
+
+    /// The mechanism of the exchange in progress, if any.
+    pub fn mechanism(&self) -> Option<Mechanism> {
+        match self.state.lock().exchange {
+            Exchange::Idle => None,
+            Exchange::Handshaken(m) | Exchange::ScramSent(m, _) => Some(m),
+        }
+    }
+
+    /// SaslAuthenticate: the next step of the exchange.
+    ///
+    /// # Errors
+    /// [`SaslError`] when the exchange fails; the connection is then closed after the answer.
+    pub fn authenticate(&self, auth: &Authenticator, bytes: &[u8], now: Instant) -> Result<Step, SaslError> {
+        let mut s = self.state.lock();
+        let result = step(&mut s, self.sasl, auth, bytes, now);
+        if result.is_err() {
+            s.failed = true;
+            s.exchange = Exchange::Idle;
+        }
+        result
+    }
+}
+
+fn step(
+    s: &mut State,
+    sasl: bool,
+    auth: &Authenticator,
+    bytes: &[u8],
+    now: Instant,
+) -> Result<Step, SaslError> {
+    let users = match (&auth.users, sasl) {
+        (Some(u), true) => u.as_ref(),
+        _ => return Err(SaslError::IllegalState("SASL is not enabled on this listener")),
+    };
+    let (user, reply) = match std::mem::take(&mut s.exchange) {
+        Exchange::Idle => return Err(SaslError::IllegalState("SaslAuthenticate before SaslHandshake")),
+        Exchange::Handshaken(Mechanism::Plain) => {
+            let user = plain(users, bytes)?;
+            (user, Vec::new())
+        }
+        Exchange::Handshaken(m @ Mechanism::Scram(hash)) => {
+            let (pending, reply) = scram::server_first(users, hash, bytes)?;
+            s.exchange = Exchange::ScramSent(m, Box::new(pending));
+            return Ok(Step::Continue(reply));
+        }
+        Exchange::ScramSent(_, pending) => {
+            let user = pending.user().to_owned();
+            (user, pending.server_final(bytes)?)
+        }
+    };
+    let principal = format!("User:{user}");
+    if let Some(previous) = &s.principal {
+        if *previous != principal {
+            return Err(SaslError::InvalidCredentials {
+                user,
+                reason: "re-authentication as another user",
+            });
+        }
+    }
+    s.principal = Some(principal.clone());
+    s.expires = auth.session_lifetime.map(|d| now + d);
+    Ok(Step::Done {
+        reply,
+        principal,
+        session_lifetime_ms: auth
+            .session_lifetime
+            .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64),
+    })
+}
+
+/// PLAIN (RFC 4616): `[authzid] NUL authcid NUL passwd`; returns the user.
+fn plain(users: &CredentialStore, bytes: &[u8]) -> Result<String, SaslError> {
+    let mut parts = bytes.split(|b| *b == 0);
+    let (Some(authzid), Some(user), Some(password), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(SaslError::Malformed(
+            "invalid PLAIN message: expected authzid NUL user NUL password".into(),
+        ));
+    };
+    let user = std::str::from_utf8(user)
+        .map_err(|_| SaslError::Malformed("invalid PLAIN message: user name is not UTF-8".into()))?
+        .to_owned();
+    if user.is_empty() || password.is_empty() {
+        return Err(SaslError::Malformed(
+            "invalid PLAIN message: empty user name or password".into(),
+        ));
+    }
+    if !authzid.is_empty() && authzid != user.as_bytes() {
+        return Err(SaslError::InvalidCredentials {
+            user,
+            reason: "the authorization id differs from the user name",
+        });
+    }
+    if !users.verify_plain(&user, password) {
+        return Err(SaslError::InvalidCredentials {
+            user,
+            reason: "unknown user or wrong password",
+        });
+    }
+    Ok(user)
+}
+
+#[cfg(test)]
+#[path = "session_test.rs"]
+mod tests;
