@@ -18,6 +18,7 @@ mod kafkajs;
 mod kcat;
 mod pipelining;
 mod seaweedmq;
+mod security;
 mod smq_startup;
 mod smq_wal;
 mod smq_wal_cluster;

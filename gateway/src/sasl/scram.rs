@@ -148,7 +148,14 @@ impl ScramPending {
         if B64.decode(binding).ok().as_deref() != Some(self.gs2_header.as_bytes()) {
             return Err(malformed("channel binding differs from the first message"));
         }
-        if attrs.next().and_then(|r| r.strip_prefix("r=")) != Some(self.nonce.as_str()) {
+        // The nonce must end with the server's, as Kafka's ScramSaslServer checks it: librdkafka
+        // 2.x sends its own nonce once more in front of the server's (RFC 5802 wants them equal).
+        // The server's random part is still required, and the proof covers the message as sent.
+        if !attrs
+            .next()
+            .and_then(|r| r.strip_prefix("r="))
+            .is_some_and(|r| r.ends_with(self.nonce.as_str()))
+        {
             return Err(malformed("nonce differs from the server's"));
         }
         let proof = B64.decode(proof).map_err(|_| malformed("proof is not base64"))?;
@@ -225,6 +232,31 @@ mod tests {
                 Err(SaslError::InvalidCredentials { .. })
             ));
         }
+    }
+
+    #[test]
+    fn librdkafka_repeated_client_nonce_is_accepted_as_by_kafka() {
+        let store = store();
+        let hash = ScramHash::Sha512;
+        let bare = "n=al=3Dice=2Cx,r=abc";
+        let (pending, first) = server_first(&store, hash, format!("n,,{bare}").as_bytes()).unwrap();
+        let first = String::from_utf8(first).unwrap();
+        let doubled = first.replacen("r=", "r=abc", 1);
+        let (fin, _) = client_final(hash, "pencil", bare, &doubled);
+        // The client signs the AuthMessage with the server-first it received; re-derive it over
+        // the real one and the doubled nonce, as librdkafka does.
+        let nonce = &doubled.split(',').next().unwrap()[2..];
+        let attrs: Vec<&str> = first.split(',').collect();
+        let salt = B64.decode(&attrs[1][2..]).unwrap();
+        let salted = hash.salted_password(b"pencil", &salt, 4096);
+        let client_key = hash.hmac(&salted, b"Client Key");
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth = format!("{bare},{first},{without_proof}");
+        let sig = hash.hmac(&hash.hash(&client_key), auth.as_bytes());
+        let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
+        assert!(fin.starts_with("c=biws,r=abcabc"));
+        let fin = format!("{without_proof},p={}", B64.encode(proof));
+        assert!(pending.server_final(fin.as_bytes()).is_ok());
     }
 
     #[test]

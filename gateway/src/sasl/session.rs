@@ -135,6 +135,13 @@ impl AuthSession {
         }
     }
 
+    /// Ends the connection's exchange as failed: the connection closes after the answer.
+    pub fn fail(&self) {
+        let mut s = self.state.lock();
+        s.failed = true;
+        s.exchange = Exchange::Idle;
+    }
+
     /// SaslHandshake: starts an exchange with `mechanism`.
     ///
     /// # Errors

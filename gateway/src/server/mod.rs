@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, info_span, warn, Instrument};
+use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::handler::{Client, Context};
 use crate::sasl::audit::Failure;
@@ -211,6 +211,9 @@ async fn accept_loop(l: KafkaListener, shared: Arc<Shared>, stop: CancellationTo
                     Some(tls) => {
                         if let Some(stream) = handshake(&tls, stream, &name, &host, &shared).await {
                             let principal = tls::principal(stream.get_ref().1);
+                            if let Some(p) = &principal {
+                                debug!(principal = p.as_str(), "tls client certificate accepted");
+                            }
                             let client = Client::on_listener(host, name, AuthSession::new(sasl, principal));
                             session::run(
                                 stream,
