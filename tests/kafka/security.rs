@@ -360,3 +360,67 @@ fn metric(body: &str, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
         .unwrap_or(0.0)
 }
+
+/// SaslHandshake + SaslAuthenticate (PLAIN) on a raw connection; returns the session lifetime.
+fn raw_plain_login(raw: &mut RawClient, user: &str, password: &str) -> Result<i64> {
+    use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+    use kafka_protocol::protocol::StrBytes;
+    let hs = raw.send(
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+        1,
+    )?;
+    ensure!(hs.error_code == 0, "SaslHandshake: {hs:?}");
+    let token = bytes::Bytes::from(format!("\0{user}\0{password}"));
+    let auth = raw.send(&SaslAuthenticateRequest::default().with_auth_bytes(token), 2)?;
+    ensure!(auth.error_code == 0, "SaslAuthenticate: {auth:?}");
+    Ok(auth.session_lifetime_ms)
+}
+
+#[test]
+fn security_sessions_expire_unless_reauthenticated() -> Result<()> {
+    const LIFETIME: Duration = Duration::from_millis(1500);
+    let creds = Credentials::generate()?;
+    let gw = start(
+        "security-reauth",
+        creds
+            .gateway_options()
+            .arg("--connections-max-reauth-ms", &LIFETIME.as_millis().to_string()),
+    )?;
+    let addr = gw.listener_addr("SASL_PLAINTEXT")?;
+    phase("the session lifetime is answered; a connection that does not re-authenticate is closed");
+    let mut idle = RawClient::connect(addr)?;
+    let started = Instant::now();
+    ensure!(raw_plain_login(&mut idle, USERS[0].0, USERS[0].1)? == LIFETIME.as_millis() as i64);
+    ensure!(
+        idle.metadata(&[])?.brokers.len() == 1,
+        "Metadata once authenticated"
+    );
+    let CloseOutcome::Closed { frames } = idle.expect_closed(LIFETIME + Duration::from_secs(5))?;
+    ensure!(
+        frames == 0 && started.elapsed() >= LIFETIME,
+        "closed after {:?}",
+        started.elapsed()
+    );
+
+    phase("a connection that re-authenticates in time keeps working past the first lifetime");
+    let mut renewed = RawClient::connect(addr)?;
+    raw_plain_login(&mut renewed, USERS[0].0, USERS[0].1)?;
+    let deadline = Instant::now() + LIFETIME * 2;
+    let mut logins = 1;
+    while Instant::now() < deadline {
+        std::thread::sleep(LIFETIME / 3);
+        raw_plain_login(&mut renewed, USERS[0].0, USERS[0].1)?;
+        logins += 1;
+        ensure!(
+            renewed.metadata(&[])?.brokers.len() == 1,
+            "Metadata after re-authentication {logins}"
+        );
+    }
+    phase("re-authenticating as another user is refused and closes the connection");
+    let err = raw_plain_login(&mut renewed, USERS[1].0, USERS[1].1)
+        .err()
+        .context("user switch accepted")?;
+    ensure!(format!("{err:#}").contains("SaslAuthenticate"), "{err:#}");
+    let CloseOutcome::Closed { .. } = renewed.expect_closed(Duration::from_secs(5))?;
+    Ok(())
+}

@@ -109,6 +109,12 @@ impl AuthSession {
         self.sasl
     }
 
+    /// When the authenticated session ends (KIP-368), if it does.
+    pub fn expires(&self) -> Option<Instant> {
+        let s = self.state.lock();
+        s.principal.as_ref().and(s.expires)
+    }
+
     /// True once an exchange failed: the connection closes after the answer.
     pub fn failed(&self) -> bool {
         self.state.lock().failed

@@ -172,6 +172,8 @@ async fn serve<W: tokio::io::AsyncWrite + Unpin>(
             return Ok(());
         }
         let idle_deadline = last_activity + opts.idle_timeout;
+        // KIP-368: a session not renewed in time ends with its connection.
+        let expiry = client.auth.expires().map(Instant::from_std);
         tokio::select! {
             biased;
             Some(done) = in_flight.next(), if !in_flight.is_empty() => {
@@ -213,6 +215,10 @@ async fn serve<W: tokio::io::AsyncWrite + Unpin>(
                         in_flight.push_back(request);
                     }
                 }
+            }
+            _ = tokio::time::sleep_until(expiry.unwrap_or(idle_deadline)), if reading && in_flight.is_empty() && expiry.is_some() => {
+                info!(principal = client.auth.principal(), "closing connection: SASL session expired without re-authentication");
+                reading = false;
             }
             _ = tokio::time::sleep_until(idle_deadline), if reading && in_flight.is_empty() => {
                 info!(idle_ms = opts.idle_timeout.as_millis() as u64, "closing idle connection");

@@ -206,3 +206,7 @@ pub fn principal(conn: &rustls::ServerConnection) -> Option<String> {
         .to_owned();
     Some(format!("User:{cn}"))
 }
+
+#[cfg(test)]
+#[path = "tls_test.rs"]
+mod tests;
