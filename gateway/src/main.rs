@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use kafka_gateway::admin::{self, AdminAuth, AdminState};
 use kafka_gateway::cluster::network::NetworkOptions;
+use kafka_gateway::cluster::scram::ClusterCredentials;
 use kafka_gateway::cluster::wal_peers::ClusterWalPeers;
 use kafka_gateway::cluster::{
     self, ClusterGroupLog, ClusterMetrics, ClusterNode, ClusterOptions, Coordinator,
@@ -18,7 +19,7 @@ use kafka_gateway::handler::caps::ResourceCaps;
 use kafka_gateway::handler::{BrokerInfo, Context, HandlerOptions};
 use kafka_gateway::metrics::Metrics;
 use kafka_gateway::producer_ids::ProducerIdAllocator;
-use kafka_gateway::sasl::{Audit, Authenticator};
+use kafka_gateway::sasl::{Audit, Authenticator, ScramLookup};
 use kafka_gateway::server::tls::TlsReloader;
 use kafka_gateway::server::{self, fd_limit, KafkaListener, ServerOptions};
 use kafka_gateway::storage::local::{FsyncMode, LocalOptions, LocalStorage};
@@ -203,6 +204,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     );
     let local_cluster_id = cluster_id(&config.data_dir)?;
+    // SASL authenticates against the replicated credentials, seeded from the users file.
+    let credentials = config.sasl_users.as_ref().map(|file| {
+        Arc::new(ClusterCredentials::new(
+            coordinator.clone(),
+            Some(Arc::clone(file)),
+        ))
+    });
     let ctx = Arc::new(Context {
         storage: Arc::clone(&storage),
         broker: BrokerInfo {
@@ -233,7 +241,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         groups: groups.clone(),
         cluster: coordinator.clone(),
         auth: Arc::new(Authenticator {
-            users: config.sasl_users.clone(),
+            users: credentials.clone().map(|c| c as Arc<dyn ScramLookup>),
             session_lifetime: config.connections_max_reauth,
             audit: Audit::new(&registry)?,
         }),
@@ -304,6 +312,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(async move {
             match coordinator.bootstrap(&peers, &local_cluster_id, &stop).await {
                 Ok(()) => {
+                    if let Some(c) = &credentials {
+                        match c.seed().await {
+                            Ok(()) => info!("SASL users of the users file seeded into the cluster"),
+                            Err(e) => {
+                                warn!(error = %e, "cannot seed the SASL users file into the cluster; it keeps answering for its users")
+                            }
+                        }
+                    }
                     info!(node_id = coordinator.node_id(), "kafka gateway ready");
                     ready.store(true, Ordering::Release);
                 }

@@ -12,6 +12,7 @@
 //! - [`service`]: the inbound peer gRPC service on the cluster port (cluster token required);
 //!   [`snapshot_gate`]: the bounds on inbound snapshot chunks.
 //! - [`management`]: init, add/remove members, status; [`admin_http`]: the same over HTTP.
+//! - [`scram`]: SASL SCRAM credentials in the replicated state.
 //! - [`solo`]: whether this node is the only member (storage shortcuts safe only alone).
 //! - [`wal_peers`]: the peers of SeaweedMQ write-ahead-log replication.
 //! - [`pb`]: the generated peer protocol and its message conversions.
@@ -27,6 +28,7 @@ pub mod management;
 pub mod metrics;
 pub mod network;
 pub mod pb;
+pub mod scram;
 pub mod service;
 pub mod snapshot_gate;
 pub mod solo;

@@ -18,6 +18,7 @@ use crate::sasl::{AuthSession, Authenticator};
 use crate::storage::Storage;
 
 mod alter_configs;
+mod alter_user_scram_credentials;
 mod api_versions;
 mod authorized_ops;
 pub mod caps;
@@ -31,6 +32,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_user_scram_credentials;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -225,6 +227,12 @@ pub async fn dispatch(
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(ctx, &client.listener, v, r).await)
         }
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(describe_user_scram_credentials::handle(ctx, v, r))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(alter_user_scram_credentials::handle(ctx, v, r).await)
+        }
         RequestKind::SaslHandshake(r) => {
             ResponseKind::SaslHandshake(sasl_handshake::handle(ctx, client, v, r))
         }
@@ -318,7 +326,9 @@ fn api_key_of(body: &RequestKind) -> ApiKey {
         DeleteGroups,
         OffsetDelete,
         SaslHandshake,
-        SaslAuthenticate
+        SaslAuthenticate,
+        DescribeUserScramCredentials,
+        AlterUserScramCredentials
     )
 }
 
@@ -369,7 +379,9 @@ mod tests {
             SyncGroup => SyncGroupRequest, DescribeGroups => DescribeGroupsRequest,
             ListGroups => ListGroupsRequest, DeleteGroups => DeleteGroupsRequest,
             OffsetDelete => OffsetDeleteRequest, SaslHandshake => SaslHandshakeRequest,
-            SaslAuthenticate => SaslAuthenticateRequest
+            SaslAuthenticate => SaslAuthenticateRequest,
+            DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
+            AlterUserScramCredentials => AlterUserScramCredentialsRequest
         )
     }
 
@@ -406,3 +418,6 @@ mod group_flow_test;
 
 #[cfg(test)]
 mod group_admin_test;
+
+#[cfg(test)]
+mod scram_credentials_test;

@@ -65,6 +65,8 @@ pub const SUPPORTED: &[ApiRange] = &[
     // SASL tokens unframed, which the gateway does not read: such a connection is closed.
     r!(SaslHandshake, 0, 1),
     r!(SaslAuthenticate, 0, 2),
+    r!(DescribeUserScramCredentials, 0, 0),
+    r!(AlterUserScramCredentials, 0, 0),
 ];
 
 /// The supported range of an API key, if any.

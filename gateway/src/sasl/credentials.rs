@@ -10,6 +10,7 @@ use std::path::Path;
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
@@ -33,6 +34,35 @@ pub enum ScramHash {
 }
 
 impl ScramHash {
+    /// Both hashes.
+    pub const ALL: [ScramHash; 2] = [Self::Sha256, Self::Sha512];
+
+    /// The SASL mechanism name (`SCRAM-SHA-256`, `SCRAM-SHA-512`).
+    pub fn mechanism(self) -> &'static str {
+        match self {
+            Self::Sha256 => "SCRAM-SHA-256",
+            Self::Sha512 => "SCRAM-SHA-512",
+        }
+    }
+
+    /// The hash of a mechanism name.
+    pub fn from_mechanism(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|h| h.mechanism() == name)
+    }
+
+    /// Kafka's `ScramMechanism` type id (1 = SCRAM-SHA-256, 2 = SCRAM-SHA-512).
+    pub fn kafka_type(self) -> i8 {
+        match self {
+            Self::Sha256 => 1,
+            Self::Sha512 => 2,
+        }
+    }
+
+    /// The hash of a Kafka `ScramMechanism` type id.
+    pub fn from_kafka_type(t: i8) -> Option<Self> {
+        Self::ALL.into_iter().find(|h| h.kafka_type() == t)
+    }
+
     /// `H(data)`.
     pub fn hash(self, data: &[u8]) -> Vec<u8> {
         match self {
@@ -75,8 +105,9 @@ impl ScramHash {
     }
 }
 
-/// One user's credential for one SCRAM hash.
-#[derive(Clone, PartialEq, Eq)]
+/// One user's credential for one SCRAM hash (replicated in the cluster state as is: it holds
+/// no password).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScramCredential {
     /// Random salt.
     pub salt: Vec<u8>,
@@ -100,10 +131,16 @@ impl ScramCredential {
     /// Derives the credential of `password` with `salt`.
     pub fn derive(hash: ScramHash, password: &[u8], salt: Vec<u8>, iterations: u32) -> Self {
         let salted = hash.salted_password(password, &salt, iterations);
-        let client_key = hash.hmac(&salted, b"Client Key");
+        Self::from_salted_password(hash, &salted, salt, iterations)
+    }
+
+    /// The credential of a salted password (`Hi(password, salt, iterations)`), as
+    /// AlterUserScramCredentials sends it.
+    pub fn from_salted_password(hash: ScramHash, salted: &[u8], salt: Vec<u8>, iterations: u32) -> Self {
+        let client_key = hash.hmac(salted, b"Client Key");
         Self {
             stored_key: hash.hash(&client_key),
-            server_key: hash.hmac(&salted, b"Server Key"),
+            server_key: hash.hmac(salted, b"Server Key"),
             salt,
             iterations,
         }
@@ -128,6 +165,25 @@ impl ScramCredential {
 struct UserCredentials {
     sha256: ScramCredential,
     sha512: ScramCredential,
+}
+
+/// Where SASL finds a user's SCRAM credentials.
+pub trait ScramLookup: Send + Sync + fmt::Debug {
+    /// The user's credential for `hash`, if any.
+    fn scram(&self, user: &str, hash: ScramHash) -> Option<ScramCredential>;
+}
+
+/// True when `user` has a credential `password` derives (PLAIN): checked against the
+/// SCRAM-SHA-512 credential, else the SCRAM-SHA-256 one. An unknown user costs a derivation too.
+pub fn verify_plain(users: &dyn ScramLookup, user: &str, password: &[u8]) -> bool {
+    for hash in [ScramHash::Sha512, ScramHash::Sha256] {
+        if let Some(c) = users.scram(user, hash) {
+            return c.matches(hash, password);
+        }
+    }
+    let decoy = ScramHash::Sha512.salted_password(password, b"unknown-user-decoy", SCRAM_ITERATIONS);
+    std::hint::black_box(decoy);
+    false
 }
 
 /// The users SASL listeners accept; redacted in `Debug`.
@@ -201,6 +257,16 @@ impl CredentialStore {
         self.users.insert(name.to_owned(), creds);
     }
 
+    /// Every user with its credentials by hash.
+    pub fn users(&self) -> impl Iterator<Item = (&str, [(ScramHash, &ScramCredential); 2])> {
+        self.users.iter().map(|(name, c)| {
+            (
+                name.as_str(),
+                [(ScramHash::Sha256, &c.sha256), (ScramHash::Sha512, &c.sha512)],
+            )
+        })
+    }
+
     /// The user's credential for `hash`.
     pub fn scram(&self, user: &str, hash: ScramHash) -> Option<&ScramCredential> {
         let u = self.users.get(user)?;
@@ -210,18 +276,9 @@ impl CredentialStore {
         })
     }
 
-    /// True when `user` exists and `password` is theirs (PLAIN), checked against the stored
-    /// SCRAM-SHA-512 credential. An unknown user costs the same derivation as a known one.
+    /// True when `user` exists and `password` is theirs (PLAIN), see [`verify_plain`].
     pub fn verify_plain(&self, user: &str, password: &[u8]) -> bool {
-        match self.scram(user, ScramHash::Sha512) {
-            Some(c) => c.matches(ScramHash::Sha512, password),
-            None => {
-                let decoy =
-                    ScramHash::Sha512.salted_password(password, b"unknown-user-decoy", SCRAM_ITERATIONS);
-                std::hint::black_box(decoy);
-                false
-            }
-        }
+        verify_plain(self, user, password)
     }
 
     /// Number of users.
@@ -232,6 +289,12 @@ impl CredentialStore {
     /// True without users.
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
+    }
+}
+
+impl ScramLookup for CredentialStore {
+    fn scram(&self, user: &str, hash: ScramHash) -> Option<ScramCredential> {
+        CredentialStore::scram(self, user, hash).cloned()
     }
 }
 

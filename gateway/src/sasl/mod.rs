@@ -19,7 +19,7 @@ pub mod scram;
 pub mod session;
 
 pub use audit::Audit;
-pub use credentials::{CredentialStore, ScramHash};
+pub use credentials::{CredentialStore, ScramCredential, ScramHash, ScramLookup};
 pub use session::AuthSession;
 
 /// Why an authentication failed. Every one of them closes the connection after the answer.
@@ -107,8 +107,8 @@ impl Mechanism {
 /// What the SASL handlers use, shared by all connections.
 #[derive(Debug)]
 pub struct Authenticator {
-    /// Users; `None` when no listener uses SASL.
-    pub users: Option<Arc<CredentialStore>>,
+    /// Users' credentials; `None` when no listener uses SASL.
+    pub users: Option<Arc<dyn ScramLookup>>,
     /// KIP-368 session lifetime; `None`: sessions do not expire.
     pub session_lifetime: Option<Duration>,
     /// Counters and rate-limited logs of authentications.

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use rand::RngCore;
 use subtle::ConstantTimeEq;
 
-use super::credentials::{CredentialStore, ScramCredential, ScramHash};
+use super::credentials::{ScramCredential, ScramHash, ScramLookup};
 use super::SaslError;
 
 /// What the server keeps between its first message and the client's final one.
@@ -57,7 +57,7 @@ fn decode_saslname(s: &str) -> Result<String, SaslError> {
 /// [`SaslError::Malformed`] for a message that is not a SCRAM client-first message (or asks for
 /// channel binding), [`SaslError::InvalidCredentials`] for an unknown user.
 pub fn server_first(
-    store: &CredentialStore,
+    store: &dyn ScramLookup,
     hash: ScramHash,
     msg: &[u8],
 ) -> Result<(ScramPending, Vec<u8>), SaslError> {
@@ -103,7 +103,6 @@ pub fn server_first(
     }
     let credential = store
         .scram(&user, hash)
-        .cloned()
         .ok_or_else(|| SaslError::InvalidCredentials {
             user: user.clone(),
             reason: "unknown user",
@@ -186,6 +185,7 @@ impl ScramPending {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sasl::CredentialStore;
 
     /// A client side of the exchange, written from RFC 5802 §3.
     fn client_final(

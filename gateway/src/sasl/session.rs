@@ -11,7 +11,7 @@ use std::time::Instant;
 use kafka_protocol::messages::ApiKey;
 use parking_lot::Mutex;
 
-use super::credentials::CredentialStore;
+use super::credentials::{verify_plain, ScramLookup};
 use super::scram::{self, ScramPending};
 use super::{Authenticator, Mechanism, SaslError};
 
@@ -242,7 +242,7 @@ fn step(
 }
 
 /// PLAIN (RFC 4616): `[authzid] NUL authcid NUL passwd`; returns the user.
-fn plain(users: &CredentialStore, bytes: &[u8]) -> Result<String, SaslError> {
+fn plain(users: &dyn ScramLookup, bytes: &[u8]) -> Result<String, SaslError> {
     let mut parts = bytes.split(|b| *b == 0);
     let (Some(authzid), Some(user), Some(password), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -265,7 +265,7 @@ fn plain(users: &CredentialStore, bytes: &[u8]) -> Result<String, SaslError> {
             reason: "the authorization id differs from the user name",
         });
     }
-    if !users.verify_plain(&user, password) {
+    if !verify_plain(users, &user, password) {
         return Err(SaslError::InvalidCredentials {
             user,
             reason: "unknown user or wrong password",
