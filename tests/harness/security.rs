@@ -48,7 +48,19 @@ impl Credentials {
         let dir = tempfile::Builder::new().prefix("kgw-creds-").tempdir()?;
         let trusted = ca("kgw test CA")?;
         let rogue = ca("kgw rogue CA")?;
-        let (server, server_key) = leaf(&trusted, "localhost", &["localhost", "127.0.0.1"])?;
+        // The addresses of single gateways and of cluster nodes (127.0.0.(id+1)).
+        let (server, server_key) = leaf(
+            &trusted,
+            "localhost",
+            &[
+                "localhost",
+                "127.0.0.1",
+                "127.0.0.2",
+                "127.0.0.3",
+                "127.0.0.4",
+                "127.0.0.5",
+            ],
+        )?;
         let (client, client_key) = leaf(&trusted, CLIENT_CN, &[])?;
         let (untrusted, untrusted_key) = leaf(&rogue, "mallory", &[])?;
         let users: String = USERS.iter().map(|(u, p)| format!("{u}:{p}\n")).collect();
@@ -75,6 +87,16 @@ impl Credentials {
     /// The directory holding the files.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The TLS and users-file arguments of [`Self::gateway_options`], for cluster nodes.
+    pub fn args(&self) -> Vec<(String, String)> {
+        let p = |n: &str| self.path(n).display().to_string();
+        vec![
+            ("--tls-cert-file".into(), p("server.pem")),
+            ("--tls-key-file".into(), p("server.key")),
+            ("--sasl-users-file".into(), p("users")),
+        ]
     }
 
     /// Options of a gateway with SSL, SASL_PLAINTEXT and SASL_SSL listeners next to the

@@ -19,6 +19,7 @@ mod kcat;
 mod pipelining;
 mod seaweedmq;
 mod security;
+mod security_cluster;
 mod smq_startup;
 mod smq_wal;
 mod smq_wal_cluster;

@@ -15,14 +15,14 @@ use tests::{phase, ClientCommand, Gateway, GatewayOptions, RawClient};
 
 const MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 /// kcat's metadata wait (seconds) in the runs expected to fail.
-const FAIL_WAIT_S: &str = "5";
+pub(crate) const FAIL_WAIT_S: &str = "5";
 
 fn start(name: &str, opts: GatewayOptions) -> Result<Gateway> {
     Gateway::start(name, opts)
 }
 
 /// librdkafka properties of `protocol` (and `mechanism` as `alice`, or `password`).
-fn rdkafka_props(
+pub(crate) fn rdkafka_props(
     creds: &Credentials,
     protocol: &str,
     mechanism: Option<&str>,
@@ -43,7 +43,7 @@ fn rdkafka_props(
     p
 }
 
-fn kcat(addr: &str, props: &[(String, String)]) -> ClientCommand {
+pub(crate) fn kcat(addr: &str, props: &[(String, String)]) -> ClientCommand {
     let mut cmd = ClientCommand::kcat(addr);
     for (k, v) in props {
         cmd = cmd.arg("-X").arg(format!("{k}={v}"));
