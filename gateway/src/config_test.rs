@@ -268,3 +268,42 @@ fn tls_and_sasl_options_follow_the_listeners_that_use_them() {
     let e = parse(&["--sasl-users-file", &users]).unwrap_err().to_string();
     assert!(e.contains("sasl-users-file"), "{e}");
 }
+
+#[test]
+fn listener_and_security_keys_are_read_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, "alice:secret\n").unwrap();
+    let file: Flags = toml::from_str(&format!(
+        "listeners = \"INTERNAL://127.0.0.1:9092,EXTERNAL://:9094\"\n\
+         advertised-listeners = \"EXTERNAL://gw.example.com:19094\"\n\
+         listener-security-protocol-map = \"INTERNAL:PLAINTEXT,EXTERNAL:SASL_SSL\"\n\
+         tls-cert-file = \"c\"\ntls-key-file = \"k\"\ntls-client-ca-file = \"ca\"\n\
+         tls-client-auth = \"requested\"\nsasl-users-file = {:?}\nconnections-max-reauth-ms = 1000\n",
+        users.display().to_string()
+    ))
+    .unwrap();
+    let c = Config::build(Flags::parse_from(["kafka-gateway"]), file).unwrap();
+    let l: Vec<(String, SecurityProtocol, String)> = c
+        .listeners
+        .iter()
+        .map(|l| (l.name.clone(), l.protocol, l.advertised()))
+        .collect();
+    assert_eq!(
+        l,
+        [
+            (
+                "INTERNAL".into(),
+                SecurityProtocol::Plaintext,
+                "127.0.0.1:9092".into()
+            ),
+            (
+                "EXTERNAL".into(),
+                SecurityProtocol::SaslSsl,
+                "gw.example.com:19094".into()
+            ),
+        ]
+    );
+    assert_eq!(c.tls.unwrap().client_auth, ClientAuth::Requested);
+    assert_eq!(c.connections_max_reauth, Some(Duration::from_secs(1)));
+}

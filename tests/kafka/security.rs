@@ -498,3 +498,36 @@ fn security_scram_users_altered_through_the_admin_api() -> Result<()> {
     login(USERS[1].0, "new-bob-pw", "SCRAM-SHA-256")?;
     Ok(())
 }
+
+#[test]
+fn security_group_consumer_over_sasl_ssl_is_sent_to_the_coordinator_on_its_listener() -> Result<()> {
+    let creds = Credentials::generate()?;
+    let gw = start("security-group", creds.gateway_options())?;
+    let addr = gw.listener_addr("SASL_SSL")?.to_string();
+    let props = rdkafka_props(&creds, "SASL_SSL", Some("SCRAM-SHA-256"), USERS[0].1);
+    create_topic(gw.kafka_addr(), "sec-group", 2)?;
+    let lines: String = (0..10).map(|i| format!("g-{i}\n")).collect();
+    kcat(&addr, &props)
+        .args(["-P", "-t", "sec-group"])
+        .stdin(lines)
+        .run()?;
+    phase("kcat -G over SASL_SSL: FindCoordinator must name the SASL_SSL address");
+    let out = kcat(&addr, &props)
+        .args([
+            "-G",
+            "sec-group-g",
+            "-X",
+            "auto.offset.reset=earliest",
+            "-c",
+            "10",
+            "-q",
+            "sec-group",
+        ])
+        .run()?;
+    let mut got: Vec<&str> = out.lines().collect();
+    got.sort_unstable();
+    let mut want: Vec<String> = (0..10).map(|i| format!("g-{i}")).collect();
+    want.sort_unstable();
+    ensure!(got == want, "group consumer read {got:?}");
+    Ok(())
+}
