@@ -2,9 +2,10 @@
 //! member, what DescribeUserScramCredentials lists and AlterUserScramCredentials changes, and
 //! the seeding of `--sasl-users-file`'s users.
 //!
-//! Until this node has seeded the file's users into the cluster, SASL falls back to the file,
-//! so a gateway authenticates its file's users from its first connection; afterwards the
-//! replicated state alone decides (a user deleted through the API stays deleted).
+//! Until this node has seeded the file's users into the cluster, SASL falls back to the file
+//! for users the cluster never seeded, so a gateway authenticates its file's users from its
+//! first connection; otherwise the replicated state alone decides (a user deleted through the
+//! API stays deleted, also while a restarted gateway seeds again).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,12 @@ impl Coordinator {
     pub fn scram_credential(&self, user: &str, hash: ScramHash) -> Option<ScramCredential> {
         let applied = self.inner.applied.read();
         applied.state.scram.get(user)?.get(hash.mechanism()).cloned()
+    }
+
+    /// True once a users file seeded `user` into the cluster (whether or not it still has
+    /// credentials).
+    pub fn scram_seeded(&self, user: &str) -> bool {
+        self.inner.applied.read().state.scram_seeded.contains(user)
     }
 
     /// Every user with a replicated credential: (mechanism, iterations) of each.
@@ -64,15 +71,7 @@ impl ClusterCredentials {
     pub async fn seed(&self) -> Result<(), ClusterError> {
         if let Some(file) = &self.file {
             for (user, creds) in file.users() {
-                let seeded = self
-                    .cluster
-                    .inner
-                    .applied
-                    .read()
-                    .state
-                    .scram_seeded
-                    .contains(user);
-                if seeded {
+                if self.cluster.scram_seeded(user) {
                     continue;
                 }
                 let credentials = creds
@@ -97,7 +96,9 @@ impl ScramLookup for ClusterCredentials {
         if let Some(c) = self.cluster.scram_credential(user, hash) {
             return Some(c);
         }
-        if self.seeded.load(Ordering::Acquire) {
+        // A user the cluster already seeded answers from the cluster only, even before this
+        // node seeded its file: a user deleted through the API stays deleted across restarts.
+        if self.seeded.load(Ordering::Acquire) || self.cluster.scram_seeded(user) {
             return None;
         }
         self.file.as_ref()?.scram(user, hash).cloned()

@@ -132,6 +132,8 @@ async fn the_users_file_is_seeded_once_and_api_changes_survive_a_restart() {
     );
     // A restart seeds the file again: frank stays deleted, and the file no longer answers.
     let restarted = ClusterCredentials::new(ctx.cluster.clone(), Some(file));
+    // Not even before this node seeded its file again.
+    assert!(!verify_plain(&restarted, "frank", b"f-pw"));
     restarted.seed().await.unwrap();
     assert!(!verify_plain(&restarted, "frank", b"f-pw"));
 }
