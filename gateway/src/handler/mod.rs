@@ -237,7 +237,7 @@ pub async fn dispatch(
             ResponseKind::SaslHandshake(sasl_handshake::handle(ctx, client, v, r))
         }
         RequestKind::SaslAuthenticate(r) => {
-            ResponseKind::SaslAuthenticate(sasl_authenticate::handle(ctx, client, v, r))
+            ResponseKind::SaslAuthenticate(sasl_authenticate::handle(ctx, client, v, r).await)
         }
         RequestKind::Produce(r) => {
             return Ok(produce::handle(ctx, client, held, v, r)

@@ -15,7 +15,7 @@ use crate::sasl::audit::Failure;
 use crate::sasl::session::Step;
 use crate::sasl::{Mechanism, SaslError};
 
-pub(super) fn handle(
+pub(super) async fn handle(
     ctx: &Context,
     client: &Client,
     version: i16,
@@ -26,6 +26,7 @@ pub(super) fn handle(
     match client
         .auth
         .authenticate(&ctx.auth, &req.auth_bytes, Instant::now().into_std())
+        .await
     {
         Ok(Step::Continue(bytes)) => resp.with_auth_bytes(Bytes::from(bytes)),
         Ok(Step::Done {

@@ -6,6 +6,7 @@
 //! closes the connection, as Kafka does. A failed exchange is answered, then the connection is
 //! closed.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use kafka_protocol::messages::ApiKey;
@@ -183,9 +184,34 @@ impl AuthSession {
     ///
     /// # Errors
     /// [`SaslError`] when the exchange fails; the connection is then closed after the answer.
-    pub fn authenticate(&self, auth: &Authenticator, bytes: &[u8], now: Instant) -> Result<Step, SaslError> {
+    pub async fn authenticate(
+        &self,
+        auth: &Authenticator,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Result<Step, SaslError> {
+        let plain_users = {
+            let s = self.state.lock();
+            match (&s.exchange, &auth.users, self.sasl) {
+                (Exchange::Handshaken(Mechanism::Plain), Some(users), true) => Some(Arc::clone(users)),
+                _ => None,
+            }
+        };
+        // PLAIN derives the password's key (PBKDF2, 4096 rounds) on the blocking pool, so a
+        // burst of logins does not hold the runtime's workers.
+        let plain_user = match plain_users {
+            Some(users) => {
+                let bytes = bytes.to_vec();
+                Some(
+                    tokio::task::spawn_blocking(move || plain(users.as_ref(), &bytes))
+                        .await
+                        .unwrap_or(Err(SaslError::IllegalState("PLAIN verification did not finish"))),
+                )
+            }
+            None => None,
+        };
         let mut s = self.state.lock();
-        let result = step(&mut s, self.sasl, auth, bytes, now);
+        let result = step(&mut s, self.sasl, auth, bytes, now, plain_user);
         if result.is_err() {
             s.failed = true;
             s.exchange = Exchange::Idle;
@@ -200,6 +226,7 @@ fn step(
     auth: &Authenticator,
     bytes: &[u8],
     now: Instant,
+    plain_user: Option<Result<String, SaslError>>,
 ) -> Result<Step, SaslError> {
     let users = match (&auth.users, sasl) {
         (Some(u), true) => u.as_ref(),
@@ -208,7 +235,7 @@ fn step(
     let (user, reply) = match std::mem::take(&mut s.exchange) {
         Exchange::Idle => return Err(SaslError::IllegalState("SaslAuthenticate before SaslHandshake")),
         Exchange::Handshaken(Mechanism::Plain) => {
-            let user = plain(users, bytes)?;
+            let user = plain_user.unwrap_or_else(|| plain(users, bytes))?;
             (user, Vec::new())
         }
         Exchange::Handshaken(m @ Mechanism::Scram(hash)) => {

@@ -16,8 +16,8 @@ fn auth(lifetime: Option<Duration>) -> Authenticator {
     }
 }
 
-#[test]
-fn only_auth_apis_before_authentication_then_everything() {
+#[tokio::test]
+async fn only_auth_apis_before_authentication_then_everything() {
     let a = auth(None);
     let s = AuthSession::new(true, None);
     let now = Instant::now();
@@ -31,7 +31,7 @@ fn only_auth_apis_before_authentication_then_everything() {
     assert_eq!(s.admits(ApiKey::Metadata, now), Err(Refusal::Unauthenticated));
     assert_eq!(s.principal(), ANONYMOUS);
     assert_eq!(s.handshake("PLAIN").unwrap(), Mechanism::Plain);
-    let step = s.authenticate(&a, b"\0alice\0wonderland", now).unwrap();
+    let step = s.authenticate(&a, b"\0alice\0wonderland", now).await.unwrap();
     assert!(matches!(
         step,
         Step::Done {
@@ -44,13 +44,14 @@ fn only_auth_apis_before_authentication_then_everything() {
     assert!(!s.failed());
 }
 
-#[test]
-fn wrong_password_fails_and_closes() {
+#[tokio::test]
+async fn wrong_password_fails_and_closes() {
     let a = auth(None);
     let s = AuthSession::new(true, None);
     s.handshake("PLAIN").unwrap();
     let e = s
         .authenticate(&a, b"alice\0alice\0nope", Instant::now())
+        .await
         .unwrap_err();
     assert!(matches!(e, SaslError::InvalidCredentials { .. }), "{e}");
     assert_eq!(
@@ -65,7 +66,8 @@ fn wrong_password_fails_and_closes() {
     let s = AuthSession::new(true, None);
     s.handshake("PLAIN").unwrap();
     assert!(matches!(
-        s.authenticate(&a, b"carol\0alice\0wonderland", Instant::now()),
+        s.authenticate(&a, b"carol\0alice\0wonderland", Instant::now())
+            .await,
         Err(SaslError::InvalidCredentials { .. })
     ));
     for bad in [
@@ -80,7 +82,7 @@ fn wrong_password_fails_and_closes() {
         s.handshake("PLAIN").unwrap();
         assert!(
             matches!(
-                s.authenticate(&a, bad, Instant::now()),
+                s.authenticate(&a, bad, Instant::now()).await,
                 Err(SaslError::Malformed(_))
             ),
             "{bad:?}"
@@ -88,12 +90,12 @@ fn wrong_password_fails_and_closes() {
     }
 }
 
-#[test]
-fn exchange_order_and_listener_are_enforced() {
+#[tokio::test]
+async fn exchange_order_and_listener_are_enforced() {
     let a = auth(None);
     let s = AuthSession::new(true, None);
     assert!(matches!(
-        s.authenticate(&a, b"x", Instant::now()),
+        s.authenticate(&a, b"x", Instant::now()).await,
         Err(SaslError::IllegalState(_))
     ));
     let s = AuthSession::new(true, None);
@@ -114,13 +116,13 @@ fn exchange_order_and_listener_are_enforced() {
     assert_eq!(plain.principal(), "User:cn");
 }
 
-#[test]
-fn sessions_expire_and_reauthenticate_as_the_same_user_only() {
+#[tokio::test]
+async fn sessions_expire_and_reauthenticate_as_the_same_user_only() {
     let a = auth(Some(Duration::from_secs(60)));
     let s = AuthSession::new(true, None);
     let t0 = Instant::now();
     s.handshake("PLAIN").unwrap();
-    match s.authenticate(&a, b"\0alice\0wonderland", t0).unwrap() {
+    match s.authenticate(&a, b"\0alice\0wonderland", t0).await.unwrap() {
         Step::Done {
             session_lifetime_ms, ..
         } => assert_eq!(session_lifetime_ms, 60_000),
@@ -129,8 +131,8 @@ fn sessions_expire_and_reauthenticate_as_the_same_user_only() {
     let later = t0 + Duration::from_secs(61);
     assert_eq!(s.admits(ApiKey::Fetch, later), Err(Refusal::Expired));
     s.handshake("PLAIN").unwrap();
-    s.authenticate(&a, b"\0alice\0wonderland", later).unwrap();
+    s.authenticate(&a, b"\0alice\0wonderland", later).await.unwrap();
     assert_eq!(s.admits(ApiKey::Fetch, later), Ok(()));
     s.handshake("PLAIN").unwrap();
-    assert!(s.authenticate(&a, b"\0bob\0builder", later).is_err());
+    assert!(s.authenticate(&a, b"\0bob\0builder", later).await.is_err());
 }
