@@ -12,6 +12,10 @@ use tests::{phase, ClientCommand};
 
 use crate::security::{kcat, rdkafka_props, FAIL_WAIT_S};
 
+/// Bound of each wait for the cluster to show a change on every node (generous: the suite runs
+/// many gateways in parallel on small machines).
+const RECOVERY: Duration = Duration::from_secs(60);
+
 #[test]
 fn security_cluster_listeners_and_credentials_across_three_nodes() -> Result<()> {
     let creds = Credentials::generate()?;
@@ -34,7 +38,7 @@ fn security_cluster_listeners_and_credentials_across_three_nodes() -> Result<()>
         let props = rdkafka_props(&creds, "SASL_SSL", Some("SCRAM-SHA-512"), USERS[0].1);
         poll_until(
             &format!("node {id} lists three SASL_SSL brokers"),
-            Duration::from_secs(30),
+            RECOVERY,
             || {
                 let md: Value = serde_json::from_str(kcat(addr, &props).args(["-L", "-J"]).run()?.trim())?;
                 let mut names: Vec<String> = md["brokers"]
@@ -59,14 +63,10 @@ fn security_cluster_listeners_and_credentials_across_three_nodes() -> Result<()>
     props.retain(|(k, _)| k != "sasl.username");
     props.push(("sasl.username".into(), "dave".into()));
     for addr in &addrs[1..] {
-        poll_until(
-            &format!("dave authenticates on {addr}"),
-            Duration::from_secs(30),
-            || {
-                kcat(addr, &props).args(["-L", "-m", FAIL_WAIT_S]).run()?;
-                Ok(Some(()))
-            },
-        )?;
+        poll_until(&format!("dave authenticates on {addr}"), RECOVERY, || {
+            kcat(addr, &props).args(["-L", "-m", FAIL_WAIT_S]).run()?;
+            Ok(Some(()))
+        })?;
     }
     let wrong = rdkafka_props(&creds, "SASL_SSL", Some("SCRAM-SHA-256"), "not-alice-pw");
     ensure!(
