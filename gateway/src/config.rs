@@ -150,6 +150,19 @@ pub struct Flags {
     /// and SCRAM-SHA-512 credentials (kept salted). Required by SASL listeners.
     #[arg(long, env = "KAFKA_GATEWAY_SASL_USERS_FILE")]
     pub sasl_users_file: Option<PathBuf>,
+    /// JWKS file of the keys OAUTHBEARER tokens are signed with; enables OAUTHBEARER on the
+    /// SASL listeners.
+    #[arg(long, env = "KAFKA_GATEWAY_OAUTH_JWKS_FILE")]
+    pub oauth_jwks_file: Option<PathBuf>,
+    /// Required `iss` of OAUTHBEARER tokens [default: any].
+    #[arg(long, env = "KAFKA_GATEWAY_OAUTH_ISSUER")]
+    pub oauth_issuer: Option<String>,
+    /// Required `aud` of OAUTHBEARER tokens [default: any].
+    #[arg(long, env = "KAFKA_GATEWAY_OAUTH_AUDIENCE")]
+    pub oauth_audience: Option<String>,
+    /// The claim holding an OAUTHBEARER principal's name [default: sub].
+    #[arg(long, env = "KAFKA_GATEWAY_OAUTH_PRINCIPAL_CLAIM")]
+    pub oauth_principal_claim: Option<String>,
     /// SASL sessions last at most this long, then the client must re-authenticate (KIP-368,
     /// `connections.max.reauth.ms`); 0 = no limit [default: 0].
     #[arg(long, env = "KAFKA_GATEWAY_CONNECTIONS_MAX_REAUTH_MS")]
@@ -276,6 +289,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// SASL credentials; set when a SASL listener exists.
     pub sasl_users: Option<std::sync::Arc<crate::sasl::CredentialStore>>,
+    /// OAUTHBEARER token validation; set when `--oauth-jwks-file` is.
+    pub oauth: Option<std::sync::Arc<crate::sasl::oauth::OAuthValidator>>,
     /// KIP-368 session lifetime of SASL connections; `None`: unlimited.
     pub connections_max_reauth: Option<Duration>,
     /// Admin HTTP listener.
@@ -404,6 +419,10 @@ impl Config {
                 client_auth: f.tls_client_auth.or(file.tls_client_auth),
                 sasl_users_file: f.sasl_users_file.or(file.sasl_users_file),
                 max_reauth_ms: f.connections_max_reauth_ms.or(file.connections_max_reauth_ms),
+                oauth_jwks_file: f.oauth_jwks_file.or(file.oauth_jwks_file),
+                oauth_issuer: f.oauth_issuer.or(file.oauth_issuer),
+                oauth_audience: f.oauth_audience.or(file.oauth_audience),
+                oauth_principal_claim: f.oauth_principal_claim.or(file.oauth_principal_claim),
             },
         )?;
         let first = &listeners[0];
@@ -431,6 +450,7 @@ impl Config {
             listeners,
             tls: security.tls,
             sasl_users: security.sasl_users,
+            oauth: security.oauth,
             connections_max_reauth: security.max_reauth,
             listen,
             advertised_host: host,

@@ -243,6 +243,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         auth: Arc::new(Authenticator {
             users: credentials.clone().map(|c| c as Arc<dyn ScramLookup>),
             session_lifetime: config.connections_max_reauth,
+            oauth: config.oauth.clone(),
             audit: Audit::new(&registry)?,
         }),
     });

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{invalid, ConfigError, Listener};
+use crate::sasl::oauth::{OAuthSettings, OAuthValidator};
 use crate::sasl::CredentialStore;
 
 /// Whether TLS listeners ask clients for a certificate (Kafka's `ssl.client.auth`).
@@ -44,12 +45,17 @@ pub(super) struct SecurityFlags {
     pub(super) client_auth: Option<ClientAuth>,
     pub(super) sasl_users_file: Option<PathBuf>,
     pub(super) max_reauth_ms: Option<u64>,
+    pub(super) oauth_jwks_file: Option<PathBuf>,
+    pub(super) oauth_issuer: Option<String>,
+    pub(super) oauth_audience: Option<String>,
+    pub(super) oauth_principal_claim: Option<String>,
 }
 
 #[derive(Debug)]
 pub(super) struct Security {
     pub(super) tls: Option<TlsSettings>,
     pub(super) sasl_users: Option<Arc<CredentialStore>>,
+    pub(super) oauth: Option<Arc<OAuthValidator>>,
     pub(super) max_reauth: Option<Duration>,
 }
 
@@ -98,28 +104,57 @@ pub(super) fn build(listeners: &[Listener], f: SecurityFlags) -> Result<Security
         }
         Some(settings)
     };
-    let sasl_users = match (sasl_listeners.is_empty(), f.sasl_users_file) {
-        (true, None) => None,
-        (true, Some(_)) => {
-            return Err(invalid(
-                "sasl-users-file",
-                "no SASL_PLAINTEXT or SASL_SSL listener would use it (see --listeners)".into(),
-            ))
+    if sasl_listeners.is_empty() {
+        for (given, key) in [
+            (f.sasl_users_file.is_some(), "sasl-users-file"),
+            (f.oauth_jwks_file.is_some(), "oauth-jwks-file"),
+        ] {
+            if given {
+                return Err(invalid(
+                    key,
+                    "no SASL_PLAINTEXT or SASL_SSL listener would use it (see --listeners)".into(),
+                ));
+            }
         }
-        (false, None) => {
-            return Err(invalid(
-                "sasl-users-file",
-                format!("the SASL listeners ({sasl_listeners}) need users"),
-            ))
-        }
-        (false, Some(path)) => Some(Arc::new(
+    } else if f.sasl_users_file.is_none() && f.oauth_jwks_file.is_none() {
+        return Err(invalid(
+            "sasl-users-file",
+            format!(
+                "the SASL listeners ({sasl_listeners}) need users (or --oauth-jwks-file for OAUTHBEARER)"
+            ),
+        ));
+    }
+    let sasl_users = match f.sasl_users_file {
+        None => None,
+        Some(path) => Some(Arc::new(
             CredentialStore::load_file(&path).map_err(|e| invalid("sasl-users-file", e.to_string()))?,
+        )),
+    };
+    if f.oauth_jwks_file.is_none()
+        && (f.oauth_issuer.is_some() || f.oauth_audience.is_some() || f.oauth_principal_claim.is_some())
+    {
+        return Err(invalid(
+            "oauth-jwks-file",
+            "the other --oauth-* options need it".into(),
+        ));
+    }
+    let oauth = match f.oauth_jwks_file {
+        None => None,
+        Some(jwks_file) => Some(Arc::new(
+            OAuthValidator::load(OAuthSettings {
+                jwks_file,
+                issuer: f.oauth_issuer,
+                audience: f.oauth_audience,
+                principal_claim: f.oauth_principal_claim.unwrap_or_else(|| "sub".into()),
+            })
+            .map_err(|e| invalid("oauth-jwks-file", e.to_string()))?,
         )),
     };
     let max_reauth = f.max_reauth_ms.filter(|ms| *ms > 0).map(Duration::from_millis);
     Ok(Security {
         tls,
         sasl_users,
+        oauth,
         max_reauth,
     })
 }

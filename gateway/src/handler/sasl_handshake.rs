@@ -17,8 +17,9 @@ pub(super) fn handle(
     version: i16,
     req: SaslHandshakeRequest,
 ) -> SaslHandshakeResponse {
+    let enabled = ctx.auth.enabled();
     let resp = SaslHandshakeResponse::default().with_mechanisms(
-        Mechanism::ALL
+        enabled
             .iter()
             .map(|m| StrBytes::from_static_str(m.name()))
             .collect(),
@@ -35,7 +36,7 @@ pub(super) fn handle(
         });
         return resp.with_error_code(kafka_protocol::ResponseError::UnsupportedVersion.code());
     }
-    match client.auth.handshake(&req.mechanism) {
+    match client.auth.handshake(&req.mechanism, &enabled) {
         Ok(_) => resp,
         Err(e) => {
             ctx.auth.audit.failure(Failure {

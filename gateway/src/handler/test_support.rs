@@ -69,6 +69,7 @@ pub(crate) async fn context() -> TestContext {
         auth: Arc::new(crate::sasl::Authenticator {
             users: None,
             session_lifetime: None,
+            oauth: None,
             audit: crate::sasl::Audit::new(&registry).expect("audit metrics"),
         }),
     };

@@ -15,6 +15,7 @@ use kafka_protocol::ResponseError;
 
 pub mod audit;
 pub mod credentials;
+pub mod oauth;
 pub mod scram;
 pub mod session;
 
@@ -29,7 +30,7 @@ pub enum SaslError {
     #[error("{0}")]
     UsersFile(String),
     /// The client asked for a mechanism the gateway does not offer.
-    #[error("unsupported SASL mechanism {0:?}; enabled: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")]
+    #[error("unsupported SASL mechanism {0:?} (see the mechanisms of the SaslHandshake answer)")]
     UnsupportedMechanism(String),
     /// A request out of the exchange's order (SaslAuthenticate before SaslHandshake, a second
     /// SaslHandshake inside an exchange, SASL on a listener without SASL).
@@ -38,6 +39,9 @@ pub enum SaslError {
     /// The client's message is not one of the mechanism's.
     #[error("{0}")]
     Malformed(String),
+    /// An OAUTHBEARER token that does not validate.
+    #[error("authentication failed: invalid token ({0})")]
+    InvalidToken(String),
     /// Unknown user or wrong password.
     #[error("authentication failed: invalid user name or password")]
     InvalidCredentials {
@@ -57,6 +61,7 @@ impl SaslError {
             Self::IllegalState(_) => "illegal_state",
             Self::Malformed(_) => "malformed",
             Self::InvalidCredentials { .. } => "invalid_credentials",
+            Self::InvalidToken(_) => "invalid_token",
         }
     }
 
@@ -65,9 +70,10 @@ impl SaslError {
         match self {
             Self::UnsupportedMechanism(_) => ResponseError::UnsupportedSaslMechanism,
             Self::IllegalState(_) => ResponseError::IllegalSaslState,
-            Self::UsersFile(_) | Self::Malformed(_) | Self::InvalidCredentials { .. } => {
-                ResponseError::SaslAuthenticationFailed
-            }
+            Self::UsersFile(_)
+            | Self::Malformed(_)
+            | Self::InvalidCredentials { .. }
+            | Self::InvalidToken(_) => ResponseError::SaslAuthenticationFailed,
         }
     }
 }
@@ -79,14 +85,17 @@ pub enum Mechanism {
     Plain,
     /// RFC 5802 / 7677 with SHA-256 or SHA-512.
     Scram(ScramHash),
+    /// RFC 7628 with JWTs (KIP-255).
+    OAuthBearer,
 }
 
 impl Mechanism {
     /// Every mechanism offered, in SaslHandshake's answer order.
-    pub const ALL: [Mechanism; 3] = [
+    pub const ALL: [Mechanism; 4] = [
         Self::Scram(ScramHash::Sha512),
         Self::Scram(ScramHash::Sha256),
         Self::Plain,
+        Self::OAuthBearer,
     ];
 
     /// The mechanism's SASL name (also its metric label).
@@ -95,6 +104,7 @@ impl Mechanism {
             Self::Plain => "PLAIN",
             Self::Scram(ScramHash::Sha256) => "SCRAM-SHA-256",
             Self::Scram(ScramHash::Sha512) => "SCRAM-SHA-512",
+            Self::OAuthBearer => "OAUTHBEARER",
         }
     }
 
@@ -111,6 +121,21 @@ pub struct Authenticator {
     pub users: Option<Arc<dyn ScramLookup>>,
     /// KIP-368 session lifetime; `None`: sessions do not expire.
     pub session_lifetime: Option<Duration>,
+    /// OAUTHBEARER token validation; `None`: OAUTHBEARER is not offered.
+    pub oauth: Option<Arc<oauth::OAuthValidator>>,
     /// Counters and rate-limited logs of authentications.
     pub audit: Audit,
+}
+
+impl Authenticator {
+    /// The mechanisms offered: PLAIN and SCRAM with users, OAUTHBEARER with a JWKS.
+    pub fn enabled(&self) -> Vec<Mechanism> {
+        Mechanism::ALL
+            .into_iter()
+            .filter(|m| match m {
+                Mechanism::OAuthBearer => self.oauth.is_some(),
+                _ => self.users.is_some(),
+            })
+            .collect()
+    }
 }

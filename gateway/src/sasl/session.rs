@@ -13,6 +13,7 @@ use kafka_protocol::messages::ApiKey;
 use parking_lot::Mutex;
 
 use super::credentials::{verify_plain, ScramLookup};
+use super::oauth;
 use super::scram::{self, ScramPending};
 use super::{Authenticator, Mechanism, SaslError};
 
@@ -154,7 +155,7 @@ impl AuthSession {
     /// # Errors
     /// [`SaslError::IllegalState`] outside a SASL listener or inside an exchange,
     /// [`SaslError::UnsupportedMechanism`] for a mechanism not offered.
-    pub fn handshake(&self, mechanism: &str) -> Result<Mechanism, SaslError> {
+    pub fn handshake(&self, mechanism: &str, enabled: &[Mechanism]) -> Result<Mechanism, SaslError> {
         let mut s = self.state.lock();
         let result = if !self.sasl {
             Err(SaslError::IllegalState("SASL is not enabled on this listener"))
@@ -163,7 +164,9 @@ impl AuthSession {
                 "SaslHandshake inside an unfinished SASL exchange",
             ))
         } else {
-            Mechanism::parse(mechanism).ok_or_else(|| SaslError::UnsupportedMechanism(mechanism.to_owned()))
+            Mechanism::parse(mechanism)
+                .filter(|m| enabled.contains(m))
+                .ok_or_else(|| SaslError::UnsupportedMechanism(mechanism.to_owned()))
         };
         match result {
             Ok(m) => s.exchange = Exchange::Handshaken(m),
@@ -228,17 +231,29 @@ fn step(
     now: Instant,
     plain_user: Option<Result<String, SaslError>>,
 ) -> Result<Step, SaslError> {
-    let users = match (&auth.users, sasl) {
-        (Some(u), true) => u.as_ref(),
-        _ => return Err(SaslError::IllegalState("SASL is not enabled on this listener")),
-    };
+    if !sasl {
+        return Err(SaslError::IllegalState("SASL is not enabled on this listener"));
+    }
+    let no_users = || SaslError::IllegalState("PLAIN and SCRAM are not enabled");
+    let mut token_expiry = None;
     let (user, reply) = match std::mem::take(&mut s.exchange) {
         Exchange::Idle => return Err(SaslError::IllegalState("SaslAuthenticate before SaslHandshake")),
+        Exchange::Handshaken(Mechanism::OAuthBearer) => {
+            let validator = auth
+                .oauth
+                .as_ref()
+                .ok_or(SaslError::IllegalState("OAUTHBEARER is not enabled"))?;
+            let token = validator.validate(&oauth::client_token(bytes)?)?;
+            token_expiry = Some(token.expires_at);
+            (token.name, Vec::new())
+        }
         Exchange::Handshaken(Mechanism::Plain) => {
+            let users = auth.users.as_deref().ok_or_else(no_users)?;
             let user = plain_user.unwrap_or_else(|| plain(users, bytes))?;
             (user, Vec::new())
         }
         Exchange::Handshaken(m @ Mechanism::Scram(hash)) => {
+            let users = auth.users.as_deref().ok_or_else(no_users)?;
             let (pending, reply) = scram::server_first(users, hash, bytes)?;
             s.exchange = Exchange::ScramSent(m, Box::new(pending));
             return Ok(Step::Continue(reply));
@@ -257,14 +272,23 @@ fn step(
             });
         }
     }
+    // KIP-368: the session ends with the configured lifetime, or the token's expiry if sooner.
+    let token_left = token_expiry.map(|exp| {
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        std::time::Duration::from_secs(exp).saturating_sub(unix_now)
+    });
+    let lifetime = match (auth.session_lifetime, token_left) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     s.principal = Some(principal.clone());
-    s.expires = auth.session_lifetime.map(|d| now + d);
+    s.expires = lifetime.map(|d| now + d);
     Ok(Step::Done {
         reply,
         principal,
-        session_lifetime_ms: auth
-            .session_lifetime
-            .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64),
+        session_lifetime_ms: lifetime.map_or(0, |d| d.as_millis().clamp(1, i64::MAX as u128) as i64),
     })
 }
 

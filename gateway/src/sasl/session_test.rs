@@ -6,12 +6,15 @@ use std::time::Duration;
 use super::*;
 use crate::sasl::{Audit, CredentialStore};
 
+const ALL: [Mechanism; 4] = Mechanism::ALL;
+
 fn auth(lifetime: Option<Duration>) -> Authenticator {
     Authenticator {
         users: Some(Arc::new(
             CredentialStore::parse("alice:wonderland\nbob:builder\n").unwrap(),
         )),
         session_lifetime: lifetime,
+        oauth: None,
         audit: Audit::new(&prometheus::Registry::new()).unwrap(),
     }
 }
@@ -30,7 +33,7 @@ async fn only_auth_apis_before_authentication_then_everything() {
     }
     assert_eq!(s.admits(ApiKey::Metadata, now), Err(Refusal::Unauthenticated));
     assert_eq!(s.principal(), ANONYMOUS);
-    assert_eq!(s.handshake("PLAIN").unwrap(), Mechanism::Plain);
+    assert_eq!(s.handshake("PLAIN", &ALL).unwrap(), Mechanism::Plain);
     let step = s.authenticate(&a, b"\0alice\0wonderland", now).await.unwrap();
     assert!(matches!(
         step,
@@ -48,7 +51,7 @@ async fn only_auth_apis_before_authentication_then_everything() {
 async fn wrong_password_fails_and_closes() {
     let a = auth(None);
     let s = AuthSession::new(true, None);
-    s.handshake("PLAIN").unwrap();
+    s.handshake("PLAIN", &ALL).unwrap();
     let e = s
         .authenticate(&a, b"alice\0alice\0nope", Instant::now())
         .await
@@ -64,7 +67,7 @@ async fn wrong_password_fails_and_closes() {
         Err(Refusal::Unauthenticated)
     );
     let s = AuthSession::new(true, None);
-    s.handshake("PLAIN").unwrap();
+    s.handshake("PLAIN", &ALL).unwrap();
     assert!(matches!(
         s.authenticate(&a, b"carol\0alice\0wonderland", Instant::now())
             .await,
@@ -79,7 +82,7 @@ async fn wrong_password_fails_and_closes() {
         b"\0a\0b\0c",
     ] {
         let s = AuthSession::new(true, None);
-        s.handshake("PLAIN").unwrap();
+        s.handshake("PLAIN", &ALL).unwrap();
         assert!(
             matches!(
                 s.authenticate(&a, bad, Instant::now()).await,
@@ -100,16 +103,19 @@ async fn exchange_order_and_listener_are_enforced() {
     ));
     let s = AuthSession::new(true, None);
     assert!(matches!(
-        s.handshake("GSSAPI"),
+        s.handshake("GSSAPI", &ALL),
         Err(SaslError::UnsupportedMechanism(_))
     ));
     assert!(s.failed());
     let s = AuthSession::new(true, None);
-    s.handshake("SCRAM-SHA-256").unwrap();
-    assert!(matches!(s.handshake("PLAIN"), Err(SaslError::IllegalState(_))));
+    s.handshake("SCRAM-SHA-256", &ALL).unwrap();
+    assert!(matches!(
+        s.handshake("PLAIN", &ALL),
+        Err(SaslError::IllegalState(_))
+    ));
     let plain = AuthSession::new(false, Some("User:cn".into()));
     assert!(matches!(
-        plain.handshake("PLAIN"),
+        plain.handshake("PLAIN", &ALL),
         Err(SaslError::IllegalState(_))
     ));
     assert_eq!(plain.admits(ApiKey::Produce, Instant::now()), Ok(()));
@@ -121,7 +127,7 @@ async fn sessions_expire_and_reauthenticate_as_the_same_user_only() {
     let a = auth(Some(Duration::from_secs(60)));
     let s = AuthSession::new(true, None);
     let t0 = Instant::now();
-    s.handshake("PLAIN").unwrap();
+    s.handshake("PLAIN", &ALL).unwrap();
     match s.authenticate(&a, b"\0alice\0wonderland", t0).await.unwrap() {
         Step::Done {
             session_lifetime_ms, ..
@@ -130,9 +136,9 @@ async fn sessions_expire_and_reauthenticate_as_the_same_user_only() {
     }
     let later = t0 + Duration::from_secs(61);
     assert_eq!(s.admits(ApiKey::Fetch, later), Err(Refusal::Expired));
-    s.handshake("PLAIN").unwrap();
+    s.handshake("PLAIN", &ALL).unwrap();
     s.authenticate(&a, b"\0alice\0wonderland", later).await.unwrap();
     assert_eq!(s.admits(ApiKey::Fetch, later), Ok(()));
-    s.handshake("PLAIN").unwrap();
+    s.handshake("PLAIN", &ALL).unwrap();
     assert!(s.authenticate(&a, b"\0bob\0builder", later).await.is_err());
 }
