@@ -3,7 +3,7 @@
 
 Usage: security_clients.py LIB BOOTSTRAP TOPIC CONFIG_JSON [COUNT]
   LIB: confluent | kafka-python; CONFIG_JSON: the client's own security settings (its own key
-  names). Prints one JSON line: {"ok": true, "read": [...], "brokers": [[host, port], ...]} after
+  names; for confluent, "oauth_token" is handed to OAUTHBEARER through oauth_cb). Prints one JSON line: {"ok": true, "read": [...], "brokers": [[host, port], ...]} after
   producing COUNT records to partition 0 and reading them back, or {"ok": false, "error": ...} when
   the client could not connect or authenticate (the Rust test decides which outcome it expects).
 """
@@ -20,12 +20,15 @@ def confluent(bootstrap, topic, cfg, count):
 
     errors = []
     conf = dict(cfg, **{"bootstrap.servers": bootstrap, "error_cb": lambda e: errors.append(str(e))})
+    token = conf.pop("oauth_token", None)
+    if token is not None:  # OAUTHBEARER with a JWT the Rust test signed
+        conf["oauth_cb"] = lambda _config: (token, time.time() + 600)
     producer = Producer(conf)
     try:
         md = producer.list_topics(timeout=10)
     except KafkaException as exc:
         producer.poll(1)  # serves the error callbacks queued meanwhile (the authentication error)
-        return {"ok": False, "error": str(exc), "errors": errors}
+        return {"ok": False, "error": str(exc), "errors": sorted(set(errors))[:5]}
     brokers = sorted([b.host, b.port] for b in md.brokers.values())
     failed = []
     for i in range(count):

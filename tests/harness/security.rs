@@ -4,6 +4,11 @@
 //! gateway options of a gateway with every kind of listener.
 
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 use anyhow::{Context, Result};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
@@ -110,5 +115,61 @@ impl Credentials {
             .arg("--tls-cert-file", &p("server.pem"))
             .arg("--tls-key-file", &p("server.key"))
             .arg("--sasl-users-file", &p("users"))
+    }
+}
+
+/// An OAuth issuer of the test: an EC key signing JWTs, its public key in a JWKS file.
+#[derive(Debug)]
+pub struct OAuthIssuer {
+    key_der: Vec<u8>,
+    jwks: PathBuf,
+}
+
+/// The issuer (`iss`) the test tokens name.
+pub const ISSUER: &str = "https://idp.kgw.test";
+/// The audience (`aud`) the test tokens name.
+pub const AUDIENCE: &str = "kafka";
+
+impl OAuthIssuer {
+    /// A fresh key; the JWKS is written into `dir`.
+    ///
+    /// # Errors
+    /// Key generation or the write failed.
+    pub fn generate(dir: &Path) -> Result<Self> {
+        let pair = KeyPair::generate()?;
+        let raw = pair.public_key_raw();
+        anyhow::ensure!(raw.len() == 65, "not an uncompressed P-256 point");
+        let jwks = serde_json::json!({ "keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "test-key", "alg": "ES256", "use": "sig",
+            "x": B64URL.encode(&raw[1..33]), "y": B64URL.encode(&raw[33..]),
+        }]});
+        let path = dir.join("jwks.json");
+        std::fs::write(&path, jwks.to_string()).context("write the JWKS")?;
+        Ok(Self {
+            key_der: pair.serialize_der(),
+            jwks: path,
+        })
+    }
+
+    /// The JWKS file.
+    pub fn jwks_path(&self) -> &Path {
+        &self.jwks
+    }
+
+    /// A token for `sub` from `iss`, expiring `expires_in_seconds` from now (negative: past).
+    ///
+    /// # Errors
+    /// Signing failed.
+    pub fn token(&self, sub: &str, iss: &str, expires_in_seconds: i64) -> Result<String> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
+        let claims =
+            serde_json::json!({ "sub": sub, "iss": iss, "aud": AUDIENCE, "exp": now + expires_in_seconds });
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("test-key".into());
+        Ok(jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_ec_der(&self.key_der),
+        )?)
     }
 }

@@ -20,6 +20,7 @@ mod pipelining;
 mod seaweedmq;
 mod security;
 mod security_cluster;
+mod security_oauth;
 mod security_users;
 mod smq_startup;
 mod smq_wal;

@@ -355,7 +355,7 @@ fn note_err(what: &str, err: &anyhow::Error) {
 }
 
 /// The value of the sample `series` (name and labels as printed) in a Prometheus text body.
-fn metric(body: &str, series: &str) -> f64 {
+pub(crate) fn metric(body: &str, series: &str) -> f64 {
     body.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
         .unwrap_or(0.0)

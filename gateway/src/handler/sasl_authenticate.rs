@@ -67,6 +67,7 @@ pub(super) async fn handle(
                 SaslError::InvalidCredentials { .. } => format!(
                     "Authentication failed during authentication due to invalid credentials with SASL mechanism {mechanism}"
                 ),
+                SaslError::InvalidToken(reason) => format!("Authentication failed: invalid token ({reason})"),
                 other => other.to_string(),
             };
             resp.with_error_code(e.response_error().code())
