@@ -13,6 +13,12 @@ use serde::Deserialize;
 
 use crate::auth::Token;
 
+mod listeners;
+mod security;
+
+pub use listeners::{Listener, SecurityProtocol};
+pub use security::{ClientAuth, TlsSettings};
+
 /// Log filter when `RUST_LOG` is unset: this crate's events at `info`, dependencies at `warn`
 /// (openraft logs its whole state at `info` on every start and election).
 pub const DEFAULT_LOG_FILTER: &str = "warn,kafka_gateway=info";
@@ -116,6 +122,51 @@ pub struct Flags {
     /// Address put in Metadata [default: the listen address; localhost:PORT for 0.0.0.0].
     #[arg(long, env = "KAFKA_GATEWAY_ADVERTISED_LISTENER")]
     pub advertised_listener: Option<String>,
+    /// Kafka listeners `NAME://HOST:PORT,...` (an empty HOST binds all interfaces); replaces
+    /// --listen. A name that is not a protocol name needs --listener-security-protocol-map.
+    #[arg(long, env = "KAFKA_GATEWAY_LISTENERS")]
+    pub listeners: Option<String>,
+    /// Addresses put in Metadata per listener `NAME://HOST:PORT,...` [default: each listener's
+    /// address; localhost:PORT for all interfaces].
+    #[arg(long, env = "KAFKA_GATEWAY_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
+    /// Security protocol per listener name `NAME:PROTOCOL,...` with PLAINTEXT, SSL,
+    /// SASL_PLAINTEXT, SASL_SSL [default: a listener named after a protocol uses it].
+    #[arg(long, env = "KAFKA_GATEWAY_LISTENER_SECURITY_PROTOCOL_MAP")]
+    pub listener_security_protocol_map: Option<String>,
+    /// PEM certificate chain of the SSL and SASL_SSL listeners (re-read when it changes).
+    #[arg(long, env = "KAFKA_GATEWAY_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file (re-read when it changes).
+    #[arg(long, env = "KAFKA_GATEWAY_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates that client certificates must chain to.
+    #[arg(long, env = "KAFKA_GATEWAY_TLS_CLIENT_CA_FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Client certificates on TLS listeners: none, requested or required [default: none].
+    #[arg(long, env = "KAFKA_GATEWAY_TLS_CLIENT_AUTH", value_enum)]
+    pub tls_client_auth: Option<ClientAuth>,
+    /// SASL users, one `name:password` per line, read at start; each gets PLAIN, SCRAM-SHA-256
+    /// and SCRAM-SHA-512 credentials (kept salted). Required by SASL listeners.
+    #[arg(long, env = "KAFKA_GATEWAY_SASL_USERS_FILE")]
+    pub sasl_users_file: Option<PathBuf>,
+    /// JWKS file of the keys OAUTHBEARER tokens are signed with; enables OAUTHBEARER on the
+    /// SASL listeners.
+    #[arg(long, env = "KAFKA_GATEWAY_OAUTH_JWKS_FILE")]
+    pub oauth_jwks_file: Option<PathBuf>,
+    /// Required `iss` of OAUTHBEARER tokens [default: any].
+    #[arg(long, env = "KAFKA_GATEWAY_OAUTH_ISSUER")]
+    pub oauth_issuer: Option<String>,
+    /// Required `aud` of OAUTHBEARER tokens [default: any].
+    #[arg(long, env = "KAFKA_GATEWAY_OAUTH_AUDIENCE")]
+    pub oauth_audience: Option<String>,
+    /// The claim holding an OAUTHBEARER principal's name [default: sub].
+    #[arg(long, env = "KAFKA_GATEWAY_OAUTH_PRINCIPAL_CLAIM")]
+    pub oauth_principal_claim: Option<String>,
+    /// SASL sessions last at most this long, then the client must re-authenticate (KIP-368,
+    /// `connections.max.reauth.ms`); 0 = no limit [default: 0].
+    #[arg(long, env = "KAFKA_GATEWAY_CONNECTIONS_MAX_REAUTH_MS")]
+    pub connections_max_reauth_ms: Option<u64>,
     /// Admin HTTP listener: /metrics, /healthz, /readyz [default: 0.0.0.0:9644].
     #[arg(long, env = "KAFKA_GATEWAY_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
@@ -224,12 +275,24 @@ pub struct Flags {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Kafka listener.
+    /// Kafka listeners, at least one; the first one's addresses are also `listen` and
+    /// `advertised_host`/`advertised_port`.
+    pub listeners: Vec<Listener>,
+    /// The first Kafka listener's bind address.
     pub listen: SocketAddr,
-    /// Advertised host.
+    /// The first listener's advertised host (also the host of the cluster and admin addresses
+    /// advertised for all-interfaces binds).
     pub advertised_host: String,
-    /// Advertised port.
+    /// The first listener's advertised port.
     pub advertised_port: u16,
+    /// TLS of the SSL and SASL_SSL listeners; set when one of them exists.
+    pub tls: Option<TlsSettings>,
+    /// SASL credentials; set when a SASL listener exists.
+    pub sasl_users: Option<std::sync::Arc<crate::sasl::CredentialStore>>,
+    /// OAUTHBEARER token validation; set when `--oauth-jwks-file` is.
+    pub oauth: Option<std::sync::Arc<crate::sasl::oauth::OAuthValidator>>,
+    /// KIP-368 session lifetime of SASL connections; `None`: unlimited.
+    pub connections_max_reauth: Option<Duration>,
     /// Admin HTTP listener.
     pub admin_listen: SocketAddr,
     /// Data directory.
@@ -338,25 +401,32 @@ impl Config {
                 f.$field.or(file.$field).unwrap_or_else(|| $default)
             };
         }
-        let listen_s = pick!(listen, "0.0.0.0:9092".into());
-        let listen: SocketAddr = listen_s
-            .parse()
-            .map_err(|e| invalid("listen", format!("{listen_s:?}: {e}")))?;
-        let advertised = f
-            .advertised_listener
-            .or(file.advertised_listener)
-            .unwrap_or_else(|| {
-                if listen.ip().is_unspecified() {
-                    format!("localhost:{}", listen.port())
-                } else {
-                    listen.to_string()
-                }
-            });
-        let (host, port) = advertised
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse::<u16>().ok()?)))
-            .filter(|(h, p)| !h.is_empty() && *p != 0)
-            .ok_or_else(|| invalid("advertised-listener", format!("{advertised:?} is not HOST:PORT")))?;
+        let listeners = listeners::build(listeners::ListenerFlags {
+            listen: f.listen.or(file.listen),
+            advertised_listener: f.advertised_listener.or(file.advertised_listener),
+            listeners: f.listeners.or(file.listeners),
+            advertised_listeners: f.advertised_listeners.or(file.advertised_listeners),
+            protocol_map: f
+                .listener_security_protocol_map
+                .or(file.listener_security_protocol_map),
+        })?;
+        let security = security::build(
+            &listeners,
+            security::SecurityFlags {
+                cert: f.tls_cert_file.or(file.tls_cert_file),
+                key: f.tls_key_file.or(file.tls_key_file),
+                client_ca: f.tls_client_ca_file.or(file.tls_client_ca_file),
+                client_auth: f.tls_client_auth.or(file.tls_client_auth),
+                sasl_users_file: f.sasl_users_file.or(file.sasl_users_file),
+                max_reauth_ms: f.connections_max_reauth_ms.or(file.connections_max_reauth_ms),
+                oauth_jwks_file: f.oauth_jwks_file.or(file.oauth_jwks_file),
+                oauth_issuer: f.oauth_issuer.or(file.oauth_issuer),
+                oauth_audience: f.oauth_audience.or(file.oauth_audience),
+                oauth_principal_claim: f.oauth_principal_claim.or(file.oauth_principal_claim),
+            },
+        )?;
+        let first = &listeners[0];
+        let (listen, host, port) = (first.bind, first.advertised_host.clone(), first.advertised_port);
         let admin_s = pick!(admin_listen, "0.0.0.0:9644".into());
         let admin_listen = admin_s
             .parse()
@@ -377,6 +447,11 @@ impl Config {
             }
         };
         let mut cfg = Self {
+            listeners,
+            tls: security.tls,
+            sasl_users: security.sasl_users,
+            oauth: security.oauth,
+            connections_max_reauth: security.max_reauth,
             listen,
             advertised_host: host,
             advertised_port: port,

@@ -195,3 +195,115 @@ fn file_values_apply_below_flags() {
     );
     assert!(toml::from_str::<Flags>("no-such-key = 1").is_err());
 }
+
+#[test]
+fn tls_and_sasl_options_follow_the_listeners_that_use_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, "alice:secret\n").unwrap();
+    let users = users.display().to_string();
+    let ssl = ["--listeners", "PLAINTEXT://:9092,SSL://:9093,SASL_SSL://:9094"];
+    let with = |extra: &[&str]| -> Result<Config, ConfigError> {
+        let mut args: Vec<&str> = ssl.to_vec();
+        args.extend_from_slice(extra);
+        parse(&args)
+    };
+    for (extra, key) in [
+        (vec!["--sasl-users-file", users.as_str()], "tls-cert-file"),
+        (
+            vec!["--tls-cert-file", "c", "--sasl-users-file", users.as_str()],
+            "tls-key-file",
+        ),
+        (
+            vec!["--tls-cert-file", "c", "--tls-key-file", "k"],
+            "sasl-users-file",
+        ),
+        (
+            vec![
+                "--tls-cert-file",
+                "c",
+                "--tls-key-file",
+                "k",
+                "--sasl-users-file",
+                users.as_str(),
+                "--tls-client-auth",
+                "required",
+            ],
+            "tls-client-ca-file",
+        ),
+        (
+            vec![
+                "--tls-cert-file",
+                "c",
+                "--tls-key-file",
+                "k",
+                "--sasl-users-file",
+                "/nonexistent/users",
+            ],
+            "sasl-users-file",
+        ),
+    ] {
+        let e = with(&extra).unwrap_err().to_string();
+        assert!(e.contains(key), "{key}: {e}");
+    }
+    let c = with(&[
+        "--tls-cert-file",
+        "c",
+        "--tls-key-file",
+        "k",
+        "--sasl-users-file",
+        &users,
+        "--connections-max-reauth-ms",
+        "60000",
+    ])
+    .unwrap();
+    assert_eq!(c.listeners.len(), 3);
+    assert_eq!((c.listen.port(), c.advertised_port), (9092, 9092));
+    assert_eq!(c.tls.as_ref().map(|t| t.client_auth), Some(ClientAuth::None));
+    assert_eq!(c.sasl_users.as_ref().map(|u| u.len()), Some(1));
+    assert_eq!(c.connections_max_reauth, Some(Duration::from_secs(60)));
+    // TLS or SASL options without a listener using them are mistakes, not silently ignored.
+    let e = parse(&["--tls-cert-file", "c"]).unwrap_err().to_string();
+    assert!(e.contains("tls-cert-file"), "{e}");
+    let e = parse(&["--sasl-users-file", &users]).unwrap_err().to_string();
+    assert!(e.contains("sasl-users-file"), "{e}");
+}
+
+#[test]
+fn listener_and_security_keys_are_read_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, "alice:secret\n").unwrap();
+    let file: Flags = toml::from_str(&format!(
+        "listeners = \"INTERNAL://127.0.0.1:9092,EXTERNAL://:9094\"\n\
+         advertised-listeners = \"EXTERNAL://gw.example.com:19094\"\n\
+         listener-security-protocol-map = \"INTERNAL:PLAINTEXT,EXTERNAL:SASL_SSL\"\n\
+         tls-cert-file = \"c\"\ntls-key-file = \"k\"\ntls-client-ca-file = \"ca\"\n\
+         tls-client-auth = \"requested\"\nsasl-users-file = {:?}\nconnections-max-reauth-ms = 1000\n",
+        users.display().to_string()
+    ))
+    .unwrap();
+    let c = Config::build(Flags::parse_from(["kafka-gateway"]), file).unwrap();
+    let l: Vec<(String, SecurityProtocol, String)> = c
+        .listeners
+        .iter()
+        .map(|l| (l.name.clone(), l.protocol, l.advertised()))
+        .collect();
+    assert_eq!(
+        l,
+        [
+            (
+                "INTERNAL".into(),
+                SecurityProtocol::Plaintext,
+                "127.0.0.1:9092".into()
+            ),
+            (
+                "EXTERNAL".into(),
+                SecurityProtocol::SaslSsl,
+                "gw.example.com:19094".into()
+            ),
+        ]
+    );
+    assert_eq!(c.tls.unwrap().client_auth, ClientAuth::Requested);
+    assert_eq!(c.connections_max_reauth, Some(Duration::from_secs(1)));
+}

@@ -13,7 +13,7 @@
 //!
 //! Around it: [`config`] (the one typed configuration, built in `main`), [`admin`] (the admin
 //! HTTP server), [`auth`] (control-plane tokens), [`metrics`] (request-path metrics),
-//! [`producer_ids`] (InitProducerId ids).
+//! [`producer_ids`] (InitProducerId ids), [`sasl`] (SASL authentication of Kafka clients).
 
 pub mod admin;
 pub mod auth;
@@ -27,5 +27,6 @@ pub mod metrics;
 pub mod producer_ids;
 pub mod protocol;
 pub mod records;
+pub mod sasl;
 pub mod server;
 pub mod storage;

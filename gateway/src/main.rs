@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use kafka_gateway::admin::{self, AdminAuth, AdminState};
 use kafka_gateway::cluster::network::NetworkOptions;
+use kafka_gateway::cluster::scram::ClusterCredentials;
 use kafka_gateway::cluster::wal_peers::ClusterWalPeers;
 use kafka_gateway::cluster::{
     self, ClusterGroupLog, ClusterMetrics, ClusterNode, ClusterOptions, Coordinator,
@@ -18,7 +19,9 @@ use kafka_gateway::handler::caps::ResourceCaps;
 use kafka_gateway::handler::{BrokerInfo, Context, HandlerOptions};
 use kafka_gateway::metrics::Metrics;
 use kafka_gateway::producer_ids::ProducerIdAllocator;
-use kafka_gateway::server::{self, fd_limit, ServerOptions};
+use kafka_gateway::sasl::{Audit, Authenticator, ScramLookup};
+use kafka_gateway::server::tls::TlsReloader;
+use kafka_gateway::server::{self, fd_limit, KafkaListener, ServerOptions};
 use kafka_gateway::storage::local::{FsyncMode, LocalOptions, LocalStorage};
 use kafka_gateway::storage::metered::Metered;
 use kafka_gateway::storage::seaweedmq::wal_metrics::WalMetrics;
@@ -73,6 +76,10 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+/// Longest TLS handshake of a new Kafka connection: a client that connects and sends nothing
+/// (or a plaintext client waiting for an answer) is closed then.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Longest a member addition waits for SeaweedMQ to flush what the WAL holds (its default
 /// flush interval is 5 s); the cluster's forward timeout is 10 s.
@@ -181,12 +188,29 @@ async fn run(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     );
     let local_cluster_id = cluster_id(&config.data_dir)?;
+    // SASL authenticates against the replicated credentials, seeded from the users file.
+    let credentials = config.sasl_users.as_ref().map(|file| {
+        Arc::new(ClusterCredentials::new(
+            coordinator.clone(),
+            Some(Arc::clone(file)),
+        ))
+    });
     let ctx = Arc::new(Context {
         storage: Arc::clone(&storage),
         broker: BrokerInfo {
             node_id: config.node_id,
             host: config.advertised_host.clone(),
             port: i32::from(config.advertised_port),
+            listeners: config
+                .listeners
+                .iter()
+                .map(|l| {
+                    (
+                        l.name.clone(),
+                        (l.advertised_host.clone(), i32::from(l.advertised_port)),
+                    )
+                })
+                .collect(),
             rack: config.rack.clone(),
             cluster_id: local_cluster_id.clone(),
         },
@@ -200,6 +224,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         producer_ids: Arc::new(ProducerIdAllocator::new(coordinator.clone())),
         groups: groups.clone(),
         cluster: coordinator.clone(),
+        auth: Arc::new(Authenticator {
+            users: credentials.clone().map(|c| c as Arc<dyn ScramLookup>),
+            session_lifetime: config.connections_max_reauth,
+            oauth: config.oauth.clone(),
+            audit: Audit::new(&registry)?,
+        }),
     });
     tokio::spawn(publish_lag(
         groups.clone(),
@@ -230,9 +260,25 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .await
     });
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding Kafka listener {}", config.listen))?;
+    let tls = match &config.tls {
+        Some(t) => Some(Arc::new(
+            TlsReloader::new(t.clone()).context("loading the TLS certificate and key")?,
+        )),
+        None => None,
+    };
+    let mut listeners = Vec::with_capacity(config.listeners.len());
+    for l in &config.listeners {
+        let tcp = TcpListener::bind(l.bind)
+            .await
+            .with_context(|| format!("binding Kafka listener {} ({})", l.name, l.bind))?;
+        info!(listener = %l.name, protocol = l.protocol.name(), bind = %l.bind, advertised = l.advertised(), "kafka listener");
+        listeners.push(KafkaListener {
+            tcp,
+            name: Arc::from(l.name.as_str()),
+            tls: l.protocol.tls().then(|| tls.clone()).flatten(),
+            sasl: l.protocol.sasl(),
+        });
+    }
     info!(
         listen = %config.listen,
         advertised = format!("{}:{}", config.advertised_host, config.advertised_port),
@@ -251,6 +297,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(async move {
             match coordinator.bootstrap(&peers, &local_cluster_id, &stop).await {
                 Ok(()) => {
+                    if let Some(c) = &credentials {
+                        match c.seed().await {
+                            Ok(()) => info!("SASL users of the users file seeded into the cluster"),
+                            Err(e) => {
+                                warn!(error = %e, "cannot seed the SASL users file into the cluster; it keeps answering for its users")
+                            }
+                        }
+                    }
                     info!(node_id = coordinator.node_id(), "kafka gateway ready");
                     ready.store(true, Ordering::Release);
                 }
@@ -267,10 +321,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         max_queued_request_bytes: config.max_queued_request_bytes,
         idle_timeout: config.connections_max_idle,
         shutdown_grace: config.shutdown_grace,
+        tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
     };
     let ready_flag = Arc::clone(&ready);
     let stopping_groups = groups.clone();
-    server::run(listener, ctx, opts, async move {
+    server::run(listeners, ctx, opts, async move {
         shutdown_signal().await;
         ready_flag.store(false, Ordering::Release);
         stopping_groups.release_all();
@@ -305,6 +360,11 @@ async fn start_cluster(
     let node = ClusterNode {
         cluster_addr: config.cluster_advertised(),
         kafka_addr: format!("{}:{}", config.advertised_host, config.advertised_port),
+        listeners: config
+            .listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.advertised()))
+            .collect(),
         admin_addr: config.admin_advertised(),
         rack: config.rack.clone(),
     };

@@ -157,6 +157,8 @@ pub struct Cluster {
     proxies: Option<PeerProxies>,
     /// Extra gateway arguments of every node.
     args: Vec<(String, String)>,
+    /// Kafka listeners (name, protocol) of every node besides PLAINTEXT.
+    listeners: Vec<(String, String)>,
     /// The cluster and admin token files every node reads.
     tokens: Tokens,
 }
@@ -182,7 +184,29 @@ impl Cluster {
     ///
     /// # Errors
     /// As [`Cluster::start`].
-    pub fn start_with_args(name: &str, n: i32, proxied: bool, boot: Boot, args: &[(&str, &str)]) -> Result<Self> {
+    pub fn start_with_args(
+        name: &str,
+        n: i32,
+        proxied: bool,
+        boot: Boot,
+        args: &[(&str, &str)],
+    ) -> Result<Self> {
+        Self::start_with_listeners(name, n, proxied, boot, args, &[])
+    }
+
+    /// [`Cluster::start_with_args`] with Kafka `listeners` (name, security protocol) on every
+    /// node besides PLAINTEXT (see [`GatewayOptions::listener`]).
+    ///
+    /// # Errors
+    /// As [`Cluster::start`].
+    pub fn start_with_listeners(
+        name: &str,
+        n: i32,
+        proxied: bool,
+        boot: Boot,
+        args: &[(&str, &str)],
+        listeners: &[(&str, &str)],
+    ) -> Result<Self> {
         phase(format!(
             "start {n}-node cluster {name}{}",
             if proxied { " (proxied peers)" } else { "" }
@@ -192,7 +216,14 @@ impl Cluster {
             nodes: BTreeMap::new(),
             peers: BTreeMap::new(),
             proxies: proxied.then(PeerProxies::new),
-            args: args.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            args: args
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            listeners: listeners
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             tokens: Tokens::new()?,
         };
         let mut planned = Vec::new();
@@ -282,6 +313,9 @@ impl Cluster {
             .arg("--shutdown-grace-seconds", &SHUTDOWN_GRACE_SECONDS.to_string());
         for (flag, value) in &self.args {
             opts = opts.arg(flag, value);
+        }
+        for (listener, protocol) in &self.listeners {
+            opts = opts.listener(listener, protocol);
         }
         if std::env::var_os("RUST_LOG").is_none() {
             opts = opts.env("RUST_LOG", "info,openraft=warn");

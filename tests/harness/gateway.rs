@@ -43,6 +43,9 @@ pub struct GatewayOptions {
     pub env: Vec<(String, String)>,
     /// Loopback IP the Kafka and admin listeners bind (and advertise); 127.0.0.1 when `None`.
     pub bind_ip: Option<Ipv4Addr>,
+    /// Kafka listeners besides the PLAINTEXT one: (name, security protocol), each on a free
+    /// port of its own (then passed as `--listeners`).
+    pub listeners: Vec<(String, String)>,
 }
 
 impl GatewayOptions {
@@ -77,6 +80,12 @@ impl GatewayOptions {
         self
     }
 
+    /// Adds a Kafka listener `name` with security `protocol` on a free port.
+    pub fn listener(mut self, name: &str, protocol: &str) -> Self {
+        self.listeners.push((name.to_owned(), protocol.to_owned()));
+        self
+    }
+
     /// Binds the Kafka and admin listeners on `ip` (a 127.0.0.X address) instead of 127.0.0.1.
     pub fn bind_ip(mut self, ip: Ipv4Addr) -> Self {
         self.bind_ip = Some(ip);
@@ -99,6 +108,8 @@ pub struct Gateway {
     dir: TempDir,
     kafka_addr: SocketAddr,
     admin_addr: SocketAddr,
+    /// Addresses of the listeners of `opts.listeners`, in order.
+    listener_addrs: Vec<SocketAddr>,
     running: Option<Running>,
 }
 
@@ -119,12 +130,16 @@ impl Gateway {
         let ip = opts.bind_ip.unwrap_or(Ipv4Addr::LOCALHOST);
         // A gateway without --cluster-listen or --peers is standalone and opens no raft port.
         let [kafka_addr, admin_addr] = free_addrs_on(ip)?;
+        let listener_addrs = (0..opts.listeners.len())
+            .map(|_| free_addrs_on::<1>(ip).map(|[a]| a))
+            .collect::<Result<Vec<_>>>()?;
         let mut gateway = Self {
             name: name.to_owned(),
             opts,
             dir,
             kafka_addr,
             admin_addr,
+            listener_addrs,
             running: None,
         };
         gateway.spawn()?;
@@ -134,6 +149,19 @@ impl Gateway {
     /// The Kafka listener address (also the advertised listener).
     pub fn kafka_addr(&self) -> SocketAddr {
         self.kafka_addr
+    }
+
+    /// The address of the listener `name` added with [`GatewayOptions::listener`].
+    ///
+    /// # Errors
+    /// No such listener.
+    pub fn listener_addr(&self, name: &str) -> Result<SocketAddr> {
+        self.opts
+            .listeners
+            .iter()
+            .position(|(n, _)| n == name)
+            .and_then(|i| self.listener_addrs.get(i).copied())
+            .ok_or_else(|| anyhow!("gateway {} has no listener {name}", self.name))
     }
 
     /// `host:port` bootstrap string for clients.
@@ -360,11 +388,27 @@ impl Gateway {
     fn command(&self) -> Result<Command> {
         let bin = binary_path()?;
         let mut cmd = Command::new(&bin);
-        cmd.arg("--listen")
-            .arg(self.kafka_addr.to_string())
-            .arg("--advertised-listener")
-            .arg(self.kafka_addr.to_string())
-            .arg("--admin-listen")
+        if self.opts.listeners.is_empty() {
+            cmd.arg("--listen")
+                .arg(self.kafka_addr.to_string())
+                .arg("--advertised-listener")
+                .arg(self.kafka_addr.to_string());
+        } else {
+            let mut listeners = vec![format!("PLAINTEXT://{}", self.kafka_addr)];
+            let mut map = vec!["PLAINTEXT:PLAINTEXT".to_owned()];
+            for ((name, protocol), addr) in self.opts.listeners.iter().zip(&self.listener_addrs) {
+                listeners.push(format!("{name}://{addr}"));
+                map.push(format!("{name}:{protocol}"));
+            }
+            let listeners = listeners.join(",");
+            cmd.arg("--listeners")
+                .arg(&listeners)
+                .arg("--advertised-listeners")
+                .arg(&listeners)
+                .arg("--listener-security-protocol-map")
+                .arg(map.join(","));
+        }
+        cmd.arg("--admin-listen")
             .arg(self.admin_addr.to_string())
             .arg("--data-dir")
             .arg(self.data_dir());

@@ -8,6 +8,7 @@ pub mod http;
 pub mod phase;
 pub mod proxy;
 pub mod raw;
+pub mod security;
 pub mod tokens;
 pub mod weed;
 pub mod workload;

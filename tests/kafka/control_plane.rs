@@ -130,6 +130,7 @@ fn cluster_control_plane_refuses_unauthenticated_calls_and_wild_snapshot_chunks(
             cluster_addr: "10.9.9.9:9645".into(),
             kafka_addr: "10.9.9.9:9092".into(),
             admin_addr: "10.9.9.9:9644".into(),
+            listeners: Default::default(),
             rack: None,
         },
     };

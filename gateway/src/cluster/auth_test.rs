@@ -37,6 +37,7 @@ async fn serving_node(max_snapshot_bytes: u64) -> (Coordinator, String, tempfile
         kafka_addr: "127.0.0.1:9092".into(),
         admin_addr: "127.0.0.1:9644".into(),
         rack: None,
+        listeners: Default::default(),
     };
     let dir = tempfile::tempdir().unwrap();
     let mut o = ClusterOptions::new(1, node.clone(), dir.path().to_owned());

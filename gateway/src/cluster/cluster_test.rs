@@ -45,6 +45,11 @@ async fn start(id: NodeId) -> TestNode {
         kafka_addr: format!("127.0.0.{id}:9092"),
         admin_addr: format!("127.0.0.{id}:9644"),
         rack: None,
+        listeners: [
+            ("PLAINTEXT".to_owned(), format!("127.0.0.{id}:9092")),
+            ("SSL".to_owned(), format!("gw-{id}.example.com:9093")),
+        ]
+        .into(),
     };
     let dir = tempfile::tempdir().unwrap();
     let coord = Coordinator::start(options(id, node.clone(), &dir), Some(listener))
@@ -124,6 +129,37 @@ async fn shutdown_all(nodes: &mut [TestNode]) {
             c.shutdown().await;
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_member_knows_every_member_s_address_on_each_listener() {
+    let mut nodes = cluster().await;
+    for n in &nodes {
+        wait_state(n.coord(), "three brokers", |c| c.brokers().len() == 3).await;
+        let on = |l: &str| -> Vec<String> {
+            n.coord()
+                .brokers_on(l)
+                .iter()
+                .map(|b| format!("{}:{}", b.host, b.port))
+                .collect()
+        };
+        assert_eq!(
+            on("SSL"),
+            [
+                "gw-1.example.com:9093",
+                "gw-2.example.com:9093",
+                "gw-3.example.com:9093"
+            ]
+        );
+        assert_eq!(
+            on("PLAINTEXT"),
+            ["127.0.0.1:9092", "127.0.0.2:9092", "127.0.0.3:9092"]
+        );
+        assert!(on("SASL_SSL").is_empty(), "no member has that listener");
+        let b = n.coord().broker_on(2, "SSL").unwrap();
+        assert_eq!((b.host.as_str(), b.port), ("gw-2.example.com", 9093));
+    }
+    shutdown_all(&mut nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,12 +4,13 @@
 //! command that cannot take effect (a stale owner epoch) is not an error of the log, it is
 //! answered with a [`CommandResponse`] variant saying why, so all replicas agree on the outcome.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::{ClusterNode, NodeId};
 use crate::group::record::GroupRecord;
+use crate::sasl::ScramCredential;
 
 /// One replicated change to the cluster state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +78,31 @@ pub enum Command {
         /// Ids of the members currently reachable from the leader (the leader included).
         live: BTreeSet<NodeId>,
     },
+    /// A user of `--sasl-users-file`: its credentials are stored the first time the cluster
+    /// sees the user name (unless the user already has credentials), never again, so a later
+    /// deletion or password change through AlterUserScramCredentials survives restarts.
+    SeedScramUser {
+        /// User name.
+        user: String,
+        /// Credentials by mechanism name (`SCRAM-SHA-256`, `SCRAM-SHA-512`).
+        credentials: BTreeMap<String, ScramCredential>,
+    },
+    /// Creates or replaces a user's credential for one mechanism.
+    UpsertScram {
+        /// User name.
+        user: String,
+        /// Mechanism name.
+        mechanism: String,
+        /// The salted credential.
+        credential: ScramCredential,
+    },
+    /// Deletes a user's credential for one mechanism (nothing when it has none).
+    DeleteScram {
+        /// User name.
+        user: String,
+        /// Mechanism name.
+        mechanism: String,
+    },
 }
 
 impl Command {
@@ -91,6 +117,9 @@ impl Command {
             Command::SetClusterId { .. } => "set_cluster_id",
             Command::AllocateProducerIds { .. } => "allocate_producer_ids",
             Command::SetLive { .. } => "set_live",
+            Command::SeedScramUser { .. } => "seed_scram_user",
+            Command::UpsertScram { .. } => "upsert_scram",
+            Command::DeleteScram { .. } => "delete_scram",
         }
     }
 }

@@ -31,6 +31,7 @@ async fn member(id: NodeId) -> Member {
         kafka_addr: format!("127.0.0.{id}:9092"),
         admin_addr: format!("127.0.0.{id}:9644"),
         rack: None,
+        listeners: Default::default(),
     };
     let dir = tempfile::tempdir().unwrap();
     let mut o = ClusterOptions::new(id, node, dir.path().to_owned());

@@ -12,6 +12,7 @@
 //! - [`service`]: the inbound peer gRPC service on the cluster port (cluster token required);
 //!   [`snapshot_gate`]: the bounds on inbound snapshot chunks.
 //! - [`management`]: init, add/remove members, status; [`admin_http`]: the same over HTTP.
+//! - [`scram`]: SASL SCRAM credentials in the replicated state.
 //! - [`solo`]: whether this node is the only member (storage shortcuts safe only alone).
 //! - [`wal_peers`]: the peers of SeaweedMQ write-ahead-log replication.
 //! - [`pb`]: the generated peer protocol and its message conversions.
@@ -27,6 +28,7 @@ pub mod management;
 pub mod metrics;
 pub mod network;
 pub mod pb;
+pub mod scram;
 pub mod service;
 pub mod snapshot_gate;
 pub mod solo;
@@ -38,6 +40,7 @@ pub mod wal_peers;
 mod coordinator;
 pub(crate) mod log_file;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Cursor;
 
@@ -73,8 +76,15 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub struct ClusterNode {
     /// Raft peer gRPC address (`host:port`), reachable from the other members only.
     pub cluster_addr: String,
-    /// Advertised Kafka `host:port` put in Metadata and FindCoordinator answers.
+    /// Advertised Kafka `host:port` of the first listener: put in Metadata and FindCoordinator
+    /// answers to clients of any listener when `listeners` is empty (a member started before
+    /// listeners were shared).
     pub kafka_addr: String,
+    /// Advertised Kafka `host:port` per listener name: a client is answered with the
+    /// addresses of the listener it connected to, and members without that listener are left
+    /// out (as Kafka does).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub listeners: BTreeMap<String, String>,
     /// Admin HTTP `host:port` (metrics, health, cluster admin).
     pub admin_addr: String,
     /// Rack reported to Kafka clients, if configured.

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::command::{Command, CommandResponse};
 use super::{ClusterNode, NodeId};
 use crate::group::record::{GroupMetadataRecord, GroupRecord, OffsetCommitRecord};
+use crate::sasl::ScramCredential;
 
 /// One member of the raft membership as the state machine sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +93,12 @@ pub struct ClusterState {
     /// Highest ownership epoch of any group removed from `groups`; claims start above it.
     #[serde(default)]
     pub retired_epoch: u64,
+    /// SASL SCRAM credentials by user, then mechanism name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scram: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+    /// Users of `--sasl-users-file` already seeded (see [`Command::SeedScramUser`]).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub scram_seeded: BTreeSet<String>,
 }
 
 impl ClusterState {
@@ -139,6 +146,36 @@ impl ClusterState {
                 CommandResponse::Applied
             }
             Command::AllocateProducerIds { node_id, count } => self.allocate_producer_ids(*node_id, *count),
+            Command::SeedScramUser { user, credentials } => {
+                // A user created through AlterUserScramCredentials first keeps its credentials.
+                if self.scram_seeded.insert(user.clone())
+                    && !self.scram.contains_key(user)
+                    && !credentials.is_empty()
+                {
+                    self.scram.insert(user.clone(), credentials.clone());
+                }
+                CommandResponse::Applied
+            }
+            Command::UpsertScram {
+                user,
+                mechanism,
+                credential,
+            } => {
+                self.scram
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(mechanism.clone(), credential.clone());
+                CommandResponse::Applied
+            }
+            Command::DeleteScram { user, mechanism } => {
+                if let Some(creds) = self.scram.get_mut(user) {
+                    creds.remove(mechanism);
+                    if creds.is_empty() {
+                        self.scram.remove(user);
+                    }
+                }
+                CommandResponse::Applied
+            }
             Command::SetLive { live } => {
                 for (id, m) in self.members.iter_mut() {
                     m.live = live.contains(id);

@@ -9,6 +9,7 @@ fn node(i: u64) -> ClusterNode {
         kafka_addr: format!("127.0.0.{i}:9092"),
         admin_addr: format!("127.0.0.{i}:9644"),
         rack: None,
+        listeners: Default::default(),
     }
 }
 

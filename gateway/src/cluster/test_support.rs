@@ -22,6 +22,7 @@ pub(crate) async fn single_node(dir: &std::path::Path, kafka_addr: &str, cluster
         kafka_addr: kafka_addr.to_owned(),
         admin_addr: "127.0.0.1:9644".into(),
         rack: None,
+        listeners: Default::default(),
     };
     let mut options = ClusterOptions::new(0, node, dir.to_owned());
     options.heartbeat_interval = Duration::from_millis(50);

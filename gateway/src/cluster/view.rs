@@ -79,22 +79,41 @@ pub fn controller_for(me: i32, leader: Option<i32>, brokers: &[i32]) -> Option<i
 
 impl Coordinator {
     /// Live members as Kafka brokers, sorted by id. Empty until this node applied a membership.
+    /// Addresses are those of each member's first listener.
     pub fn brokers(&self) -> Vec<Broker> {
+        self.live_brokers(None)
+    }
+
+    /// Live members as Kafka brokers with their addresses on `listener`, sorted by id; members
+    /// that advertise listeners but not this one are left out.
+    pub fn brokers_on(&self, listener: &str) -> Vec<Broker> {
+        self.live_brokers(Some(listener))
+    }
+
+    fn live_brokers(&self, listener: Option<&str>) -> Vec<Broker> {
         let applied = self.inner.applied.read();
         applied
             .state
             .members
             .iter()
             .filter(|(_, m)| m.live)
-            .filter_map(|(id, m)| broker(*id, &m.node))
+            .filter_map(|(id, m)| broker(*id, &m.node, listener))
             .collect()
     }
 
-    /// The broker with `node_id`, live or not, if it is a member.
+    /// The broker with `node_id`, live or not, if it is a member, with its first listener's
+    /// address.
     pub fn broker(&self, node_id: NodeId) -> Option<Broker> {
         let applied = self.inner.applied.read();
         let m = applied.state.members.get(&node_id)?;
-        broker(node_id, &m.node)
+        broker(node_id, &m.node, None)
+    }
+
+    /// The broker with `node_id` as seen on `listener`, if it is a member advertising it.
+    pub fn broker_on(&self, node_id: NodeId, listener: &str) -> Option<Broker> {
+        let applied = self.inner.applied.read();
+        let m = applied.state.members.get(&node_id)?;
+        broker(node_id, &m.node, Some(listener))
     }
 
     /// The raft leader as this node knows it (possibly a node that just died).
@@ -159,8 +178,14 @@ impl Coordinator {
     }
 }
 
-fn broker(id: NodeId, node: &super::ClusterNode) -> Option<Broker> {
-    let (host, port) = split_host_port(&node.kafka_addr)?;
+/// `node` as a broker: its address on `listener` when it advertises listeners (none when not
+/// this one), else its only address.
+fn broker(id: NodeId, node: &super::ClusterNode, listener: Option<&str>) -> Option<Broker> {
+    let addr = match listener {
+        Some(name) if !node.listeners.is_empty() => node.listeners.get(name)?,
+        _ => &node.kafka_addr,
+    };
+    let (host, port) = split_host_port(addr)?;
     Some(Broker {
         node_id: i32::try_from(id).ok()?,
         host,
@@ -202,6 +227,30 @@ mod tests {
         assert_eq!(controller_for(3, Some(7), &[2, 0, 1]), Some(0));
         assert_eq!(controller_for(3, None, &[2, 1]), Some(1));
         assert_eq!(controller_for(3, Some(3), &[]), None);
+    }
+
+    #[test]
+    fn brokers_are_seen_through_the_client_listener() {
+        let node = crate::cluster::ClusterNode {
+            kafka_addr: "gw-1:9092".into(),
+            listeners: [
+                ("PLAINTEXT".to_owned(), "gw-1:9092".to_owned()),
+                ("SSL".to_owned(), "gw-1.example.com:9093".to_owned()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let on = |l| broker(1, &node, l).map(|b| format!("{}:{}", b.host, b.port));
+        assert_eq!(on(Some("SSL")).as_deref(), Some("gw-1.example.com:9093"));
+        assert_eq!(on(Some("PLAINTEXT")).as_deref(), Some("gw-1:9092"));
+        assert_eq!(on(Some("SASL_SSL")), None);
+        assert_eq!(on(None).as_deref(), Some("gw-1:9092"));
+        // A member that shares no listeners (started by an older version) keeps its address.
+        let old = crate::cluster::ClusterNode {
+            kafka_addr: "gw-2:9092".into(),
+            ..Default::default()
+        };
+        assert_eq!(broker(2, &old, Some("SSL")).map(|b| b.port), Some(9092));
     }
 
     #[test]

@@ -241,7 +241,7 @@ mod tests {
                 MetadataRequestTopic::default().with_name(Some(name("auto")))
             ]))
             .with_allow_auto_topic_creation(true);
-        let r = super::super::metadata::handle(ctx, 9, auto.clone()).await;
+        let r = super::super::metadata::handle(ctx, "PLAINTEXT", 9, auto.clone()).await;
         assert_eq!(
             r.topics[0].error_code,
             ResponseError::PolicyViolation.code(),
@@ -258,7 +258,7 @@ mod tests {
             ctx.storage.describe_topic("a").await.unwrap().unwrap().partitions,
             4
         );
-        let r = super::super::metadata::handle(ctx, 9, auto).await;
+        let r = super::super::metadata::handle(ctx, "PLAINTEXT", 9, auto).await;
         assert_eq!(r.topics[0].error_code, 0, "{r:?}");
         assert!(ctx.storage.describe_topic("auto").await.unwrap().is_some());
     }

@@ -16,7 +16,13 @@ const ENDPOINT_BROKER: i8 = 1;
 /// `EndpointType.CONTROLLER`.
 const ENDPOINT_CONTROLLER: i8 = 2;
 
-pub(super) fn handle(ctx: &Context, version: i16, req: DescribeClusterRequest) -> DescribeClusterResponse {
+/// Answers with the brokers' addresses on `listener`, the one the client connected to.
+pub(super) fn handle(
+    ctx: &Context,
+    listener: &str,
+    version: i16,
+    req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let resp = DescribeClusterResponse::default()
         .with_error_message(None)
         .with_endpoint_type(ENDPOINT_BROKER);
@@ -38,7 +44,7 @@ pub(super) fn handle(ctx: &Context, version: i16, req: DescribeClusterRequest) -
             .with_error_message(Some(StrBytes::from_string(message)));
     }
     let ops = authorized_ops::cluster(req.include_cluster_authorized_operations);
-    let members = ctx.brokers();
+    let members = ctx.brokers_on(listener);
     let controller = ctx.controller_id(&members);
     let brokers = members
         .into_iter()

@@ -10,7 +10,7 @@ async fn describes_this_broker_at_every_version() {
     let ctx = &t.ctx;
     for v in 0..=2 {
         let req = DescribeClusterRequest::default().with_include_fenced_brokers(v >= 2);
-        let resp = handle(ctx, v, req);
+        let resp = handle(ctx, "PLAINTEXT", v, req);
         assert_eq!((resp.error_code, resp.error_message.as_ref()), (0, None));
         assert_eq!(resp.cluster_id.as_str(), ctx.broker.cluster_id);
         assert_eq!(resp.controller_id.0, ctx.broker.node_id);
@@ -34,6 +34,7 @@ async fn authorized_operations_and_endpoint_types() {
     let ctx = &t.ctx;
     let resp = handle(
         ctx,
+        "PLAINTEXT",
         2,
         DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
     );
@@ -47,12 +48,18 @@ async fn authorized_operations_and_endpoint_types() {
 
     let resp = handle(
         ctx,
+        "PLAINTEXT",
         1,
         DescribeClusterRequest::default().with_endpoint_type(ENDPOINT_CONTROLLER),
     );
     assert_eq!(resp.error_code, ResponseError::MismatchedEndpointType.code());
     assert!(resp.brokers.is_empty());
     resp.encode(&mut BytesMut::new(), 1).unwrap();
-    let resp = handle(ctx, 1, DescribeClusterRequest::default().with_endpoint_type(9));
+    let resp = handle(
+        ctx,
+        "PLAINTEXT",
+        1,
+        DescribeClusterRequest::default().with_endpoint_type(9),
+    );
     assert_eq!(resp.error_code, ResponseError::UnsupportedEndpointType.code());
 }

@@ -27,7 +27,7 @@ const KEY_TYPE_SHARE: i8 = 2;
 /// Where a key's coordinator is, or why there is none.
 type Lookup = Result<Broker, (ResponseError, String)>;
 
-async fn lookup(ctx: &Context, key_type: i8, key: &str) -> Lookup {
+async fn lookup(ctx: &Context, listener: &str, key_type: i8, key: &str) -> Lookup {
     match key_type {
         KEY_TYPE_GROUP if key.is_empty() => Err((
             ResponseError::InvalidGroupId,
@@ -41,7 +41,7 @@ async fn lookup(ctx: &Context, key_type: i8, key: &str) -> Lookup {
                 return ctx
                     .cluster
                     .owner_without_me(key)
-                    .and_then(|id| ctx.cluster.broker(id))
+                    .and_then(|id| ctx.cluster.broker_on(id, listener))
                     .ok_or_else(|| unavailable("this gateway is not in contact with the cluster quorum"));
             }
             let (owner, _) = ctx
@@ -50,7 +50,7 @@ async fn lookup(ctx: &Context, key_type: i8, key: &str) -> Lookup {
                 .await
                 .map_err(|_| unavailable("the cluster cannot decide the coordinator now"))?;
             ctx.cluster
-                .broker(owner)
+                .broker_on(owner, listener)
                 .ok_or_else(|| unavailable("the coordinator has no advertised address"))
         }
         KEY_TYPE_TRANSACTION => Err((
@@ -68,8 +68,10 @@ async fn lookup(ctx: &Context, key_type: i8, key: &str) -> Lookup {
     }
 }
 
+/// Answers with the coordinator's address on `listener`, the one the client connected to.
 pub(super) async fn handle(
     ctx: &Context,
+    listener: &str,
     version: i16,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
@@ -82,7 +84,7 @@ pub(super) async fn handle(
     if version >= 4 {
         let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
         for key in req.coordinator_keys {
-            let found = lookup(ctx, key_type, &key).await;
+            let found = lookup(ctx, listener, key_type, &key).await;
             let c = Coordinator::default().with_key(key);
             coordinators.push(match found {
                 Ok(b) => c
@@ -100,7 +102,7 @@ pub(super) async fn handle(
         }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match lookup(ctx, key_type, &req.key).await {
+    match lookup(ctx, listener, key_type, &req.key).await {
         Ok(b) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(b.node_id))
             .with_host(StrBytes::from_string(b.host))

@@ -20,8 +20,14 @@ use super::{authorized_ops, Context};
 use crate::cluster::view::partition_leader;
 use crate::storage::{TopicConfig, TopicMeta};
 
-pub(super) async fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> MetadataResponse {
-    let brokers = ctx.brokers();
+/// Answers with the brokers' addresses on `listener`, the one the client connected to.
+pub(super) async fn handle(
+    ctx: &Context,
+    listener: &str,
+    version: i16,
+    req: MetadataRequest,
+) -> MetadataResponse {
+    let brokers = ctx.brokers_on(listener);
     let ids: Vec<i32> = brokers.iter().map(|b| b.node_id).collect();
     let controller = ctx.controller_id(&brokers);
     let mut resp = MetadataResponse::default()

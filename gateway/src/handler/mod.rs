@@ -5,6 +5,7 @@
 //! Kafka error codes; only [`HandlerError`] (a request the dispatcher cannot route) closes the
 //! connection.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
@@ -13,9 +14,11 @@ use crate::cluster::Coordinator;
 use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
+use crate::sasl::{AuthSession, Authenticator};
 use crate::storage::Storage;
 
 mod alter_configs;
+mod alter_user_scram_credentials;
 mod api_versions;
 mod assignments;
 mod authorized_ops;
@@ -30,6 +33,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_user_scram_credentials;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -46,18 +50,22 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 pub mod produce_order;
-pub mod window;
+mod sasl_authenticate;
+mod sasl_handshake;
 mod sync_group;
+pub mod window;
 
 /// Identity of this broker as advertised to clients.
 #[derive(Debug, Clone)]
 pub struct BrokerInfo {
     /// Node id in Metadata and DescribeCluster.
     pub node_id: i32,
-    /// Advertised host.
+    /// Advertised host of the first listener.
     pub host: String,
-    /// Advertised port.
+    /// Advertised port of the first listener.
     pub port: i32,
+    /// Advertised `(host, port)` per listener name.
+    pub listeners: BTreeMap<String, (String, i32)>,
     /// Rack, if configured.
     pub rack: Option<String>,
     /// This node's cluster id, proposed to the cluster at bootstrap (the replicated id wins).
@@ -95,23 +103,44 @@ pub struct Context {
     /// The gateway cluster (a one-node cluster when standalone): members, controller, group
     /// ownership.
     pub cluster: Coordinator,
+    /// SASL users, session lifetime and the audit of authentications.
+    pub auth: Arc<Authenticator>,
 }
 
 impl Context {
     /// The brokers advertised to clients: the cluster's live members, or this node alone while
     /// it has not applied a membership yet.
+    /// Addresses are the first listener's.
     pub fn brokers(&self) -> Vec<crate::cluster::Broker> {
         let brokers = self.cluster.brokers();
         if brokers.is_empty() {
-            let b = &self.broker;
-            return vec![crate::cluster::Broker {
-                node_id: b.node_id,
-                host: b.host.clone(),
-                port: b.port,
-                rack: b.rack.clone(),
-            }];
+            return vec![self.me(None)];
         }
         brokers
+    }
+
+    /// The brokers advertised to a client of `listener`: the live members' addresses on that
+    /// listener, or this node alone while it has not applied a membership yet.
+    pub fn brokers_on(&self, listener: &str) -> Vec<crate::cluster::Broker> {
+        let brokers = self.cluster.brokers_on(listener);
+        if brokers.is_empty() && self.cluster.brokers().is_empty() {
+            return vec![self.me(Some(listener))];
+        }
+        brokers
+    }
+
+    fn me(&self, listener: Option<&str>) -> crate::cluster::Broker {
+        let b = &self.broker;
+        let (host, port) = listener
+            .and_then(|l| b.listeners.get(l))
+            .cloned()
+            .unwrap_or_else(|| (b.host.clone(), b.port));
+        crate::cluster::Broker {
+            node_id: b.node_id,
+            host,
+            port,
+            rack: b.rack.clone(),
+        }
     }
 
     /// The controller id reported to clients along with `brokers` (the list in the same
@@ -131,20 +160,35 @@ impl Context {
     }
 }
 
+/// The listener name of clients built by [`Client::new`].
+pub const DEFAULT_LISTENER: &str = "PLAINTEXT";
+
 /// Who sent a request, beyond its header: one per connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Client {
     /// The peer's IP address (DescribeGroups shows it as the member's host).
     pub host: String,
+    /// The listener the client connected to: Metadata, FindCoordinator and DescribeCluster
+    /// answer with the addresses of this listener.
+    pub listener: Arc<str>,
+    /// The connection's principal and SASL exchange.
+    pub auth: AuthSession,
     /// Keeps this connection's Produce requests appending in request order.
     pub produce_order: produce_order::ProduceOrder,
 }
 
 impl Client {
-    /// The client of a new connection from `host`.
+    /// The client of a new connection from `host` on a PLAINTEXT listener.
     pub fn new(host: impl Into<String>) -> Self {
+        Self::on_listener(host, Arc::from(DEFAULT_LISTENER), AuthSession::default())
+    }
+
+    /// The client of a new connection from `host` on `listener`.
+    pub fn on_listener(host: impl Into<String>, listener: Arc<str>, auth: AuthSession) -> Self {
         Self {
             host: host.into(),
+            listener,
+            auth,
             produce_order: produce_order::ProduceOrder::default(),
         }
     }
@@ -181,7 +225,21 @@ pub async fn dispatch(
     let v = header.request_api_version;
     let reply = match body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, v, r)),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, v, r).await),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::handle(ctx, &client.listener, v, r).await)
+        }
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(describe_user_scram_credentials::handle(ctx, v, r))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(alter_user_scram_credentials::handle(ctx, v, r).await)
+        }
+        RequestKind::SaslHandshake(r) => {
+            ResponseKind::SaslHandshake(sasl_handshake::handle(ctx, client, v, r))
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            ResponseKind::SaslAuthenticate(sasl_authenticate::handle(ctx, client, v, r).await)
+        }
         RequestKind::Produce(r) => {
             return Ok(produce::handle(ctx, client, held, v, r)
                 .await
@@ -202,7 +260,9 @@ pub async fn dispatch(
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(ctx, v, r).await)
         }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(ctx, v, r).await),
-        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster::handle(ctx, v, r)),
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(ctx, &client.listener, v, r))
+        }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(ctx, v, r).await)
         }
@@ -210,7 +270,7 @@ pub async fn dispatch(
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, v, r).await)
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(find_coordinator::handle(ctx, v, r).await)
+            ResponseKind::FindCoordinator(find_coordinator::handle(ctx, &client.listener, v, r).await)
         }
         RequestKind::JoinGroup(r) => {
             ResponseKind::JoinGroup(join_group::handle(ctx, header, client, r).await)
@@ -265,7 +325,11 @@ fn api_key_of(body: &RequestKind) -> ApiKey {
         DescribeGroups,
         ListGroups,
         DeleteGroups,
-        OffsetDelete
+        OffsetDelete,
+        SaslHandshake,
+        SaslAuthenticate,
+        DescribeUserScramCredentials,
+        AlterUserScramCredentials
     )
 }
 
@@ -315,7 +379,10 @@ mod tests {
             JoinGroup => JoinGroupRequest, Heartbeat => HeartbeatRequest, LeaveGroup => LeaveGroupRequest,
             SyncGroup => SyncGroupRequest, DescribeGroups => DescribeGroupsRequest,
             ListGroups => ListGroupsRequest, DeleteGroups => DeleteGroupsRequest,
-            OffsetDelete => OffsetDeleteRequest
+            OffsetDelete => OffsetDeleteRequest, SaslHandshake => SaslHandshakeRequest,
+            SaslAuthenticate => SaslAuthenticateRequest,
+            DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
+            AlterUserScramCredentials => AlterUserScramCredentialsRequest
         )
     }
 
@@ -352,3 +419,6 @@ mod group_flow_test;
 
 #[cfg(test)]
 mod group_admin_test;
+
+#[cfg(test)]
+mod scram_credentials_test;

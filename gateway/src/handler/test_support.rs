@@ -1,5 +1,6 @@
 //! A handler [`Context`] over a real embedded log in a temp dir, for handler unit tests.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +52,7 @@ pub(crate) async fn context() -> TestContext {
             node_id: 0,
             host: "127.0.0.1".into(),
             port: 9092,
+            listeners: BTreeMap::new(),
             rack: None,
             cluster_id: "test-cluster".into(),
         },
@@ -64,6 +66,12 @@ pub(crate) async fn context() -> TestContext {
         producer_ids: Arc::new(ProducerIdAllocator::new(cluster.clone())),
         groups,
         cluster,
+        auth: Arc::new(crate::sasl::Authenticator {
+            users: None,
+            session_lifetime: None,
+            oauth: None,
+            audit: crate::sasl::Audit::new(&registry).expect("audit metrics"),
+        }),
     };
     TestContext { ctx, _dir: dir }
 }

@@ -63,6 +63,13 @@ pub const SUPPORTED: &[ApiRange] = &[
     r!(ListGroups, 0, 5),
     r!(DeleteGroups, 0, 2),
     r!(OffsetDelete, 0, 0),
+    // Listed from v0 because librdkafka (2.x) enables SASL only when v0 is in the range; every
+    // client that knows SaslAuthenticate sends v1. After a v0 handshake a client would send its
+    // SASL tokens unframed, which the gateway does not read: such a connection is closed.
+    r!(SaslHandshake, 0, 1),
+    r!(SaslAuthenticate, 0, 2),
+    r!(DescribeUserScramCredentials, 0, 0),
+    r!(AlterUserScramCredentials, 0, 0),
 ];
 
 /// The supported range of an API key, if any.

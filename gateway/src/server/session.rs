@@ -22,7 +22,6 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseKind};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -30,10 +29,13 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::budget::{MemoryBudget, Reservation};
 use super::connection::{FrameError, FrameReader, FrameWriter};
+use super::transport::Transport;
 use super::ServerOptions;
 use crate::handler::window::{Held, Window};
 use crate::handler::{self, Client, Context};
 use crate::protocol::{self, CodecError, Decoded};
+use crate::sasl::audit::Failure;
+use crate::sasl::session::Refusal;
 
 /// Why a session ended abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,8 @@ enum SessionError {
     Handler(#[from] handler::HandlerError),
     #[error("socket write failed: {0}")]
     Write(#[from] std::io::Error),
+    #[error("{api:?} refused: {refusal}")]
+    Refused { api: ApiKey, refusal: Refusal },
 }
 
 impl SessionError {
@@ -55,23 +59,23 @@ impl SessionError {
             Self::Codec(e) => e.metric_label(),
             Self::Handler(_) => "not_dispatched",
             Self::Write(_) => "write",
+            Self::Refused { refusal, .. } => refusal.metric_label(),
         }
     }
 }
 
-/// Serves one connection until the peer closes, an error, idleness, or shutdown.
-pub(super) async fn run(
-    stream: TcpStream,
+/// Serves one connection of `client` until the peer closes, an error, idleness, a failed
+/// authentication, or shutdown.
+pub(super) async fn run<S: Transport>(
+    stream: S,
+    client: Client,
     ctx: Arc<Context>,
     opts: Arc<ServerOptions>,
     budget: Arc<MemoryBudget>,
     shutdown: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
-    let client = Arc::new(Client::new(
-        stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
-    ));
-    let (read_half, write_half) = stream.into_split();
+    let client = Arc::new(client);
+    let (read_half, write_half) = stream.into_halves();
     let (tx, mut rx) = mpsc::channel::<Result<Frame, FrameError>>(READ_AHEAD);
     let reader_stop = shutdown.child_token();
     let reader = {
@@ -112,6 +116,8 @@ pub(super) async fn run(
             SessionError::Frame(FrameError::Io(_) | FrameError::Truncated) | SessionError::Write(_) => {
                 debug!(error = %e, "connection closed")
             }
+            // Counted and logged (rate-limited) by the authentication audit.
+            SessionError::Refused { .. } => debug!(error = %e, "closing unauthenticated connection"),
             _ => warn!(error = %e, "closing connection on protocol error"),
         }
     }
@@ -148,9 +154,9 @@ fn window_open(requests: usize, bytes: usize, opts: &ServerOptions) -> bool {
     requests == 0 || (requests < opts.max_in_flight && bytes < opts.max_in_flight_bytes)
 }
 
-async fn serve(
+async fn serve<W: tokio::io::AsyncWrite + Unpin>(
     rx: &mut mpsc::Receiver<Result<Frame, FrameError>>,
-    writer: &mut FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
+    writer: &mut FrameWriter<W>,
     ctx: &Arc<Context>,
     client: &Arc<Client>,
     opts: &ServerOptions,
@@ -166,6 +172,8 @@ async fn serve(
             return Ok(());
         }
         let idle_deadline = last_activity + opts.idle_timeout;
+        // KIP-368: a session not renewed in time ends with its connection.
+        let expiry = client.auth.expires().map(Instant::from_std);
         tokio::select! {
             biased;
             Some(done) = in_flight.next(), if !in_flight.is_empty() => {
@@ -182,6 +190,11 @@ async fn serve(
                 }
                 writer.flush().await?;
                 last_activity = Instant::now();
+                // A failed authentication is answered, then the connection closes (as Kafka).
+                if client.auth.failed() {
+                    debug!("closing the connection after a failed authentication");
+                    return Ok(());
+                }
             }
             _ = shutdown.cancelled(), if reading => {
                 debug!("shutdown: finishing in-flight requests");
@@ -202,6 +215,10 @@ async fn serve(
                         in_flight.push_back(request);
                     }
                 }
+            }
+            _ = tokio::time::sleep_until(expiry.unwrap_or(idle_deadline)), if reading && in_flight.is_empty() && expiry.is_some() => {
+                info!(principal = client.auth.principal(), "closing connection: SASL session expired without re-authentication");
+                reading = false;
             }
             _ = tokio::time::sleep_until(idle_deadline), if reading && in_flight.is_empty() => {
                 info!(idle_ms = opts.idle_timeout.as_millis() as u64, "closing idle connection");
@@ -232,6 +249,17 @@ fn start_request(
             Ok(Box::pin(async move { Ok(Some(frame)) }))
         }
         Decoded::Request { header, api, body } => {
+            if let Err(refusal) = client.auth.admits(api, started.into_std()) {
+                ctx.auth.audit.failure(Failure {
+                    listener: &client.listener,
+                    peer: &client.host,
+                    mechanism: "none",
+                    principal: &client.auth.principal(),
+                    reason: refusal.metric_label(),
+                    detail: &format!("{api:?} sent before SASL authentication completed"),
+                });
+                return Err(SessionError::Refused { api, refusal });
+            }
             let span = info_span!(
                 "request",
                 api = ?api,

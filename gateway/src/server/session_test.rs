@@ -59,6 +59,7 @@ async fn a_produce_awaiting_its_answer_leaves_the_window_to_the_next_request() {
         max_queued_request_bytes: 1 << 20,
         idle_timeout: Duration::from_secs(60),
         shutdown_grace: Duration::from_secs(1),
+        tls_handshake_timeout: Duration::from_secs(10),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let addr = listener.local_addr().expect("address");
@@ -73,7 +74,15 @@ async fn a_produce_awaiting_its_answer_leaves_the_window_to_the_next_request() {
                 ctx.metrics.queued_request_bytes.clone(),
                 ctx.metrics.queued_request_waiters.clone(),
             );
-            super::session::run(stream, ctx, opts, budget, shutdown).await;
+            super::session::run(
+                stream,
+                crate::handler::Client::new("127.0.0.1"),
+                ctx,
+                opts,
+                budget,
+                shutdown,
+            )
+            .await;
         }
     });
     let mut socket = TcpStream::connect(addr).await.expect("connect");
@@ -159,9 +168,10 @@ async fn a_hostile_frame_closes_only_its_connection() {
         max_queued_request_bytes: 1 << 20,
         idle_timeout: Duration::from_secs(60),
         shutdown_grace: Duration::from_secs(1),
+        tls_handshake_timeout: Duration::from_secs(10),
     };
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(super::run(listener, Arc::new(t.ctx), opts, {
+    let server = tokio::spawn(super::run(vec![plaintext(listener)], Arc::new(t.ctx), opts, {
         let s = shutdown.clone();
         async move { s.cancelled().await }
     }));
@@ -237,9 +247,10 @@ async fn many_large_frames_hold_no_more_than_the_budget_and_others_are_served_af
         max_queued_request_bytes: BUDGET,
         idle_timeout: Duration::from_secs(60),
         shutdown_grace: Duration::from_secs(1),
+        tls_handshake_timeout: Duration::from_secs(10),
     };
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(super::run(listener, Arc::clone(&ctx), opts, {
+    let server = tokio::spawn(super::run(vec![plaintext(listener)], Arc::clone(&ctx), opts, {
         let s = shutdown.clone();
         async move { s.cancelled().await }
     }));
@@ -307,4 +318,13 @@ async fn many_large_frames_hold_no_more_than_the_budget_and_others_are_served_af
 
     shutdown.cancel();
     timely("server shutdown", server).await.expect("server task");
+}
+
+fn plaintext(tcp: TcpListener) -> super::KafkaListener {
+    super::KafkaListener {
+        tcp,
+        name: "PLAINTEXT".into(),
+        tls: None,
+        sasl: false,
+    }
 }
