@@ -39,7 +39,6 @@ fn wait_acks(
 }
 
 #[test]
-#[ignore = "opt-in (cargo test -p tests --test kafka -- --ignored; about 11 min): passed its last run (4,270 acknowledged records at their offsets, 0 duplicates) but has run once since its fixes; it joins the README test command once it has a record"]
 fn smq_acks_all_records_survive_broker_kill9_cycles() -> Result<()> {
     const TOPIC: &str = "smq-wal-broker-kill";
     let mut weed = WeedHandle::start_with_flush_interval(DEFAULT_FLUSH_SECONDS)?;
